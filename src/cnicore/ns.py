@@ -1,0 +1,472 @@
+"""Network namespaces: create, open, enter and remove them.
+
+The Python counterpart of Go's ``containernetworking/plugins/pkg/ns`` plus
+``testutils.NewNS``. Only the standard library is used (``ctypes`` for the
+syscalls Python does not wrap), and heavy modules are imported lazily, because
+every plugin exec imports this module.
+
+Our rule for entering a namespace: a thread that called ``setns()`` never runs
+anything else. :meth:`NetNS.do` runs the function in a fresh thread that enters
+the namespace and then exits, so the calling thread's namespace never changes
+and no pooled thread can be left in the wrong namespace.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
+    from typing import Callable, ParamSpec, TypeVar
+
+    _P = ParamSpec("_P")
+    _T = TypeVar("_T")
+
+__all__ = [
+    "NETNS_RUN_DIR",
+    "NetNSError",
+    "NetNSNotFoundError",
+    "NotANetNSError",
+    "NetNSNameError",
+    "NetNS",
+    "new_netns",
+    "get_netns",
+    "current_netns",
+    "with_netns_path",
+    "is_same_as_current",
+    "list_netns",
+]
+
+NETNS_RUN_DIR = "/var/run/netns"
+
+# Linux constants (not exposed by the os module on every Python we support).
+CLONE_NEWNET = 0x40000000
+NSFS_MAGIC = 0x6E736673
+PROC_SUPER_MAGIC = 0x9FA0
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), Linux >= 4.11
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+MNT_DETACH = 0x2
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+
+
+class NetNSError(Exception):
+    """Base class for every network-namespace failure."""
+
+
+class NetNSNotFoundError(NetNSError):
+    """The namespace path does not exist (DEL treats this as already gone)."""
+
+
+class NotANetNSError(NetNSError):
+    """The path exists but is not a network namespace."""
+
+
+class NetNSNameError(NetNSError, ValueError):
+    """An invalid name for :func:`new_netns` (a caller error, hence also ValueError)."""
+
+
+# --------------------------------------------------------------------------
+# libc access, loaded on first use so importing this module stays cheap.
+
+_libc: ctypes.CDLL | None = None
+
+
+def _lib() -> ctypes.CDLL:
+    """The process's libc with errno capture, loaded once."""
+    global _libc
+    lib = _libc
+    if lib is None:
+        import ctypes
+
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.unshare.argtypes = [ctypes.c_int]
+        lib.mount.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_ulong,
+            ctypes.c_void_p,
+        ]
+        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        lib.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        _libc = lib
+    return lib
+
+
+def _check(ret: int, what: str, path: str | None = None) -> None:
+    """Turn a libc ``-1`` return into ``OSError`` carrying errno."""
+    if ret == -1:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+
+
+def _setns(fd: int, nstype: int) -> None:
+    _check(_lib().setns(fd, nstype), "setns")
+
+
+def _unshare(flags: int) -> None:
+    _check(_lib().unshare(flags), "unshare")
+
+
+def _mount(source: str, target: str, fstype: str, flags: int) -> None:
+    ret = _lib().mount(
+        os.fsencode(source), os.fsencode(target), os.fsencode(fstype), flags, None
+    )
+    _check(ret, "mount", target)
+
+
+def _umount2(target: str, flags: int) -> None:
+    _check(_lib().umount2(os.fsencode(target), flags), "umount2", target)
+
+
+def _fstatfs_type(fd: int) -> int:
+    """``f_type`` of ``fstatfs(fd)``: the first word of ``struct statfs``."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(512)  # larger than struct statfs anywhere
+    _check(_lib().fstatfs(fd, buf), "fstatfs")
+    return ctypes.c_ulong.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def _thread_ns_path(pid_in_path: bool = True) -> str:
+    """This thread's netns file; with the real pid so other processes can use it."""
+    pid = os.getpid() if pid_in_path else "self"
+    return f"/proc/{pid}/task/{_thread.get_native_id()}/ns/net"
+
+
+def _check_netns_fd(fd: int, path: str) -> None:
+    """Raise NotANetNSError unless fd is a network namespace (like Go's IsNSorErr)."""
+    try:
+        magic = _fstatfs_type(fd)
+    except OSError as exc:
+        raise NetNSError(f"failed to fstatfs {path!r}: {exc.strerror}") from exc
+    if magic not in (NSFS_MAGIC, PROC_SUPER_MAGIC):
+        raise NotANetNSError(f"unknown FS magic on {path!r}: {magic:#x}")
+    import errno
+    import fcntl
+
+    try:
+        nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EINVAL, errno.ENOSYS):
+            return  # old kernel (or procfs ns file): the magic check is all we have
+        raise NetNSError(f"failed to query namespace type of {path!r}: {exc.strerror}") from exc
+    if nstype != CLONE_NEWNET:
+        raise NotANetNSError(f"{path!r} is not a network namespace (type {nstype:#x})")
+
+
+def _run_in_thread(name: str, fn: Callable[[], _T]) -> _T:
+    """Run fn in a new thread that exits afterwards; return or re-raise in the caller."""
+    import threading
+
+    box: list[object] = []
+    failed = False
+
+    def target() -> None:
+        nonlocal failed
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            failed = True
+            box.append(exc)
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    thread.join()
+    if not box:  # the thread died without running target (should not happen)
+        raise NetNSError(f"thread {name!r} exited without a result")
+    value = box[0]
+    if failed:
+        assert isinstance(value, BaseException)
+        try:
+            raise value
+        finally:
+            del value, box  # break the frame <-> traceback cycle
+    return value  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------
+
+
+class NetNS:
+    """An open network namespace file (a bind mount under NETNS_RUN_DIR or a /proc path).
+
+    The fd is opened at construction and kept until :meth:`close`, so the
+    namespace stays valid even if the path is unmounted or its process exits.
+    """
+
+    __slots__ = ("path", "_fd")
+
+    def __init__(self, path: str, fd: int) -> None:
+        """Wrap an already opened fd (which this object now owns) for ``path``."""
+        self.path = path
+        self._fd = fd
+
+    def fd(self) -> int:
+        """The open O_RDONLY|O_CLOEXEC fd of the namespace file."""
+        fd = self._fd
+        if fd < 0:
+            raise NetNSError(f"{self.path!r} has already been closed")
+        return fd
+
+    def do(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run ``fn(*args, **kwargs)`` inside this namespace and return its result.
+
+        A fresh thread enters the namespace, runs fn and exits, so the caller's
+        namespace never changes; fn's exception is re-raised here unchanged.
+        Subprocesses and threads started by fn inherit the namespace.
+        """
+        # A private dup keeps the fd valid even if another thread closes us meanwhile.
+        fd = os.dup(self.fd())
+        path = self.path
+
+        def enter_and_run() -> tuple[bool, object]:
+            try:
+                _setns(fd, CLONE_NEWNET)
+            except OSError as exc:
+                return False, exc
+            return True, fn(*args, **kwargs)
+
+        try:
+            entered, value = _run_in_thread(f"netns-do {path}", enter_and_run)
+        finally:
+            os.close(fd)
+        if not entered:
+            assert isinstance(value, OSError)
+            raise NetNSError(f"failed to enter netns {path!r}: {value.strerror}") from value
+        return value  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the fd; calling it again does nothing."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def remove(self) -> None:
+        """Close, then unmount and delete the bind-mount file (like ``ip netns delete``).
+
+        Only for namespaces under NETNS_RUN_DIR; a file that is already gone or
+        no longer mounted is fine, so removing twice succeeds.
+        """
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if os.path.realpath(parent) != os.path.realpath(NETNS_RUN_DIR):
+            raise NetNSError(f"refusing to remove {self.path!r}: not under {NETNS_RUN_DIR}")
+        self.close()
+        try:
+            _umount2(self.path, MNT_DETACH)
+        except OSError as exc:
+            import errno
+
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):  # not mounted / gone
+                raise NetNSError(f"failed to unmount {self.path!r}: {exc.strerror}") from exc
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise NetNSError(f"failed to remove {self.path!r}: {exc.strerror}") from exc
+
+    def inode(self) -> tuple[int, int]:
+        """``(st_dev, st_ino)`` of the namespace: equal for the same namespace."""
+        fd = self._fd
+        st = os.fstat(fd) if fd >= 0 else os.stat(self.path)
+        return st.st_dev, st.st_ino
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NetNS):
+            return NotImplemented
+        return self.inode() == other.inode()
+
+    def __hash__(self) -> int:
+        return hash(self.inode())
+
+    def __enter__(self) -> NetNS:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = f"fd={self._fd}" if self._fd >= 0 else "closed"
+        return f"<NetNS {self.path!r} {state}>"
+
+    def __del__(self) -> None:
+        # Do not leak fds when a caller forgets close(); never raise from here.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# --------------------------------------------------------------------------
+
+_run_dir_lock = _thread.allocate_lock()  # serialises the make-shared dance below
+
+
+def _ensure_run_dir() -> None:
+    """Make NETNS_RUN_DIR a shared mount point, exactly as iproute2's netns_add does.
+
+    Shared propagation lets bind mounts made later show up in other mount
+    namespaces (e.g. ``ip netns exec`` or a container runtime's).
+    """
+    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    with _run_dir_lock:
+        made_mount = False
+        while True:
+            try:
+                _mount("", NETNS_RUN_DIR, "none", MS_SHARED | MS_REC)
+                return
+            except OSError as exc:
+                import errno
+
+                if exc.errno != errno.EINVAL or made_mount:
+                    raise NetNSError(
+                        f"mount --make-shared {NETNS_RUN_DIR} failed: {exc.strerror}"
+                    ) from exc
+            # Not a mount point yet: bind it onto itself, then retry.
+            try:
+                _mount(NETNS_RUN_DIR, NETNS_RUN_DIR, "none", MS_BIND | MS_REC)
+            except OSError as exc:
+                raise NetNSError(
+                    f"mount --bind {NETNS_RUN_DIR} {NETNS_RUN_DIR} failed: {exc.strerror}"
+                ) from exc
+            made_mount = True
+
+
+def _validate_name(name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise NetNSNameError(f"invalid network namespace name {name!r}: empty")
+    if "/" in name or "\0" in name or name in (".", ".."):
+        raise NetNSNameError(f"invalid network namespace name {name!r}")
+
+
+def new_netns(name: str | None = None) -> NetNS:
+    """Create a netns persisted by a bind mount at NETNS_RUN_DIR/<name>, as ``ip netns add``.
+
+    The path can be handed to other processes (``ip netns exec``, plugins via
+    CNI_NETNS). The name defaults to a random ``cni-<uuid4>``.
+    """
+    if name is None:
+        import uuid
+
+        name = f"cni-{uuid.uuid4()}"
+    _validate_name(name)
+    _ensure_run_dir()
+    path = os.path.join(NETNS_RUN_DIR, name)
+
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+    except FileExistsError as exc:
+        raise NetNSError(f"network namespace {name!r} already exists at {path}") from exc
+    except OSError as exc:
+        raise NetNSError(f"failed to create {path!r}: {exc.strerror}") from exc
+
+    def create() -> None:
+        # This thread leaves the caller's netns and dies right after.
+        _unshare(CLONE_NEWNET)
+        _mount(_thread_ns_path(pid_in_path=False), path, "none", MS_BIND)
+
+    fd = -1
+    try:
+        _run_in_thread(f"netns-new {name}", create)
+        fd = os.open(path, _OPEN_FLAGS)
+        _check_netns_fd(fd, path)
+    except BaseException as exc:
+        if fd >= 0:
+            os.close(fd)
+        _discard_mount_file(path)
+        if isinstance(exc, NetNSError):
+            raise
+        if isinstance(exc, OSError):
+            raise NetNSError(
+                f"failed to create network namespace {name!r}: {exc.strerror or exc}"
+            ) from exc
+        raise
+    return NetNS(path, fd)
+
+
+def _discard_mount_file(path: str) -> None:
+    """Best-effort cleanup of a half-made namespace file."""
+    try:
+        _umount2(path, MNT_DETACH)
+    except OSError:
+        pass
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def get_netns(path: str) -> NetNS:
+    """Open an existing network namespace file.
+
+    Raises NetNSNotFoundError if the path is missing and NotANetNSError if it
+    is not a network namespace (a plain file, another namespace type...).
+    """
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        raise NetNSNotFoundError(f"failed to open {path!r}: no such file") from exc
+    except OSError as exc:
+        raise NetNSError(f"failed to stat {path!r}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):  # nsfs inodes are regular; also avoids blocking on FIFOs
+        raise NotANetNSError(f"{path!r} is not a network namespace (not a namespace file)")
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError as exc:
+        raise NetNSNotFoundError(f"failed to open {path!r}: no such file") from exc
+    except OSError as exc:
+        raise NetNSError(f"failed to open {path!r}: {exc.strerror}") from exc
+    try:
+        _check_netns_fd(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return NetNS(path, fd)
+
+
+def current_netns() -> NetNS:
+    """The calling thread's netns, opened now so it stays valid after the thread moves on."""
+    path = _thread_ns_path()
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise NetNSError(f"failed to open current netns {path!r}: {exc.strerror}") from exc
+    return NetNS(path, fd)
+
+
+def with_netns_path(path: str, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run fn inside the netns at path and return its result (Go's ns.WithNetNSPath)."""
+    ns = get_netns(path)
+    try:
+        return ns.do(fn, *args, **kwargs)
+    finally:
+        ns.close()
+
+
+def is_same_as_current(path: str) -> bool:
+    """True if path is the calling thread's netns; False if it can't be opened."""
+    try:
+        target = os.stat(path)
+        current = os.stat(_thread_ns_path(pid_in_path=False))
+    except OSError:
+        return False
+    return (target.st_dev, target.st_ino) == (current.st_dev, current.st_ino)
+
+
+def list_netns() -> list[str]:
+    """Names of the namespaces under NETNS_RUN_DIR (sorted; empty if it doesn't exist)."""
+    try:
+        return sorted(os.listdir(NETNS_RUN_DIR))
+    except FileNotFoundError:
+        return []

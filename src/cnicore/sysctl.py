@@ -1,0 +1,90 @@
+"""Sysctl writes gated by policy, and the default policy itself.
+
+Plugins never open /proc/sys directly: :func:`write` resolves the key, asks
+every ``cni_sysctl_check`` implementation (any may veto) and only then writes.
+Run it inside the target namespace (``NetNS.do``): /proc/sys/net shows the
+namespace of the thread that opens it.
+
+This module is also a policy plugin: its ``cni_sysctl_check`` allows only
+paths that resolve under /proc/sys/net/.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cnicore.errors import CNIError, ERR_INVALID_NETWORK_CONFIG
+from cnicore.plugin import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnicore.request import Request
+
+SYSCTL_ROOT = "/proc/sys"
+NET_ROOT = "/proc/sys/net/"
+
+
+def key_to_path(key: str, ifname: str = "") -> str:
+    """``net.ipv4.conf.IFNAME.forwarding`` -> ``/proc/sys/net/ipv4/conf/eth0/forwarding``.
+
+    Dots become path separators and the first ``IFNAME`` becomes ``ifname``
+    (which may itself contain dots, e.g. a VLAN ``eth0.100``). A key or
+    interface name that tries to leave its place (``..``, ``/``, empty
+    components) is refused before anything is touched.
+    """
+    if not key or "/" in key:
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"invalid sysctl key: {key!r}")
+    parts = key.split(".")
+    if any(p == "" for p in parts):
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"invalid sysctl key: {key!r}")
+    if "IFNAME" in parts:
+        if not ifname or "/" in ifname or ifname in (".", ".."):
+            raise CNIError(ERR_INVALID_NETWORK_CONFIG,
+                           f"invalid interface name {ifname!r} for sysctl key {key!r}")
+        parts[parts.index("IFNAME")] = ifname
+    return SYSCTL_ROOT + "/" + "/".join(parts)
+
+
+def is_net_path(path: str) -> bool:
+    """True if ``path`` stays under /proc/sys/net/ after normalisation."""
+    if any(part == ".." for part in path.split("/")):
+        return False
+    return os.path.normpath(path).startswith(NET_ROOT)
+
+
+@hookimpl
+def cni_sysctl_check(key: str, value: str, path: str) -> None:
+    """Default policy: only the network subsystem's sysctls."""
+    if not is_net_path(path):
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG,
+                       f"invalid net sysctl key: {key!r} (only keys under {NET_ROOT} are allowed)")
+
+
+def check(key: str, value: str, path: str, request: Request | None = None, hook: object = None) -> None:
+    """Ask every policy about a write; the default policy alone when no host is given."""
+    if hook is None and request is not None and request.host is not None:
+        hook = request.host.hook
+    if hook is None:
+        cni_sysctl_check(key, value, path)
+    else:
+        hook.cni_sysctl_check(key=key, value=value, path=path, request=request)  # type: ignore[attr-defined]
+
+
+def read(path: str) -> str:
+    """The current value, stripped."""
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+def write(key: str, value: str, *, ifname: str = "", request: Request | None = None,
+          hook: object = None) -> str:
+    """Resolve ``key``, check it with the policies, write ``value``; return the old value."""
+    path = key_to_path(key, ifname)
+    check(key, value, path, request, hook)
+    try:
+        previous = read(path)
+        with open(path, "w") as fh:
+            fh.write(value)
+    except OSError as exc:
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"failed to set sysctl {key}={value}: {exc}") from None
+    return previous

@@ -1,0 +1,20 @@
+"""The README's main job runs end to end and leaves nothing behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.privileged, pytest.mark.interop]
+
+
+def test_demo_builds_pings_and_cleans_up():
+    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    proc = subprocess.run([sys.executable, "-m", "cnicore.demo"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(": ok") == 4
+    assert "loopback (cnicore)" in proc.stdout
+    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert after == before
