@@ -33,15 +33,14 @@ def cni_plugin_info() -> PluginInfo:
 
 def _lo_up_and_addresses() -> tuple[str | None, str | None]:
     import ipaddress
-    import socket
 
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
 
     with RtnlSocket() as rtnl:
         link = rtnl.link(LOOPBACK)
         rtnl.set_up(link, True)
         first: list[str | None] = []
-        for family in (socket.AF_INET, socket.AF_INET6):
+        for family in (AF_INET, AF_INET6):
             addrs = rtnl.addresses(link, family)
             for addr in addrs:
                 if not ipaddress.ip_interface(addr).ip.is_loopback:

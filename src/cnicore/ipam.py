@@ -16,6 +16,7 @@ from cnicore.plugin import hookimpl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cnicore.launchers import LauncherHeader
     from cnicore.request import Request
     from cnicore.types import AnyResult
 
@@ -39,7 +40,7 @@ def run_ipam(request: Request, command: str | None = None) -> AnyResult | None:
     if request.host is None:
         outcome = cni_ipam(command, kind, request)
     else:
-        outcome = request.host.hook.cni_ipam(command=command, ipam_type=kind, request=request)
+        outcome = request.host.call_hook("cni_ipam", command=command, ipam_type=kind, request=request)
     if command == "ADD":
         if outcome is None or outcome is True:
             raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"IPAM plugin {kind!r} returned no result")
@@ -58,7 +59,7 @@ def cni_ipam(command: str, ipam_type: str, request: Request) -> AnyResult | bool
     env = dict(request.env)
     env["CNI_COMMAND"] = command
     if header is not None and header.runs_here():
-        return _run_in_process(header.module, ipam_type, command, request.stdin, env)
+        return _run_in_process(header, command, request.stdin, env)
     args = invoke.DelegateArgs(command)
     if command == "ADD":
         return invoke.exec_plugin_with_result(path, request.stdin, args, env_base=request.env)
@@ -66,8 +67,9 @@ def cni_ipam(command: str, ipam_type: str, request: Request) -> AnyResult | bool
     return True
 
 
-def _run_in_process(module: str, name: str, command: str, stdin: bytes,
+def _run_in_process(header: LauncherHeader, command: str, stdin: bytes,
                     env: dict[str, str]) -> AnyResult | bool:
+    """Serve the request as the launcher would: its sys.path entries, its module, its policies."""
     import importlib
     import json
     import sys
@@ -75,7 +77,9 @@ def _run_in_process(module: str, name: str, command: str, stdin: bytes,
     from cnicore import invoke, skel
     from cnicore.host import PluginHost
 
-    host = PluginHost(importlib.import_module(module), name)
+    name = header.type
+    sys.path.extend([p for p in header.path if p not in sys.path])
+    host = PluginHost(importlib.import_module(header.module), name, header.policies)
     code, out, err = skel.run(host, env, stdin)
     if err:
         sys.stderr.buffer.write(err)

@@ -32,28 +32,51 @@ HEADER_PREFIX = "# cnicore-launcher: "
 MAX_SHEBANG = 255
 
 
+def interpreter() -> str:
+    """This environment's interpreter, spelled the same however we were started.
+
+    ``python -m cnicore.cli`` and the ``cnitool`` script may see ``bin/python``
+    and ``bin/python3.11`` of one venv; launchers and the manifest always use
+    ``<prefix>/bin/python3`` when that is the same interpreter.
+    """
+    canonical = os.path.join(sys.prefix, "bin", "python3")
+    try:
+        if os.path.realpath(canonical) == os.path.realpath(sys.executable):
+            return canonical
+    except OSError:
+        pass
+    return sys.executable
+
+
 class LauncherError(Exception):
     """A launcher that cannot be written."""
 
 
 class LauncherHeader:
-    """What a launcher says about itself on its second line."""
+    """What a launcher says about itself on its second line.
 
-    __slots__ = ("type", "module", "attr", "python", "distribution", "version")
+    ``path`` is what the launcher adds to ``sys.path`` and ``policies`` the
+    policy modules it registers, so a caller running the plugin in-process
+    (:mod:`cnicore.ipam`) imports and hosts it exactly as the launcher would.
+    """
+
+    __slots__ = ("type", "module", "attr", "python", "distribution", "version", "path", "policies")
 
     def __init__(self, type: str, module: str, attr: str, python: str, distribution: str = "",
-                 version: str = "") -> None:
+                 version: str = "", path: Iterable[str] = (), policies: Iterable[str] = ()) -> None:
         self.type = type
         self.module = module
         self.attr = attr
         self.python = python
         self.distribution = distribution
         self.version = version
+        self.path = tuple(path)
+        self.policies = tuple(policies)
 
     def runs_here(self) -> bool:
         """True if this process's interpreter is the launcher's, so its plugin can be
         imported here instead of exec'd."""
-        return self.python == sys.executable and not self.attr
+        return self.python in (sys.executable, interpreter()) and not self.attr
 
 
 def read_header(path: str) -> LauncherHeader | None:
@@ -68,9 +91,12 @@ def read_header(path: str) -> LauncherHeader | None:
         return None
     try:
         meta = json.loads(lines[1][len(HEADER_PREFIX):])
+        path, policies = meta.get("path", []), meta.get("policies", [])
+        if not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in (path, policies)):
+            return None
         return LauncherHeader(meta["type"], meta["module"], meta.get("attr", ""), meta["python"],
-                              meta.get("distribution", ""), meta.get("version", ""))
-    except (ValueError, KeyError, TypeError):
+                              meta.get("distribution", ""), meta.get("version", ""), path, policies)
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -90,12 +116,14 @@ def _root_of(top_level: str) -> str:
     return os.path.dirname(os.path.abspath(location))
 
 
-def launcher_sys_path(module: str) -> list[str]:
-    """The directories a launcher adds: the plugin's and cnicore's roots (they may be
-    editable installs) and the environment's site-packages (dependencies)."""
+def launcher_sys_path(module: str, policies: Iterable[str] = ()) -> list[str]:
+    """The directories a launcher adds: the roots of the plugin, of its policy modules
+    and of cnicore (any may be an editable install) and the environment's
+    site-packages (dependencies). A module that cannot be found is a LauncherError."""
     import site
 
-    paths = [_root_of(module.split(".")[0]), _root_of("cnicore")]
+    modules = [module, *policies, "cnicore"]
+    paths = [_root_of(name.split(".")[0]) for name in modules]
     paths += [p for p in site.getsitepackages() if os.path.isdir(p)]
     base = set(getattr(sys, "_stdlib_dir", None) and [sys._stdlib_dir] or [])  # type: ignore[attr-defined]
     out: list[str] = []
@@ -107,21 +135,23 @@ def launcher_sys_path(module: str) -> list[str]:
 
 def render(entry: PluginEntry, python: str | None = None, policies: Iterable[str] = ()) -> str:
     """The launcher script for one plugin type."""
-    python = python or sys.executable
+    python = python or interpreter()
     shebang = f"#!{python} -IS"
     if len(shebang) > MAX_SHEBANG:
         raise LauncherError(f"interpreter path too long for a #! line ({len(shebang)} > {MAX_SHEBANG}): "
                             f"{python}")
+    policies = list(policies)
+    path = launcher_sys_path(entry.module, policies)
     meta = {"type": entry.type, "module": entry.module, "attr": entry.attr, "python": python,
-            "distribution": entry.distribution, "version": entry.version}
-    target = {"type": entry.type, "module": entry.module, "attr": entry.attr,
-              "policies": list(policies)}
+            "distribution": entry.distribution, "version": entry.version, "path": path,
+            "policies": policies}
+    target = {"type": entry.type, "module": entry.module, "attr": entry.attr, "policies": policies}
     return "\n".join([
         shebang,
         HEADER_PREFIX + json.dumps(meta, sort_keys=True),
         "# Generated by `cnitool plugins install`: do not edit, re-run it instead.",
         "import sys",
-        f"sys.path.extend({json.dumps(launcher_sys_path(entry.module))})",
+        f"sys.path.extend({json.dumps(path)})",
         "from cnicore.launch import run",
         f"run(**{json.dumps(target)})",
         "",
@@ -199,7 +229,7 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
         from cnicore.registry import discover
 
         entries = discover().values()
-    python = python or sys.executable
+    python = python or interpreter()
     policies = list(policies)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     report = InstallReport()
@@ -217,6 +247,10 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
             recorded = manifest.get(plugin_type)
             if current is not None and (recorded is None or recorded.get("sha256") != current):
                 report.skipped[plugin_type] = f"{path} exists and was not written by cnitool; left alone"
+                continue
+            if current is not None and recorded is not None and recorded.get("python") != python:
+                report.skipped[plugin_type] = (f"{path} is the launcher of another environment "
+                                               f"({recorded.get('python')}); left alone")
                 continue
             if current == _sha256(data):
                 report.unchanged.append(plugin_type)

@@ -63,8 +63,8 @@ def cni_sysctl_check(key: str, value: str, path: str) -> None:
 def check(key: str, value: str, path: str, request: Request | None = None, hook: object = None) -> None:
     """Ask every policy about a write; the default policy alone when no host is given."""
     if hook is None and request is not None and request.host is not None:
-        hook = request.host.hook
-    if hook is None:
+        request.host.call_hook("cni_sysctl_check", key=key, value=value, path=path, request=request)
+    elif hook is None:
         cni_sysctl_check(key, value, path)
     else:
         hook.cni_sysctl_check(key=key, value=value, path=path, request=request)  # type: ignore[attr-defined]
