@@ -1,0 +1,1 @@
+"""bridge: attach containers to a Linux bridge through veth pairs (see plugin.py)."""

@@ -1,0 +1,130 @@
+"""The bridge plugin's configuration: decoding and validation, pure.
+
+Field names, defaults and error texts follow the reference bridge so that a
+config and its failures read the same with either implementation. The MAC
+for the container side comes from, in increasing precedence, CNI_ARGS
+``MAC``, ``args.cni.mac`` and ``runtimeConfig.mac``.
+"""
+
+from __future__ import annotations
+
+from cnicore.args import ArgsError, load_args
+from cnicore.errors import CNIError, ERR_INTERNAL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_BRIDGE = "cni0"
+MAX_VLAN = 4094
+
+
+class ConfigError(CNIError):
+    """A config the reference rejects; like it, reported as an internal error (999)."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(ERR_INTERNAL, msg)
+
+
+def _get(conf: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) and kind is int or not isinstance(value, kind):
+        expected = {bool: "bool", int: "int", str: "string", list: "array", dict: "object"}.get(
+            kind if isinstance(kind, type) else kind[0], "value")
+        raise ConfigError(f"failed to load netconf: {key} must be of type {expected}, "
+                          f"got {type(value).__name__}")
+    return value
+
+
+def _is_vid(value: Any) -> bool:
+    """A VLAN ID in 1..4094 (JSON true is not 1, as Go will not decode it into an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_VLAN
+
+
+def collect_vlan_trunk(trunk: list[Any] | None) -> list[int]:
+    """The sorted, de-duplicated VLAN IDs of ``vlanTrunk`` (``id`` or ``minID``..``maxID``)."""
+    if not trunk:
+        return []
+    vlans: set[int] = set()
+    for item in trunk:
+        if not isinstance(item, dict):
+            raise ConfigError("failed to load netconf: vlanTrunk entries must be objects")
+        low, high, one = item.get("minID"), item.get("maxID"), item.get("id")
+        if low is not None and high is not None:
+            if not _is_vid(low):
+                raise ConfigError("incorrect trunk minID parameter")
+            if not _is_vid(high):
+                raise ConfigError("incorrect trunk maxID parameter")
+            if high < low:
+                raise ConfigError("minID is greater than maxID in trunk parameter")
+            vlans.update(range(low, high + 1))
+        elif low is None and high is not None:
+            raise ConfigError("minID and maxID should be configured simultaneously, minID is missing")
+        elif low is not None and high is None:
+            raise ConfigError("minID and maxID should be configured simultaneously, maxID is missing")
+        if one is not None:
+            if not _is_vid(one):
+                raise ConfigError("incorrect trunk id parameter")
+            vlans.add(one)
+    return sorted(vlans)
+
+
+class BridgeConf:
+    """A decoded bridge config; see the module docstring for sources and rules."""
+
+    __slots__ = ("name", "bridge", "is_gateway", "is_default_gateway", "force_address", "ip_masq",
+                 "ip_masq_backend", "mtu", "hairpin", "promisc", "vlan", "vlans", "trunk_given",
+                 "preserve_default_vlan", "mac_spoof_check", "enable_dad", "disable_container_interface",
+                 "port_isolation", "ipam_type", "dns", "mac")
+
+    def __init__(self, conf: dict[str, Any], cni_args: str = "") -> None:
+        self.name: str = conf.get("name", "")
+        self.bridge: str = _get(conf, "bridge", str, "") or DEFAULT_BRIDGE
+        self.is_default_gateway: bool = _get(conf, "isDefaultGateway", bool, False)
+        self.is_gateway: bool = _get(conf, "isGateway", bool, False) or self.is_default_gateway
+        self.force_address: bool = _get(conf, "forceAddress", bool, False)
+        self.ip_masq: bool = _get(conf, "ipMasq", bool, False)
+        self.ip_masq_backend: str | None = _get(conf, "ipMasqBackend", str, None)
+        self.mtu: int = _get(conf, "mtu", int, 0)
+        self.hairpin: bool = _get(conf, "hairpinMode", bool, False)
+        self.promisc: bool = _get(conf, "promiscMode", bool, False)
+        self.vlan: int = _get(conf, "vlan", int, 0)
+        if self.vlan < 0 or self.vlan > MAX_VLAN:
+            raise ConfigError(f"invalid VLAN ID {self.vlan} (must be between 0 and {MAX_VLAN})")
+        trunk = _get(conf, "vlanTrunk", list, None)
+        self.trunk_given = trunk is not None
+        self.vlans = collect_vlan_trunk(trunk)
+        self.preserve_default_vlan: bool = _get(conf, "preserveDefaultVlan", bool, False)
+        self.mac_spoof_check: bool = _get(conf, "macspoofchk", bool, False)
+        self.enable_dad: bool = _get(conf, "enabledad", bool, False)
+        self.disable_container_interface: bool = _get(conf, "disableContainerInterface", bool, False)
+        self.port_isolation: bool = _get(conf, "portIsolation", bool, False)
+        ipam = _get(conf, "ipam", dict, {})
+        self.ipam_type: str = _get(ipam, "type", str, "")
+        self.dns: dict[str, Any] = _get(conf, "dns", dict, {})
+        self.mac = ""
+        if cni_args:
+            try:
+                self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or ""
+            except ArgsError as exc:  # the reference reports these as internal errors
+                raise ConfigError(exc.msg) from None
+        args_cni = _get(_get(conf, "args", dict, {}), "cni", dict, {})
+        self.mac = _get(args_cni, "mac", str, "") or self.mac
+        self.mac = _get(_get(conf, "runtimeConfig", dict, {}), "mac", str, "") or self.mac
+
+    @property
+    def is_layer3(self) -> bool:
+        return bool(self.ipam_type)
+
+    @property
+    def vlan_filtering(self) -> bool:
+        return self.vlan != 0 or self.trunk_given
+
+    def check_for_add(self) -> None:
+        """Combinations ADD refuses before touching anything."""
+        if self.is_layer3 and self.disable_container_interface:
+            raise ConfigError("cannot use IPAM when DisableContainerInterface flag is set")
+        if self.hairpin and self.promisc:
+            raise ConfigError("cannot set hairpin mode and promiscuous mode at the same time")

@@ -1,0 +1,254 @@
+"""The bridge plugin's kernel work, one step per function, each in its namespace.
+
+Functions taking no namespace run in the calling thread's, which is the
+plugin's own ("host") namespace; container-side work is passed to
+``NetNS.do`` by the caller. Every netlink socket is opened by the thread that
+uses it, so it belongs to that thread's namespace.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import time
+
+from cnicore.errors import CNIError, ERR_INTERNAL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnicore.request import Request
+    from cnicore.rtnl import Link
+
+#: Waits (seconds) for the host veth to report operstate UP, as the reference.
+OPER_UP_WAITS = (0, 0.05, 0.5, 1.0, 1.0)
+IF_OPER_UP = 6
+
+
+def fail(msg: str) -> CNIError:
+    return CNIError(ERR_INTERNAL, msg)
+
+
+def quiet_sysctl(key: str, value: str, ifname: str, request: Request | None) -> None:
+    """A best-effort sysctl write (the reference ignores these failures); the
+    policy is still consulted, and a veto is not ignored."""
+    from cnicore import sysctl
+
+    path = sysctl.key_to_path(key, ifname)
+    sysctl.check(key, value, path, request)
+    try:
+        with open(path, "w") as fh:
+            fh.write(value)
+    except OSError:
+        pass
+
+
+def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
+                  request: Request) -> tuple[Link, bool]:
+    """The bridge ``name``, created if absent; an existing non-bridge is an error.
+
+    Returns the bridge and whether this call created it (a bridge created here
+    is deleted again if a later step of this function fails).
+    """
+    from cnicore.rtnl import LinkExistsError, RtnlSocket
+
+    with RtnlSocket() as rtnl:
+        created = False
+        try:
+            rtnl.add_bridge(name, mtu=mtu, vlan_filtering=True if vlan_filtering else None)
+            created = True
+        except LinkExistsError:
+            pass
+        except OSError as exc:
+            raise fail(f'failed to create bridge "{name}": could not add "{name}": {exc.strerror}') from None
+        try:
+            try:
+                bridge = rtnl.link(name)
+            except LookupError as exc:
+                raise fail(f'failed to create bridge "{name}": could not lookup "{name}": {exc}') from None
+            if bridge.kind != "bridge":
+                raise fail(f'failed to create bridge "{name}": "{name}" already exists but is not a bridge')
+            if promisc and not bridge.promisc:
+                try:
+                    rtnl.set_link(bridge, promisc=True)
+                except OSError as exc:
+                    raise fail(f'failed to create bridge "{name}": could not set promiscuous mode on '
+                               f'"{name}": {exc.strerror}') from None
+            quiet_sysctl("net.ipv6.conf.IFNAME.accept_ra", "0", name, request)
+            try:
+                rtnl.set_up(bridge, True)
+            except OSError as exc:
+                raise fail(f'failed to create bridge "{name}": {exc.strerror}') from None
+            return rtnl.link(name), created
+        except BaseException:
+            if created:
+                delete_unused_bridge(name)
+            raise
+
+
+def delete_unused_bridge(name: str) -> None:
+    """Undo for a bridge this ADD created: delete it unless some port joined it meanwhile
+    (a concurrent ADD for the same network must keep its bridge)."""
+    from cnicore.rtnl import RtnlSocket
+
+    with RtnlSocket() as rtnl:
+        try:
+            bridge = rtnl.link(name)
+        except LookupError:
+            return
+        if bridge.kind != "bridge" or any(link.master == bridge.index for link in rtnl.links()):
+            return
+        try:
+            rtnl.delete_link(bridge)
+        except LookupError:
+            pass
+
+
+def random_veth_name() -> str:
+    return "veth" + os.urandom(4).hex()
+
+
+def create_veth(ifname: str, mtu: int, mac: str, host_fd: int) -> tuple[str, Link]:
+    """In the container namespace: veth ``ifname`` whose peer (random name) is
+    created directly in the host namespace. Returns (host name, container link)."""
+    from cnicore.rtnl import LinkExistsError, RtnlSocket
+
+    with RtnlSocket() as rtnl:
+        for _ in range(10):
+            peer = random_veth_name()
+            try:
+                rtnl.add_veth(ifname, peer, mtu=mtu, mac=mac, peer_netns_fd=host_fd)
+            except LinkExistsError:
+                try:
+                    rtnl.link(ifname)
+                except LookupError:
+                    continue  # the random host name collided: try another
+                raise fail(f'container veth name ("{ifname}") peer provided ("{peer}") already exists') from None
+            except OSError as exc:
+                raise fail(f"failed to make veth pair: {exc.strerror}") from None
+            except ValueError as exc:  # an unparsable MAC
+                raise fail(f"failed to make veth pair: {exc}") from None
+            return peer, rtnl.link(ifname)
+    raise fail("failed to find a unique veth name")
+
+
+def delete_link(name: str) -> list[str]:
+    """Delete ``name`` if present; return its global unicast addresses (for rule cleanup)."""
+    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+
+    with RtnlSocket() as rtnl:
+        try:
+            link = rtnl.link(name)
+        except LookupError:
+            return []
+        addrs = rtnl.addresses(link, AF_INET) + rtnl.addresses(link, AF_INET6)
+        try:
+            rtnl.delete_link(link)
+        except LookupError:
+            return []
+        except OSError as exc:
+            raise fail(f'failed to delete "{name}": {exc.strerror}') from None
+    return [a for a in addrs if is_global_unicast(a)]
+
+
+def is_global_unicast(cidr: str) -> bool:
+    """Go's ``IP.IsGlobalUnicast``: not loopback, link-local, multicast, unspecified or broadcast."""
+    ip = ipaddress.ip_interface(cidr).ip
+    return not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified
+                or str(ip) == "255.255.255.255")
+
+
+def attach_host_veth(host_name: str, bridge: Link, hairpin: bool, isolated: bool, vlan: int,
+                     vlans: list[int], preserve_default_vlan: bool, request: Request) -> Link:
+    """Host side: up, accept_ra=0, enslaved to the bridge, port flags and VLANs."""
+    from cnicore.rtnl import RtnlSocket
+
+    with RtnlSocket() as rtnl:
+        veth = rtnl.link(host_name)
+        rtnl.set_up(veth, True)
+        quiet_sysctl("net.ipv6.conf.IFNAME.accept_ra", "0", host_name, request)
+        try:
+            rtnl.set_link(veth, master=bridge.index)
+        except OSError as exc:
+            raise fail(f'failed to connect "{host_name}" to bridge {bridge.name}: {exc.strerror}') from None
+        try:
+            rtnl.set_bridge_port(veth, hairpin=hairpin)
+        except OSError as exc:
+            raise fail(f"failed to setup hairpin mode for {host_name}: {exc.strerror}") from None
+        try:
+            rtnl.set_bridge_port(veth, isolated=isolated)
+        except OSError as exc:
+            raise fail(f"failed to set isolated on for {host_name}: {exc.strerror}") from None
+        if (vlan or vlans) and not preserve_default_vlan:
+            try:
+                for vid, _pvid, _untagged in rtnl.bridge_vlans(veth):
+                    rtnl.bridge_vlan_del(veth, vid)
+            except OSError as exc:
+                raise fail(f'failed to remove default vlan on interface "{host_name}": {exc.strerror}') from None
+        steps = [(vlan, True, "vlan tag")] if vlan else []
+        steps += [(vid, False, "vlan tag") for vid in vlans]
+        if not vlan and vlans:
+            steps.append((1, True, "default native vlan tag"))
+        for vid, native, what in steps:
+            try:
+                rtnl.bridge_vlan_add(veth, vid, pvid=native, untagged=native)
+            except OSError as exc:
+                raise fail(f'failed to setup {what} on interface "{host_name}": {exc.strerror}') from None
+        return rtnl.link(host_name)
+
+
+def ensure_gateway_address(link_name: str, gateway: str, force: bool, mac: str) -> None:
+    """The gateway address on the bridge (or its VLAN interface); a different
+    address of the same family (IPv4) or subnet (IPv6) is an error unless ``force``.
+    ``mac`` is pinned as the link's address: the bridge's own as it was before
+    this ADD attached its port, like the reference."""
+    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+
+    wanted = ipaddress.ip_interface(gateway)
+    family = AF_INET if wanted.version == 4 else AF_INET6
+    with RtnlSocket() as rtnl:
+        link = rtnl.link(link_name)
+        for existing in rtnl.addresses(link, family):
+            have = ipaddress.ip_interface(existing)
+            if have == wanted:
+                return
+            if family == AF_INET or wanted.ip in have.network or have.ip in wanted.network:
+                if not force:
+                    raise fail(f'failed to set bridge addr: "{link_name}" already has an IP address '
+                               f"different from {gateway}")
+                rtnl.del_address(link, existing)
+        try:
+            rtnl.add_address(link, gateway)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise fail(f'failed to set bridge addr: could not add IP address {gateway} to '
+                           f'"{link_name}": {exc.strerror}') from None
+        # Pin the MAC: a bridge without an explicit one takes its lowest port's, so
+        # it would change as containers come and go (and CHECK would fail).
+        try:
+            rtnl.set_link(link, mac=mac)
+        except OSError as exc:
+            raise fail(f"failed to set bridge addr: could not set bridge's mac: {exc.strerror}") from None
+
+
+def wait_oper_up(host_name: str) -> Link:
+    """Wait for the bridge port to come up, like the reference (about 2.5 s at most)."""
+    from cnicore.rtnl import RtnlSocket
+
+    with RtnlSocket() as rtnl:
+        link = rtnl.link(host_name)
+        for index, pause in enumerate(OPER_UP_WAITS):
+            time.sleep(pause)
+            link = rtnl.link(host_name)
+            if link.operstate == IF_OPER_UP:
+                break
+            if index == len(OPER_UP_WAITS) - 1:
+                raise fail(f"bridge port in error state: {link.operstate}")
+        return link
+
+
+def link_by_name(name: str) -> Link:
+    from cnicore.rtnl import RtnlSocket
+
+    with RtnlSocket() as rtnl:
+        return rtnl.link(name)

@@ -1,0 +1,397 @@
+"""The bridge plugin's ``ipMasq``: SNAT container traffic leaving its subnet.
+
+Kernel state is exactly what the reference (``pkg/ip/ipmasq_*_linux.go``)
+creates, so our bridge and Go's bridge can tear down or garbage-collect each
+other's rules:
+
+* **iptables** (per family): chain ``CNI-<hash(network+containerID)>`` in
+  ``nat`` holding ``-d <ip/prefix> -j ACCEPT`` and ``! -d <multicast> -j
+  MASQUERADE``, plus ``POSTROUTING -s <ip> -j <chain>``, each with the comment
+  ``name: "<network>" id: "<containerID>"``. Like Go, ifname is not part of it.
+* **nftables**: table ``inet cni_plugins_masquerade``; chain ``postrouting``
+  (nat hook, srcnat priority) skips multicast then ``goto masq_checks``; one
+  rule per IP in ``masq_checks`` whose comment starts with a hash of the
+  network and of ``ifname:containerID``.
+
+Deliberate differences (all on the cleanup side, so Go still reads our state):
+teardown finds the iptables jump rules by listing the nat table instead of
+rebuilding them from the container's IPs, so it also works when the IPs are
+unknown (DEL without netns or IPAM result) or have changed; and iptables GC
+is implemented (Go's is a no-op), by reading the comments the rules already
+carry. Callers run us with the calling thread in the target netns.
+"""
+
+from __future__ import annotations
+
+from cni_plugins_builtin.firewall.command import FirewallError, ToolMissingError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipaddress import IPv4Interface, IPv6Interface
+    from typing import Iterable, Sequence, Union
+
+    from cni_plugins_builtin.firewall.iptables import IPTables
+
+    IPNet = Union[IPv4Interface, IPv6Interface]
+
+__all__ = [
+    "IPTABLES",
+    "NFTABLES",
+    "backend_for",
+    "setup_ip_masq",
+    "teardown_ip_masq",
+    "gc_ip_masq",
+]
+
+IPTABLES = "iptables"
+NFTABLES = "nftables"
+
+NFT_TABLE = "cni_plugins_masquerade"
+NFT_MASQ_CHAIN = "masq_checks"
+NFT_POSTROUTING_CHAIN = "postrouting"
+NFT_TABLE_COMMENT = "Masquerading for plugins from github.com/containernetworking/plugins"
+NFT_MASQ_CHAIN_COMMENT = "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"
+#: knftables writes the named priority "srcnat" as its number for the inet family.
+NFT_SRCNAT_PRIORITY = 100
+
+MULTICAST_V4 = "224.0.0.0/4"
+MULTICAST_V6 = "ff00::/8"
+NAT = "nat"
+POSTROUTING = "POSTROUTING"
+
+
+def backend_for(requested: str | None) -> str:
+    """The backend to use: ``requested`` if given, else Go's default.
+
+    The default is iptables whenever it is usable (existing setups keep their
+    rules where they are), nftables only when iptables is not but nft is.
+    Raises FirewallError for an unknown name, with Go's message.
+    """
+    if requested is not None:
+        if requested not in (IPTABLES, NFTABLES):
+            from cni_plugins_builtin.firewall.naming import go_quote
+
+            raise FirewallError(f"unknown ipmasq backend {go_quote(requested)}")
+        return requested
+    from cni_plugins_builtin.firewall import nftables
+    from cni_plugins_builtin.firewall.iptables import IPTables
+
+    if not IPTables().supported() and nftables.supported():
+        return NFTABLES
+    return IPTABLES
+
+
+def _parse(networks: Iterable[str] | None) -> list[IPNet]:
+    """The container's addresses with their prefix ("10.1.2.3/24"), like Go's ``*net.IPNet``."""
+    import ipaddress
+
+    return [ipaddress.ip_interface(net) for net in networks or ()]
+
+
+def _raise_joined(errors: list[str]) -> None:
+    """Report every backend's failure at once, newline-separated like the reference."""
+    if errors:
+        raise FirewallError("\n".join(errors))
+
+
+# -- public API -------------------------------------------------------------------
+
+
+def setup_ip_masq(networks: Sequence[str], network_name: str, ifname: str, container_id: str,
+                  backend: str | None = None) -> None:
+    """Masquerade traffic from each of ``networks`` (container IP/prefix) leaving its subnet.
+
+    Idempotent: re-running adds nothing twice (iptables) or replaces this
+    attachment's rules (nftables). Raises FirewallError.
+    """
+    ipns = _parse(networks)
+    chosen = backend_for(backend)
+    if chosen == IPTABLES:
+        _setup_iptables(ipns, network_name, container_id)
+    else:
+        _setup_nftables(ipns, network_name, ifname, container_id)
+
+
+def teardown_ip_masq(networks: Sequence[str] | None, network_name: str, ifname: str,
+                     container_id: str) -> None:
+    """Remove this attachment's masquerade rules of both backends; fine if already gone.
+
+    ``networks`` may be None or empty: the rules are found by chain name and
+    comment, not by address. A backend that is not usable here is skipped
+    (like Go); other failures are raised together as one FirewallError.
+    """
+    from cni_plugins_builtin.firewall.naming import format_chain_name
+
+    ipns = _parse(networks)
+    errors = _teardown_iptables_chain(format_chain_name(network_name, container_id),
+                                      {ipn.version for ipn in ipns})
+    errors += _teardown_nftables(network_name, ifname, container_id)
+    _raise_joined(errors)
+
+
+def gc_ip_masq(network_name: str, valid_attachments: Iterable[tuple[str, str]]) -> None:
+    """Remove masquerade state of ``network_name`` whose attachment is not valid.
+
+    ``valid_attachments`` holds ``(containerID, ifname)`` pairs (the GC
+    request's ``cni.dev/valid-attachments``). nftables rules are matched per
+    attachment, as Go does; iptables chains per container ID, because that
+    backend never included ifname.
+    """
+    valid = [(str(cid), str(ifname)) for cid, ifname in valid_attachments]
+    errors = _gc_iptables(network_name, {cid for cid, _ in valid})
+    errors += _gc_nftables(network_name, valid)
+    _raise_joined(errors)
+
+
+# -- iptables ---------------------------------------------------------------------
+
+
+def _setup_iptables(ipns: list[IPNet], network: str, container_id: str) -> None:
+    """Go's SetupIPMasq for every address, in the same order with the same arguments."""
+    from cni_plugins_builtin.firewall.iptables import IPTables
+    from cni_plugins_builtin.firewall.naming import format_chain_name, format_comment
+
+    chain = format_chain_name(network, container_id)
+    comment = format_comment(network, container_id)
+    tagged = ["-m", "comment", "--comment", comment]
+    for ipn in ipns:
+        v6 = ipn.version == 6
+        ipt = IPTables(ipv6=v6)
+        try:
+            chains = ipt.list_chains(NAT)
+        except ToolMissingError:
+            raise
+        except FirewallError as exc:
+            raise FirewallError(f"failed to list chains: {exc}", exc.status, exc.stderr) from exc
+        if chain not in chains:
+            ipt.new_chain(NAT, chain)
+        # Packets to the container's own subnet are not touched.
+        ipt.append_unique(NAT, chain, ["-d", str(ipn), "-j", "ACCEPT", *tagged])
+        # Multicast stays unmasqueraded so pods can reach each other with it.
+        multicast = MULTICAST_V6 if v6 else MULTICAST_V4
+        ipt.append_unique(NAT, chain, ["!", "-d", multicast, "-j", "MASQUERADE", *tagged])
+        ipt.append_unique(NAT, POSTROUTING, ["-s", str(ipn.ip), "-j", chain, *tagged])
+
+
+def _option(tokens: list[str], name: str) -> str | None:
+    """The value following option ``name`` in a split ``-S`` line (None if absent)."""
+    try:
+        return tokens[tokens.index(name) + 1]
+    except (ValueError, IndexError):
+        return None
+
+
+def _remove_chain(ipt: IPTables, chain: str, nat_lines: list[str]) -> None:
+    """Delete every POSTROUTING jump to ``chain``, then flush and delete the chain.
+
+    ``nat_lines`` is an ``iptables -t nat -S`` listing; it tells which jumps
+    exist and whether the chain does, so nothing is run for what is absent.
+    Rules or chains that vanish meanwhile (a concurrent DEL) are not errors.
+    """
+    from cni_plugins_builtin.firewall.iptables import is_not_exist, split_rule
+
+    for line in nat_lines:
+        if not line.startswith(f"-A {POSTROUTING} ") or chain not in line:
+            continue
+        try:
+            tokens = split_rule(line)
+        except ValueError:
+            continue
+        if _option(tokens, "-j") != chain:
+            continue
+        try:
+            ipt.delete(NAT, POSTROUTING, tokens[2:])
+        except FirewallError as exc:
+            if not is_not_exist(exc):
+                raise
+    if f"-N {chain}" not in nat_lines:
+        return
+    for remove in (ipt.flush_chain, ipt.delete_chain):
+        try:
+            remove(NAT, chain)
+        except FirewallError as exc:
+            if not is_not_exist(exc):
+                raise
+
+
+def _teardown_iptables_chain(chain: str, needed_versions: set[int]) -> list[str]:
+    """Remove ``chain`` and the jumps to it in both families; return error messages.
+
+    A family whose nat table cannot even be listed is skipped when it holds
+    none of the container's addresses (IPv6 may be off), or when iptables is
+    unusable altogether (Go ignores errors then too).
+    """
+    from cni_plugins_builtin.firewall.iptables import IPTables
+
+    errors = []
+    for version in (4, 6):
+        ipt = IPTables(ipv6=version == 6)
+        try:
+            nat_lines = ipt.list_rules(NAT)
+        except FirewallError as exc:
+            if (version in needed_versions and not isinstance(exc, ToolMissingError)
+                    and ipt.supported()):
+                errors.append(str(exc))
+            continue
+        try:
+            _remove_chain(ipt, chain, nat_lines)
+        except FirewallError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+def _gc_iptables(network: str, valid_ids: set[str]) -> list[str]:
+    """Remove per-container chains of ``network`` whose container ID is not valid.
+
+    Ownership is read from the comments the reference already puts on every
+    rule (no extra marker rule is needed): a rule counts only if its chain,
+    or its jump target, is exactly the chain name derived from that comment,
+    so rules of other plugins using the same comment format are left alone.
+    """
+    from cni_plugins_builtin.firewall.iptables import IPTables, split_rule
+    from cni_plugins_builtin.firewall.naming import format_chain_name, parse_comment
+
+    errors = []
+    for version in (4, 6):
+        ipt = IPTables(ipv6=version == 6)
+        try:
+            lines = ipt.list_rules(NAT)
+        except FirewallError:
+            continue  # no usable iptables for this family: nothing of ours can be there
+        stale: dict[str, str] = {}
+        for line in lines:
+            if not line.startswith("-A ") or "--comment" not in line:
+                continue
+            try:
+                tokens = split_rule(line)
+            except ValueError:
+                continue
+            comment = _option(tokens, "--comment")
+            cid = parse_comment(comment, network) if comment is not None else None
+            if cid is None or cid in valid_ids:
+                continue
+            chain = format_chain_name(network, cid)
+            if chain in (tokens[1], _option(tokens, "-j")):
+                stale[cid] = chain
+        for chain in sorted(set(stale.values())):
+            try:
+                _remove_chain(ipt, chain, lines)
+            except FirewallError as exc:
+                errors.append(str(exc))
+    return errors
+
+
+# -- nftables ---------------------------------------------------------------------
+
+
+def _nft_rules(comment_prefix: str) -> list[tuple[int, str]]:
+    """(handle, comment) of the masq_checks rules whose comment starts with the prefix.
+
+    A missing table or chain means there are none (knftables IsNotFound).
+    """
+    from cni_plugins_builtin.firewall import nftables
+
+    try:
+        items = nftables.list_objects("chain", "inet", NFT_TABLE, NFT_MASQ_CHAIN)
+    except FirewallError as exc:
+        if nftables.is_not_found(exc):
+            return []
+        raise
+    found = []
+    for rule in nftables.objects_of(items, "rule"):
+        comment, handle = rule.get("comment"), rule.get("handle")
+        if isinstance(comment, str) and isinstance(handle, int) and comment.startswith(comment_prefix):
+            found.append((handle, comment))
+    return found
+
+
+def _nft_delete_rules(handles: Iterable[int]) -> None:
+    from cni_plugins_builtin.firewall import nftables
+
+    lines = [f"delete rule inet {NFT_TABLE} {NFT_MASQ_CHAIN} handle {handle}" for handle in handles]
+    if lines:
+        nftables.apply_script(lines)
+
+
+def _setup_nftables(ipns: list[IPNet], network: str, ifname: str, container_id: str) -> None:
+    """Go's setupIPMasqNFTables: one batch that (re)creates the table, chains and our rules.
+
+    The attachment's old rules are deleted in the same batch, so repeating
+    ADD, or an ADD with new IPs, leaves exactly one rule per current IP.
+    """
+    from cni_plugins_builtin.firewall import nftables
+    from cni_plugins_builtin.firewall.naming import nft_comment_for_instance, nft_hash_for_instance
+
+    stale = _nft_rules(nft_hash_for_instance(network, ifname, container_id))
+    comment = nftables.quote(nft_comment_for_instance(network, ifname, container_id))
+    table = f"inet {NFT_TABLE}"
+
+    def script(object_comments: bool) -> list[str]:
+        table_body = f" {{ comment {nftables.quote(NFT_TABLE_COMMENT)} ; }}" if object_comments else ""
+        chain_body = f" {{ comment {nftables.quote(NFT_MASQ_CHAIN_COMMENT)} ; }}" if object_comments else ""
+        lines = [
+            f"add table {table}{table_body}",
+            f"add chain {table} {NFT_MASQ_CHAIN}{chain_body}",
+            f"add chain {table} {NFT_POSTROUTING_CHAIN} {{ type nat hook postrouting"
+            f" priority {NFT_SRCNAT_PRIORITY} ; }}",
+            f"flush chain {table} {NFT_POSTROUTING_CHAIN}",
+            f"add rule {table} {NFT_POSTROUTING_CHAIN} ip daddr == {MULTICAST_V4}  return",
+            f"add rule {table} {NFT_POSTROUTING_CHAIN} ip6 daddr == {MULTICAST_V6}  return",
+            f"add rule {table} {NFT_POSTROUTING_CHAIN} goto {NFT_MASQ_CHAIN}",
+        ]
+        lines += [f"delete rule {table} {NFT_MASQ_CHAIN} handle {handle}" for handle, _ in stale]
+        for ipn in ipns:
+            ip = "ip6" if ipn.version == 6 else "ip"
+            lines.append(f"add rule {table} {NFT_MASQ_CHAIN} {ip} saddr == {ipn.ip} "
+                         f"{ip} daddr != {ipn.network} masquerade comment {comment}")
+        return lines
+
+    try:
+        nftables.apply_script(script(object_comments=True))
+    except FirewallError as exc:
+        if not nftables.object_comments_rejected(exc):
+            raise
+        nftables.apply_script(script(object_comments=False))
+
+
+def _nft_errors_matter(exc: FirewallError) -> bool:
+    """Go ignores nftables cleanup failures where nftables is not usable at all."""
+    from cni_plugins_builtin.firewall import nftables
+
+    return not isinstance(exc, ToolMissingError) and nftables.supported()
+
+
+def _teardown_nftables(network: str, ifname: str, container_id: str) -> list[str]:
+    """Delete this attachment's masq_checks rules (the table and chains stay, as in Go)."""
+    from cni_plugins_builtin.firewall import nftables
+    from cni_plugins_builtin.firewall.naming import nft_hash_for_instance
+
+    prefix = nft_hash_for_instance(network, ifname, container_id)
+    for attempt in range(2):
+        try:
+            _nft_delete_rules(handle for handle, _ in _nft_rules(prefix))
+            return []
+        except FirewallError as exc:
+            # A rule deleted meanwhile aborts the whole batch: list again once.
+            if attempt == 0 and nftables.is_not_found(exc):
+                continue
+            return [str(exc)] if _nft_errors_matter(exc) else []
+    return []
+
+
+def _gc_nftables(network: str, valid: list[tuple[str, str]]) -> list[str]:
+    """Go's gcIPMasqNFTables: drop this network's rules whose comment no valid attachment has."""
+    from cni_plugins_builtin.firewall import nftables
+    from cni_plugins_builtin.firewall.naming import nft_comment_for_instance, nft_hash_for_network
+
+    keep = {nft_comment_for_instance(network, ifname, cid) for cid, ifname in valid}
+    for attempt in range(2):
+        try:
+            rules = _nft_rules(nft_hash_for_network(network))
+            _nft_delete_rules(handle for handle, comment in rules if comment not in keep)
+            return []
+        except FirewallError as exc:
+            if attempt == 0 and nftables.is_not_found(exc):
+                continue
+            return [str(exc)] if _nft_errors_matter(exc) else []
+    return []

@@ -1,0 +1,19 @@
+"""host-local: IPAM from address ranges, with its state in files on the host.
+
+A Python counterpart of the reference host-local plugin that shares its
+on-disk store: both can serve one data directory at the same time. See
+:mod:`.plugin` for the behaviour and the deliberate differences.
+
+Modules, one job each (all pure but :mod:`.store` and :mod:`.plugin`):
+
+* :mod:`.ipaddr` — IP and CIDR parsing with Go's ``net`` rules;
+* :mod:`.gojson` — Go ``encoding/json`` decoding rules and error texts;
+* :mod:`.gotext` — Go's whitespace and OS-error wording;
+* :mod:`.config` — the IPAM config: decoding, defaults and validation;
+* :mod:`.dns` — ``resolvConf`` parsing;
+* :mod:`.store` — the on-disk store (files, lock);
+* :mod:`.allocator` — round-robin allocation over a store;
+* :mod:`.plugin` — the hook implementations.
+
+Nothing is imported here, so loading the plugin module stays cheap.
+"""
