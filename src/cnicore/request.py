@@ -6,7 +6,7 @@ on the fields the command requires being present and well-formed.
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_DECODING_FAILURE
+from cnicore.errors import CNIError, ERR_INTERNAL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ class Request:
         """``prevResult`` as the current (1.x) result model, or ``None``.
 
         A prevResult without ``cniVersion`` takes the config's, as the reference
-        does; one that cannot be parsed or converted is a decoding error.
+        does; one that cannot be parsed or converted is an error with code 999,
+        the code the reference plugins report for it.
         """
         if self._prev_result is None:
             from cnicore.types import Result, ResultError
@@ -74,7 +75,7 @@ class Request:
             try:
                 current = parsed.convert("1.1.0")
             except ResultError as exc:
-                raise CNIError(ERR_DECODING_FAILURE, f"failed to convert prevResult: {exc}") from None
+                raise CNIError(ERR_INTERNAL, f"failed to convert prevResult: {exc}") from None
             assert isinstance(current, Result)
             self._prev_result = current
         return self._prev_result
@@ -87,13 +88,13 @@ class Request:
         from cnicore.types import ResultError, parse_result
 
         if not isinstance(raw, dict):
-            raise CNIError(ERR_DECODING_FAILURE, "failed to parse prevResult: not a JSON object")
+            raise CNIError(ERR_INTERNAL, "failed to parse prevResult: not a JSON object")
         if not raw.get("cniVersion"):
             raw = dict(raw, cniVersion=self.cni_version)
         try:
             return parse_result(raw, self.cni_version)
         except ResultError as exc:
-            raise CNIError(ERR_DECODING_FAILURE, f"failed to parse prevResult: {exc}") from None
+            raise CNIError(ERR_INTERNAL, f"failed to parse prevResult: {exc}") from None
 
     def cni_args(self, fields: Mapping[str, Callable[[str], Any]]) -> dict[str, Any]:
         """CNI_ARGS parsed for the keys in ``fields`` (see :func:`cnicore.args.load_args`)."""

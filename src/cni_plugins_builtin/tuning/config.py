@@ -1,0 +1,327 @@
+"""The tuning plugin's configuration: decoding, precedence and validation, pure.
+
+Field names, precedence and error texts follow the reference tuning plugin.
+A link setting comes from, in increasing precedence: the config's own field,
+CNI_ARGS ``MAC`` (MAC only), ``runtimeConfig.mac`` (MAC only), and
+``args.cni.<field>``; ``args.cni.sysctl`` entries are merged over ``sysctl``.
+
+Everything here is checked before plugin code changes anything: the sysctl
+keys (net only, no way out of /proc/sys/net, allowlist), a duplicated key in
+``sysctl``, the MAC address. Like the reference, failures are internal
+errors (code 999) unless :mod:`cnicore.sysctl` or a policy says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cnicore import wire
+from cnicore.errors import CNIError, ERR_INTERNAL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+#: Where ADD saves the link settings it changes, for DEL to restore (``dataDir`` overrides).
+DEFAULT_DATA_DIR = "/run/cni/tuning"
+#: Optional sysctl allowlist: one regular expression per line; absent means no restriction.
+ALLOWLIST_PATH = "/etc/cni/tuning/allowlist.conf"
+#: The only part of /proc/sys a tuning sysctl may resolve to.
+NET_PREFIX = "/proc/sys/net/"
+MAX_U32 = 0xFFFFFFFF
+
+
+class ConfigError(CNIError):
+    """A config the reference rejects; like it, reported as an internal error (999)."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(ERR_INTERNAL, msg)
+
+
+# -- JSON with duplicate detection ---------------------------------------------------
+
+class _Object(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that remembers the keys it saw more than once."""
+
+    __slots__ = ("duplicates",)
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object()
+    obj.duplicates = []
+    for key, value in pairs:
+        if key in obj:
+            obj.duplicates.append(key)
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def decode(stdin: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """The config object, decoded so that duplicated keys can be found afterwards."""
+    if isinstance(stdin, dict):
+        return stdin
+    if isinstance(stdin, bytes):
+        stdin = stdin.decode("utf-8", "replace")
+    try:
+        obj = json.loads(stdin, object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise ConfigError(f"failed to load netconf: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError("failed to load netconf: expected a JSON object")
+    return obj
+
+
+def check_duplicate_sysctls(obj: dict[str, Any]) -> None:
+    """Go's validateSysctlConflictingKeys: a key twice in ``sysctl`` is refused (we
+    also refuse it in ``args.cni.sysctl``, which the reference merges unchecked)."""
+    sysctls = [obj.get("sysctl")]
+    args = obj.get("args")
+    if isinstance(args, dict) and isinstance(args.get("cni"), dict):
+        sysctls.append(args["cni"].get("sysctl"))
+    for value in sysctls:
+        if getattr(value, "duplicates", None):
+            raise ConfigError("duplicated sysctl keys are not allowed")
+
+
+# -- typed fields ----------------------------------------------------------------------
+
+_TYPE_NAMES = {bool: "bool", int: "int", str: "string", dict: "object"}
+
+
+def _get(obj: dict[str, Any], key: str, kind: type, default: Any, where: str = "") -> Any:
+    value = obj.get(key)
+    if value is None:
+        return default
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigError(f"failed to load netconf: {where}{key} must be of type {_TYPE_NAMES[kind]}, "
+                          f"got {type(value).__name__}")
+    return value
+
+
+def _sysctl_map(obj: dict[str, Any], key: str, where: str = "") -> dict[str, str]:
+    value = _get(obj, key, dict, {}, where)
+    for name, setting in value.items():
+        if not isinstance(setting, str):
+            raise ConfigError(f"failed to load netconf: {where}{key}[{wire.go_quote(name)}] must be of "
+                              f"type string, got {type(setting).__name__}")
+    return dict(value)
+
+
+def _u32(value: int | None, what: str) -> int | None:
+    if value is not None and not 0 <= value <= MAX_U32:
+        raise ConfigError(f"failed to load netconf: {what} {value} is out of range")
+    return value
+
+
+class TuningConf:
+    """A decoded tuning config with every override applied."""
+
+    __slots__ = ("name", "data_dir", "sysctl", "mac", "promisc", "mtu", "txqlen", "allmulti")
+
+    def __init__(self, obj: dict[str, Any], cni_args: str = "") -> None:
+        self.name: str = obj.get("name", "") or ""
+        self.data_dir: str = _get(obj, "dataDir", str, "") or DEFAULT_DATA_DIR
+        self.sysctl: dict[str, str] = _sysctl_map(obj, "sysctl")
+        self.mac: str = _get(obj, "mac", str, "")
+        self.promisc: bool = _get(obj, "promisc", bool, False)
+        self.mtu: int = _get(obj, "mtu", int, 0)
+        self.txqlen: int | None = _get(obj, "txQLen", int, None)
+        self.allmulti: bool | None = _get(obj, "allmulti", bool, None)
+        if cni_args:
+            from cnicore.args import ArgsError, load_args
+
+            try:
+                self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or self.mac
+            except ArgsError as exc:  # the reference returns these as internal errors
+                raise ConfigError(exc.msg) from None
+        self.mac = _get(_get(obj, "runtimeConfig", dict, {}), "mac", str, "", "runtimeConfig.") or self.mac
+        args = _get(_get(obj, "args", dict, {}), "cni", dict, {}, "args.")
+        where = "args.cni."
+        self.sysctl.update(_sysctl_map(args, "sysctl", where))
+        if args.get("mac") is not None:
+            self.mac = _get(args, "mac", str, "", where)
+        if args.get("promisc") is not None:
+            self.promisc = _get(args, "promisc", bool, False, where)
+        if args.get("mtu") is not None:
+            self.mtu = _get(args, "mtu", int, 0, where)
+        if args.get("allmulti") is not None:
+            self.allmulti = _get(args, "allmulti", bool, None, where)
+        if args.get("txQLen") is not None:
+            self.txqlen = _get(args, "txQLen", int, None, where)
+        _u32(self.mtu, "mtu")
+        _u32(self.txqlen, "txQLen")
+
+    @property
+    def changes_link(self) -> bool:
+        """True if ADD changes link settings (and so saves a backup first)."""
+        return bool(self.mac or self.mtu or self.promisc or self.allmulti is not None or self.txqlen is not None)
+
+
+def parse_conf(stdin: bytes | str | dict[str, Any], cni_args: str = "", *,
+               check_duplicates: bool = True) -> TuningConf:
+    """Decode and validate a tuning config (ADD and CHECK check duplicates, DEL does not)."""
+    obj = decode(stdin)
+    if check_duplicates:
+        check_duplicate_sysctls(obj)
+    return TuningConf(obj, cni_args)
+
+
+# -- MAC addresses ---------------------------------------------------------------------
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_mac(text: str) -> bytes:
+    """Go's ``net.ParseMAC``: 6, 8 or 20 bytes as ``aa:bb``, ``aa-bb`` or ``aabb.ccdd``."""
+    def invalid() -> ValueError:
+        return ValueError(f"address {text}: invalid MAC address")
+
+    if len(text) < 14:
+        raise invalid()
+    if text[2] in ":-":
+        if (len(text) + 1) % 3:
+            raise invalid()
+        groups, sep, width = (len(text) + 1) // 3, text[2], 2
+    elif text[4] == ".":
+        if (len(text) + 1) % 5:
+            raise invalid()
+        groups, sep, width = (len(text) + 1) // 5, ".", 4
+    else:
+        raise invalid()
+    if groups * width // 2 not in (6, 8, 20):
+        raise invalid()
+    parts = text.split(sep)
+    if len(parts) != groups or any(len(p) != width or not set(p) <= _HEX for p in parts):
+        raise invalid()
+    return bytes.fromhex("".join(parts))
+
+
+def mac_string(raw: bytes) -> str:
+    """Go's ``HardwareAddr.String()``: lowercase, colon-separated."""
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def ethernet_mac(text: str) -> str:
+    """The canonical form of a MAC the plugin can set, or the reference's error."""
+    try:
+        raw = parse_mac(text)
+    except ValueError as exc:
+        raise ConfigError(f"invalid args {text} for MAC addr: {exc}") from None
+    if len(raw) != 6:
+        raise ConfigError(f"invalid args {text} for MAC addr: a {len(raw)}-byte address cannot be set "
+                          "on an Ethernet interface")
+    return mac_string(raw)
+
+
+# -- sysctl keys -------------------------------------------------------------------------
+
+def validate_ifname(ifname: str) -> None:
+    """Go's validateArgs (skel already refuses such names; kept for direct callers)."""
+    if "/" in ifname:
+        raise ConfigError(f"Interface name ({ifname}) contains an invalid character /")
+
+
+def sysctl_path(key: str, ifname: str) -> str:
+    """The file under /proc/sys/net/ a key resolves to, or an error before anything is written.
+
+    First the reference's own rule (dots become ``/``, the first ``IFNAME`` the
+    interface name, the cleaned path must start with /proc/sys/net/, with its
+    error text), then :func:`cnicore.sysctl.key_to_path`, which also refuses
+    keys the reference would let through (``/`` in a key, empty components).
+    """
+    import posixpath
+
+    from cnicore.sysctl import key_to_path
+
+    slashed = key.replace(".", "/").replace("IFNAME", ifname, 1)
+    if not posixpath.normpath(posixpath.join("/proc/sys", slashed)).startswith(NET_PREFIX):
+        raise ConfigError(f"invalid net sysctl key: {wire.go_quote(slashed)}")
+    path = key_to_path(key, ifname)
+    if ".." in path.split("/") or not posixpath.normpath(path).startswith(NET_PREFIX):
+        raise ConfigError(f"invalid net sysctl key: {wire.go_quote(slashed)}")
+    return path
+
+
+# -- allowlist -----------------------------------------------------------------------------
+
+def read_allowlist(path: str | None = None) -> list[str] | None:
+    """The allowlist's patterns, or None when the file does not exist (no restriction)."""
+    path = ALLOWLIST_PATH if path is None else path
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"open {path}: {exc.strerror}") from None
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def check_allowlist(sysctls: dict[str, str], path: str | None = None) -> None:
+    """Every key must match (``re.search``, as Go's MatchString) one allowlist pattern."""
+    import re
+
+    patterns = read_allowlist(path)
+    if patterns is None:
+        return
+    for key in sysctls:
+        for pattern in patterns:
+            try:
+                if re.search(pattern, key):
+                    break
+            except re.error as exc:
+                raise ConfigError(f"error parsing regexp: {exc}: `{pattern}`") from None
+        else:
+            raise ConfigError(f"Sysctl {key} is not allowed. Only the following sysctls are allowed: "
+                              f"[{' '.join(patterns)}]")
+
+
+# -- the backup of link settings -------------------------------------------------------------
+
+def backup_path(data_dir: str, container_id: str, ifname: str) -> str:
+    """``<dataDir>/<containerID>_<ifname>.json``, as the reference names it."""
+    import posixpath
+
+    return posixpath.join(data_dir, f"{container_id}_{ifname}.json")
+
+
+def encode_backup(mac: str = "", promisc: bool | None = None, mtu: int = 0, allmulti: bool | None = None,
+                  txqlen: int | None = None) -> bytes:
+    """The reference's backup file (``MarshalIndent`` with one space, empty fields left out)."""
+    obj: dict[str, Any] = {}
+    if mac:
+        obj["mac"] = mac
+    if promisc is not None:
+        obj["promisc"] = promisc
+    if mtu:
+        obj["mtu"] = mtu
+    if allmulti is not None:
+        obj["allmulti"] = allmulti
+    if txqlen is not None:
+        obj["txQLen"] = txqlen
+    return json.dumps(obj, indent=1).encode()
+
+
+def decode_backup(data: bytes) -> dict[str, Any] | None:
+    """The settings of a backup file; None if it cannot be used (the reference then
+    leaves it alone)."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    kinds = {"mac": str, "promisc": bool, "mtu": int, "allmulti": bool, "txQLen": int}
+    out: dict[str, Any] = {}
+    for key, kind in kinds.items():
+        value = obj.get(key)
+        if value is None:
+            continue
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            return None
+        out[key] = value
+    return out
