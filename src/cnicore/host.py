@@ -5,12 +5,12 @@ Importing pluggy costs ~10 ms per exec (it pulls in ``typing`` and
 pluggy would only forward a call:
 
 * VERSION (and the about text) is read straight from ``cni_plugin_info``;
-* a hook with exactly one plain implementation among the plugin and its
-  policies is called directly, with the arguments it names — which is all
-  pluggy would do.
+* a hook with exactly one implementation (not a wrapper) among the plugin
+  and its policies is called directly, with the arguments it names — which
+  is all pluggy would do.
 
-Everything else (several implementations, wrappers, ``tryfirst``/``trylast``
-ordering) goes through the real PluginManager, built on first need.
+Everything else (several implementations to order, wrappers) goes through
+the real PluginManager, built on first need.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ class PluginHost:
         if len(found) != 1:
             return None
         func, opts = found[0]
-        plain = all(not opts.get(flag) for flag in ("wrapper", "hookwrapper", "tryfirst", "trylast"))
+        # Alone, an implementation's tryfirst/trylast cannot matter; a wrapper still needs pluggy.
+        plain = not (opts.get("wrapper") or opts.get("hookwrapper"))
         return func if plain else None
 
     def call_hook(self, name: str, **kwargs: Any) -> Any:

@@ -14,7 +14,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -23,6 +22,7 @@ from cnicore.version import CURRENT, PluginInfo, decode_config_version
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
     import threading
     from typing import Any, Mapping
 
@@ -249,6 +249,8 @@ class DelegateArgs:
 def _spawn(plugin_path: str, env: Mapping[str, str], deadline: float | None,
            timeout: float | None, cancel: threading.Event | None) -> subprocess.Popen[bytes]:
     """Start the plugin, retrying while its binary is busy being written."""
+    import subprocess  # only code that really execs pays for it (~3 ms)
+
     attempt = 0
     while True:
         if cancel is not None and cancel.is_set():
@@ -309,6 +311,8 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
     """Collect what a killed plugin printed, without hanging on escaped children."""
+    import subprocess
+
     try:
         out, err = proc.communicate(timeout=KILL_DRAIN_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
@@ -320,6 +324,8 @@ def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
 def _collect(proc: subprocess.Popen[bytes], stdin: bytes, deadline: float | None,
              cancel: threading.Event | None) -> tuple[bytes, bytes, str]:
     """Feed stdin, read stdout/stderr; returns them and "" or the kill reason."""
+    import subprocess
+
     if deadline is None and cancel is None:
         out, err = proc.communicate(stdin)
         return out, err, ""

@@ -14,7 +14,6 @@ plugins often share the directory). Every file is replaced atomically.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -159,6 +158,8 @@ def render(entry: PluginEntry, python: str | None = None, policies: Iterable[str
 
 
 def _sha256(data: bytes) -> str:
+    import hashlib  # install-time only: read_header is on the exec path
+
     return hashlib.sha256(data).hexdigest()
 
 
