@@ -18,7 +18,210 @@ from cnicore import __version__
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cnitool")
 def main() -> None:
-    """Run CNI network operations and manage cnicore plugins."""
+    """Run CNI network operations and manage cnicore plugins.
+
+    The network commands (add, check, del, gc, status) behave like the
+    reference Go cnitool: NETCONFPATH (default /etc/cni/net.d) holds the
+    network configs, CNI_PATH the plugin directories, CNI_ARGS and CAP_ARGS
+    the extra arguments, CNI_IFNAME the interface (default eth0); the
+    container ID is derived from the namespace path. Errors go to stderr with
+    exit status 1.
+    """
+
+
+# -- the reference cnitool's commands ---------------------------------------------
+
+def _runtime(network: str, netns: str, ifname: str | None) -> tuple[object, object]:
+    """The network list and runtime config, exactly as the Go cnitool builds them."""
+    import hashlib
+    import os
+
+    from cnicore.libcni import RuntimeConf, load_conflist
+
+    conf_list = load_conflist(os.environ.get("NETCONFPATH") or "/etc/cni/net.d", network)
+    capability_args = {}
+    if os.environ.get("CAP_ARGS"):
+        capability_args = json.loads(os.environ["CAP_ARGS"])
+        if not isinstance(capability_args, dict):
+            raise ValueError("CAP_ARGS must be a JSON object")
+    cni_args = []
+    if os.environ.get("CNI_ARGS"):
+        for pair in os.environ["CNI_ARGS"].split(";"):
+            parts = pair.split("=")
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                raise ValueError(f'invalid CNI_ARGS pair "{pair}"')
+            cni_args.append((parts[0], parts[1]))
+    ifname = ifname or os.environ.get("CNI_IFNAME") or "eth0"
+    netns = os.path.abspath(netns)
+    container_id = "cnitool-" + hashlib.sha512(netns.encode()).hexdigest()[:20]
+    return conf_list, RuntimeConf(container_id, netns, ifname, cni_args, capability_args)
+
+
+def _cni() -> object:
+    import os
+
+    from cnicore.libcni import CNIConfig
+
+    # CNI_CACHE_DIR is our addition (the Go tool always uses /var/lib/cni).
+    return CNIConfig([p for p in os.environ.get("CNI_PATH", "").split(os.pathsep) if p],
+                     cache_dir=os.environ.get("CNI_CACHE_DIR", ""))
+
+
+def _network_command(name: str, summary: str, example: str):  # type: ignore[no-untyped-def]
+    def decorate(run):  # type: ignore[no-untyped-def]
+        @main.command(name, help=f"{summary}\n\n\b\nExample:\n  {example}")
+        @click.argument("network")
+        @click.argument("netns")
+        @click.option("-i", "--ifname", default=None,
+                      help="Interface name (defaults to env var CNI_IFNAME or 'eth0').")
+        def command(network: str, netns: str, ifname: str | None) -> None:
+            try:
+                conf_list, rt = _runtime(network, netns, ifname)
+                run(_cni(), conf_list, rt)
+            except Exception as exc:  # noqa: BLE001 - like the Go tool: message on stderr, exit 1
+                click.echo(str(exc), err=True)
+                sys.exit(1)
+
+        return command
+
+    return decorate
+
+
+@_network_command("add", "Add the network's interface to a network namespace; prints the result.",
+                  "NETCONFPATH=./net.d CNI_PATH=/opt/cni/bin cnitool add mynet /var/run/netns/ctr1")
+def _add(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+    result = cni.add_network_list(conf_list, rt)
+    if result is not None:
+        sys.stdout.buffer.write(result.to_json())
+        sys.stdout.flush()
+
+
+@_network_command("check", "Check the network's interface in a network namespace.",
+                  "cnitool check mynet /var/run/netns/ctr1")
+def _check(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+    cni.check_network_list(conf_list, rt)
+
+
+@_network_command("del", "Delete the network's interface from a network namespace.",
+                  "cnitool del mynet /var/run/netns/ctr1")
+def _del(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+    cni.del_network_list(conf_list, rt)
+
+
+@_network_command("gc", "Garbage-collect the network: DEL every cached attachment, then GC the plugins.",
+                  "cnitool gc mynet /var/run/netns/ctr1")
+def _gc(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+    cni.gc_network_list(conf_list, None)
+
+
+@_network_command("status", "Ask the network's plugins whether they are ready (CNI 1.1.0).",
+                  "cnitool status mynet /var/run/netns/ctr1")
+def _status(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+    cni.get_status_network_list(conf_list)
+
+
+# -- beyond the reference -----------------------------------------------------------
+
+@main.command("validate")
+@click.argument("network")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a summary.")
+def validate(network: str, as_json: bool) -> None:
+    """Check that every plugin of NETWORK is in CNI_PATH and supports its version.
+
+    \b
+    Example:
+      NETCONFPATH=./net.d CNI_PATH=/opt/cni/bin cnitool validate mynet
+    """
+    import os
+
+    from cnicore.libcni import load_conflist
+
+    try:
+        conf_list = load_conflist(os.environ.get("NETCONFPATH") or "/etc/cni/net.d", network)
+        caps = _cni().validate_network_list(conf_list)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001
+        raise click.ClickException(str(exc)) from None
+    plugins = [p.type for p in conf_list.plugins]
+    if as_json:
+        click.echo(json.dumps({"network": network, "cniVersion": conf_list.cni_version,
+                               "plugins": plugins, "capabilities": caps}, indent=2))
+        return
+    click.echo(f"{network}: valid (cniVersion {conf_list.cni_version}; plugins {', '.join(plugins)}; "
+               f"capabilities {', '.join(caps) or 'none'})")
+
+
+@main.command("version")
+@click.argument("plugin_type")
+@click.option("--json", "as_json", is_flag=True, help="Print the plugin's VERSION answer as JSON.")
+def version(plugin_type: str, as_json: bool) -> None:
+    """Show which CNI versions the plugin PLUGIN_TYPE (found in CNI_PATH) supports.
+
+    \b
+    Example:
+      CNI_PATH=/opt/cni/bin:/usr/lib/cni cnitool version bridge
+    """
+    try:
+        info = _cni().get_version_info(plugin_type)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"cniVersion": info.cni_version,
+                               "supportedVersions": list(info.supported_versions)}))
+        return
+    click.echo(f"{plugin_type}: speaks CNI {info.cni_version}; accepts {', '.join(info.supported_versions)}")
+
+
+@main.group()
+def netns() -> None:
+    """Create, list and remove named network namespaces for experiments."""
+
+
+@netns.command("add")
+@click.argument("name")
+def netns_add(name: str) -> None:
+    """Create the namespace NAME, persisted under /var/run/netns (like `ip netns add`).
+
+    \b
+    Example:
+      cnitool netns add ctr1 && cnitool add mynet /var/run/netns/ctr1
+    """
+    from cnicore.ns import NetNSError, new_netns
+
+    try:
+        created = new_netns(name)
+    except NetNSError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(created.path)
+    created.close()
+
+
+@netns.command("del")
+@click.argument("name")
+def netns_del(name: str) -> None:
+    """Remove the namespace NAME (its interfaces go with it).
+
+    \b
+    Example:
+      cnitool del mynet /var/run/netns/ctr1 && cnitool netns del ctr1
+    """
+    import os
+
+    from cnicore.ns import NETNS_RUN_DIR, NetNSError, get_netns
+
+    try:
+        get_netns(os.path.join(NETNS_RUN_DIR, name)).remove()
+    except NetNSError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@netns.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def netns_list(as_json: bool) -> None:
+    """List the named namespaces under /var/run/netns."""
+    from cnicore.ns import list_netns
+
+    names = list_netns()
+    click.echo(json.dumps(names) if as_json else "\n".join(names))
 
 
 @main.group()
