@@ -147,6 +147,7 @@ def validate_routes(result: Result) -> None:
     """CHECK: every result route is in its routing table (main unless it names one),
     matched by destination, and by gateway if it has one."""
     import ipaddress
+    import json
 
     from cnicore.rtnl import AF_INET, AF_INET6, RT_TABLE_MAIN, RtnlSocket
     from cnicore.types import is_ipv4
@@ -161,4 +162,5 @@ def validate_routes(result: Result) -> None:
                         and (gw is None or (r.gw and ipaddress.ip_address(r.gw) == gw))
                         for r in rtnl.routes(family, table=table))
             if not found:
-                raise _fail(f"Expected Route {route.to_dict()} not found in routing table")
+                shown = json.dumps(route.to_dict(), separators=(",", ":"))
+                raise _fail(f"Expected Route {shown} not found in routing table")

@@ -4,8 +4,11 @@ Behaves like the reference bridge plugin (options, result, CHECK, errors),
 with two deliberate improvements users asked for:
 
 * ADD is all-or-nothing: when any step after the first change fails, the
-  veth is removed, the IPAM reservation released and the masquerade and
-  spoof-check rules deleted (the reference leaks them);
+  veth is removed, the IPAM reservation released, the masquerade and
+  spoof-check rules deleted (the reference leaks them) and a bridge this ADD
+  created is deleted again unless another port joined it meanwhile; the
+  netns is opened before the bridge is made, so a missing netns changes
+  nothing (the reference makes the bridge first);
 * DEL removes the masquerade and spoof-check rules also when CNI_NETNS is
   empty or the namespace is already gone (the reference leaks the rules then),
   and GC collects rules of attachments that are no longer valid.
@@ -261,7 +264,7 @@ def _ensure_vlan_interface(request: Request, conf: BridgeConf, bridge_name: str)
 @hookimpl
 def cni_del(request: Request) -> None:
     from cnicore.ipam import run_ipam
-    from cnicore.ns import NetNSNotFoundError, with_netns_path
+    from cnicore.ns import NetNSError, NetNSNotFoundError, with_netns_path
 
     from . import links
 
@@ -272,6 +275,8 @@ def cni_del(request: Request) -> None:
             addresses = with_netns_path(request.netns, links.delete_link, request.ifname)
         except NetNSNotFoundError:
             addresses = None
+        except NetNSError as exc:  # not a netns: an error, as in the reference
+            raise links.fail(f'failed to open netns "{request.netns}": {exc}') from None
     if conf.is_layer3:
         run_ipam(request, "DEL")
     if conf.mac_spoof_check:
