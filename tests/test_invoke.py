@@ -310,7 +310,7 @@ exit 1
         assert sink.getvalue() == ""
 
     def test_go_quote(self) -> None:
-        q = invoke._go_quote
+        q = invoke.go_quote
         assert q(b'a"b\\c\n\t') == '"a\\"b\\\\c\\n\\t"'
         assert q(b"\x00\x7f") == '"\\x00\\x7f"'
         assert q("héllo ✓".encode()) == '"héllo ✓"'

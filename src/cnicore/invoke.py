@@ -18,6 +18,7 @@ import sys
 import time
 
 from cnicore.errors import CNIError, ERR_DECODING_FAILURE, ERR_INTERNAL
+from cnicore.wire import go_quote
 from cnicore.version import CURRENT, PluginInfo, decode_config_version
 
 TYPE_CHECKING = False
@@ -103,32 +104,6 @@ class PluginCancelledError(PluginError):
     """The caller cancelled the exec; the plugin was killed."""
 
 
-# -- Go-compatible text -----------------------------------------------------------
-
-_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
-               "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-
-
-def _go_quote(data: bytes | str) -> str:
-    """Go's ``%q`` of a string, so messages read exactly like the reference's."""
-    text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:  # an invalid UTF-8 byte
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def _go_lower(text: str) -> str:
@@ -175,7 +150,7 @@ def find_in_path(plugin: str, paths: list[str]) -> str:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise PluginNotFoundError(
-        f"failed to find plugin {_go_quote(plugin)} in path [{' '.join(paths)}]")
+        f"failed to find plugin {go_quote(plugin)} in path [{' '.join(paths)}]")
 
 
 # -- environments -----------------------------------------------------------------
@@ -382,7 +357,7 @@ def _failure(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes) ->
         if not stderr:
             msg = f"netplugin failed with no error message: {status}"
         else:
-            msg = f"netplugin failed: {_go_quote(stderr)}: {status}"
+            msg = f"netplugin failed: {go_quote(stderr)}: {status}"
     else:
         try:
             obj = json.loads(stdout)
@@ -391,7 +366,7 @@ def _failure(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes) ->
             code, msg, details = parsed.code, parsed.msg, parsed.details
         except ValueError as exc:
             msg = (f"netplugin failed but error parsing its diagnostic message "
-                   f"{_go_quote(stdout)}: {exc}")
+                   f"{go_quote(stdout)}: {exc}")
     return PluginError(code, msg, details, plugin_path=plugin_path, stdout=stdout,
                        stderr=stderr, returncode=returncode)
 

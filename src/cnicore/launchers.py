@@ -171,25 +171,6 @@ def _file_hash(path: str) -> str | None:
         return None
 
 
-def _write_atomic(directory: str, name: str, data: bytes, mode: int) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, os.path.join(directory, name))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def read_manifest(directory: str) -> dict[str, dict[str, str]]:
     """``{type: {"sha256", "python"}}`` of the launchers cnicore wrote into ``directory``."""
     try:
@@ -226,6 +207,8 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
     """
     import fcntl
 
+    from cnicore.fsutil import write_atomic
+
     if entries is None:
         from cnicore.registry import discover
 
@@ -256,7 +239,7 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
             if current == _sha256(data):
                 report.unchanged.append(plugin_type)
             else:
-                _write_atomic(directory, plugin_type, data, 0o755)
+                write_atomic(os.path.join(directory, plugin_type), data, 0o755, fsync=True)
                 (report.added if current is None else report.updated).append(plugin_type)
             manifest[plugin_type] = {"sha256": _sha256(data), "python": python}
         for plugin_type in sorted(set(manifest) - set(wanted)):
@@ -270,7 +253,7 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
             elif os.path.exists(path):
                 report.skipped[plugin_type] = f"{path} changed since cnitool wrote it; left alone"
             del manifest[plugin_type]
-        _write_atomic(directory, MANIFEST,
-                      json.dumps({"version": 1, "launchers": manifest}, indent=2, sort_keys=True).encode(),
-                      0o644)
+        write_atomic(os.path.join(directory, MANIFEST),
+                     json.dumps({"version": 1, "launchers": manifest}, indent=2, sort_keys=True).encode(),
+                     0o644)
     return report

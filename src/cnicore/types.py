@@ -325,6 +325,7 @@ class IPConfig:
 class _ResultBase:
     """What every result family shares: version, JSON emission, conversion."""
 
+    __slots__ = ()
     family: tuple[str, ...] = ()
     #: The cniVersion values parsing accepts (the reference's supportedVersions).
     accepted: tuple[str, ...] = ()
@@ -363,87 +364,73 @@ class _ResultBase:
         return version
 
 
-class Result(_ResultBase):
+class _InterfacesResult(_ResultBase):
+    """What the 0.3/0.4 and 1.x families share: interfaces, ips, routes, dns.
+
+    They differ only on the wire: ``interfaces`` carry the 1.x fields or not,
+    ``ips`` carry ``version`` or not, and an empty ``dns`` is dropped (1.x, Go
+    goes through a map) or printed as ``{}`` (0.x, a plain struct).
+    """
+
+    _full_interfaces = True
+    _ip_version = False
+    _empty_dns_printed = False
+
+    __slots__ = ("cni_version", "interfaces", "ips", "routes", "dns")
+
+    def __init__(self, cni_version: str = "", interfaces: list[Interface] | None = None,
+                 ips: list[IPConfig] | None = None, routes: list[Route] | None = None,
+                 dns: DNS | None = None) -> None:
+        self.cni_version = cni_version
+        self.interfaces = list(interfaces or [])
+        self.ips = list(ips or [])
+        self.routes = list(routes or [])
+        self.dns = dns or DNS()
+
+    @classmethod
+    def from_dict(cls, value: object) -> Any:
+        obj = _obj(value, "result")
+        return cls(cls._check_version(obj),
+                   [Interface.from_dict(i, full=cls._full_interfaces)
+                    for i in _list(obj, "interfaces", "result")],
+                   [IPConfig.from_dict(i, with_version=cls._ip_version) for i in _list(obj, "ips", "result")],
+                   [Route.from_dict(r) for r in _list(obj, "routes", "result")],
+                   DNS.from_dict(obj.get("dns")))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.cni_version:
+            out["cniVersion"] = self.cni_version
+        if self.interfaces:
+            out["interfaces"] = [i.to_dict(full=self._full_interfaces) for i in self.interfaces]
+        if self.ips:
+            out["ips"] = [ip.to_dict(with_version=self._ip_version) for ip in self.ips]
+        if self.routes:
+            out["routes"] = [r.to_dict() for r in self.routes]
+        if self._empty_dns_printed or not self.dns.is_empty():
+            out["dns"] = self.dns.to_dict()
+        return out
+
+
+class Result(_InterfacesResult):
     """A 1.0.0 / 1.1.0 result: the model plugins build and return."""
 
     family = VERSIONS_100
     accepted = VERSIONS_100
     implemented = "1.1.0"
-
-    __slots__ = ("cni_version", "interfaces", "ips", "routes", "dns")
-
-    def __init__(self, cni_version: str = "", interfaces: list[Interface] | None = None,
-                 ips: list[IPConfig] | None = None, routes: list[Route] | None = None,
-                 dns: DNS | None = None) -> None:
-        self.cni_version = cni_version
-        self.interfaces = list(interfaces or [])
-        self.ips = list(ips or [])
-        self.routes = list(routes or [])
-        self.dns = dns or DNS()
-
-    @classmethod
-    def from_dict(cls, value: object) -> Result:
-        obj = _obj(value, "result")
-        return cls(cls._check_version(obj),
-                   [Interface.from_dict(i) for i in _list(obj, "interfaces", "result")],
-                   [IPConfig.from_dict(i) for i in _list(obj, "ips", "result")],
-                   [Route.from_dict(r) for r in _list(obj, "routes", "result")],
-                   DNS.from_dict(obj.get("dns")))
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.interfaces:
-            out["interfaces"] = [i.to_dict() for i in self.interfaces]
-        if self.ips:
-            out["ips"] = [ip.to_dict() for ip in self.ips]
-        if self.routes:
-            out["routes"] = [r.to_dict() for r in self.routes]
-        if not self.dns.is_empty():
-            out["dns"] = self.dns.to_dict()
-        return out
+    __slots__ = ()
 
 
-class Result040(_ResultBase):
+class Result040(_InterfacesResult):
     """A 0.3.0 / 0.3.1 / 0.4.0 result."""
 
     family = VERSIONS_040
     accepted = VERSIONS_040
     implemented = "0.4.0"
-
-    __slots__ = ("cni_version", "interfaces", "ips", "routes", "dns")
-
-    def __init__(self, cni_version: str = "", interfaces: list[Interface] | None = None,
-                 ips: list[IPConfig] | None = None, routes: list[Route] | None = None,
-                 dns: DNS | None = None) -> None:
-        self.cni_version = cni_version
-        self.interfaces = list(interfaces or [])
-        self.ips = list(ips or [])
-        self.routes = list(routes or [])
-        self.dns = dns or DNS()
-
-    @classmethod
-    def from_dict(cls, value: object) -> Result040:
-        obj = _obj(value, "result")
-        return cls(cls._check_version(obj),
-                   [Interface.from_dict(i, full=False) for i in _list(obj, "interfaces", "result")],
-                   [IPConfig.from_dict(i, with_version=True) for i in _list(obj, "ips", "result")],
-                   [Route.from_dict(r) for r in _list(obj, "routes", "result")],
-                   DNS.from_dict(obj.get("dns")))
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.interfaces:
-            out["interfaces"] = [i.to_dict(full=False) for i in self.interfaces]
-        if self.ips:
-            out["ips"] = [ip.to_dict(with_version=True) for ip in self.ips]
-        if self.routes:
-            out["routes"] = [r.to_dict() for r in self.routes]
-        out["dns"] = self.dns.to_dict()
-        return out
+    _full_interfaces = False
+    _ip_version = True
+    _empty_dns_printed = True
+    __slots__ = ()
 
 
 class IPConfig020:

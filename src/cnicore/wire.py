@@ -27,13 +27,21 @@ _QUOTE_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f
                   "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
-def go_quote(text: str) -> str:
-    """Go's ``strconv.Quote`` (the ``%q`` verb): printable runes kept, others escaped."""
+def go_quote(text: str | bytes) -> str:
+    """Go's ``strconv.Quote`` (the ``%q`` verb): printable runes kept, others escaped.
+
+    Bytes (a plugin's raw output) are quoted as Go quotes a string holding
+    them: each invalid UTF-8 byte becomes ``\\xNN``.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
     out = ['"']
     for ch in text:
         code = ord(ch)
         if ch in _QUOTE_ESCAPES:
             out.append(_QUOTE_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
+            out.append(f"\\x{code - 0xDC00:02x}")
         elif ch.isprintable():
             out.append(ch)
         elif code < 0x20 or code == 0x7F:

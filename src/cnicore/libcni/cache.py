@@ -142,24 +142,13 @@ class ResultCache:
     def write(self, network: str, rt: RuntimeConf, config: bytes | None,
               result: AnyResult | None) -> str:
         """Record an attachment atomically; returns the file's path."""
-        import tempfile
-
         path = self.path(network, rt)
         data = encode_entry(network, rt, config, result)
         directory = os.path.dirname(path)
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        # mkstemp creates the file 0600, the mode Go writes.
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        from cnicore.fsutil import write_atomic
+
+        write_atomic(path, data, 0o600)  # the mode Go writes
         return path
 
     def _read(self, network: str, rt: RuntimeConf) -> bytes | None:
