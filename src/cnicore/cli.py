@@ -17,7 +17,9 @@ from cnicore import __version__
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cnitool")
-def main() -> None:
+@click.option("-i", "--ifname", "root_ifname", default=None, metavar="TEXT",
+              help="Interface name for the network commands (as after the command).")
+def main(root_ifname: str | None) -> None:
     """Run CNI network operations and manage cnicore plugins.
 
     The network commands (add, check, del, gc, status) behave like the
@@ -31,6 +33,71 @@ def main() -> None:
 
 # -- the reference cnitool's commands ---------------------------------------------
 
+def _go_quote(text: str) -> str:
+    """``text`` as Go's ``%q`` prints it (close enough for messages)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array"}.get(type(value), "object")
+
+
+def _capability_args(text: str) -> dict[str, object]:
+    """CAP_ARGS decoded as Go decodes it into a ``map[string]interface{}``:
+    an object, or ``null`` for none."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid CAP_ARGS: not valid JSON: {exc}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"invalid CAP_ARGS: must be a JSON object, not {_json_kind(value)}")
+    return value
+
+
+def _cni_args(text: str) -> list[tuple[str, str]]:
+    """CNI_ARGS ``K=V;K=V`` split exactly as the Go cnitool's ``parseArgs``."""
+    pairs = []
+    for pair in text.split(";"):
+        parts = pair.split("=")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise ValueError(f"invalid CNI_ARGS pair {_go_quote(pair)}")
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+def _getwd() -> str:
+    """Go's ``os.Getwd``: ``$PWD`` when it is absolute and names the current
+    directory (so a shell's logical path such as /var/run/netns survives a
+    symlink), else the physical path."""
+    import os
+
+    pwd = os.environ.get("PWD", "")
+    if pwd.startswith("/"):
+        try:
+            here, there = os.stat("."), os.stat(pwd)
+            if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
+                return pwd
+        except OSError:
+            pass
+    return os.getcwd()
+
+
+def _abs_netns(netns: str) -> str:
+    """Go's ``filepath.Abs``: joined to :func:`_getwd` and cleaned (POSIX
+    ``normpath`` keeps a leading ``//``, Go's ``Clean`` does not). The container
+    ID is a hash of this string, so it must be spelled as Go spells it."""
+    import os
+
+    path = os.path.normpath(netns if os.path.isabs(netns) else os.path.join(_getwd(), netns))
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
 def _runtime(network: str, netns: str, ifname: str | None) -> tuple[object, object]:
     """The network list and runtime config, exactly as the Go cnitool builds them."""
     import hashlib
@@ -39,20 +106,13 @@ def _runtime(network: str, netns: str, ifname: str | None) -> tuple[object, obje
     from cnicore.libcni import RuntimeConf, load_conflist
 
     conf_list = load_conflist(os.environ.get("NETCONFPATH") or "/etc/cni/net.d", network)
-    capability_args = {}
-    if os.environ.get("CAP_ARGS"):
-        capability_args = json.loads(os.environ["CAP_ARGS"])
-        if not isinstance(capability_args, dict):
-            raise ValueError("CAP_ARGS must be a JSON object")
-    cni_args = []
-    if os.environ.get("CNI_ARGS"):
-        for pair in os.environ["CNI_ARGS"].split(";"):
-            parts = pair.split("=")
-            if len(parts) != 2 or not parts[0] or not parts[1]:
-                raise ValueError(f'invalid CNI_ARGS pair "{pair}"')
-            cni_args.append((parts[0], parts[1]))
+    capability_args = _capability_args(os.environ["CAP_ARGS"]) if os.environ.get("CAP_ARGS") else {}
+    cni_args = _cni_args(os.environ["CNI_ARGS"]) if os.environ.get("CNI_ARGS") else []
+    if not ifname:
+        # -i after the command, else before it (Go's flag is global), else the env.
+        ifname = click.get_current_context().find_root().params.get("root_ifname")
     ifname = ifname or os.environ.get("CNI_IFNAME") or "eth0"
-    netns = os.path.abspath(netns)
+    netns = _abs_netns(netns)
     container_id = "cnitool-" + hashlib.sha512(netns.encode()).hexdigest()[:20]
     return conf_list, RuntimeConf(container_id, netns, ifname, cni_args, capability_args)
 
@@ -221,7 +281,10 @@ def netns_list(as_json: bool) -> None:
     from cnicore.ns import list_netns
 
     names = list_netns()
-    click.echo(json.dumps(names) if as_json else "\n".join(names))
+    if as_json:
+        click.echo(json.dumps(names))
+    elif names:
+        click.echo("\n".join(names))
 
 
 @main.group()
@@ -248,16 +311,16 @@ def plugins_list(as_json: bool) -> None:
     rows = []
     for entry in entries.values():
         try:
-            versions = ", ".join(entry.info().supported_versions)
+            versions = list(entry.info().supported_versions)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
-            versions = f"<cannot load: {exc}>"
+            versions = [f"<cannot load: {exc}>"]  # one item, whatever commas the reason has
         rows.append({"type": entry.type, "distribution": entry.distribution, "version": entry.version,
                      "module": entry.value, "supportedVersions": versions})
     if as_json:
-        for row in rows:
-            row["supportedVersions"] = [v.strip() for v in str(row["supportedVersions"]).split(",")]
         click.echo(json.dumps(rows, indent=2))
         return
+    for row in rows:
+        row["supportedVersions"] = ", ".join(row["supportedVersions"])  # type: ignore[arg-type]
     _table(rows, ["type", "distribution", "version", "supportedVersions"],
            ["TYPE", "DISTRIBUTION", "VERSION", "CNI VERSIONS"])
 
@@ -295,6 +358,35 @@ def plugins_install(directory: str, policies: tuple[str, ...], as_json: bool) ->
             click.echo(f"{label:>9}: {', '.join(names)}")
     for name, why in report.skipped.items():
         click.echo(f"  skipped: {name} ({why})", err=True)
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--dest", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="The project directory to create (default ./cni-plugin-NAME); "
+                   "it must not exist or be empty.")
+def new_plugin(name: str, dest: str | None) -> None:
+    """Create a plugin project for the CNI type NAME from cnicore's example.
+
+    The example is a complete, tested, chained plugin (it adds routes to the
+    container interface); the copy is named cni-plugin-NAME (distribution),
+    cni_plugin_NAME (package, '-' as '_') and NAME (the CNI type).
+
+    \b
+    Example:
+      cnitool new-plugin my-routes && cd cni-plugin-my-routes
+      pip install -e '.[test]' && sudo python -m pytest
+      sudo cnitool plugins install /opt/cni/bin
+    """
+    from cnicore.scaffold import ScaffoldError, new_plugin as scaffold
+
+    try:
+        path = scaffold(name, dest)
+    except (ScaffoldError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {path}")
+    click.echo(f"next: cd {path} && pip install -e '.[test]' && python -m pytest "
+               "(as root for the namespace tests); see its README.md")
 
 
 def _table(rows: list[dict[str, object]], keys: list[str], headers: list[str]) -> None:

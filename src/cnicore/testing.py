@@ -3,17 +3,57 @@
 Everything happens in throwaway network namespaces: a private "host"
 namespace that the plugin runs in as if it were the machine's, and container
 namespaces. The machine's own network is never touched, and every namespace
-is removed afterwards, also when the test fails.
+is removed afterwards, also when the test fails. The fixtures that make
+namespaces need root; without it they skip the test (under ``CI`` they fail it).
+With ``CNICORE_FAIL_ON_SKIP=1`` in the environment every skipped test fails
+(xfail excepted): CI sets it, since a skipped namespace test hides what CI is for.
+
+Installing cnicore registers this module through the ``pytest11`` entry point,
+so a plugin project's tests use the fixtures without any import or conftest.
 
 Fixtures:
 
 * ``cni_sandbox`` — a :class:`Sandbox` (``.host``, ``.container()``).
 * ``host_netns`` / ``container_netns`` — one of each from that sandbox.
-* ``cni_runner`` — ``cni_runner(plugin_or_type)`` returns a :class:`PluginRunner`
-  that runs the plugin in-process through ``skel.run`` inside the host netns.
+* ``cni_runner`` — ``cni_runner(plugin_or_type, name=None, path=...)`` returns a
+  :class:`PluginRunner` that runs one plugin in-process through ``skel.run``
+  inside the host netns (``.run(command, config, netns=...)`` for an
+  :class:`Outcome`; ``.add``/``.check``/``.delete`` that raise on failure).
+* ``cni_bin_dir`` — (session) a temporary CNI bin dir holding a launcher for
+  every installed cnicore plugin (``cnitool plugins install`` into a tmp dir),
+  so chained plugins, IPAM delegation and whole conflists exec the real thing.
+* ``cni_conflist`` — ``cni_conflist(conflist, cni_path=None)`` returns a
+  :class:`ConflistRunner`: the network list run as a runtime runs it, by
+  :class:`cnicore.libcni.CNIConfig` from inside the host netns, plugins found in
+  ``cni_path`` (default: ``cni_bin_dir`` only), results cached under
+  ``tmp_path``. ``.add(netns)`` returns the final result as decoded JSON;
+  ``.check(netns)``, ``.delete(netns)``; failures raise
+  :class:`cnicore.libcni.LibcniError` with the plugin's code.
 
-:func:`run_executable` runs a launcher (or a Go plugin) as a real process
-started from inside the host namespace.
+Helpers (plain functions, no fixture needed):
+
+* :func:`run_executable` runs a launcher (or a Go plugin) as a real process
+  started from inside the host namespace.
+* Result assertions, for a result as decoded JSON (any spec version) or a
+  :mod:`cnicore.types` object: :func:`assert_result_has_ip`,
+  :func:`assert_result_has_route`, :func:`assert_result_has_interface`; and
+  :func:`as_current_result` to compare anything else on the 1.x model.
+* Kernel assertions inside a namespace (through :mod:`cnicore.rtnl`):
+  :func:`netns_routes`, :func:`assert_netns_route`,
+  :func:`assert_netns_no_route`, :func:`assert_netns_address`.
+
+Example, a chained plugin after bridge + host-local::
+
+    def test_chain(cni_conflist, container_netns, tmp_path):
+        net = cni_conflist({"cniVersion": "1.0.0", "name": "net", "plugins": [
+            {"type": "bridge", "bridge": "br0", "isGateway": True,
+             "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
+                      "ranges": [[{"subnet": "10.10.0.0/24"}]]}},
+            {"type": "my-plugin"}]})
+        result = net.add(container_netns)
+        assert_result_has_ip(result, "10.10.0.2/24", ifname="eth0")
+        net.check(container_netns)
+        net.delete(container_netns)
 """
 
 from __future__ import annotations
@@ -27,7 +67,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterator, Mapping
 
+    from cnicore.libcni import NetworkConfigList, RuntimeConf
     from cnicore.ns import NetNS
+    from cnicore.rtnl import Route as KernelRoute
+    from cnicore.types import AnyResult, Result
 
 DEFAULT_PATH = "/opt/cni/bin:/usr/lib/cni"
 
@@ -154,20 +197,240 @@ class PluginRunner:
         self.run("DEL", config, netns=netns, **env_kw).ok()
 
 
-def run_executable(path: str, command: str, config: bytes | str | Mapping[str, Any], *, host: NetNS,
+def run_executable(executable: str, command: str, config: bytes | str | Mapping[str, Any], *, host: NetNS,
                    netns: NetNS | str = "", timeout: float = 30.0, **env_kw: Any) -> Outcome:
-    """Exec a plugin binary (launcher or Go plugin) from inside ``host``, as a runtime would."""
+    """Exec a plugin binary (launcher or Go plugin) from inside ``host``, as a runtime would.
+
+    ``env_kw`` are :func:`cni_env`'s keywords (``path=`` sets CNI_PATH; by
+    default the executable's own directory, then the usual ones)."""
     import subprocess
 
-    env_kw.setdefault("path", os.path.dirname(path) + ":" + DEFAULT_PATH)
+    env_kw.setdefault("path", os.path.dirname(executable) + ":" + DEFAULT_PATH)
     env = dict(os.environ, **cni_env(command, netns=netns if isinstance(netns, str) else netns.path, **env_kw))
     env.pop("PYTHONPATH", None)
 
     def run() -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([path], input=_stdin(config), env=env, capture_output=True, timeout=timeout)
+        return subprocess.run([executable], input=_stdin(config), env=env, capture_output=True,
+                              timeout=timeout)
 
     proc = host.do(run)
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+class ConflistRunner:
+    """A network list (conflist) run as a runtime runs it.
+
+    :class:`cnicore.libcni.CNIConfig` execs each plugin found in ``cni_path``
+    from inside ``host`` (so the plugins see it as their host namespace),
+    injects ``name``/``cniVersion``/``prevResult``/``runtimeConfig`` and caches
+    results in ``cache_dir``, exactly as for a real runtime. The container ID
+    defaults to the container namespace's name, so several containers in one
+    test never collide.
+    """
+
+    def __init__(self, conflist: bytes | str | Mapping[str, Any] | NetworkConfigList, host: NetNS,
+                 cni_path: str | list[str], cache_dir: str, timeout: float | None = 60.0) -> None:
+        from cnicore.libcni import CNIConfig, NetworkConfigList, conf_list_from_bytes, conf_list_from_dict
+
+        if isinstance(conflist, NetworkConfigList):
+            self.conf_list = conflist
+        elif isinstance(conflist, (bytes, str)):
+            self.conf_list = conf_list_from_bytes(conflist)
+        else:
+            self.conf_list = conf_list_from_dict(conflist)
+        self.host_netns = host
+        self.cache_dir = cache_dir
+        self.cni = CNIConfig(cni_path, cache_dir=cache_dir, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"ConflistRunner({self.conf_list!r}, path={self.cni.path!r})"
+
+    @property
+    def name(self) -> str:
+        return self.conf_list.name
+
+    def runtime_conf(self, netns: NetNS | str, *, container_id: str = "", ifname: str = "eth0",
+                     args: Mapping[str, str] | None = None,
+                     capability_args: Mapping[str, Any] | None = None) -> RuntimeConf:
+        """The :class:`~cnicore.libcni.RuntimeConf` for one attachment."""
+        from cnicore.libcni import RuntimeConf
+
+        path = netns if isinstance(netns, str) else netns.path
+        return RuntimeConf(container_id or os.path.basename(path) or "cnitest-ctr", path, ifname,
+                           list((args or {}).items()), capability_args)
+
+    def add(self, netns: NetNS | str, **rt_kw: Any) -> Any:
+        """ADD the whole list; return the final result as decoded JSON (in the list's version)."""
+        result = self.host_netns.do(self.cni.add_network_list, self.conf_list, self.runtime_conf(netns, **rt_kw))
+        return json.loads(result.to_json()) if result is not None else None
+
+    def check(self, netns: NetNS | str, **rt_kw: Any) -> None:
+        """CHECK the whole list against the cached result (0.4.0+ lists)."""
+        self.host_netns.do(self.cni.check_network_list, self.conf_list, self.runtime_conf(netns, **rt_kw))
+
+    def delete(self, netns: NetNS | str, **rt_kw: Any) -> None:
+        """DEL the whole list (in reverse order) and forget the cached result."""
+        self.host_netns.do(self.cni.del_network_list, self.conf_list, self.runtime_conf(netns, **rt_kw))
+
+    def status(self) -> None:
+        """STATUS of every plugin (1.1.0 lists)."""
+        self.host_netns.do(self.cni.get_status_network_list, self.conf_list)
+
+    def cached_result(self, netns: NetNS | str, **rt_kw: Any) -> Any:
+        """The cached result of an attachment as decoded JSON, ``None`` if there is none."""
+        result = self.cni.get_network_list_cached_result(self.conf_list, self.runtime_conf(netns, **rt_kw))
+        return json.loads(result.to_json()) if result is not None else None
+
+
+# -- result assertions ----------------------------------------------------------
+
+def as_current_result(result: AnyResult | Mapping[str, Any] | bytes | str) -> Result:
+    """Any result (decoded JSON, JSON text or a :mod:`cnicore.types` object, any
+    spec version) as the current 1.x model, for version-independent assertions."""
+    from cnicore.types import Result, Result020, Result040, result_from_json
+
+    if isinstance(result, (Result, Result020, Result040)):
+        parsed: AnyResult = result
+    else:
+        parsed = result_from_json(result if isinstance(result, (bytes, str)) else dict(result))
+    current = parsed.convert("1.1.0")
+    assert isinstance(current, Result)
+    return current
+
+
+def _show(result: Result) -> str:
+    return json.dumps(result.to_dict(), indent=1, sort_keys=True)
+
+
+def assert_result_has_interface(result: AnyResult | Mapping[str, Any], name: str, *,
+                                sandbox: str | None = None, mac: str | None = None) -> int:
+    """Assert the result lists interface ``name`` (with ``sandbox``/``mac`` when given);
+    return its index in ``interfaces``."""
+    current = as_current_result(result)
+    for index, iface in enumerate(current.interfaces):
+        if iface.name != name:
+            continue
+        if sandbox is not None and iface.sandbox != sandbox:
+            raise AssertionError(f"interface {name!r} has sandbox {iface.sandbox!r}, not {sandbox!r}")
+        if mac is not None and iface.mac.lower() != mac.lower():
+            raise AssertionError(f"interface {name!r} has MAC {iface.mac!r}, not {mac!r}")
+        return index
+    raise AssertionError(f"no interface {name!r} in the result:\n{_show(current)}")
+
+
+def assert_result_has_ip(result: AnyResult | Mapping[str, Any], cidr: str, *, gateway: str | None = None,
+                         ifname: str | None = None) -> None:
+    """Assert the result holds address ``cidr`` (compared as a value: ``10.0.0.2/24``),
+    with ``gateway`` and on interface ``ifname`` when given. Works for every spec
+    version (0.2.0 results have no interfaces, so ``ifname`` cannot be checked there)."""
+    import ipaddress
+
+    current = as_current_result(result)
+    wanted = ipaddress.ip_interface(cidr)
+    for ip in current.ips:
+        if ipaddress.ip_interface(ip.address) != wanted:
+            continue
+        if gateway is not None and (ip.gateway and ipaddress.ip_address(ip.gateway)) != (
+                gateway and ipaddress.ip_address(gateway)):
+            raise AssertionError(f"address {cidr} has gateway {ip.gateway!r}, not {gateway!r}")
+        if ifname is not None:
+            index = ip.interface
+            actual = current.interfaces[index].name if index is not None and 0 <= index < len(
+                current.interfaces) else None
+            if actual != ifname:
+                raise AssertionError(f"address {cidr} is on interface {actual!r}, not {ifname!r}")
+        return
+    raise AssertionError(f"no address {cidr} in the result:\n{_show(current)}")
+
+
+def assert_result_has_route(result: AnyResult | Mapping[str, Any], dst: str, gw: str | None = None) -> None:
+    """Assert the result holds a route to ``dst`` (a CIDR, compared as a network),
+    via ``gw`` when given (``""`` asserts a route without gateway)."""
+    import ipaddress
+
+    current = as_current_result(result)
+    wanted = ipaddress.ip_network(dst, strict=False)
+    for route in current.routes:
+        if ipaddress.ip_network(route.dst, strict=False) != wanted:
+            continue
+        if gw is None or (route.gw and ipaddress.ip_address(route.gw)) == (gw and ipaddress.ip_address(gw)):
+            return
+    via = "" if gw is None else f" via {gw or '(no gateway)'}"
+    raise AssertionError(f"no route to {dst}{via} in the result:\n{_show(current)}")
+
+
+# -- kernel assertions ---------------------------------------------------------
+
+def netns_routes(netns: NetNS, family: int = 0, *, table: int | None = 254) -> list[KernelRoute]:
+    """The routes in ``netns`` (``family`` 0: IPv4 and IPv6; ``table`` None: every table),
+    read with :mod:`cnicore.rtnl` inside the namespace."""
+
+    def read() -> list[KernelRoute]:
+        from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+
+        with RtnlSocket() as rtnl:
+            families = (family,) if family else (AF_INET, AF_INET6)
+            return [r for f in families for r in rtnl.routes(f, table=table)]
+
+    return netns.do(read)
+
+
+def _ifindex(netns: NetNS, ifname: str) -> int:
+    def read() -> int:
+        from cnicore.rtnl import RtnlSocket
+
+        with RtnlSocket() as rtnl:
+            return rtnl.link(ifname).index
+
+    return netns.do(read)
+
+
+def _matching_routes(netns: NetNS, dst: str, gw: str | None, dev: str | None) -> tuple[list[Any], list[Any]]:
+    import ipaddress
+
+    from cnicore.rtnl import AF_INET, AF_INET6
+
+    wanted = ipaddress.ip_network(dst, strict=False)
+    family = AF_INET6 if wanted.version == 6 else AF_INET
+    every = netns_routes(netns, family)
+    index = _ifindex(netns, dev) if dev is not None else None
+    found = [r for r in every if ipaddress.ip_network(r.dst, strict=False) == wanted
+             and (gw is None or (r.gw and ipaddress.ip_address(r.gw)) == (gw and ipaddress.ip_address(gw)))
+             and (index is None or r.ifindex == index)]
+    return found, every
+
+
+def assert_netns_route(netns: NetNS, dst: str, *, gw: str | None = None, dev: str | None = None) -> KernelRoute:
+    """Assert ``netns`` has a main-table route to ``dst`` (via ``gw``, out of ``dev``
+    when given; ``gw=""`` means on-link); return it."""
+    found, every = _matching_routes(netns, dst, gw, dev)
+    if not found:
+        raise AssertionError(f"no route to {dst} (gw={gw!r}, dev={dev!r}) in {netns.path}; routes: {every!r}")
+    return found[0]  # type: ignore[no-any-return]
+
+
+def assert_netns_no_route(netns: NetNS, dst: str) -> None:
+    """Assert ``netns`` has no main-table route to ``dst``."""
+    found, _every = _matching_routes(netns, dst, None, None)
+    if found:
+        raise AssertionError(f"unexpected route(s) to {dst} in {netns.path}: {found!r}")
+
+
+def assert_netns_address(netns: NetNS, ifname: str, cidr: str) -> None:
+    """Assert interface ``ifname`` in ``netns`` has address ``cidr`` (compared as a value)."""
+    import ipaddress
+
+    wanted = ipaddress.ip_interface(cidr)
+
+    def read() -> list[str]:
+        from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+
+        with RtnlSocket() as rtnl:
+            return rtnl.addresses(ifname, AF_INET6 if wanted.version == 6 else AF_INET)
+
+    present = netns.do(read)
+    if wanted not in [ipaddress.ip_interface(a) for a in present]:
+        raise AssertionError(f"{ifname} in {netns.path} has {present!r}, not {cidr}")
 
 
 # -- pytest fixtures ------------------------------------------------------------
@@ -178,6 +441,17 @@ except ImportError:  # pragma: no cover - the helpers above work without pytest
     pytest = None  # type: ignore[assignment]
 
 if pytest is not None:
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+        """With ``CNICORE_FAIL_ON_SKIP=1`` (set it in CI) a skipped test fails: a skipped
+        namespace or interop test hides exactly what CI is for. xfail is left alone."""
+        outcome = yield
+        report = outcome.get_result()  # type: ignore[attr-defined]
+        if report.skipped and os.environ.get("CNICORE_FAIL_ON_SKIP") == "1" and not hasattr(report, "wasxfail"):
+            report.outcome = "failed"
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.longrepr = f"skipped in CI, which must run every test: {reason}"
 
     def _require_root() -> None:
         if os.geteuid() != 0:
@@ -213,5 +487,36 @@ if pytest is not None:
                 name = name or plugin
                 plugin = load(plugin)
             return PluginRunner(plugin, name or getattr(plugin, "__name__", "plugin"), cni_sandbox.host, path)
+
+        return make
+
+    @pytest.fixture(scope="session")
+    def cni_bin_dir(tmp_path_factory: Any) -> str:
+        """A temporary CNI bin dir with a launcher for every installed cnicore plugin
+        (what ``cnitool plugins install DIR`` writes), made once per session."""
+        from cnicore.launchers import install
+
+        path = tmp_path_factory.mktemp("cni-bin")
+        report = install(str(path))
+        if report.skipped:
+            raise RuntimeError(f"cni_bin_dir: launchers not written: {report.skipped}")
+        return str(path)
+
+    @pytest.fixture
+    def cni_conflist(cni_sandbox: Sandbox, tmp_path: Any, request: Any) -> Any:
+        """``cni_conflist(conflist, cni_path=None, cache_dir=None)`` -> :class:`ConflistRunner`.
+
+        ``conflist`` is a dict, JSON text or a parsed ``NetworkConfigList``;
+        ``cni_path`` (a list or ``os.pathsep``-joined) defaults to ``cni_bin_dir``;
+        results are cached under ``tmp_path`` unless ``cache_dir`` says otherwise.
+        """
+
+        def make(conflist: Any, cni_path: str | list[str] | None = None, cache_dir: str | None = None,
+                 timeout: float | None = 60.0) -> ConflistRunner:
+            if cni_path is None:
+                cni_path = [request.getfixturevalue("cni_bin_dir")]
+            if cache_dir is None:
+                cache_dir = str(tmp_path / "cni-cache")
+            return ConflistRunner(conflist, cni_sandbox.host, cni_path, cache_dir, timeout)
 
         return make

@@ -1,0 +1,205 @@
+"""Scaffold a new plugin project from cnicore's example project (``cnitool new-plugin``).
+
+The example is a complete, installable, tested plugin project: the
+``template-routes`` plugin (extra routes on the container interface), in the
+distribution ``cni-plugin-template`` with the package ``cni_plugin_template``.
+There is one copy of it, ``cni_plugin_template/`` at the root of cnicore's
+source tree; the build (``setup.py``) puts it into the cnicore package as
+``cnicore/_template/``, so an installed cnicore carries it. In a source
+checkout (an editable install) it is read from the root directly.
+
+:func:`new_plugin` copies it with every name substituted:
+
+============================  ==============================
+in the example                in the project for ``NAME``
+============================  ==============================
+``cni-plugin-template``       ``cni-plugin-NAME`` (distribution)
+``cni_plugin_template``       ``cni_plugin_NAME`` (package; ``-`` becomes ``_``)
+``template-routes``           ``NAME`` (the CNI type, the entry-point name)
+============================  ==============================
+
+in file contents and paths alike. Build and cache leftovers (``build/``,
+``*.egg-info``, ``__pycache__``...) are never copied.
+
+This module imports only the standard library at the top, because
+``setup.py`` loads it from source (for :func:`template_files`) before
+cnicore or its dependencies are installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable
+
+#: The names the example project uses, replaced in every copy.
+TEMPLATE_TYPE = "template-routes"
+TEMPLATE_PACKAGE = "cni_plugin_template"
+TEMPLATE_DISTRIBUTION = "cni-plugin-template"
+#: Where the example lives inside the installed cnicore package.
+PACKAGED_DIR = "_template"
+
+#: A CNI plugin type we scaffold: lower-case letters, digits and ``-``, starting
+#: with a letter or digit (so the package name is a valid identifier).
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+MAX_NAME_LENGTH = 64
+#: The types of cnicore's built-in plugins (also read from its entry points).
+BUILTIN_TYPES = frozenset({"bridge", "host-local", "loopback", "tuning"})
+#: The reference plugins' types: a plugin of one of these names would fight
+#: the Go binary for its file in the CNI bin dir.
+REFERENCE_TYPES = frozenset({
+    "bandwidth", "bridge", "dhcp", "dummy", "firewall", "host-device", "host-local", "ipvlan",
+    "loopback", "macvlan", "portmap", "ptp", "sbr", "static", "tap", "tuning", "vlan", "vrf",
+})
+
+#: Never copied: build output, caches, virtualenvs, VCS data.
+IGNORED_DIRS = frozenset({"__pycache__", "build", "dist", ".pytest_cache", ".mypy_cache",
+                          ".ruff_cache", ".tox", ".nox", ".venv", "venv", ".git", ".eggs"})
+IGNORED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp", "~")
+
+
+class ScaffoldError(ValueError):
+    """A name or destination :func:`new_plugin` refuses, or a missing example."""
+
+
+def template_files(root: str) -> list[str]:
+    """The example project's files under ``root``: relative POSIX paths, sorted,
+    without build and cache leftovers (see :data:`IGNORED_DIRS`)."""
+    found = []
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS and not d.endswith(IGNORED_SUFFIXES))
+        for name in files:
+            if name.endswith(IGNORED_SUFFIXES):
+                continue
+            path = os.path.join(directory, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            found.append(os.path.relpath(path, root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def template_root() -> str:
+    """The example project's directory: the copy inside the installed package, else
+    the source checkout's ``cni_plugin_template/`` (editable installs)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(here, PACKAGED_DIR),
+                  os.path.join(os.path.dirname(os.path.dirname(here)), TEMPLATE_PACKAGE)]
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, "pyproject.toml")):
+            return candidate
+    raise ScaffoldError("cnicore's example plugin project is missing (looked in "
+                        + " and ".join(candidates) + "); reinstall cnicore")
+
+
+def builtin_types() -> frozenset[str]:
+    """The plugin types cnicore itself registers."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from cnicore.plugin import ENTRY_POINT_GROUP
+
+    try:
+        names = {ep.name for ep in distribution("cnicore").entry_points if ep.group == ENTRY_POINT_GROUP}
+    except PackageNotFoundError:  # running from a bare source tree
+        names = set()
+    return BUILTIN_TYPES | names
+
+
+def validate_name(name: str) -> None:
+    """Refuse a NAME that is not a valid CNI type for a new plugin, or that clashes
+    with a built-in or reference plugin or one installed here by another distribution."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ScaffoldError(f"invalid plugin name {name!r}: use lower-case letters, digits and '-', "
+                            "starting with a letter or digit (it becomes the CNI type)")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ScaffoldError(f"plugin name {name!r} is longer than {MAX_NAME_LENGTH} characters")
+    if name in builtin_types():
+        raise ScaffoldError(f"{name!r} is a cnicore built-in plugin type; choose another name")
+    if name in REFERENCE_TYPES:
+        raise ScaffoldError(f"{name!r} is a reference CNI plugin type (its Go binary uses that file "
+                            "in CNI bin dirs); choose another name")
+    from cnicore.registry import RegistryError, discover
+
+    try:
+        installed = discover().get(name)
+    except RegistryError:
+        installed = None
+    if installed is not None and installed.distribution.lower().replace("_", "-") != distribution_name(name):
+        raise ScaffoldError(f"plugin type {name!r} is already provided by the installed distribution "
+                            f"{installed.distribution}; choose another name")
+
+
+def package_name(name: str) -> str:
+    """The import package of the project for plugin type ``name``."""
+    return "cni_plugin_" + name.replace("-", "_")
+
+
+def distribution_name(name: str) -> str:
+    """The distribution (``pip install`` name) of the project for plugin type ``name``."""
+    return "cni-plugin-" + name
+
+
+def substitutions(name: str) -> list[tuple[str, str]]:
+    """(example text, replacement) pairs, applied in this order."""
+    return [(TEMPLATE_DISTRIBUTION, distribution_name(name)),
+            (TEMPLATE_PACKAGE, package_name(name)),
+            (TEMPLATE_TYPE, name)]
+
+
+def substitute(text: str, pairs: Iterable[tuple[str, str]]) -> str:
+    """``text`` with every pair replaced, in order."""
+    for old, new in pairs:
+        text = text.replace(old, new)
+    return text
+
+
+def new_plugin(name: str, dest: str | os.PathLike[str] | None = None, *, template: str | None = None) -> str:
+    """Create the project for plugin type ``name`` in ``dest`` and return its path.
+
+    ``dest`` defaults to ``./cni-plugin-NAME``; it must not exist or be an
+    empty directory. The project appears whole or not at all: it is written
+    to a temporary sibling directory that is renamed into place at the end.
+    """
+    import shutil
+    import tempfile
+
+    validate_name(name)
+    root = template or template_root()
+    target = os.path.abspath(os.fspath(dest) if dest is not None else distribution_name(name))
+    if os.path.lexists(target):
+        if not os.path.isdir(target) or os.path.islink(target):
+            raise ScaffoldError(f"{target} exists and is not a directory")
+        if os.listdir(target):
+            raise ScaffoldError(f"{target} exists and is not empty; choose another --dest")
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    pairs = substitutions(name)
+    files = template_files(root)
+    if "pyproject.toml" not in files:
+        raise ScaffoldError(f"{root} is not a plugin project (no pyproject.toml)")
+
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
+    try:
+        for relative in files:
+            source = os.path.join(root, *relative.split("/"))
+            out = os.path.join(staging, *substitute(relative, pairs).split("/"))
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(source, "rb") as fh:
+                data = fh.read()
+            try:
+                data = substitute(data.decode("utf-8"), pairs).encode("utf-8")
+            except UnicodeDecodeError:
+                pass  # a binary file: copied as it is
+            with open(out, "wb") as fh:
+                fh.write(data)
+            shutil.copymode(source, out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
+        os.rename(staging, target)  # rename(2) replaces a missing or empty directory
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
