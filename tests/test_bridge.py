@@ -29,11 +29,12 @@ from cni_plugins_builtin.bridge.config import BridgeConf, ConfigError, collect_v
 from cni_plugins_builtin.firewall import naming
 from cnicore import rtnl as rt
 from cnicore.rtnl import RtnlSocket
+from cnicore.testing import in_netns as in_ns
 from cnicore.testing import run_executable
+from cnicore.testing import run_in as sh
 
 GO_DIR = "/usr/lib/cni"
 GO_BRIDGE = GO_DIR + "/bridge"
-MACHINE_NETNS = os.stat("/proc/self/ns/net").st_ino
 NET = "brnet"
 BR = "br0"
 SUBNET4, GW4 = "10.10.0.0/24", "10.10.0.1"
@@ -50,21 +51,7 @@ interop = pytest.mark.interop
 # -- helpers ------------------------------------------------------------------------
 
 
-def in_ns(netns, fn, *args, **kwargs):
-    """fn(*args) inside netns, after checking that it is not the machine's namespace."""
 
-    def guarded():
-        assert os.stat("/proc/thread-self/ns/net").st_ino != MACHINE_NETNS, "refusing: machine netns"
-        return fn(*args, **kwargs)
-
-    return netns.do(guarded)
-
-
-def sh(netns, *argv: str, check: bool = True) -> str:
-    proc = in_ns(netns, subprocess.run, list(argv), capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if check:
-        assert proc.returncode == 0, (argv, proc.stdout, proc.stderr)
-    return proc.stdout
 
 
 def rtnl_call(netns, method: str, *args, **kwargs):

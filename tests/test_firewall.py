@@ -22,10 +22,11 @@ from cni_plugins_builtin.firewall.command import FirewallError
 from cni_plugins_builtin.firewall.masquerade import gc_ip_masq, setup_ip_masq, teardown_ip_masq
 from cni_plugins_builtin.firewall.spoofcheck import setup_mac_spoof_check, teardown_mac_spoof_check
 from cnicore.testing import Sandbox, run_executable
+from cnicore.testing import in_netns as in_ns
+from cnicore.testing import run_in as sh
 
 GO_BRIDGE = "/usr/lib/cni/bridge"
 NET = "masqnet"
-MACHINE_NETNS = os.stat("/proc/self/ns/net").st_ino
 
 privileged = pytest.mark.privileged
 interop = pytest.mark.interop
@@ -34,21 +35,7 @@ interop = pytest.mark.interop
 # -- helpers ------------------------------------------------------------------------
 
 
-def in_ns(netns, fn, *args, **kwargs):
-    """fn(*args) inside netns, after checking that it really is not the machine's namespace."""
 
-    def guarded():
-        assert os.stat("/proc/thread-self/ns/net").st_ino != MACHINE_NETNS, "refusing: machine netns"
-        return fn(*args, **kwargs)
-
-    return netns.do(guarded)
-
-
-def sh(netns, *argv: str, check: bool = True) -> str:
-    proc = in_ns(netns, subprocess.run, list(argv), capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if check:
-        assert proc.returncode == 0, (argv, proc.stderr)
-    return proc.stdout
 
 
 def nat_rules(netns, v6: bool = False) -> list[str]:

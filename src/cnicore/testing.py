@@ -284,6 +284,37 @@ class ConflistRunner:
 
 # -- result assertions ----------------------------------------------------------
 
+#: The machine's own network namespace, as this process started in it: helpers
+#: below refuse to run anything there.
+MACHINE_NETNS_INODE = os.stat("/proc/self/ns/net").st_ino
+
+
+def in_netns(netns: NetNS, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` inside ``netns`` (via ``NetNS.do``), refusing to run
+    it if that would be the machine's own namespace."""
+
+    def guarded() -> Any:
+        if os.stat("/proc/thread-self/ns/net").st_ino == MACHINE_NETNS_INODE:
+            raise AssertionError("refusing to run in the machine's own network namespace")
+        return fn(*args, **kwargs)
+
+    return netns.do(guarded)
+
+
+def run_in(netns: NetNS, *argv: str, check: bool = True) -> str:
+    """Run a command (``ip``, ``iptables-save``, ``nft``...) inside ``netns``; its stdout.
+
+    With ``check`` a non-zero exit fails the test with the command's output.
+    """
+    import subprocess
+
+    proc = in_netns(netns, subprocess.run, list(argv), capture_output=True, text=True,
+                    stdin=subprocess.DEVNULL)
+    if check:
+        assert proc.returncode == 0, (argv, proc.stdout, proc.stderr)
+    return str(proc.stdout)
+
+
 def as_current_result(result: AnyResult | Mapping[str, Any] | bytes | str) -> Result:
     """Any result (decoded JSON, JSON text or a :mod:`cnicore.types` object, any
     spec version) as the current 1.x model, for version-independent assertions."""
