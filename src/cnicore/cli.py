@@ -43,7 +43,9 @@ def _json_kind(value: object) -> str:
         return "bool"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "string", list: "array"}.get(type(value), "object")
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _capability_args(text: str) -> dict[str, object]:
@@ -127,8 +129,8 @@ def _cni() -> object:
                      cache_dir=os.environ.get("CNI_CACHE_DIR", ""))
 
 
-def _network_command(name: str, summary: str, example: str):  # type: ignore[no-untyped-def]
-    def decorate(run):  # type: ignore[no-untyped-def]
+def _network_command(name: str, summary: str, example: str):
+    def decorate(run):
         @main.command(name, help=f"{summary}\n\n\b\nExample:\n  {example}")
         @click.argument("network")
         @click.argument("netns")
@@ -149,7 +151,7 @@ def _network_command(name: str, summary: str, example: str):  # type: ignore[no-
 
 @_network_command("add", "Add the network's interface to a network namespace; prints the result.",
                   "NETCONFPATH=./net.d CNI_PATH=/opt/cni/bin cnitool add mynet /var/run/netns/ctr1")
-def _add(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+def _add(cni, conf_list, rt) -> None:
     result = cni.add_network_list(conf_list, rt)
     if result is not None:
         sys.stdout.buffer.write(result.to_json())
@@ -158,25 +160,25 @@ def _add(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
 
 @_network_command("check", "Check the network's interface in a network namespace.",
                   "cnitool check mynet /var/run/netns/ctr1")
-def _check(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+def _check(cni, conf_list, rt) -> None:
     cni.check_network_list(conf_list, rt)
 
 
 @_network_command("del", "Delete the network's interface from a network namespace.",
                   "cnitool del mynet /var/run/netns/ctr1")
-def _del(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+def _del(cni, conf_list, rt) -> None:
     cni.del_network_list(conf_list, rt)
 
 
 @_network_command("gc", "Garbage-collect the network: DEL every cached attachment, then GC the plugins.",
                   "cnitool gc mynet /var/run/netns/ctr1")
-def _gc(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+def _gc(cni, conf_list, rt) -> None:
     cni.gc_network_list(conf_list, None)
 
 
 @_network_command("status", "Ask the network's plugins whether they are ready (CNI 1.1.0).",
                   "cnitool status mynet /var/run/netns/ctr1")
-def _status(cni, conf_list, rt) -> None:  # type: ignore[no-untyped-def]
+def _status(cni, conf_list, rt) -> None:
     cni.get_status_network_list(conf_list)
 
 
@@ -308,7 +310,7 @@ def plugins_list(as_json: bool) -> None:
         entries = discover()
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
-    rows = []
+    rows: list[dict[str, object]] = []
     for entry in entries.values():
         try:
             versions = list(entry.info().supported_versions)

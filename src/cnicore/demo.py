@@ -26,6 +26,10 @@ import subprocess
 import sys
 import tempfile
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnicore.ns import NetNS
+
 SUBNET = "10.231.0.0/24"
 GATEWAY = "10.231.0.1"
 
@@ -60,7 +64,7 @@ def main() -> int:
     cni_path = f"{bin_dir}:/usr/lib/cni"
     print(f"launchers in {bin_dir}: {', '.join(report.added)}")
     configs = network_configs(os.path.join(workdir, "ipam"))
-    attached: list[tuple[object, str, str, bytes, str]] = []
+    attached: list[tuple[NetNS, str, str, bytes, str]] = []
     status = 0
     with Sandbox("cnitest-demo") as sandbox:
         try:
@@ -88,7 +92,7 @@ def main() -> int:
                 status |= 0 if ok else 1
         finally:
             for netns, container_id, ifname, stdin, plugin in reversed(attached):
-                args = invoke.Args("DEL", container_id, netns.path, ifname, path=cni_path)  # type: ignore[attr-defined]
+                args = invoke.Args("DEL", container_id, netns.path, ifname, path=cni_path)
                 try:
                     sandbox.host.do(invoke.exec_plugin_without_result, plugin, stdin, args)
                 except Exception as exc:  # noqa: BLE001 - clean up the rest anyway

@@ -44,7 +44,7 @@ def run_ipam(request: Request, command: str | None = None) -> AnyResult | None:
     if command == "ADD":
         if outcome is None or outcome is True:
             raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"IPAM plugin {kind!r} returned no result")
-        return outcome  # type: ignore[return-value]
+        return outcome
     return None
 
 

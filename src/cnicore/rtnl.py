@@ -400,7 +400,7 @@ class RtnlSocket:
     """One NETLINK_ROUTE socket; requests are synchronous."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,  # type: ignore[attr-defined]
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                                    NETLINK_ROUTE)
         try:
             self._sock.bind((0, 0))

@@ -437,7 +437,7 @@ def assert_netns_route(netns: NetNS, dst: str, *, gw: str | None = None, dev: st
     found, every = _matching_routes(netns, dst, gw, dev)
     if not found:
         raise AssertionError(f"no route to {dst} (gw={gw!r}, dev={dev!r}) in {netns.path}; routes: {every!r}")
-    return found[0]  # type: ignore[no-any-return]
+    return found[0]
 
 
 def assert_netns_no_route(netns: NetNS, dst: str) -> None:
@@ -517,7 +517,8 @@ if pytest is not None:
 
                 name = name or plugin
                 plugin = load(plugin)
-            return PluginRunner(plugin, name or getattr(plugin, "__name__", "plugin"), cni_sandbox.host, path)
+            label = name or str(getattr(plugin, "__name__", "plugin"))
+            return PluginRunner(plugin, label, cni_sandbox.host, path)
 
         return make
 

@@ -79,7 +79,7 @@ def _cidr_str(value: object, what: str) -> str:
 def is_ipv4(cidr_or_ip: str) -> bool:
     """True for an IPv4 address or CIDR (IPv4-mapped IPv6 counts as IPv4, as in Go)."""
     ip = ipaddress.ip_address(cidr_or_ip.split("/", 1)[0])
-    return ip.version == 4 or ip.ipv4_mapped is not None  # type: ignore[union-attr]
+    return ip.version == 4 or ip.ipv4_mapped is not None
 
 
 def _int(obj: dict[str, Any], key: str, what: str, default: int | None = 0) -> int | None:
@@ -335,6 +335,11 @@ class _ResultBase:
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    @classmethod
+    def from_dict(cls, value: object) -> Any:
+        """Parse a decoded result of this family (validating its cniVersion)."""
+        raise NotImplementedError
+
     def to_json(self) -> bytes:
         """The bytes the reference prints for this result (MarshalIndent)."""
         return wire.dumps_indent(self.to_dict(), sort_keys=self.implemented == "1.1.0")
@@ -346,7 +351,7 @@ class _ResultBase:
         return convert(self, to_version)  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.to_dict() == other.to_dict()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.to_dict()!r})"
@@ -529,7 +534,7 @@ def parse_result(data: bytes | str | dict[str, Any], version: str) -> AnyResult:
             data = json.loads(data)
         except ValueError as exc:
             raise ResultError(f"invalid result JSON: {exc}") from None
-    return cls.from_dict(data)  # type: ignore[attr-defined,no-any-return]
+    return cls.from_dict(data)
 
 
 def result_from_json(data: bytes | str | dict[str, Any]) -> AnyResult:

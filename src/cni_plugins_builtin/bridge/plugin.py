@@ -194,7 +194,7 @@ def _calc_gateways(result: Result, conf: BridgeConf) -> dict[int, list[str]]:
     default_found = {4: False, 6: False}
     for ipc in result.ips:
         iface = ipaddress.ip_interface(ipc.address)
-        family = 4 if iface.version == 4 or iface.ip.ipv4_mapped is not None else 6  # type: ignore[union-attr]
+        family = 4 if iface.version == 4 or iface.ip.ipv4_mapped is not None else 6
         default = "0.0.0.0/0" if family == 4 else "::/0"
         ipc.interface = 2
         if not ipc.gateway and conf.is_gateway:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def canonical(ip: IPAddress) -> IPAddress:
     """IPv4-mapped IPv6 becomes IPv4, as Go's ``To4`` does before comparing."""
     if ip.version == 6:
-        mapped = ip.ipv4_mapped  # type: ignore[union-attr]
+        mapped = ip.ipv4_mapped
         if mapped is not None:
             return mapped
     return ip

@@ -142,7 +142,7 @@ class DiskStore:
 
     def records(self) -> list[Record]:
         """Every reservation, in the reference's walk order (names sorted)."""
-        out = []
+        out: list[Record] = []
         try:
             names = sorted(os.listdir(self.dir))
         except OSError:

@@ -40,15 +40,18 @@ class ConfigError(CNIError):
 
 # -- JSON with duplicate detection ---------------------------------------------------
 
-class _Object(dict):  # type: ignore[type-arg]
+class _Object(dict):
     """A decoded JSON object that remembers the keys it saw more than once."""
 
     __slots__ = ("duplicates",)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.duplicates: list[str] = []
+
 
 def _object_pairs(pairs: list[tuple[str, Any]]) -> _Object:
     obj = _Object()
-    obj.duplicates = []
     for key, value in pairs:
         if key in obj:
             obj.duplicates.append(key)
