@@ -11,13 +11,13 @@ a result has to be parsed.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import sys
 import time
 
 from cnicore.errors import CNIError, ERR_DECODING_FAILURE, ERR_INTERNAL
+from cnicore import wire
 from cnicore.wire import go_quote
 from cnicore.version import CURRENT, PluginInfo, decode_config_version
 
@@ -360,7 +360,7 @@ def _failure(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes) ->
             msg = f"netplugin failed: {go_quote(stderr)}: {status}"
     else:
         try:
-            obj = json.loads(stdout)
+            obj = wire.loads(stdout)
             # Go decodes "null" into an empty error rather than failing.
             parsed = CNIError.from_dict({} if obj is None else obj)
             code, msg, details = parsed.code, parsed.msg, parsed.details
@@ -419,7 +419,7 @@ def fixup_result_version(netconf: bytes, result: bytes) -> tuple[str, dict[str, 
     """
     conf_version = decode_config_version(netconf)
     try:
-        raw = json.loads(result)
+        raw = wire.loads(result)
     except ValueError as exc:
         raise CNIError(ERR_DECODING_FAILURE, f"failed to unmarshal raw result: {exc}") from None
     if raw is None:
@@ -469,7 +469,7 @@ def get_version_info(plugin_path: str, timeout: float | None = DEFAULT_TIMEOUT,
     """
     # Dummy values keep plugins built on an old skel from rejecting the call.
     args = Args(command="VERSION", netns="dummy", ifname="dummy", path="dummy")
-    stdin = json.dumps({"cniVersion": CURRENT}, separators=(",", ":")).encode()
+    stdin = wire.dumps_compact({"cniVersion": CURRENT})
     try:
         stdout = exec_plugin(plugin_path, stdin, args.as_env(env_base), timeout,
                              DEFAULT_STDERR, cancel)

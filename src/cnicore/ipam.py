@@ -71,10 +71,9 @@ def _run_in_process(header: LauncherHeader, command: str, stdin: bytes,
                     env: dict[str, str]) -> AnyResult | bool:
     """Serve the request as the launcher would: its sys.path entries, its module, its policies."""
     import importlib
-    import json
     import sys
 
-    from cnicore import invoke, skel
+    from cnicore import invoke, skel, wire
     from cnicore.host import PluginHost
 
     name = header.type
@@ -85,7 +84,7 @@ def _run_in_process(header: LauncherHeader, command: str, stdin: bytes,
         sys.stderr.buffer.write(err)
     if code != 0:
         try:
-            raise CNIError.from_dict(json.loads(out))
+            raise CNIError.from_dict(wire.loads(out))
         except ValueError:
             raise CNIError(0, f"IPAM plugin {name} failed: {out!r}") from None
     if command != "ADD":

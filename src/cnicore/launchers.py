@@ -14,9 +14,10 @@ plugins often share the directory). Every file is replaced atomically.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+
+from cnicore import wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def read_header(path: str) -> LauncherHeader | None:
     if len(lines) < 2 or not lines[0].startswith(b"#!") or not lines[1].startswith(HEADER_PREFIX.encode()):
         return None
     try:
-        meta = json.loads(lines[1][len(HEADER_PREFIX):])
+        meta = wire.loads(lines[1][len(HEADER_PREFIX):])
         path, policies = meta.get("path", []), meta.get("policies", [])
         if not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in (path, policies)):
             return None
@@ -134,6 +135,8 @@ def launcher_sys_path(module: str, policies: Iterable[str] = ()) -> list[str]:
 
 def render(entry: PluginEntry, python: str | None = None, policies: Iterable[str] = ()) -> str:
     """The launcher script for one plugin type."""
+    import json  # install time only: the exec path (read_header) must not pay for re
+
     python = python or interpreter()
     shebang = f"#!{python} -IS"
     if len(shebang) > MAX_SHEBANG:
@@ -173,6 +176,8 @@ def _file_hash(path: str) -> str | None:
 
 def read_manifest(directory: str) -> dict[str, dict[str, str]]:
     """``{type: {"sha256", "python"}}`` of the launchers cnicore wrote into ``directory``."""
+    import json
+
     try:
         with open(os.path.join(directory, MANIFEST)) as fh:
             data = json.load(fh)
@@ -205,6 +210,8 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
     in the manifest for the same interpreter are ever rewritten or removed; a
     foreign file in the way is skipped and reported.
     """
+    import json
+
     import fcntl
 
     from cnicore.fsutil import write_atomic

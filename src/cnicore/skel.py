@@ -25,10 +25,7 @@ nothing is changed in the wrong namespace.
 
 from __future__ import annotations
 
-import json
-import re
-
-from cnicore import errors
+from cnicore import errors, wire
 from cnicore.errors import CNIError
 from cnicore.version import ALL, CURRENT, PluginInfo, greater_or_equal, incompatible_details
 
@@ -48,7 +45,14 @@ if TYPE_CHECKING:
 
     Stdin = Union[bytes, Callable[[], bytes]]
 
-VALID_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
+
+
+def valid_name(name: str) -> bool:
+    """The reference's ``^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$`` for container IDs and
+    network names (without ``re``: it costs every exec ~3 ms to import)."""
+    return bool(name) and name[0] in _NAME_FIRST and all(c in _NAME_REST for c in name)
 MAX_IFNAME_LEN = 15
 #: Go's ``unicode.IsSpace``: ``str.isspace`` without the separators U+001C..U+001F.
 GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
@@ -75,7 +79,7 @@ MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 def validate_container_id(container_id: str) -> None:
     if container_id == "":
         raise CNIError(errors.ERR_UNKNOWN_CONTAINER, "missing containerID")
-    if not VALID_NAME.fullmatch(container_id):  # "$" alone would accept a trailing newline
+    if not valid_name(container_id):
         raise CNIError(errors.ERR_INVALID_ENVIRONMENT_VARIABLES, "invalid characters in containerID",
                        container_id)
 
@@ -83,7 +87,7 @@ def validate_container_id(container_id: str) -> None:
 def validate_network_name(name: str) -> None:
     if name == "":
         raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "missing network name")
-    if not VALID_NAME.fullmatch(name):
+    if not valid_name(name):
         raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "invalid characters found in network name",
                        name)
 
@@ -132,7 +136,7 @@ def decode_config(stdin: bytes) -> dict[str, object]:
     try:
         # Like Go: invalid UTF-8 in strings becomes U+FFFD (and a BOM or UTF-16 is
         # a syntax error), NaN/Infinity are not JSON.
-        config = json.loads(stdin.decode("utf-8", "replace"), parse_constant=_reject_constant)
+        config = wire.loads(stdin.decode("utf-8", "replace"))
     except ValueError as exc:
         raise CNIError(errors.ERR_DECODING_FAILURE, f"error unmarshall network config: {exc}") from None
     if config is None:  # Go decodes null into an empty struct: no name
@@ -150,10 +154,6 @@ def decode_config(stdin: bytes) -> dict[str, object]:
         raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "missing network name")
     validate_network_name(name)
     return config
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 
 
 def config_version(config: dict[str, object]) -> str:

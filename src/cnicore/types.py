@@ -15,8 +15,6 @@ prints them; printing omits empty fields exactly as the reference does (the
 from __future__ import annotations
 
 import ipaddress
-import json
-import re
 
 from cnicore import wire
 
@@ -52,9 +50,6 @@ def _ip_str(value: object, what: str) -> str:
     return str(ip)
 
 
-_PREFIX = re.compile(r"[0-9]+")
-
-
 def _cidr_str(value: object, what: str) -> str:
     """Normalise ``ip/prefix`` as Go's ``IPNet.String`` prints a parsed CIDR.
 
@@ -66,7 +61,7 @@ def _cidr_str(value: object, what: str) -> str:
         raise ResultError(f"{what}: invalid CIDR address {value!r}")
     addr, prefix = value.rsplit("/", 1)
     try:
-        if "%" in addr or not _PREFIX.fullmatch(prefix):
+        if "%" in addr or not prefix or not all("0" <= c <= "9" for c in prefix):
             raise ValueError(value)
         iface = ipaddress.ip_interface(value)
     except ValueError:
@@ -531,7 +526,7 @@ def parse_result(data: bytes | str | dict[str, Any], version: str) -> AnyResult:
     cls = family_of(version)
     if isinstance(data, (bytes, str)):
         try:
-            data = json.loads(data)
+            data = wire.loads(data)
         except ValueError as exc:
             raise ResultError(f"invalid result JSON: {exc}") from None
     return cls.from_dict(data)
@@ -541,7 +536,7 @@ def result_from_json(data: bytes | str | dict[str, Any]) -> AnyResult:
     """Parse a result whose version is its own ``cniVersion`` (missing = 0.1.0)."""
     if isinstance(data, (bytes, str)):
         try:
-            data = json.loads(data)
+            data = wire.loads(data)
         except ValueError as exc:
             raise ResultError(f"invalid result JSON: {exc}") from None
     obj = _obj(data, "result")

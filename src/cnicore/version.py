@@ -7,8 +7,6 @@ config only if its exact version is in the plugin's list.
 
 from __future__ import annotations
 
-import json
-import re
 
 from cnicore import wire
 from cnicore.errors import CNIError, ERR_DECODING_FAILURE
@@ -17,13 +15,13 @@ CURRENT = "1.1.0"
 ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LEGACY = ("0.1.0", "0.2.0")
 
-_ATOI = re.compile(r"[+-]?[0-9]+")
 _INT64_MAX = 2**63 - 1
 
 
 def _atoi(part: str) -> int:
     """Go's ``strconv.Atoi`` (64-bit): an optionally signed run of ASCII digits."""
-    if not _ATOI.fullmatch(part):
+    digits = part[1:] if part[:1] in ("+", "-") else part
+    if not digits or not all("0" <= c <= "9" for c in digits):
         raise ValueError(f"strconv.Atoi: parsing {wire.go_quote(part)}: invalid syntax")
     value = int(part)
     if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
@@ -80,7 +78,7 @@ def config_version(config: dict[str, object]) -> str:
 def decode_config_version(data: bytes) -> str:
     """The ``cniVersion`` of raw config bytes (0.1.0 when absent)."""
     try:
-        config = json.loads(data)
+        config = wire.loads(data)
     except ValueError as exc:
         raise CNIError(ERR_DECODING_FAILURE, f"decoding version from network config: {exc}") from None
     if config is None:  # Go decodes ``null`` into an empty struct
@@ -159,7 +157,7 @@ class PluginInfo:
     def decode(cls, data: bytes) -> "PluginInfo":
         """Parse a VERSION answer; a 0.2.0 answer without a list means 0.1.0+0.2.0."""
         try:
-            obj = json.loads(data)
+            obj = wire.loads(data)
         except ValueError as exc:
             raise ValueError(f"decoding version info: {exc}") from None
         if not isinstance(obj, dict):
