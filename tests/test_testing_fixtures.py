@@ -104,6 +104,21 @@ def test_skips_fail_only_with_cnicore_fail_on_skip(tmp_path) -> None:
     assert "1 failed, 1 xfailed" in strict.stdout and "skipped in CI, which must run every test" in strict.stdout
 
 
+def test_a_module_skipped_at_collection_fails_in_ci(tmp_path) -> None:
+    (tmp_path / "test_module.py").write_text(
+        'import pytest\npytest.skip("no root", allow_module_level=True)\n\ndef test_x():\n    pass\n')
+    env = {k: v for k, v in os.environ.items() if k != "CNICORE_FAIL_ON_SKIP"}
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                              cwd=tmp_path, env=dict(env, **extra), capture_output=True, text=True, timeout=120)
+
+    relaxed = run()
+    assert relaxed.returncode in (0, 5) and "1 skipped" in relaxed.stdout  # 5: pytest ran no test
+    strict = run(CNICORE_FAIL_ON_SKIP="1")
+    assert strict.returncode not in (0, 5) and "module skipped in CI" in strict.stdout, strict.stdout
+
+
 # -- cni_bin_dir ---------------------------------------------------------------------------
 
 

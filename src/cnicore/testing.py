@@ -484,6 +484,16 @@ if pytest is not None:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             report.longrepr = f"skipped in CI, which must run every test: {reason}"
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_make_collect_report(collector: Any) -> Iterator[None]:
+        """The same rule for a whole module skipped at collection time."""
+        outcome = yield
+        report = outcome.get_result()  # type: ignore[attr-defined]
+        if report.skipped and os.environ.get("CNICORE_FAIL_ON_SKIP") == "1":
+            report.outcome = "failed"
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.longrepr = f"module skipped in CI, which must run every test: {reason}"
+
     def _require_root() -> None:
         if os.geteuid() != 0:
             if os.environ.get("CI"):
