@@ -16,5 +16,6 @@ def test_demo_builds_pings_and_cleans_up():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count(": ok") == 4
     assert "loopback (cnicore)" in proc.stdout
+    assert "bridge (cnicore), tuning (cnicore)" in proc.stdout
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert after == before

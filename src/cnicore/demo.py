@@ -1,25 +1,26 @@
 """The demo: a real container network in throwaway namespaces.
 
 Builds a private "host" namespace and two container namespaces, installs
-cnicore's launchers into a temporary CNI bin dir next to Debian's Go plugins,
-then attaches each container the way a runtime does — exec'ing plugins with
-CNI_* variables and the config on stdin:
+cnicore's launchers into a temporary CNI bin dir (Debian's Go plugins
+behind them on CNI_PATH), then attaches each container the way containerd
+does — through :mod:`cnicore.libcni`, which execs every plugin of a network
+list with CNI_* variables and the config on stdin, chains the results and
+caches them:
 
-* ``lo``   — cnicore's ``loopback`` (through its launcher),
-* ``eth0`` — the ``bridge`` plugin with ``host-local`` IPAM, cnicore's where
-  installed, Go's otherwise.
+* ``demo-lo``  — ``loopback``;
+* ``demo-net`` — ``bridge`` with ``host-local`` IPAM (served in-process by the
+  bridge), then ``tuning`` setting the MTU and a sysctl in the container.
 
-It then pings container to container and container to gateway (one packet,
-one second, only between the demo's own namespaces), prints what it built,
-deletes every attachment and removes the namespaces. The machine's own
-network is never touched.
+It then pings container to container, container to gateway and loopback
+(one packet, one second, only between the demo's own namespaces), prints
+what it built, deletes every attachment and removes the namespaces. The
+machine's own network is never touched.
 
 Run: ``sudo python -m cnicore.demo`` (or ``scripts/dev demo``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -28,79 +29,96 @@ import tempfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cnicore.libcni import CNIConfig, NetworkConfigList, RuntimeConf
     from cnicore.ns import NetNS
 
 SUBNET = "10.231.0.0/24"
 GATEWAY = "10.231.0.1"
 
 
-def network_configs(data_dir: str) -> list[dict[str, object]]:
+def network_lists(work: str) -> list[dict[str, object]]:
     return [
-        {"cniVersion": "1.0.0", "name": "demo-lo", "type": "loopback"},
-        {"cniVersion": "1.0.0", "name": "demo-net", "type": "bridge", "bridge": "cnidemo0",
-         "isGateway": True, "ipMasq": False,
-         "ipam": {"type": "host-local", "subnet": SUBNET, "gateway": GATEWAY, "dataDir": data_dir,
-                  "routes": [{"dst": "0.0.0.0/0"}]}},
+        {"cniVersion": "1.0.0", "name": "demo-lo", "plugins": [{"type": "loopback"}]},
+        {"cniVersion": "1.0.0", "name": "demo-net", "plugins": [
+            {"type": "bridge", "bridge": "cnidemo0", "isGateway": True, "ipMasq": True,
+             "ipam": {"type": "host-local", "subnet": SUBNET, "gateway": GATEWAY,
+                      "dataDir": os.path.join(work, "ipam"), "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "tuning", "mtu": 1400, "dataDir": os.path.join(work, "tuning"),
+             "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}},
+        ]},
     ]
 
 
-def _ping(netns_name: str, address: str) -> bool:
-    proc = subprocess.run(["ip", "netns", "exec", netns_name, "ping", "-c", "1", "-W", "1", address],
+def _ping(netns: NetNS, address: str) -> bool:
+    name = os.path.basename(netns.path)
+    proc = subprocess.run(["ip", "netns", "exec", name, "ping", "-c", "1", "-W", "1", address],
                           capture_output=True)
     return proc.returncode == 0
 
 
+def _who(path: str) -> str:
+    from cnicore.launchers import read_header
+
+    return "cnicore" if read_header(path) else "Go"
+
+
 def main() -> int:
-    from cnicore import invoke, launchers
+    from cnicore import launchers
+    from cnicore.invoke import find_in_path
+    from cnicore.libcni import CNIConfig, RuntimeConf, conf_list_from_dict
     from cnicore.registry import discover
     from cnicore.testing import Sandbox
 
     if os.geteuid() != 0:
         print("the demo creates network namespaces: run it as root", file=sys.stderr)
         return 1
-    workdir = tempfile.mkdtemp(prefix="cnicore-demo-")
-    bin_dir = os.path.join(workdir, "bin")
+    work = tempfile.mkdtemp(prefix="cnicore-demo-")
+    bin_dir = os.path.join(work, "bin")
     report = launchers.install(bin_dir, discover().values())
-    cni_path = f"{bin_dir}:/usr/lib/cni"
+    paths = [bin_dir, "/usr/lib/cni"]
     print(f"launchers in {bin_dir}: {', '.join(report.added)}")
-    configs = network_configs(os.path.join(workdir, "ipam"))
-    attached: list[tuple[NetNS, str, str, bytes, str]] = []
+    cni = CNIConfig(paths, cache_dir=os.path.join(work, "cache"))
+    nets = [conf_list_from_dict(obj) for obj in network_lists(work)]
+    for net in nets:
+        kinds = ", ".join(f"{p.type} ({_who(find_in_path(p.type, paths))})" for p in net.plugins)
+        print(f"network {net.name}: {kinds}")
+    attached: list[tuple[NetworkConfigList, RuntimeConf]] = []
     status = 0
     with Sandbox("cnitest-demo") as sandbox:
         try:
             containers = [sandbox.container(), sandbox.container()]
             addresses = []
             for index, netns in enumerate(containers):
-                container_id = f"demo-{index}"
-                for config, ifname in zip(configs, ("lo", "eth0")):
-                    plugin = invoke.find_in_path(str(config["type"]), cni_path.split(":"))
-                    stdin = json.dumps(config).encode()
-                    args = invoke.Args("ADD", container_id, netns.path, ifname, path=cni_path)
-                    result = sandbox.host.do(invoke.exec_plugin_with_result, plugin, stdin, args)
-                    attached.append((netns, container_id, ifname, stdin, plugin))
-                    owner = "cnicore" if launchers.read_header(plugin) else "Go"
+                for net, ifname in zip(nets, ("lo", "eth0")):
+                    rt = RuntimeConf(f"demo-{index}", netns.path, ifname)
+                    result = sandbox.host.do(cni.add_network_list, net, rt)
+                    attached.append((net, rt))
                     shown = ", ".join(ip.address for ip in getattr(result, "ips", []))
-                    print(f"{os.path.basename(netns.path)} {ifname}: {config['type']} ({owner}) -> {shown}")
+                    print(f"{os.path.basename(netns.path)} {ifname}: {net.name} -> {shown}")
                     if ifname == "eth0":
                         addresses.append(result.ips[0].address.split("/")[0])  # type: ignore[union-attr]
-            names = [os.path.basename(n.path) for n in containers]
-            checks = [(names[0], addresses[1]), (names[1], addresses[0]), (names[0], GATEWAY),
-                      (names[0], "127.0.0.1")]
-            for name, address in checks:
-                ok = _ping(name, address)
-                print(f"ping {name} -> {address}: {'ok' if ok else 'FAILED'}")
+            checks = [(containers[0], addresses[1]), (containers[1], addresses[0]),
+                      (containers[0], GATEWAY), (containers[0], "127.0.0.1")]
+            for netns, address in checks:
+                ok = _ping(netns, address)
+                print(f"ping {os.path.basename(netns.path)} -> {address}: {'ok' if ok else 'FAILED'}")
                 status |= 0 if ok else 1
+            for net, rt in attached:
+                sandbox.host.do(_check, cni, net, rt)
         finally:
-            for netns, container_id, ifname, stdin, plugin in reversed(attached):
-                args = invoke.Args("DEL", container_id, netns.path, ifname, path=cni_path)
+            for net, rt in reversed(attached):
                 try:
-                    sandbox.host.do(invoke.exec_plugin_without_result, plugin, stdin, args)
+                    sandbox.host.do(cni.del_network_list, net, rt)
                 except Exception as exc:  # noqa: BLE001 - clean up the rest anyway
-                    print(f"DEL {ifname} failed: {exc}", file=sys.stderr)
+                    print(f"DEL {net.name} {rt.ifname} failed: {exc}", file=sys.stderr)
                     status = 1
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
     print("demo network removed" + ("" if status == 0 else " (with failures above)"))
     return status
+
+
+def _check(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> None:
+    cni.check_network_list(net, rt)
 
 
 if __name__ == "__main__":
