@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from cnicore import __version__
+from cnicore import __version__, wire
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,21 +33,6 @@ def main(root_ifname: str | None) -> None:
 
 # -- the reference cnitool's commands ---------------------------------------------
 
-def _go_quote(text: str) -> str:
-    """``text`` as Go's ``%q`` prints it (close enough for messages)."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _json_kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _capability_args(text: str) -> dict[str, object]:
     """CAP_ARGS decoded as Go decodes it into a ``map[string]interface{}``:
     an object, or ``null`` for none."""
@@ -58,7 +43,7 @@ def _capability_args(text: str) -> dict[str, object]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValueError(f"invalid CAP_ARGS: must be a JSON object, not {_json_kind(value)}")
+        raise ValueError(f"invalid CAP_ARGS: must be a JSON object, not {wire.json_kind(value)}")
     return value
 
 
@@ -68,7 +53,7 @@ def _cni_args(text: str) -> list[tuple[str, str]]:
     for pair in text.split(";"):
         parts = pair.split("=")
         if len(parts) != 2 or not parts[0] or not parts[1]:
-            raise ValueError(f"invalid CNI_ARGS pair {_go_quote(pair)}")
+            raise ValueError(f"invalid CNI_ARGS pair {wire.go_quote(pair)}")
         pairs.append((parts[0], parts[1]))
     return pairs
 

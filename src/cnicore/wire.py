@@ -174,6 +174,19 @@ def go_quote(text: str | bytes) -> str:
     return "".join(out)
 
 
+def json_kind(value: object) -> str:
+    """The JSON kind Go names in "cannot unmarshal <kind> into ..."."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else "null"
+
+
 def go_quote_list(items: list[str] | tuple[str, ...]) -> str:
     """Go's ``%q`` of a ``[]string``: ``["a" "b"]``."""
     return "[" + " ".join(go_quote(item) for item in items) + "]"

@@ -16,6 +16,7 @@ accepts and the text of its errors come from ``encoding/json``:
 
 from __future__ import annotations
 
+from cnicore import wire
 from cnicore.errors import CNIError, ERR_INTERNAL
 
 TYPE_CHECKING = False
@@ -23,19 +24,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator
 
 
-def kind(value: object) -> str:
-    """The JSON kind Go names in "cannot unmarshal <kind> into ..."."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
+kind = wire.json_kind
 
 
 def fields(obj: dict[str, Any], names: Iterable[str]) -> Iterator[tuple[str, Any]]:
