@@ -9,7 +9,7 @@ for the container side comes from, in increasing precedence, CNI_ARGS
 from __future__ import annotations
 
 from cnicore.args import ArgsError, load_args
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.config import ConfigError, get_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,23 +19,7 @@ DEFAULT_BRIDGE = "cni0"
 MAX_VLAN = 4094
 
 
-class ConfigError(CNIError):
-    """A config the reference rejects; like it, reported as an internal error (999)."""
-
-    def __init__(self, msg: str) -> None:
-        super().__init__(ERR_INTERNAL, msg)
-
-
-def _get(conf: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    value = conf.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) and kind is int or not isinstance(value, kind):
-        expected = {bool: "bool", int: "int", str: "string", list: "array", dict: "object"}.get(
-            kind if isinstance(kind, type) else kind[0], "value")
-        raise ConfigError(f"failed to load netconf: {key} must be of type {expected}, "
-                          f"got {type(value).__name__}")
-    return value
+_get = get_field
 
 
 def _is_vid(value: Any) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 
 from cnicore import wire
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.config import ConfigError, get_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,13 +28,6 @@ ALLOWLIST_PATH = "/etc/cni/tuning/allowlist.conf"
 #: The only part of /proc/sys a tuning sysctl may resolve to.
 NET_PREFIX = "/proc/sys/net/"
 MAX_U32 = 0xFFFFFFFF
-
-
-class ConfigError(CNIError):
-    """A config the reference rejects; like it, reported as an internal error (999)."""
-
-    def __init__(self, msg: str) -> None:
-        super().__init__(ERR_INTERNAL, msg)
 
 
 # -- JSON with duplicate detection ---------------------------------------------------
@@ -87,17 +80,9 @@ def check_duplicate_sysctls(obj: dict[str, Any]) -> None:
 
 # -- typed fields ----------------------------------------------------------------------
 
-_TYPE_NAMES = {bool: "bool", int: "int", str: "string", dict: "object"}
 
 
-def _get(obj: dict[str, Any], key: str, kind: type, default: Any, where: str = "") -> Any:
-    value = obj.get(key)
-    if value is None:
-        return default
-    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ConfigError(f"failed to load netconf: {where}{key} must be of type {_TYPE_NAMES[kind]}, "
-                          f"got {type(value).__name__}")
-    return value
+_get = get_field
 
 
 def _sysctl_map(obj: dict[str, Any], key: str, where: str = "") -> dict[str, str]:
