@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exec_bench import GO_DIR, build_venv  # noqa: E402
+from exec_bench import GO_DIR, install_launchers, median_p90_ms  # noqa: E402
 
 
 def chain(kind: str, data_dir: str) -> list[dict[str, object]]:
@@ -65,12 +63,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 1
-    bin_dir = build_venv(opts.venv)
-    launcher_dir = tempfile.mkdtemp(prefix="cnicore-bench-bin-")
-    subprocess.run([os.path.join(bin_dir, "cnitool"), "plugins", "install", launcher_dir], check=True,
-                   stdout=subprocess.DEVNULL)
-    repo_src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    sys.path.insert(0, repo_src)
+    launcher_dir = install_launchers(opts.venv)
     from cnicore import invoke
     from cnicore.testing import Sandbox
 
@@ -93,12 +86,9 @@ def main() -> int:
     print(f"bridge + host-local + tuning chain, {opts.rounds} rounds, alternating Go / cnicore")
     print(f"{'chain':<6} {'Go median':>10} {'ours median':>12} {'ratio':>6} {'Go p90':>8} {'ours p90':>9}")
     for command in ("ADD", "DEL"):
-        go = sorted(samples[f"go {command}"])
-        ours = sorted(samples[f"cnicore {command}"])
-        p90 = int(len(go) * 0.9) - 1
-        gm, om = statistics.median(go) * 1000, statistics.median(ours) * 1000
-        print(f"{command:<6} {gm:>8.1f}ms {om:>10.1f}ms {om / gm:>5.1f}x {go[p90] * 1000:>6.1f}ms "
-              f"{ours[p90] * 1000:>7.1f}ms")
+        gm, gp = median_p90_ms(samples[f"go {command}"])
+        om, op = median_p90_ms(samples[f"cnicore {command}"])
+        print(f"{command:<6} {gm:>8.1f}ms {om:>10.1f}ms {om / gm:>5.1f}x {gp:>6.1f}ms {op:>7.1f}ms")
     return 0
 
 

@@ -38,6 +38,21 @@ def build_venv(path: str) -> str:
     return os.path.join(path, "bin")
 
 
+def install_launchers(venv: str) -> str:
+    """cnicore installed (compiled) into ``venv``; its launchers in a fresh temp dir."""
+    bin_dir = build_venv(venv)
+    launcher_dir = tempfile.mkdtemp(prefix="cnicore-bench-bin-")
+    subprocess.run([os.path.join(bin_dir, "cnitool"), "plugins", "install", launcher_dir], check=True,
+                   stdout=subprocess.DEVNULL)
+    sys.path.insert(0, os.path.join(REPO, "src"))
+    return launcher_dir
+
+
+def median_p90_ms(seconds: list[float]) -> tuple[float, float]:
+    times = sorted(seconds)
+    return statistics.median(times) * 1000, times[int(len(times) * 0.9) - 1] * 1000
+
+
 def exec_once(path: str, env: dict[str, str], stdin: bytes) -> tuple[float, int]:
     """Wall seconds and exit status of one exec."""
     start = time.perf_counter()
@@ -67,9 +82,8 @@ def measure(cases: list[tuple[str, str, dict[str, str], bytes]], rounds: int) ->
             samples[name].append(seconds)
     out = {}
     for name, path, env, stdin in cases:
-        times = sorted(samples[name])
-        out[name] = {"median_ms": statistics.median(times) * 1000,
-                     "p90_ms": times[int(len(times) * 0.9) - 1] * 1000,
+        median, p90 = median_p90_ms(samples[name])
+        out[name] = {"median_ms": median, "p90_ms": p90,
                      "max_rss_kib": max(peak_rss_kib(path, env, stdin) for _ in range(3))}
     return out
 
@@ -83,11 +97,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 1
-    bin_dir = build_venv(opts.venv)
-    launcher_dir = tempfile.mkdtemp(prefix="cnicore-bench-bin-")
-    subprocess.run([os.path.join(bin_dir, "cnitool"), "plugins", "install", launcher_dir], check=True,
-                   stdout=subprocess.DEVNULL)
-    sys.path.insert(0, os.path.join(REPO, "src"))
+    launcher_dir = install_launchers(opts.venv)
     from cnicore.testing import Sandbox
 
     conf = json.dumps({"cniVersion": "1.0.0", "name": "bench", "type": "loopback"}).encode()

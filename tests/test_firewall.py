@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from cni_plugins_builtin.firewall import command, masquerade, naming, spoofcheck
+from cni_plugins_builtin.firewall import command, masquerade, naming
 from cni_plugins_builtin.firewall.command import FirewallError
 from cni_plugins_builtin.firewall.masquerade import gc_ip_masq, setup_ip_masq, teardown_ip_masq
 from cni_plugins_builtin.firewall.spoofcheck import setup_mac_spoof_check, teardown_mac_spoof_check

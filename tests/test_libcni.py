@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from cnicore.errors import CNIError
 from cnicore.invoke import PluginCancelledError, PluginNotFoundError, PluginTimeoutError
 from cnicore.libcni import (CNIConfig, CacheError, CheckNotSupportedError, LibcniError,
                             MultiError, RuntimeConf, conf_from_bytes, conf_list_from_dict,
@@ -286,7 +285,7 @@ def go_cache_bytes(config: bytes, result: dict[str, object], *, cid: str = CID, 
     def compact(value: object) -> str:
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
-    parts = [f'"kind":"cniCacheV1"', f'"containerId":{compact(cid)}',
+    parts = ['"kind":"cniCacheV1"', f'"containerId":{compact(cid)}',
              f'"config":"{base64.b64encode(config).decode()}"', f'"ifName":{compact(ifname)}',
              f'"networkName":{compact(net)}']
     if netns:

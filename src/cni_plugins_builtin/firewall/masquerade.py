@@ -28,7 +28,7 @@ from cni_plugins_builtin.firewall.command import FirewallError, ToolMissingError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ipaddress import IPv4Interface, IPv6Interface
-    from typing import Iterable, Sequence, Union
+    from typing import Callable, Iterable, Sequence, Union
 
     from cni_plugins_builtin.firewall.iptables import IPTables
 
@@ -361,37 +361,33 @@ def _nft_errors_matter(exc: FirewallError) -> bool:
     return not isinstance(exc, ToolMissingError) and nftables.supported()
 
 
-def _teardown_nftables(network: str, ifname: str, container_id: str) -> list[str]:
-    """Delete this attachment's masq_checks rules (the table and chains stay, as in Go)."""
+def _delete_nft_rules(comment_prefix: str, keep: Callable[[str], bool]) -> list[str]:
+    """Delete the rules under ``comment_prefix`` whose comment ``keep`` rejects;
+    the errors worth reporting. A rule deleted meanwhile aborts nft's whole
+    batch, so the rules are listed again once."""
     from cni_plugins_builtin.firewall import nftables
-    from cni_plugins_builtin.firewall.naming import nft_hash_for_instance
 
-    prefix = nft_hash_for_instance(network, ifname, container_id)
     for attempt in range(2):
         try:
-            _nft_delete_rules(handle for handle, _ in _nft_rules(prefix))
+            _nft_delete_rules(handle for handle, comment in _nft_rules(comment_prefix) if not keep(comment))
             return []
         except FirewallError as exc:
-            # A rule deleted meanwhile aborts the whole batch: list again once.
             if attempt == 0 and nftables.is_not_found(exc):
                 continue
             return [str(exc)] if _nft_errors_matter(exc) else []
     return []
+
+
+def _teardown_nftables(network: str, ifname: str, container_id: str) -> list[str]:
+    """Delete this attachment's masq_checks rules (the table and chains stay, as in Go)."""
+    from cni_plugins_builtin.firewall.naming import nft_hash_for_instance
+
+    return _delete_nft_rules(nft_hash_for_instance(network, ifname, container_id), lambda _: False)
 
 
 def _gc_nftables(network: str, valid: list[tuple[str, str]]) -> list[str]:
     """Go's gcIPMasqNFTables: drop this network's rules whose comment no valid attachment has."""
-    from cni_plugins_builtin.firewall import nftables
     from cni_plugins_builtin.firewall.naming import nft_comment_for_instance, nft_hash_for_network
 
     keep = {nft_comment_for_instance(network, ifname, cid) for cid, ifname in valid}
-    for attempt in range(2):
-        try:
-            rules = _nft_rules(nft_hash_for_network(network))
-            _nft_delete_rules(handle for handle, comment in rules if comment not in keep)
-            return []
-        except FirewallError as exc:
-            if attempt == 0 and nftables.is_not_found(exc):
-                continue
-            return [str(exc)] if _nft_errors_matter(exc) else []
-    return []
+    return _delete_nft_rules(nft_hash_for_network(network), keep.__contains__)

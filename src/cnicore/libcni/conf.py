@@ -27,6 +27,7 @@ from cnicore import version as _version
 from cnicore.errors import ERR_IO_FAILURE
 from cnicore.libcni import gojson
 from cnicore.libcni.errors import ConfigError, NoConfigsFoundError, NotFoundError
+from cnicore.wire import json_kind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -117,39 +118,24 @@ class NetworkConfigList:
 
 # -- single plugin configs ------------------------------------------------------------
 
-def _kind(value: object) -> str:
-    """A JSON type name for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _check_plugin_fields(obj: dict[str, Any]) -> str:
     """The first field with a type the reference's ``PluginConf`` would reject, or ""."""
     for key in ("cniVersion", "name", "type"):
         if obj.get(key) is not None and not isinstance(obj[key], str):
-            return f"{key} must be a string, not {_kind(obj[key])}"
+            return f"{key} must be a string, not {json_kind(obj[key])}"
     caps = obj.get("capabilities")
     if caps is not None:
         if not isinstance(caps, dict):
-            return f"capabilities must be an object, not {_kind(caps)}"
+            return f"capabilities must be an object, not {json_kind(caps)}"
         for cap, enabled in caps.items():
             if enabled is not None and not isinstance(enabled, bool):
-                return f"capability {cap!r} must be a boolean, not {_kind(enabled)}"
+                return f"capability {cap!r} must be a boolean, not {json_kind(enabled)}"
     for key in ("ipam", "dns", "prevResult"):
         if obj.get(key) is not None and not isinstance(obj[key], dict):
-            return f"{key} must be an object, not {_kind(obj[key])}"
+            return f"{key} must be an object, not {json_kind(obj[key])}"
     ipam = obj.get("ipam") or {}
     if ipam.get("type") is not None and not isinstance(ipam["type"], str):
-        return f"ipam type must be a string, not {_kind(ipam['type'])}"
+        return f"ipam type must be a string, not {json_kind(ipam['type'])}"
     return ""
 
 
@@ -163,7 +149,7 @@ def plugin_conf_from_bytes(data: bytes | str, path: str = "") -> PluginConfig:
     if obj is None:  # Go decodes null into an empty struct
         obj = {}
     if not isinstance(obj, dict):
-        raise ConfigError(f"error parsing configuration: not a JSON object but {_kind(obj)}", path)
+        raise ConfigError(f"error parsing configuration: not a JSON object but {json_kind(obj)}", path)
     problem = _check_plugin_fields(obj)
     if problem:
         raise ConfigError(f"error parsing configuration: {problem}", path)
@@ -220,7 +206,7 @@ def _read_bool(obj: dict[str, Any], key: str, path: str) -> bool:
     if isinstance(value, bool):
         return value
     if not isinstance(value, str):
-        raise ConfigError(f"error parsing configuration list: invalid type {_kind(value)} for {key}", path)
+        raise ConfigError(f"error parsing configuration list: invalid type {json_kind(value)} for {key}", path)
     lowered = value.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -242,21 +228,21 @@ def conf_list_from_bytes(data: bytes | str, path: str = "") -> NetworkConfigList
     if obj is None:
         obj = {}
     if not isinstance(obj, dict):
-        raise ConfigError(f"{where}: not a JSON object but {_kind(obj)}", path)
+        raise ConfigError(f"{where}: not a JSON object but {json_kind(obj)}", path)
     if "name" not in obj:
         raise ConfigError(f"{where}: no name", path)
     name = obj["name"]
     if not isinstance(name, str):
-        raise ConfigError(f"{where}: invalid name type {_kind(name)}", path)
+        raise ConfigError(f"{where}: invalid name type {json_kind(name)}", path)
     cni_version = ""
     if "cniVersion" in obj:
         cni_version = obj["cniVersion"]
         if not isinstance(cni_version, str):
-            raise ConfigError(f"{where}: invalid cniVersion type {_kind(cni_version)}", path)
+            raise ConfigError(f"{where}: invalid cniVersion type {json_kind(cni_version)}", path)
     if "cniVersions" in obj:
         versions = obj["cniVersions"]
         if not isinstance(versions, list):
-            raise ConfigError(f"{where}: invalid type for cniVersions: {_kind(versions)}", path)
+            raise ConfigError(f"{where}: invalid type for cniVersions: {json_kind(versions)}", path)
         try:
             cni_version = _version.negotiate(cni_version, versions)
         except ValueError as exc:
@@ -272,7 +258,7 @@ def conf_list_from_bytes(data: bytes | str, path: str = "") -> NetworkConfigList
         return conf_list
     plugins = obj["plugins"]
     if not isinstance(plugins, list):
-        raise ConfigError(f"{where}: invalid 'plugins' type {_kind(plugins)}", path)
+        raise ConfigError(f"{where}: invalid 'plugins' type {json_kind(plugins)}", path)
     if not plugins:
         raise ConfigError(f"{where}: no plugins in list", path)
     for index, plugin in enumerate(plugins):
