@@ -26,12 +26,6 @@ def _fail(msg: str) -> CNIError:
     return CNIError(ERR_INTERNAL, msg)
 
 
-def _sysctl(key: str, value: str, request: Request | None, ifname: str = "") -> None:
-    from cnicore import sysctl
-
-    sysctl.write(key, value, ifname=ifname, request=request)
-
-
 def _enable_ipv6(ifname: str, request: Request | None) -> None:
     from cnicore import sysctl
 
@@ -42,8 +36,8 @@ def _enable_ipv6(ifname: str, request: Request | None) -> None:
                 continue
         except OSError:
             continue
-        _sysctl("net.ipv6.conf.IFNAME.disable_ipv6", "0", request, iface)
-    _sysctl("net.ipv6.conf.IFNAME.keep_addr_on_down", "1", request, ifname)
+        sysctl.write("net.ipv6.conf.IFNAME.disable_ipv6", "0", ifname=iface, request=request)
+    sysctl.write("net.ipv6.conf.IFNAME.keep_addr_on_down", "1", ifname=ifname, request=request)
 
 
 def settle_addresses(rtnl: RtnlSocket, ifname: str, timeout: float = DAD_SETTLE_TIMEOUT) -> None:

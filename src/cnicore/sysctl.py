@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from cnicore.errors import CNIError, ERR_INVALID_NETWORK_CONFIG
+from cnicore.errors import CNIError, ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG
 from cnicore.plugin import hookimpl
 
 TYPE_CHECKING = False
@@ -77,8 +77,14 @@ def read(path: str) -> str:
 
 
 def write(key: str, value: str, *, ifname: str = "", request: Request | None = None,
-          hook: object = None) -> str:
-    """Resolve ``key``, check it with the policies, write ``value``; return the old value."""
+          hook: object = None, best_effort: bool = False) -> str | None:
+    """Resolve ``key``, check it with the policies, write ``value``; return the old value
+    (``None`` only with ``best_effort``).
+
+    ``best_effort``: a write the kernel refuses (a missing key, say) returns
+    ``None`` instead of failing, as the reference treats its optional
+    sysctls; a policy veto still fails.
+    """
     path = key_to_path(key, ifname)
     check(key, value, path, request, hook)
     try:
@@ -86,5 +92,8 @@ def write(key: str, value: str, *, ifname: str = "", request: Request | None = N
         with open(path, "w") as fh:
             fh.write(value)
     except OSError as exc:
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"failed to set sysctl {key}={value}: {exc}") from None
+        if best_effort:
+            return None
+        # The kernel refused the write: an internal error (999), as the reference reports it.
+        raise CNIError(ERR_INTERNAL, f"failed to set sysctl {key}={value}: {exc}") from None
     return previous

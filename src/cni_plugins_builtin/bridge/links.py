@@ -13,6 +13,7 @@ import ipaddress
 import os
 import time
 
+from cnicore import sysctl
 from cnicore.errors import CNIError, ERR_INTERNAL
 
 TYPE_CHECKING = False
@@ -27,20 +28,6 @@ IF_OPER_UP = 6
 
 def fail(msg: str) -> CNIError:
     return CNIError(ERR_INTERNAL, msg)
-
-
-def quiet_sysctl(key: str, value: str, ifname: str, request: Request | None) -> None:
-    """A best-effort sysctl write (the reference ignores these failures); the
-    policy is still consulted, and a veto is not ignored."""
-    from cnicore import sysctl
-
-    path = sysctl.key_to_path(key, ifname)
-    sysctl.check(key, value, path, request)
-    try:
-        with open(path, "w") as fh:
-            fh.write(value)
-    except OSError:
-        pass
 
 
 def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
@@ -74,7 +61,7 @@ def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
                 except OSError as exc:
                     raise fail(f'failed to create bridge "{name}": could not set promiscuous mode on '
                                f'"{name}": {exc.strerror}') from None
-            quiet_sysctl("net.ipv6.conf.IFNAME.accept_ra", "0", name, request)
+            sysctl.write("net.ipv6.conf.IFNAME.accept_ra", "0", ifname=name, request=request, best_effort=True)
             try:
                 rtnl.set_up(bridge, True)
             except OSError as exc:
@@ -166,7 +153,8 @@ def attach_host_veth(host_name: str, bridge: Link, hairpin: bool, isolated: bool
     with RtnlSocket() as rtnl:
         veth = rtnl.link(host_name)
         rtnl.set_up(veth, True)
-        quiet_sysctl("net.ipv6.conf.IFNAME.accept_ra", "0", host_name, request)
+        sysctl.write("net.ipv6.conf.IFNAME.accept_ra", "0", ifname=host_name, request=request,
+                     best_effort=True)
         try:
             rtnl.set_link(veth, master=bridge.index)
         except OSError as exc:

@@ -144,6 +144,7 @@ def _set_up(ifname: str) -> None:
 def _add_layer3(request: Request, conf: BridgeConf, result: Result, netns: object, bridge: Link,
                 undo: object) -> None:
     """IPAM, container addresses and routes, gateway and forwarding, masquerade."""
+    from cnicore import sysctl
     from cnicore.iface import configure_iface
     from cnicore.ipam import run_ipam
     from cnicore.types import Result as Current
@@ -160,13 +161,16 @@ def _add_layer3(request: Request, conf: BridgeConf, result: Result, netns: objec
     gateways = _calc_gateways(result, conf)
     result_for_iface = result
 
+    def optional_sysctl(key: str, value: str) -> None:
+        sysctl.write(key, value, ifname=request.ifname, request=request, best_effort=True)
+
     def configure() -> None:
         if conf.enable_dad:
-            links.quiet_sysctl("net.ipv6.conf.IFNAME.enhanced_dad", "1", request.ifname, request)
-            links.quiet_sysctl("net.ipv6.conf.IFNAME.accept_dad", "1", request.ifname, request)
+            optional_sysctl("net.ipv6.conf.IFNAME.enhanced_dad", "1")
+            optional_sysctl("net.ipv6.conf.IFNAME.accept_dad", "1")
         else:
-            links.quiet_sysctl("net.ipv6.conf.IFNAME.accept_dad", "0", request.ifname, request)
-        links.quiet_sysctl("net.ipv4.conf.IFNAME.arp_notify", "1", request.ifname, request)
+            optional_sysctl("net.ipv6.conf.IFNAME.accept_dad", "0")
+        optional_sysctl("net.ipv4.conf.IFNAME.arp_notify", "1")
         configure_iface(request.ifname, result_for_iface, request)
 
     netns.do(configure)  # type: ignore[attr-defined]

@@ -130,12 +130,9 @@ def _apply(conf: TuningConf, request: Request, sysctls: list[tuple[str, str, str
 def _write_sysctl(key: str, value: str, request: Request) -> str:
     from cnicore import sysctl
 
-    try:
-        return sysctl.write(key, value, ifname=request.ifname, request=request)
-    except CNIError as exc:
-        if exc.msg.startswith("failed to set sysctl"):  # an I/O error, internal as in the reference
-            raise _fail(exc.msg) from None
-        raise
+    previous = sysctl.write(key, value, ifname=request.ifname, request=request)
+    assert previous is not None  # not best-effort: a refused write raised
+    return previous
 
 
 def _apply_link(rtnl: RtnlSocket, conf: TuningConf, ifname: str, mac: str, backup: str, undo: Any) -> None:
