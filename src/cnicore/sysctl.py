@@ -88,12 +88,23 @@ def write(key: str, value: str, *, ifname: str = "", request: Request | None = N
     path = key_to_path(key, ifname)
     check(key, value, path, request, hook)
     try:
+        return write_checked(path, value, key)
+    except CNIError:
+        if best_effort:
+            return None
+        raise
+
+
+def write_checked(path: str, value: str, key: str = "") -> str:
+    """Write a path the policies already accepted (see :func:`check`); the old value.
+
+    For plugins that validate every key before changing anything.
+    """
+    try:
         previous = read(path)
         with open(path, "w") as fh:
             fh.write(value)
     except OSError as exc:
-        if best_effort:
-            return None
         # The kernel refused the write: an internal error (999), as the reference reports it.
-        raise CNIError(ERR_INTERNAL, f"failed to set sysctl {key}={value}: {exc}") from None
+        raise CNIError(ERR_INTERNAL, f"failed to set sysctl {key or path}={value}: {exc}") from None
     return previous

@@ -115,24 +115,17 @@ def cni_add(request: Request) -> AnyResult:
 def _apply(conf: TuningConf, request: Request, sysctls: list[tuple[str, str, str]], mac: str,
            backup: str) -> None:
     """Inside the container namespace: every change, undone again if one fails."""
+    from cnicore import sysctl
     from cnicore.rollback import Rollback
     from cnicore.rtnl import RtnlSocket
 
     with RtnlSocket() as rtnl, Rollback() as undo:
-        for key, value, _path in sysctls:
-            old = _write_sysctl(key, value, request)
-            undo.push(f"sysctl {key}", _write_sysctl, key, old, request)
+        for key, value, path in sysctls:  # each already accepted by the policies
+            old = sysctl.write_checked(path, value, key)
+            undo.push(f"sysctl {key}", sysctl.write_checked, path, old, key)
         if conf.changes_link:
             _apply_link(rtnl, conf, request.ifname, mac, backup, undo)
         undo.commit()
-
-
-def _write_sysctl(key: str, value: str, request: Request) -> str:
-    from cnicore import sysctl
-
-    previous = sysctl.write(key, value, ifname=request.ifname, request=request)
-    assert previous is not None  # not best-effort: a refused write raised
-    return previous
 
 
 def _apply_link(rtnl: RtnlSocket, conf: TuningConf, ifname: str, mac: str, backup: str, undo: Any) -> None:
