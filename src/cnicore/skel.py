@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from cnicore import errors, wire
 from cnicore.errors import CNIError
-from cnicore.version import ALL, CURRENT, PluginInfo, greater_or_equal, incompatible_details
+from cnicore.names import validate_container_id, validate_ifname, validate_network_name
+from cnicore.version import ALL, CURRENT, PluginInfo, config_version, greater_or_equal, incompatible_details
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,19 +46,6 @@ if TYPE_CHECKING:
 
     Stdin = Union[bytes, Callable[[], bytes]]
 
-_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_NAME_REST = _NAME_FIRST | frozenset("_.-")
-
-
-def valid_name(name: str) -> bool:
-    """The reference's ``^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$`` for container IDs and
-    network names (without ``re``: it costs every exec ~3 ms to import)."""
-    return bool(name) and name[0] in _NAME_FIRST and all(c in _NAME_REST for c in name)
-MAX_IFNAME_LEN = 15
-#: Go's ``unicode.IsSpace``: ``str.isspace`` without the separators U+001C..U+001F.
-GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-                     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
-
 VERBS = ("ADD", "CHECK", "DEL", "GC", "STATUS")
 #: Per variable: the commands that require it. A present value is validated
 #: only for commands that require it, like the reference.
@@ -72,37 +60,6 @@ ENV_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 #: The lowest config version each verb accepts.
 MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
-
-
-# -- validators (pure) -------------------------------------------------------
-
-def validate_container_id(container_id: str) -> None:
-    if container_id == "":
-        raise CNIError(errors.ERR_UNKNOWN_CONTAINER, "missing containerID")
-    if not valid_name(container_id):
-        raise CNIError(errors.ERR_INVALID_ENVIRONMENT_VARIABLES, "invalid characters in containerID",
-                       container_id)
-
-
-def validate_network_name(name: str) -> None:
-    if name == "":
-        raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "missing network name")
-    if not valid_name(name):
-        raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "invalid characters found in network name",
-                       name)
-
-
-def validate_ifname(ifname: str) -> None:
-    if len(ifname) == 0:
-        raise CNIError(errors.ERR_INVALID_ENVIRONMENT_VARIABLES, "interface name is empty")
-    if len(ifname.encode("utf-8", "surrogateescape")) > MAX_IFNAME_LEN:
-        raise CNIError(errors.ERR_INVALID_ENVIRONMENT_VARIABLES, "interface name is too long",
-                       f"interface name should be less than {MAX_IFNAME_LEN + 1} characters")
-    if ifname in (".", ".."):
-        raise CNIError(errors.ERR_INVALID_ENVIRONMENT_VARIABLES, "interface name is . or ..")
-    if any(c in "/:" or c in GO_SPACE for c in ifname):
-        raise CNIError(errors.ERR_INVALID_ENVIRONMENT_VARIABLES,
-                       "interface name contains / or : or whitespace characters")
 
 
 _VALIDATORS: dict[str, Callable[[str], None]] = {
@@ -154,16 +111,6 @@ def decode_config(stdin: bytes) -> dict[str, object]:
         raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "missing network name")
     validate_network_name(name)
     return config
-
-
-def config_version(config: dict[str, object]) -> str:
-    version = config.get("cniVersion")
-    if version in (None, ""):
-        return "0.1.0"
-    if not isinstance(version, str):
-        raise CNIError(errors.ERR_DECODING_FAILURE,
-                       "decoding version from network config: cniVersion must be a string")
-    return version
 
 
 def check_version(command: str, version: str, info: PluginInfo) -> None:

@@ -9,14 +9,12 @@ runs, with the reference's codes and messages.
 
 from __future__ import annotations
 
-import re
-
-from cnicore.errors import (CNIError, ERR_INVALID_ENVIRONMENT_VARIABLES,
-                            ERR_INVALID_NETWORK_CONFIG, ERR_UNKNOWN_CONTAINER)
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping
+
+from cnicore.names import validate_container_id, validate_network_name
+from cnicore.names import validate_ifname as validate_interface_name
 
 __all__ = ["RuntimeConf", "NetworkAttachment", "validate_container_id",
            "validate_network_name", "validate_interface_name"]
@@ -88,38 +86,3 @@ class NetworkAttachment:
     def __repr__(self) -> str:
         return (f"NetworkAttachment(container_id={self.container_id!r}, network={self.network!r}, "
                 f"ifname={self.ifname!r}, netns={self.netns!r})")
-
-
-_VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
-MAX_IFNAME_LEN = 15
-
-
-def validate_container_id(container_id: str) -> None:
-    """Refuse an empty ID or one that is unsafe in a cache file name."""
-    if not container_id:
-        raise CNIError(ERR_UNKNOWN_CONTAINER, "missing containerID")
-    if not _VALID_NAME.fullmatch(container_id):
-        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, "invalid characters in containerID",
-                       container_id)
-
-
-def validate_network_name(name: str) -> None:
-    """Refuse an empty network name or one that is unsafe in a file name."""
-    if not name:
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, "missing network name:")
-    if not _VALID_NAME.fullmatch(name):
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, "invalid characters found in network name", name)
-
-
-def validate_interface_name(ifname: str) -> None:
-    """The kernel's rules: 1-15 bytes, not ``.``/``..``, no ``/``, ``:`` or whitespace."""
-    if not ifname:
-        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, "interface name is empty")
-    if len(ifname.encode("utf-8", "surrogateescape")) > MAX_IFNAME_LEN:
-        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, "interface name is too long",
-                       f"interface name should be less than {MAX_IFNAME_LEN + 1} characters")
-    if ifname in (".", ".."):
-        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, "interface name is . or ..")
-    if any(ch in "/:" or ch.isspace() for ch in ifname):
-        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES,
-                       "interface name contains / or : or whitespace characters")
