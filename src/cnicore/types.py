@@ -37,38 +37,24 @@ class ResultError(ValueError):
 
 def _ip_str(value: object, what: str) -> str:
     """Normalise an IP address string as Go's ``net.IP.String`` prints it."""
-    if not isinstance(value, str):
-        raise ResultError(f"{what}: expected an IP address string, got {value!r}")
-    try:
-        if "%" in value:  # Go rejects zoned addresses; Python would accept them
-            raise ValueError(value)
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        raise ResultError(f"{what}: invalid IP address {value!r}") from None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
+    from cnicore.goip import parse_ip
+
+    ip = parse_ip(value) if isinstance(value, str) else None
+    if ip is None:
+        raise ResultError(f"{what}: invalid IP address {value!r}")
     return str(ip)
 
 
 def _cidr_str(value: object, what: str) -> str:
-    """Normalise ``ip/prefix`` as Go's ``IPNet.String`` prints a parsed CIDR.
+    """Normalise ``ip/prefix`` as Go's ``IPNet.String`` prints a parsed CIDR
+    (``net.ParseCIDR``'s rules: a decimal prefix, no zone; an IPv4-mapped
+    address prints as IPv4 with the prefix reduced by 96)."""
+    from cnicore.goip import parse_cidr
 
-    Like ``net.ParseCIDR`` the prefix must be a decimal length (no netmask
-    form) and the address must not carry a zone. An IPv4-mapped IPv6 address
-    prints as IPv4 with the prefix reduced by 96, as Go does.
-    """
-    if not isinstance(value, str) or "/" not in value:
+    cidr = parse_cidr(value) if isinstance(value, str) else None
+    if cidr is None:
         raise ResultError(f"{what}: invalid CIDR address {value!r}")
-    addr, prefix = value.rsplit("/", 1)
-    try:
-        if "%" in addr or not prefix or not all("0" <= c <= "9" for c in prefix):
-            raise ValueError(value)
-        iface = ipaddress.ip_interface(value)
-    except ValueError:
-        raise ResultError(f"{what}: invalid CIDR address {value!r}") from None
-    if isinstance(iface, ipaddress.IPv6Interface) and iface.ip.ipv4_mapped is not None:
-        return f"{iface.ip.ipv4_mapped}/{max(iface.network.prefixlen - 96, 0)}"
-    return f"{iface.ip}/{iface.network.prefixlen}"
+    return str(cidr)
 
 
 def is_ipv4(cidr_or_ip: str) -> bool:

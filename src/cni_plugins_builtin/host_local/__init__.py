@@ -6,7 +6,7 @@ on-disk store: both can serve one data directory at the same time. See
 
 Modules, one job each (all pure but :mod:`.store` and :mod:`.plugin`):
 
-* :mod:`.ipaddr` — IP and CIDR parsing with Go's ``net`` rules;
+* :mod:`cnicore.goip` (shared) — IP and CIDR parsing with Go's ``net`` rules;
 * :mod:`.gojson` — Go ``encoding/json`` decoding rules and error texts;
 * :mod:`.gotext` — Go's whitespace and OS-error wording;
 * :mod:`.config` — the IPAM config: decoding, defaults and validation;

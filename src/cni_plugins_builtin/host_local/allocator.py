@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from typing import Iterator
 
     from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
-    from cni_plugins_builtin.host_local.ipaddr import IPAddress
+    from cnicore.goip import IPAddress
     from cni_plugins_builtin.host_local.store import DiskStore, Record
 
 

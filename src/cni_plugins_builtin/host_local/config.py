@@ -23,7 +23,7 @@ from __future__ import annotations
 from cnicore.errors import CNIError, ERR_INTERNAL
 
 from cni_plugins_builtin.host_local.gojson import Decoder, fields
-from cni_plugins_builtin.host_local.ipaddr import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
+from cnicore.goip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from cnicore.types import Route
 
-    from cni_plugins_builtin.host_local.ipaddr import CIDR, IPAddress, IPNetwork
+    from cnicore.goip import CIDR, IPAddress, IPNetwork
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 

@@ -27,11 +27,11 @@ import os
 from cnicore.errors import CNIError, ERR_INTERNAL
 
 from cni_plugins_builtin.host_local.gotext import errno_text, go_os_error, trim_space
-from cni_plugins_builtin.host_local.ipaddr import parse_ip
+from cnicore.goip import parse_ip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cni_plugins_builtin.host_local.ipaddr import IPAddress
+    from cnicore.goip import IPAddress
 
 LAST_IP_PREFIX = "last_reserved_ip."
 LINE_BREAK = "\r\n"

@@ -1,8 +1,9 @@
 """IP addresses and prefixes parsed the way Go's ``net`` package parses them.
 
-The reference decodes configs with ``net.ParseIP`` / ``net.ParseCIDR`` and
-canonicalises IPv4-mapped IPv6 addresses to IPv4; accepting exactly the same
-text keeps configs portable between the two implementations. Addresses are
+The reference decodes configs and results with ``net.ParseIP`` /
+``net.ParseCIDR`` and canonicalises IPv4-mapped IPv6 addresses to IPv4;
+accepting exactly the same text keeps configs and results portable between
+the two implementations (host-local's config, every result's addresses). Addresses are
 :mod:`ipaddress` objects (ordered, hashable, ``+ 1`` for the next one).
 """
 
