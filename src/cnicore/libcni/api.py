@@ -312,41 +312,31 @@ class CNIConfig:
 
     # -- single plugins ---------------------------------------------------------------
 
+    # A single plugin config is run as a one-plugin list named ``name`` whose
+    # bytes are the plugin's own (what the reference caches for it).
+
+    @staticmethod
+    def _single(name: str | None, conf: PluginConfig) -> NetworkConfigList:
+        from cnicore.libcni.conf import NetworkConfigList
+
+        return NetworkConfigList(name or conf.name, conf.cni_version, [conf], raw=conf.bytes)
+
     def add_network(self, name: str | None, conf: PluginConfig, rt: RuntimeConf, *,
                     cancel: threading.Event | None = None) -> AnyResult:
         """ADD one plugin config as network ``name`` (default: its own ``name``)."""
-        name = name or conf.name
-        try:
-            result = self._add_one(name, conf.cni_version, conf, None, rt, cancel)
-        except CNIError as exc:
-            raise _wrap(exc, "add", name, conf) from exc
-        self._cache_add(result, conf.bytes, name, rt)
+        result = self.add_network_list(self._single(name, conf), rt, cancel=cancel)
+        assert result is not None
         return result
 
     def check_network(self, name: str | None, conf: PluginConfig, rt: RuntimeConf, *,
                       cancel: threading.Event | None = None) -> None:
         """CHECK one plugin config against its cached result."""
-        name = name or conf.name
-        if not _at_least(conf.cni_version, "0.4.0"):
-            raise CheckNotSupportedError(conf.cni_version)
-        cached = self._cached_for_check(name, conf.cni_version, rt)
-        try:
-            stdin = self._build(name, conf.cni_version, conf, cached, rt)
-            self._exec("CHECK", conf, stdin, rt, cancel)
-        except CNIError as exc:
-            raise _wrap(exc, "check", name, conf) from exc
+        self.check_network_list(self._single(name, conf), rt, cancel=cancel)
 
     def del_network(self, name: str | None, conf: PluginConfig, rt: RuntimeConf, *,
                     cancel: threading.Event | None = None) -> None:
         """DEL one plugin config with its cached result, then forget it."""
-        name = name or conf.name
-        cached = self._cached_for_del(name, conf.cni_version, rt)
-        try:
-            stdin = self._build(name, conf.cni_version, conf, cached, rt)
-            self._exec("DEL", conf, stdin, rt, cancel)
-        except CNIError as exc:
-            raise _wrap(exc, "delete", name, conf) from exc
-        self._cache(rt).delete(name, rt)
+        self.del_network_list(self._single(name, conf), rt, cancel=cancel)
 
     def validate_network(self, conf: PluginConfig, *,
                          cancel: threading.Event | None = None) -> list[str]:
