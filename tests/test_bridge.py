@@ -27,6 +27,7 @@ from cni_plugins_builtin.bridge import links as bridge_links
 from cni_plugins_builtin.bridge.config import BridgeConf, ConfigError, collect_vlan_trunk
 from cni_plugins_builtin.firewall import naming
 from cnicore import rtnl as rt
+from cnicore.errors import CNIError
 from cnicore.rtnl import RtnlSocket
 from cnicore.testing import in_netns as in_ns
 from cnicore.testing import run_executable
@@ -282,11 +283,12 @@ def test_mac_precedence(env_mac, args_mac, runtime_mac, expected) -> None:
 
 
 def test_cni_args_errors() -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(CNIError) as info:
         BridgeConf({"name": NET}, "IP=10.0.0.1")  # unknown key without IgnoreUnknown, like Go
     assert info.value.code == 999 and "unknown args" in info.value.msg
-    with pytest.raises(ConfigError):
+    with pytest.raises(CNIError) as info:
         BridgeConf({"name": NET}, "MAC")
+    assert info.value.code == 999
 
 
 @pytest.mark.parametrize("conf, message", [

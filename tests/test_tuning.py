@@ -180,7 +180,7 @@ def test_bad_types_are_internal_errors(config, message):
 
 def test_cni_args():
     assert parse_conf({"name": "n"}, "IgnoreUnknown=1;K8S_POD_NAME=x;MAC=02:00:00:00:00:09").mac == "02:00:00:00:00:09"
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(CNIError) as info:
         parse_conf({"name": "n"}, "FOO=bar")
     assert (info.value.code, info.value.msg) == (999, 'ARGS: unknown args ["FOO=bar"]')
 

@@ -8,7 +8,7 @@ plugin does not know are an error unless ``IgnoreUnknown`` is true (``1`` or
 from __future__ import annotations
 
 from cnicore import wire
-from cnicore.errors import CNIError, ERR_INVALID_ENVIRONMENT_VARIABLES
+from cnicore.errors import CNIError, ERR_INTERNAL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -16,10 +16,12 @@ if TYPE_CHECKING:
 
 
 class ArgsError(CNIError):
-    """CNI_ARGS that cannot be parsed (code 4: invalid environment variables)."""
+    """CNI_ARGS that cannot be parsed. Code 999, as every reference plugin
+    reports it (its LoadArgs error is a plain error), so runtimes see the same
+    code from ours."""
 
     def __init__(self, msg: str) -> None:
-        super().__init__(ERR_INVALID_ENVIRONMENT_VARIABLES, msg)
+        super().__init__(ERR_INTERNAL, msg)
 
 
 def parse_bool(text: str) -> bool:

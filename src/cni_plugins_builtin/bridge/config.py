@@ -8,7 +8,7 @@ for the container side comes from, in increasing precedence, CNI_ARGS
 
 from __future__ import annotations
 
-from cnicore.args import ArgsError, load_args
+from cnicore.args import load_args
 from cnicore.config import ConfigError, get_field
 
 TYPE_CHECKING = False
@@ -90,10 +90,7 @@ class BridgeConf:
         self.dns: dict[str, Any] = _get(conf, "dns", dict, {})
         self.mac = ""
         if cni_args:
-            try:
-                self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or ""
-            except ArgsError as exc:  # the reference reports these as internal errors
-                raise ConfigError(exc.msg) from None
+            self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or ""
         args_cni = _get(_get(conf, "args", dict, {}), "cni", dict, {})
         self.mac = _get(args_cni, "mac", str, "") or self.mac
         self.mac = _get(_get(conf, "runtimeConfig", dict, {}), "mac", str, "") or self.mac

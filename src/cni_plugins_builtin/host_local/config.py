@@ -431,13 +431,9 @@ def _ip_list_arg(text: str) -> list[IPAddress]:
 
 
 def _env_ips(cni_args: str) -> list[IPAddress]:
-    from cnicore.args import ArgsError, load_args
+    from cnicore.args import load_args
 
-    try:
-        values = load_args(cni_args, {"IP": _ip_list_arg})
-    except ArgsError as exc:
-        raise fail(exc.msg) from None
-    return list(values.get("IP", []))
+    return list(load_args(cni_args, {"IP": _ip_list_arg}).get("IP", []))
 
 
 def store_location(config: dict[str, Any]) -> tuple[str, str]:

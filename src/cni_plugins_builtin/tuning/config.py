@@ -115,12 +115,9 @@ class TuningConf:
         self.txqlen: int | None = _get(obj, "txQLen", int, None)
         self.allmulti: bool | None = _get(obj, "allmulti", bool, None)
         if cni_args:
-            from cnicore.args import ArgsError, load_args
+            from cnicore.args import load_args
 
-            try:
-                self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or self.mac
-            except ArgsError as exc:  # the reference returns these as internal errors
-                raise ConfigError(exc.msg) from None
+            self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or self.mac
         self.mac = _get(_get(obj, "runtimeConfig", dict, {}), "mac", str, "", "runtimeConfig.") or self.mac
         args = _get(_get(obj, "args", dict, {}), "cni", dict, {}, "args.")
         where = "args.cni."
