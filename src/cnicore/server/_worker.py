@@ -219,14 +219,18 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
     from cnicore import ns
 
     try:
-        ns._setns(fds[3], CLONE_NEWNS)
-        ns._setns(fds[4], CLONE_NEWNET)
+        for fd, nstype, own in ((fds[3], CLONE_NEWNS, "mnt"), (fds[4], CLONE_NEWNET, "net")):
+            if not _same_file(fd, f"/proc/self/ns/{own}"):  # a runtime beside us: nothing to enter
+                ns._setns(fd, nstype)
         os.chdir(req.cwd or "/")
     except OSError as exc:
         raise Refused(proto.REFUSE_ENTER, str(exc)) from None
     os.umask(req.umask)
-    os.environ.clear()
-    os.environ.update(req.env)
+    for key in [k for k in os.environ if k not in req.env]:
+        del os.environ[key]
+    for key, value in req.env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
     netns = req.env.get("CNI_NETNS", "")
     if req.flags & proto.FLAG_NETNS_FD and netns:
         ns.preopen(netns, fds[5])
@@ -236,6 +240,11 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
     os.close(fds[3])
     os.close(fds[4])
     sys.argv = list(req.argv) or [req.launcher]
+
+
+def _same_file(fd: int, path: str) -> bool:
+    mine, theirs = os.stat(path), os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def _read_stdin() -> bytes:
