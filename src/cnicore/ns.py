@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import ctypes
     from typing import Callable, ParamSpec, TypeVar
 
+    from pyroute2 import IPRoute
+
     _P = ParamSpec("_P")
     _T = TypeVar("_T")
 
@@ -244,6 +246,24 @@ class NetNS:
             assert isinstance(value, OSError)
             raise NetNSError(f"failed to enter netns {path!r}: {value.strerror}") from value
         return value  # type: ignore[return-value]
+
+    def iproute(self) -> IPRoute:
+        """pyroute2's ``IPRoute`` speaking to this namespace, from any thread.
+
+        The netlink socket is opened by a thread inside the namespace, so it
+        belongs to it for its whole life; close the ``IPRoute`` (``with
+        netns.iproute() as ipr:``) when done. Never build an ``IPRoute()``
+        inside :meth:`do` and use it afterwards: pyroute2 opens its socket on
+        first use, in whatever namespace the using thread is in. (Its own
+        ``IPRoute(netns=...)`` forks a process for the same job: ~45 ms here,
+        against ~3 ms for this.)
+        """
+        import socket
+
+        from pyroute2 import IPRoute
+
+        sock = self.do(socket.socket, socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+        return IPRoute(fileno=sock.detach())
 
     def close(self) -> None:
         """Close the fd; calling it again does nothing."""
