@@ -184,7 +184,16 @@ class Pool:
         return sum(1 for state in self.workers.values() if state == "idle")
 
     def fill(self) -> None:
-        """Fork until ``idle_target`` workers wait, within ``max_workers``."""
+        """Fork until ``idle_target`` workers wait, within ``max_workers``.
+
+        While requests run and at least half the idle workers are left, the
+        refill waits for them to finish: on a small machine a fork (and the new
+        worker's warm-up) competes for the CPU with the requests it would serve
+        next, e.g. the rest of a chain.
+        """
+        busy = len(self.workers) - self.idle
+        if busy and self.idle >= max(1, self.idle_target // 2):
+            return
         while self.idle < self.idle_target and len(self.workers) < self.max_workers:
             self._spawn()
 
