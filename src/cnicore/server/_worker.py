@@ -104,10 +104,16 @@ def _die_with_parent(enabled: bool) -> None:
 def _warm_up(ctx: WorkerContext) -> None:
     """Touch, while idle, what every request touches: after fork each first write to a
     shared page copies it, and that is better paid before a caller waits."""
-    from cnicore import skel
+    from cnicore import launchers, skel
 
     if ctx.warm_host is not None:
         skel.run(ctx.warm_host, {"CNI_COMMAND": "VERSION"}, b"")  # type: ignore[arg-type]
+    sample = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID="warm-up", CNI_IFNAME="eth0")
+    proto.decode_payload(proto.encode_request(ctx.build_id, 0o22, 0, "/", "/", ["x"], sample)[proto.HEADER.size:])
+    header = (b'#!/bin/python3 -IS\n' + launchers.HEADER_PREFIX.encode()
+              + b'{"type": "t", "module": "m", "python": "/bin/python3", "path": ["/"], "policies": []}\n')
+    launchers._parse_header("", header)
+    ctx.is_stale()
 
 
 def _log(text: str) -> None:
