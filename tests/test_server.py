@@ -195,6 +195,12 @@ PARITY_CASES = [
                        "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}, b'{"cniVersion":"1.0.0","name":"n"}'),
     ("del without netns", {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c", "CNI_IFNAME": "eth0", "CNI_PATH": "/x"},
      b'{"cniVersion":"1.0.0","name":"n"}'),
+    ("netns is a file", {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/etc/hostname",
+                         "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}, b'{"cniVersion":"1.0.0","name":"n"}'),
+    ("netns is a directory", {"CNI_COMMAND": "CHECK", "CNI_CONTAINERID": "c", "CNI_NETNS": "/proc",
+                              "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}, b'{"cniVersion":"1.0.0","name":"n"}'),
+    ("netns is the mount ns", {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/proc/self/ns/mnt",
+                               "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}, b'{"cniVersion":"1.0.0","name":"n"}'),
 ]
 
 

@@ -178,9 +178,12 @@ def _close_all(fds: list[int]) -> None:
 
 
 def _check_fds(req: proto.Request, fds: list[int]) -> None:
-    """Three stdio descriptors of a stream kind, then namespaces of the right types."""
-    import fcntl
+    """Three stdio descriptors of a stream kind, then namespaces of the right types.
 
+    CNI_NETNS is the caller's input, not the caller's own state: when what it
+    names is not a network namespace, the descriptor is dropped and the plugin
+    opens the path itself and reports it exactly as on the cold path.
+    """
     expected = proto.MIN_FDS + (1 if req.flags & proto.FLAG_NETNS_FD else 0)
     if len(fds) != expected:
         raise Refused(proto.REFUSE_FDS, f"{len(fds)} descriptors, expected {expected}")
@@ -188,13 +191,23 @@ def _check_fds(req: proto.Request, fds: list[int]) -> None:
         mode = os.fstat(fd).st_mode
         if not any(check(mode) for check in _STDIO_TYPES):
             raise Refused(proto.REFUSE_FDS, f"stdio descriptor of mode {mode:#o}")
-    for fd, nstype in zip(fds[3:], (CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWNET)):
-        try:
-            actual = fcntl.ioctl(fd, NS_GET_NSTYPE)
-        except OSError as exc:
-            raise Refused(proto.REFUSE_FDS, f"not a namespace: {exc.strerror}") from None
+    for fd, nstype in ((fds[3], CLONE_NEWNS), (fds[4], CLONE_NEWNET)):
+        actual = _nstype(fd)
         if actual != nstype:
             raise Refused(proto.REFUSE_FDS, f"namespace of type {actual:#x}, expected {nstype:#x}")
+    if len(fds) > proto.MIN_FDS and _nstype(fds[5]) != CLONE_NEWNET:
+        os.close(fds.pop())
+        req.flags &= ~proto.FLAG_NETNS_FD
+
+
+def _nstype(fd: int) -> int:
+    """The namespace type of ``fd``, or 0 when it is not a namespace."""
+    import fcntl
+
+    try:
+        return int(fcntl.ioctl(fd, NS_GET_NSTYPE))
+    except OSError:
+        return 0
 
 
 def _load_plugin(req: proto.Request, ctx: WorkerContext) -> object:
