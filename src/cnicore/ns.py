@@ -448,14 +448,7 @@ def get_netns(path: str) -> NetNS:
     import stat
 
     if path in _preopened:
-        fd = os.dup(_preopened[path])
-        try:
-            _check_netns_fd(fd, path)
-        except BaseException:
-            os.close(fd)
-            raise
-        return NetNS(path, fd)
-
+        return _checked(path, os.dup(_preopened[path]))
     try:
         st = os.stat(path)
     except FileNotFoundError as exc:
@@ -470,6 +463,11 @@ def get_netns(path: str) -> NetNS:
         raise NetNSNotFoundError(f"failed to open {path!r}: no such file") from exc
     except OSError as exc:
         raise NetNSError(f"failed to open {path!r}: {exc.strerror}") from exc
+    return _checked(path, fd)
+
+
+def _checked(path: str, fd: int) -> NetNS:
+    """``fd`` as a NetNS if it is a network namespace; closed and refused otherwise."""
     try:
         _check_netns_fd(fd, path)
     except BaseException:
