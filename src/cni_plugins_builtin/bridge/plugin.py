@@ -162,7 +162,9 @@ def _add_layer3(request: Request, conf: BridgeConf, result: Result, netns: objec
     result_for_iface = result
 
     def optional_sysctl(key: str, value: str) -> None:
-        sysctl.write(key, value, ifname=request.ifname, request=request, best_effort=True)
+        # IPv6 per-device keys are plain values: rewriting the same one does nothing.
+        sysctl.write(key, value, ifname=request.ifname, request=request, best_effort=True,
+                     skip_same=key.startswith("net.ipv6."))
 
     def configure() -> None:
         if conf.enable_dad:

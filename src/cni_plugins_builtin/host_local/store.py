@@ -313,14 +313,19 @@ class DiskStore:
         return True
 
     def set_cursor(self, range_id: int, ip: IPAddress) -> None:
-        """Move a range set's cursor to ``ip``, rewriting the file in place as Go does,
-        but never through a symlink planted in its place (that is removed first).
+        """Move a range set's cursor to ``ip``: the file ends up holding exactly the
+        address, as Go's ``WriteFile`` leaves it, but never through a symlink
+        planted in its place (that is removed first).
 
-        Not a rename of a fresh file: on ext4, renaming over an existing file
-        forces the new data to disk first (``auto_da_alloc``), ~0.3 ms per ADD."""
+        Written over in place, then cut to length — not opened with ``O_TRUNC``
+        as Go does: on ext4 truncating a file to zero makes ``close`` start
+        writing it out (``auto_da_alloc``), 0.5–4 ms per ADD on this machine,
+        against ~12 µs this way. Readers hold the lock, so none sees the
+        moment between the two calls."""
         cursor = self.path(f"{LAST_IP_PREFIX}{range_id}")
         self.listing  # loaded before the directory changes
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        data = str(ip).encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             try:
                 fd = os.open(cursor, flags, RECORD_MODE)
@@ -331,7 +336,8 @@ class DiskStore:
                 self._unlink(cursor)
                 fd = os.open(cursor, flags, RECORD_MODE)
             try:
-                os.write(fd, str(ip).encode())
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
             finally:
                 os.close(fd)
         except OSError as exc:
