@@ -408,6 +408,27 @@ def exec_plugin(plugin_path: str, stdin: bytes, env: Mapping[str, str],
     return stdout
 
 
+def serve_or_exec(plugin_path: str, stdin: bytes, env: Mapping[str, str],
+                  timeout: float | None = DEFAULT_TIMEOUT, stderr_sink: Any = DEFAULT_STDERR,
+                  cancel: threading.Event | None = None, in_process: bool = False) -> bytes:
+    """:func:`exec_plugin`, or with ``in_process`` and a cnicore launcher of this
+    interpreter, its plugin served here (:mod:`cnicore.inprocess`): same stdout,
+    same errors (:func:`_failure`), stderr forwarded the same way; no timeout."""
+    if in_process:
+        from cnicore.launchers import read_header
+
+        header = read_header(plugin_path)
+        if header is not None and header.runs_here():
+            from cnicore import inprocess
+
+            code, stdout, stderr = inprocess.run(header, env, stdin, capture_stderr=True)
+            if code != 0:
+                raise _failure(plugin_path, code, stdout, stderr)
+            _forward_stderr(stderr, stderr_sink)
+            return stdout
+    return exec_plugin(plugin_path, stdin, env, timeout, stderr_sink, cancel)
+
+
 # -- results ----------------------------------------------------------------------
 
 def fixup_result_version(netconf: bytes, result: bytes) -> tuple[str, dict[str, Any]]:
@@ -438,10 +459,10 @@ def exec_plugin_with_result(plugin_path: str, netconf: bytes, args: Args | Deleg
                             timeout: float | None = DEFAULT_TIMEOUT,
                             env_base: Mapping[str, str] | None = None,
                             stderr_sink: Any = DEFAULT_STDERR,
-                            cancel: threading.Event | None = None) -> AnyResult:
+                            cancel: threading.Event | None = None, in_process: bool = False) -> AnyResult:
     """Exec a command that returns a result (ADD) and parse it in its version."""
-    stdout = exec_plugin(plugin_path, netconf, args.as_env(env_base), timeout,
-                         stderr_sink, cancel)
+    stdout = serve_or_exec(plugin_path, netconf, args.as_env(env_base), timeout,
+                           stderr_sink, cancel, in_process)
     version, raw = fixup_result_version(netconf, stdout)
     from cnicore.types import ResultError, parse_result
 
@@ -455,9 +476,9 @@ def exec_plugin_without_result(plugin_path: str, netconf: bytes, args: Args | De
                                timeout: float | None = DEFAULT_TIMEOUT,
                                env_base: Mapping[str, str] | None = None,
                                stderr_sink: Any = DEFAULT_STDERR,
-                               cancel: threading.Event | None = None) -> None:
+                               cancel: threading.Event | None = None, in_process: bool = False) -> None:
     """Exec a command whose stdout is ignored (CHECK, DEL, GC, STATUS)."""
-    exec_plugin(plugin_path, netconf, args.as_env(env_base), timeout, stderr_sink, cancel)
+    serve_or_exec(plugin_path, netconf, args.as_env(env_base), timeout, stderr_sink, cancel, in_process)
 
 
 def get_version_info(plugin_path: str, timeout: float | None = DEFAULT_TIMEOUT,
