@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sections  # noqa: E402
-from sides import REPO, Ours, build_go, build_venv, install_ours  # noqa: E402
+from sides import REPO, Ours, build_go, build_venv, install_ours, scratch  # noqa: E402
 
 README = os.path.join(REPO, "bench", "README.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -73,7 +73,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         ours = install_ours(sys.executable)  # this environment's launchers: no venv build in CI
     else:
         ours = install_ours(build_venv(opts.venv))
-    go = build_go(os.path.join(tempfile.gettempdir(), "cnicore-bench-go"))
+    go = build_go(scratch("cnicore-bench-go"))
     warm = Ours("warm", warm_launchers(), sys.executable)
     rounds = opts.rounds or (2 if opts.short else 20)
     count = opts.concurrency or (4 if opts.short else 50)
@@ -157,8 +157,8 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="CI form: few rounds, small sizes")
     parser.add_argument("--rounds", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "cnicore-bench"))
-    parser.add_argument("--venv", default=os.path.join(tempfile.gettempdir(), "cnicore-bench-venv"))
+    parser.add_argument("--out", default=scratch("cnicore-bench"))
+    parser.add_argument("--venv", default=scratch("cnicore-bench-venv"))
     parser.add_argument("--readme", action="store_true", help="also write the table into bench/README.md")
     parser.add_argument("--ours-bin", default="", help="use these launchers (e.g. the warm server's)")
     parser.add_argument("--ours-kind", default="exec", help="label for --ours-bin (e.g. server)")

@@ -23,6 +23,13 @@ GOPATH = "/usr/share/gocode"
 GOLIBCNI_SOURCE = os.path.join(REPO, "tests", "go", "golibcni")
 
 
+def scratch(name: str) -> str:
+    """A temp path of this checkout's own: several checkouts bench on one machine."""
+    import hashlib
+
+    return os.path.join(tempfile.gettempdir(), f"{name}-{hashlib.sha1(REPO.encode()).hexdigest()[:8]}")
+
+
 class Ours:
     """Our plugins: ``bin_dir`` for runtimes, ``python`` and ``cnitool`` of that environment."""
 
