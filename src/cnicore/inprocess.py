@@ -25,7 +25,6 @@ _HOSTS: dict[tuple[str, str, tuple[str, ...]], tuple[object, PluginHost]] = {}
 def host_for(header: LauncherHeader) -> PluginHost:
     """The launcher's plugin hosted as the launcher hosts it; one host per plugin
     module and process (a module dropped from ``sys.modules`` is imported again)."""
-    import importlib
     import sys
 
     key = (header.module, header.type, header.policies)
@@ -35,7 +34,8 @@ def host_for(header: LauncherHeader) -> PluginHost:
     from cnicore.host import PluginHost
 
     sys.path.extend([p for p in header.path if p not in sys.path])
-    module = importlib.import_module(header.module)
+    __import__(header.module)  # importlib.import_module's work, without importing importlib (~3 ms)
+    module = sys.modules[header.module]
     host = PluginHost(module, header.type, header.policies)
     _HOSTS[key] = (module, host)
     return host

@@ -130,8 +130,9 @@ def create_veth(ifname: str, mtu: int, mac: str, host_fd: int) -> tuple[str, Lin
     raise fail("failed to find a unique veth name")
 
 
-def delete_link(name: str) -> list[str]:
-    """Delete ``name`` if present; return its global unicast addresses (for rule cleanup)."""
+def delete_link(name: str, with_addresses: bool = True) -> list[str]:
+    """Delete ``name`` if present; return its global unicast addresses (for rule
+    cleanup; two address dumps, skipped when the caller has no rules to clean)."""
     from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
 
     with RtnlSocket() as rtnl:
@@ -139,7 +140,7 @@ def delete_link(name: str) -> list[str]:
             link = rtnl.link(name)
         except LookupError:
             return []
-        addrs = rtnl.addresses(link, AF_INET) + rtnl.addresses(link, AF_INET6)
+        addrs = rtnl.addresses(link, AF_INET) + rtnl.addresses(link, AF_INET6) if with_addresses else []
         try:
             rtnl.delete_link(link)
         except LookupError:

@@ -278,7 +278,8 @@ def cni_del(request: Request) -> None:
     addresses: list[str] | None = None
     if request.netns:
         try:
-            addresses = with_netns_path(request.netns, links.delete_link, request.ifname)
+            addresses = with_netns_path(request.netns, links.delete_link, request.ifname,
+                                        conf.is_layer3 and conf.ip_masq)
         except NetNSNotFoundError:
             addresses = None
         except NetNSError as exc:  # not a netns: an error, as in the reference
