@@ -328,6 +328,11 @@ def concurrent(sandbox: Any, go: Go, ours: Ours, work: str, count: int) -> list[
         barrier = threading.Barrier(count)
 
         def one(verb: str, index: int) -> Any:
+            # Pool threads inherit the sandbox's host namespace from this thread; make sure.
+            from cnicore.testing import MACHINE_NETNS_INODE
+
+            if os.stat("/proc/thread-self/ns/net").st_ino == MACHINE_NETNS_INODE:
+                raise RuntimeError("refusing to run plugins in the machine's network namespace")
             rt = RuntimeConf(f"bench-conc-{index}", ctrs[index].path, "eth0")
             barrier.wait()
             if verb == "ADD":
