@@ -2,17 +2,17 @@
 run it, and turn what it prints into a result or a :class:`CNIError`.
 
 Behaviour follows the reference's ``pkg/invoke``. Plugins that delegate to IPAM
-binaries import this module on every exec, so it imports only what the
-standard library has usually loaded already (``subprocess`` pulls in ``os``,
-``signal``, ``errno``, ``threading``); :mod:`cnicore.types` is loaded only when
-a result has to be parsed.
+import this module on every exec — also when the IPAM plugin is served
+in-process and nothing is exec'd — so ``subprocess`` and ``signal`` (which
+builds its enums at import, ~1 ms) are imported only when a process is
+spawned or its exit explained; :mod:`cnicore.types` only when a result has to
+be parsed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import signal
 import sys
 import time
 
@@ -118,6 +118,8 @@ def _exit_text(returncode: int) -> str:
     if returncode >= 0:
         return f"exit status {returncode}"
     signum = -returncode
+    import signal
+
     name = signal.strsignal(signum) if signum < 32 else None
     return f"signal: {_go_lower(name)}" if name else f"signal: signal {signum}"
 
@@ -264,6 +266,8 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     # Not reaped yet, so the pid (and the group id equal to it) cannot have
     # been reused.
     try:
+        import signal
+
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
         pass
