@@ -67,6 +67,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     from cnicore.testing import Sandbox
 
     started = time.perf_counter()
+    host = machine()
     if opts.ours_bin:
         ours = Ours(opts.ours_kind, opts.ours_bin, opts.ours_python or sys.executable)
     elif opts.short:
@@ -82,23 +83,26 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with Sandbox("cnitest-bench") as sandbox:
         def everything() -> None:
-            steps = [
-                lambda: sections.version(sandbox, go, ours, rounds),
-                lambda: sections.chain_exec(sandbox, go, ours, work, rounds),
-                lambda: sections.chain_libcni(sandbox, go, ours, work, rounds),
-                lambda: sections.chain_cnitool(sandbox, go, ours, work, rounds),
-                lambda: sections.bridge_warm(sandbox, go, warm, work, rounds),
-                lambda: sections.host_local(go, ours, work, rounds, prefix),
-                lambda: sections.concurrent(sandbox, go, ours, work, count),
-            ]
-            for step in steps:
+            steps = {
+                "version": lambda: sections.version(sandbox, go, ours, rounds),
+                "exec": lambda: sections.chain_exec(sandbox, go, ours, work, rounds),
+                "libcni": lambda: sections.chain_libcni(sandbox, go, ours, work, rounds),
+                "cnitool": lambda: sections.chain_cnitool(sandbox, go, ours, work, rounds),
+                "warm": lambda: sections.bridge_warm(sandbox, go, warm, work, rounds),
+                "host-local": lambda: sections.host_local(go, ours, work, rounds, prefix),
+                "concurrent": lambda: sections.concurrent(sandbox, go, ours, work, count,
+                                                          1 if opts.short else 3),
+            }
+            for name, step in steps.items():
+                if opts.only and name not in opts.only:
+                    continue
                 for case in step():
                     rows.append(case.row())
                     print(format_row(rows[-1]), flush=True)
 
         sandbox.host.do(everything)
     rows.append(sections.server_section())
-    return {"machine": machine(), "ours": ours.describe(), "go": go.bin_dir,
+    return {"machine": host, "ours": ours.describe(), "go": go.bin_dir,
             "golibcni": go.golibcni or go.why_not, "rounds": rounds, "concurrency": count,
             "short": opts.short, "seconds": round(time.perf_counter() - started, 1), "rows": rows}
 
@@ -160,6 +164,9 @@ def main() -> int:
     parser.add_argument("--out", default=scratch("cnicore-bench"))
     parser.add_argument("--venv", default=scratch("cnicore-bench-venv"))
     parser.add_argument("--readme", action="store_true", help="also write the table into bench/README.md")
+    parser.add_argument("--only", action="append", default=[],
+                        choices=["version", "exec", "libcni", "cnitool", "warm", "host-local", "concurrent"],
+                        help="run only this section (repeatable)")
     parser.add_argument("--ours-bin", default="", help="use these launchers (e.g. the warm server's)")
     parser.add_argument("--ours-kind", default="exec", help="label for --ours-bin (e.g. server)")
     parser.add_argument("--ours-python", default="", help="the python whose cnitool goes with --ours-bin")

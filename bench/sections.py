@@ -313,45 +313,47 @@ def host_local(go: Go, ours: Ours, work: str, rounds: int, prefix: int = 20) -> 
 
 # -- concurrency ---------------------------------------------------------------------------------
 
-def concurrent(sandbox: Any, go: Go, ours: Ours, work: str, count: int) -> list[Case]:
+def concurrent(sandbox: Any, go: Go, ours: Ours, work: str, count: int, batches: int = 3) -> list[Case]:
     """``count`` chain ADDs at once on one network (one thread per container, each
     exec'ing the plugins through cnicore.libcni), then ``count`` DELs; wall time of
-    each batch. No address may be handed out twice."""
+    each batch, Go's and ours alternating batch by batch. No address may be handed
+    out twice."""
     from cnicore.libcni import CNIConfig, RuntimeConf, conf_list_from_dict
 
     cases = {verb: Case("concurrent", f"{count} chain {verb}s, wall") for verb in ("ADD", "DEL")}
     dirs = bin_dirs(go, ours)
-    for side in ("go", "ours"):
-        cni = CNIConfig([dirs[side]], cache_dir=os.path.join(work, side, "cache-concurrent"))
-        conf_list = conf_list_from_dict(conflist(side, work))
-        ctrs = [sandbox.container() for _ in range(count)]
-        barrier = threading.Barrier(count)
+    for batch in range(batches):
+        for side in ("go", "ours"):
+            cni = CNIConfig([dirs[side]], cache_dir=os.path.join(work, side, "cache-concurrent"))
+            conf_list = conf_list_from_dict(conflist(side, work))
+            ctrs = [sandbox.container() for _ in range(count)]
+            barrier = threading.Barrier(count)
 
-        def one(verb: str, index: int) -> Any:
-            # Pool threads inherit the sandbox's host namespace from this thread; make sure.
-            from cnicore.testing import MACHINE_NETNS_INODE
+            def one(verb: str, index: int) -> Any:
+                # Pool threads inherit the sandbox's host namespace from this thread; make sure.
+                from cnicore.testing import MACHINE_NETNS_INODE
 
-            if os.stat("/proc/thread-self/ns/net").st_ino == MACHINE_NETNS_INODE:
-                raise RuntimeError("refusing to run plugins in the machine's network namespace")
-            rt = RuntimeConf(f"bench-conc-{index}", ctrs[index].path, "eth0")
-            barrier.wait()
-            if verb == "ADD":
-                return cni.add_network_list(conf_list, rt)
-            cni.del_network_list(conf_list, rt)
-            return None
+                if os.stat("/proc/thread-self/ns/net").st_ino == MACHINE_NETNS_INODE:
+                    raise RuntimeError("refusing to run plugins in the machine's network namespace")
+                rt = RuntimeConf(f"bench-conc-{batch}-{index}", ctrs[index].path, "eth0")
+                barrier.wait()
+                if verb == "ADD":
+                    return cni.add_network_list(conf_list, rt)
+                cni.del_network_list(conf_list, rt)
+                return None
 
-        for verb in ("ADD", "DEL"):
-            with ThreadPoolExecutor(count) as pool:
-                start = time.perf_counter()
-                results = list(pool.map(lambda i: one(verb, i), range(count)))
-                cases[verb].add(side, time.perf_counter() - start)
-            if verb == "ADD":
-                addresses = [ip.address for result in results for ip in result.ips]  # type: ignore[union-attr]
-                if len(set(addresses)) != count:
-                    raise RuntimeError(f"{side}: duplicate or missing addresses: {sorted(addresses)}")
-                cases[verb].extra[f"{side}_distinct_addresses"] = len(set(addresses))
-        for ctr in ctrs:
-            ctr.remove()
+            for verb in ("ADD", "DEL"):
+                with ThreadPoolExecutor(count) as pool:
+                    start = time.perf_counter()
+                    results = list(pool.map(lambda i: one(verb, i), range(count)))
+                    cases[verb].add(side, time.perf_counter() - start)
+                if verb == "ADD":
+                    addresses = [ip.address for result in results for ip in result.ips]  # type: ignore[union-attr]
+                    if len(set(addresses)) != count:
+                        raise RuntimeError(f"{side}: duplicate or missing addresses: {sorted(addresses)}")
+                    cases[verb].extra[f"{side}_distinct_addresses"] = len(set(addresses))
+            for ctr in ctrs:
+                ctr.remove()
     return list(cases.values())
 
 
