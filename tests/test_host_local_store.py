@@ -206,3 +206,19 @@ def test_index_agrees_with_disk_under_alternating_go_and_ours(launcher: str, tmp
         assert sorted(got.values()) == sorted(f"{c}\r\neth0" for c in live)
     fresh_process()
     assert index_view(tmp_path) == disk_view(tmp_path)
+
+
+def test_a_record_the_index_missed_is_skipped_and_learnt(tmp_path: Path) -> None:
+    """Belt and braces: should a record appear without the directory's mtime moving
+    (it cannot, short of someone resetting it), the exclusive create still refuses
+    the address and the index learns who holds it."""
+    config = netconf(tmp_path, subnet="10.9.0.0/24")
+    add(config, cid="a")
+    netdir = store_dir(tmp_path)
+    stamp = os.stat(netdir)
+    (netdir / "10.9.0.3").write_bytes(b"ghost\r\neth0")
+    os.utime(netdir, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # hide the change
+    assert addresses(add(config, cid="b")) == ["10.9.0.4"]
+    assert "duplicate allocation" in err(run("ADD", config, cid="ghost"))[2]
+    fresh_process()
+    assert index_view(tmp_path) == disk_view(tmp_path)

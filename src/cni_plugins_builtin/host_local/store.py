@@ -299,6 +299,7 @@ class DiskStore:
         try:
             os.link(scratch, path)
         except FileExistsError:
+            self._learn(name, ip)  # the index missed it (a change it could not see): it knows now
             return False
         except OSError as exc:
             raise CNIError(ERR_INTERNAL, go_os_error("open", path, exc)) from None
@@ -311,6 +312,19 @@ class DiskStore:
             self.release([Record(ip, name, key)])
             raise
         return True
+
+    def _learn(self, name: str, ip: IPAddress) -> None:
+        try:
+            fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            text = trim_space(_read_all(fd).decode("utf-8", "surrogateescape"))
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+        self.listing.add(name, address_key(ip), text)
 
     def set_cursor(self, range_id: int, ip: IPAddress) -> None:
         """Move a range set's cursor to ``ip``: the file ends up holding exactly the
