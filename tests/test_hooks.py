@@ -26,6 +26,7 @@ from cnicore import ipam, skel, sysctl
 from cnicore.errors import CNIError, ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG
 from cnicore.host import DEFAULT_POLICIES, PluginHost
 from cnicore.launchers import install, read_header
+from cnicore.ns import NetNS
 from cnicore.plugin import hookimpl
 from cnicore.registry import PluginEntry
 from cnicore.request import Request
@@ -596,3 +597,58 @@ def test_a_second_implementation_goes_through_pluggy_in_order():
     solo.call("DEL", Request("DEL", container_id="c8"))
     assert calls == [("main", "c8")] and solo._pm is None
     solo.validate()  # pluggy accepts the implementation the fast path called
+
+
+# -- sysctl: the plain-os reads and writes behave as open() did ------------------------------
+
+def _read_with_open(path: str) -> str:
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+def _write_with_open(path: str, value: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(value)
+
+
+def _outcome(fn: Any, *args: Any) -> tuple[str, object]:
+    try:
+        return "ok", fn(*args)
+    except OSError as exc:
+        return "error", (type(exc), exc.errno, str(exc))
+
+
+def test_sysctl_os_calls_match_open(container_netns: NetNS) -> None:
+    """sysctl.read/write_checked use os.open/read/write (a file object costs more than
+    the kernel's work); same values, same exceptions, same messages as open()."""
+    def compare() -> None:
+        keys = ["net.ipv4.ip_forward", "net.ipv4.conf.lo.arp_notify", "net.ipv6.conf.lo.accept_ra",
+                "net.ipv4.ip_local_port_range", "net.core.somaxconn", "net.ipv4.conf.nope.arp_notify"]
+        for key in keys:
+            path = sysctl.key_to_path(key)
+            assert _outcome(sysctl.read, path) == _outcome(_read_with_open, path), key
+        path = sysctl.key_to_path("net.ipv4.conf.lo.arp_notify")
+        for value in ("1", "0", "2", " 1\n"):
+            _write_with_open(path, value)
+            after_theirs = sysctl.read(path)
+            sysctl.write_checked(path, "3", "k")
+            sysctl.write_checked(path, value, "k")
+            assert sysctl.read(path) == after_theirs, value
+        with pytest.raises(CNIError) as info:
+            sysctl.write_checked(path, "not-a-number", "k")
+        try:
+            _write_with_open(path, "not-a-number")
+        except OSError as exc:
+            assert info.value.msg == f"failed to set sysctl k=not-a-number: {exc}"
+        missing = sysctl.key_to_path("net.ipv4.conf.nope.arp_notify")
+        with pytest.raises(CNIError) as info:
+            sysctl.write_checked(missing, "1", "k")
+        try:
+            _write_with_open(missing, "1")
+        except OSError as exc:
+            assert info.value.msg == f"failed to set sysctl k=1: {exc}"
+        # skip_same: the value is already there, so nothing is written (and the old value returned).
+        sysctl.write_checked(path, "1", "k")
+        assert sysctl.write_checked(path, "1", "k", skip_same=True) == "1"
+
+    container_netns.do(compare)

@@ -88,7 +88,10 @@ def test_exec_path_modules_do_not_import_json_or_re():
              "import cnicore.skel, cnicore.types, cnicore.invoke, cnicore.ipam, cnicore.launchers, "
              "cni_plugins_builtin.loopback, cni_plugins_builtin.bridge.plugin, "
              "cni_plugins_builtin.tuning.plugin, cni_plugins_builtin.host_local.plugin; "
-             "print(sorted(m for m in ('json', 're', 'typing', 'pluggy', 'subprocess') if m in sys.modules))")
+             "import cnicore.inprocess, cnicore.launch, cni_plugins_builtin.host_local.index; "
+             "from cnicore.host import PluginHost; PluginHost(cni_plugins_builtin.loopback, 'x').members(); "
+             "print(sorted(m for m in ('json', 're', 'typing', 'pluggy', 'subprocess', 'signal', 'enum', "
+             "'tempfile', 'importlib') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

@@ -31,140 +31,46 @@ def main(root_ifname: str | None) -> None:
     """
 
 
-# -- the reference cnitool's commands ---------------------------------------------
-
-def _capability_args(text: str) -> dict[str, object]:
-    """CAP_ARGS decoded as Go decodes it into a ``map[string]interface{}``:
-    an object, or ``null`` for none."""
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"invalid CAP_ARGS: not valid JSON: {exc}") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"invalid CAP_ARGS: must be a JSON object, not {wire.json_kind(value)}")
-    return value
-
-
-def _cni_args(text: str) -> list[tuple[str, str]]:
-    """CNI_ARGS ``K=V;K=V`` split exactly as the Go cnitool's ``parseArgs``."""
-    pairs = []
-    for pair in text.split(";"):
-        parts = pair.split("=")
-        if len(parts) != 2 or not parts[0] or not parts[1]:
-            raise ValueError(f"invalid CNI_ARGS pair {wire.go_quote(pair)}")
-        pairs.append((parts[0], parts[1]))
-    return pairs
-
-
-def _getwd() -> str:
-    """Go's ``os.Getwd``: ``$PWD`` when it is absolute and names the current
-    directory (so a shell's logical path such as /var/run/netns survives a
-    symlink), else the physical path."""
-    import os
-
-    pwd = os.environ.get("PWD", "")
-    if pwd.startswith("/"):
-        try:
-            here, there = os.stat("."), os.stat(pwd)
-            if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
-                return pwd
-        except OSError:
-            pass
-    return os.getcwd()
-
-
-def _abs_netns(netns: str) -> str:
-    """Go's ``filepath.Abs``: joined to :func:`_getwd` and cleaned (POSIX
-    ``normpath`` keeps a leading ``//``, Go's ``Clean`` does not). The container
-    ID is a hash of this string, so it must be spelled as Go spells it."""
-    import os
-
-    path = os.path.normpath(netns if os.path.isabs(netns) else os.path.join(_getwd(), netns))
-    return "/" + path.lstrip("/") if path.startswith("//") else path
-
-
-def _runtime(network: str, netns: str, ifname: str | None) -> tuple[object, object]:
-    """The network list and runtime config, exactly as the Go cnitool builds them."""
-    import hashlib
-    import os
-
-    from cnicore.libcni import RuntimeConf, load_conflist
-
-    conf_list = load_conflist(os.environ.get("NETCONFPATH") or "/etc/cni/net.d", network)
-    capability_args = _capability_args(os.environ["CAP_ARGS"]) if os.environ.get("CAP_ARGS") else {}
-    cni_args = _cni_args(os.environ["CNI_ARGS"]) if os.environ.get("CNI_ARGS") else []
-    if not ifname:
-        # -i after the command, else before it (Go's flag is global), else the env.
-        ifname = click.get_current_context().find_root().params.get("root_ifname")
-    ifname = ifname or os.environ.get("CNI_IFNAME") or "eth0"
-    netns = _abs_netns(netns)
-    container_id = "cnitool-" + hashlib.sha512(netns.encode()).hexdigest()[:20]
-    return conf_list, RuntimeConf(container_id, netns, ifname, cni_args, capability_args)
-
+# -- the reference cnitool's commands (their work: cnicore.netverbs) ---------------------
 
 def _cni() -> object:
-    import os
+    from cnicore.netverbs import cni
 
-    from cnicore.libcni import CNIConfig
-
-    # CNI_CACHE_DIR is our addition (the Go tool always uses /var/lib/cni).
-    return CNIConfig([p for p in os.environ.get("CNI_PATH", "").split(os.pathsep) if p],
-                     cache_dir=os.environ.get("CNI_CACHE_DIR", ""))
+    return cni()
 
 
-def _network_command(name: str, summary: str, example: str):
-    def decorate(run):
-        @main.command(name, help=f"{summary}\n\n\b\nExample:\n  {example}")
-        @click.argument("network")
-        @click.argument("netns")
-        @click.option("-i", "--ifname", default=None,
-                      help="Interface name (defaults to env var CNI_IFNAME or 'eth0').")
-        def command(network: str, netns: str, ifname: str | None) -> None:
-            try:
-                conf_list, rt = _runtime(network, netns, ifname)
-                run(_cni(), conf_list, rt)
-            except Exception as exc:  # noqa: BLE001 - like the Go tool: message on stderr, exit 1
-                click.echo(str(exc), err=True)
-                sys.exit(1)
-
-        return command
-
-    return decorate
+#: The reference cnitool's network commands: (name, summary, example) for their help.
+NETWORK_COMMANDS = [
+    ("add", "Add the network's interface to a network namespace; prints the result.",
+     "NETCONFPATH=./net.d CNI_PATH=/opt/cni/bin cnitool add mynet /var/run/netns/ctr1"),
+    ("check", "Check the network's interface in a network namespace.",
+     "cnitool check mynet /var/run/netns/ctr1"),
+    ("del", "Delete the network's interface from a network namespace.",
+     "cnitool del mynet /var/run/netns/ctr1"),
+    ("gc", "Garbage-collect the network: DEL every cached attachment, then GC the plugins.",
+     "cnitool gc mynet /var/run/netns/ctr1"),
+    ("status", "Ask the network's plugins whether they are ready (CNI 1.1.0).",
+     "cnitool status mynet /var/run/netns/ctr1"),
+]
 
 
-@_network_command("add", "Add the network's interface to a network namespace; prints the result.",
-                  "NETCONFPATH=./net.d CNI_PATH=/opt/cni/bin cnitool add mynet /var/run/netns/ctr1")
-def _add(cni, conf_list, rt) -> None:
-    result = cni.add_network_list(conf_list, rt)
-    if result is not None:
-        sys.stdout.buffer.write(result.to_json())
-        sys.stdout.flush()
+def _network_command(name: str, summary: str, example: str) -> None:
+    """Register one network command; :func:`cnicore.netverbs.run_verb` does its work
+    (``cnicore.cnitool`` calls that directly, without click, for the common forms)."""
+    @main.command(name, help=f"{summary}\n\n\b\nExample:\n  {example}")
+    @click.argument("network")
+    @click.argument("netns")
+    @click.option("-i", "--ifname", default=None,
+                  help="Interface name (defaults to env var CNI_IFNAME or 'eth0').")
+    def command(network: str, netns: str, ifname: str | None) -> None:
+        from cnicore.netverbs import run_verb
+
+        root_ifname = click.get_current_context().find_root().params.get("root_ifname")
+        run_verb(name, network, netns, ifname or root_ifname)
 
 
-@_network_command("check", "Check the network's interface in a network namespace.",
-                  "cnitool check mynet /var/run/netns/ctr1")
-def _check(cni, conf_list, rt) -> None:
-    cni.check_network_list(conf_list, rt)
-
-
-@_network_command("del", "Delete the network's interface from a network namespace.",
-                  "cnitool del mynet /var/run/netns/ctr1")
-def _del(cni, conf_list, rt) -> None:
-    cni.del_network_list(conf_list, rt)
-
-
-@_network_command("gc", "Garbage-collect the network: DEL every cached attachment, then GC the plugins.",
-                  "cnitool gc mynet /var/run/netns/ctr1")
-def _gc(cni, conf_list, rt) -> None:
-    cni.gc_network_list(conf_list, None)
-
-
-@_network_command("status", "Ask the network's plugins whether they are ready (CNI 1.1.0).",
-                  "cnitool status mynet /var/run/netns/ctr1")
-def _status(cni, conf_list, rt) -> None:
-    cni.get_status_network_list(conf_list)
+for _name, _summary, _example in NETWORK_COMMANDS:
+    _network_command(_name, _summary, _example)
 
 
 # -- beyond the reference -----------------------------------------------------------

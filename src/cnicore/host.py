@@ -122,11 +122,14 @@ class PluginHost:
     def members(self) -> list[Any]:
         """The plugin followed by its policy objects, in registration order."""
         if self._members is None:
-            import importlib
+            import sys
 
             members = [self.plugin]
             for policy in DEFAULT_POLICIES + self.policies:
-                obj = importlib.import_module(policy) if isinstance(policy, str) else policy
+                obj: Any = policy
+                if isinstance(policy, str):
+                    __import__(policy)  # importlib.import_module without importing importlib (exec path)
+                    obj = sys.modules[policy]
                 if not any(obj is m for m in members):
                     members.append(obj)
             self._members = members

@@ -2,17 +2,17 @@
 run it, and turn what it prints into a result or a :class:`CNIError`.
 
 Behaviour follows the reference's ``pkg/invoke``. Plugins that delegate to IPAM
-binaries import this module on every exec, so it imports only what the
-standard library has usually loaded already (``subprocess`` pulls in ``os``,
-``signal``, ``errno``, ``threading``); :mod:`cnicore.types` is loaded only when
-a result has to be parsed.
+import this module on every exec — also when the IPAM plugin is served
+in-process and nothing is exec'd — so ``subprocess`` and ``signal`` (which
+builds its enums at import, ~1 ms) are imported only when a process is
+spawned or its exit explained; :mod:`cnicore.types` only when a result has to
+be parsed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import signal
 import sys
 import time
 
@@ -118,6 +118,8 @@ def _exit_text(returncode: int) -> str:
     if returncode >= 0:
         return f"exit status {returncode}"
     signum = -returncode
+    import signal
+
     name = signal.strsignal(signum) if signum < 32 else None
     return f"signal: {_go_lower(name)}" if name else f"signal: signal {signum}"
 
@@ -264,6 +266,8 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     # Not reaped yet, so the pid (and the group id equal to it) cannot have
     # been reused.
     try:
+        import signal
+
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
         pass
@@ -398,6 +402,12 @@ def exec_plugin(plugin_path: str, stdin: bytes, env: Mapping[str, str],
             _reap(proc)
             raise
         returncode = proc.returncode
+    return _finish(plugin_path, returncode, stdout, stderr, reason, timeout, stderr_sink)
+
+
+def _finish(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes, reason: str,
+            timeout: float | None, stderr_sink: Any) -> bytes:
+    """stdout of a plugin that succeeded (its stderr forwarded), else the error it earned."""
     if reason == "timeout":
         raise PluginTimeoutError(
             ERR_INTERNAL, f"plugin {plugin_path} timed out after {_seconds(timeout or 0)} "
@@ -434,6 +444,27 @@ def _warm(plugin_path: str, stdin: bytes, env: Mapping[str, str], timeout: float
     return None if done is None else (*done, "")
 
 
+def serve_or_exec(plugin_path: str, stdin: bytes, env: Mapping[str, str],
+                  timeout: float | None = DEFAULT_TIMEOUT, stderr_sink: Any = DEFAULT_STDERR,
+                  cancel: threading.Event | None = None, in_process: bool = False) -> bytes:
+    """:func:`exec_plugin` (the warm server first, when the launcher names a running
+    one), or with ``in_process`` and a cnicore launcher of this interpreter that no
+    server takes, its plugin served here (:mod:`cnicore.inprocess`): same stdout, same
+    errors (:func:`_failure`), stderr forwarded the same way; no timeout."""
+    if in_process:
+        from cnicore.launchers import read_header
+
+        header = read_header(plugin_path)
+        if header is not None and header.runs_here():
+            warm = _warm(plugin_path, stdin, env, timeout, cancel) if header.socket else None
+            if warm is None:
+                from cnicore import inprocess
+
+                warm = (*inprocess.run(header, env, stdin, capture_stderr=True), "")
+            return _finish(plugin_path, *warm, timeout, stderr_sink)
+    return exec_plugin(plugin_path, stdin, env, timeout, stderr_sink, cancel)
+
+
 # -- results ----------------------------------------------------------------------
 
 def fixup_result_version(netconf: bytes, result: bytes) -> tuple[str, dict[str, Any]]:
@@ -464,10 +495,10 @@ def exec_plugin_with_result(plugin_path: str, netconf: bytes, args: Args | Deleg
                             timeout: float | None = DEFAULT_TIMEOUT,
                             env_base: Mapping[str, str] | None = None,
                             stderr_sink: Any = DEFAULT_STDERR,
-                            cancel: threading.Event | None = None) -> AnyResult:
+                            cancel: threading.Event | None = None, in_process: bool = False) -> AnyResult:
     """Exec a command that returns a result (ADD) and parse it in its version."""
-    stdout = exec_plugin(plugin_path, netconf, args.as_env(env_base), timeout,
-                         stderr_sink, cancel)
+    stdout = serve_or_exec(plugin_path, netconf, args.as_env(env_base), timeout,
+                           stderr_sink, cancel, in_process)
     version, raw = fixup_result_version(netconf, stdout)
     from cnicore.types import ResultError, parse_result
 
@@ -481,9 +512,9 @@ def exec_plugin_without_result(plugin_path: str, netconf: bytes, args: Args | De
                                timeout: float | None = DEFAULT_TIMEOUT,
                                env_base: Mapping[str, str] | None = None,
                                stderr_sink: Any = DEFAULT_STDERR,
-                               cancel: threading.Event | None = None) -> None:
+                               cancel: threading.Event | None = None, in_process: bool = False) -> None:
     """Exec a command whose stdout is ignored (CHECK, DEL, GC, STATUS)."""
-    exec_plugin(plugin_path, netconf, args.as_env(env_base), timeout, stderr_sink, cancel)
+    serve_or_exec(plugin_path, netconf, args.as_env(env_base), timeout, stderr_sink, cancel, in_process)
 
 
 def get_version_info(plugin_path: str, timeout: float | None = DEFAULT_TIMEOUT,

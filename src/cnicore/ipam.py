@@ -69,17 +69,13 @@ def cni_ipam(command: str, ipam_type: str, request: Request) -> AnyResult | bool
 
 def _run_in_process(header: LauncherHeader, command: str, stdin: bytes,
                     env: dict[str, str]) -> AnyResult | bool:
-    """Serve the request as the launcher would: its sys.path entries, its module, its policies."""
-    import importlib
+    """Serve the request as the launcher would (:mod:`cnicore.inprocess`)."""
     import sys
 
-    from cnicore import invoke, skel, wire
-    from cnicore.host import PluginHost
+    from cnicore import inprocess, invoke, wire
 
     name = header.type
-    sys.path.extend([p for p in header.path if p not in sys.path])
-    host = PluginHost(importlib.import_module(header.module), name, header.policies)
-    code, out, err = skel.run(host, env, stdin)
+    code, out, err = inprocess.run(header, env, stdin)
     if err:
         sys.stderr.buffer.write(err)
     if code != 0:

@@ -92,7 +92,14 @@ class LauncherHeader:
     def runs_here(self) -> bool:
         """True if this process's interpreter is the launcher's, so its plugin can be
         imported here instead of exec'd."""
-        return self.python in (sys.executable, interpreter()) and not self.attr
+        global _HERE
+        if _HERE is None:  # two realpath() walks; asked on every in-process IPAM call
+            _HERE = (sys.executable, interpreter())
+        return self.python in _HERE and not self.attr
+
+
+#: This process's interpreter names (sys.executable, interpreter()): they never change.
+_HERE: tuple[str, str] | None = None
 
 
 def python_launcher_path(path: str) -> str:

@@ -71,39 +71,56 @@ def check(key: str, value: str, path: str, request: Request | None = None, hook:
 
 
 def read(path: str) -> str:
-    """The current value, stripped."""
-    with open(path) as fh:
-        return fh.read().strip()
+    """The current value, stripped.
+
+    Plain ``os`` calls, not ``open()``: a text file object costs more than the
+    kernel's work for a /proc/sys file, and a bridge ADD reads several. Same
+    errors (``OSError`` with the path) and the same text (ASCII)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096).decode().strip()
+    finally:
+        os.close(fd)
 
 
 def write(key: str, value: str, *, ifname: str = "", request: Request | None = None,
-          hook: object = None, best_effort: bool = False) -> str | None:
+          hook: object = None, best_effort: bool = False, skip_same: bool = False) -> str | None:
     """Resolve ``key``, check it with the policies, write ``value``; return the old value
     (``None`` only with ``best_effort``).
 
     ``best_effort``: a write the kernel refuses (a missing key, say) returns
     ``None`` instead of failing, as the reference treats its optional
-    sysctls; a policy veto still fails.
+    sysctls; a policy veto still fails. ``skip_same``: no write when the value
+    is already set — only for plain integer keys, where writing the same
+    value changes nothing (some keys act on every write, e.g. neighbour
+    timers re-randomise).
     """
     path = key_to_path(key, ifname)
     check(key, value, path, request, hook)
     try:
-        return write_checked(path, value, key)
+        return write_checked(path, value, key, skip_same)
     except CNIError:
         if best_effort:
             return None
         raise
 
 
-def write_checked(path: str, value: str, key: str = "") -> str:
+def write_checked(path: str, value: str, key: str = "", skip_same: bool = False) -> str:
     """Write a path the policies already accepted (see :func:`check`); the old value.
 
-    For plugins that validate every key before changing anything.
+    For plugins that validate every key before changing anything. The write is
+    ``open(path, "w").write(value)`` in plain ``os`` calls (same flags, one
+    ``write``, same errors).
     """
     try:
         previous = read(path)
-        with open(path, "w") as fh:
-            fh.write(value)
+        if skip_same and previous == value:
+            return previous
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError as exc:
         # The kernel refused the write: an internal error (999), as the reference reports it.
         raise CNIError(ERR_INTERNAL, f"failed to set sysctl {key or path}={value}: {exc}") from None

@@ -41,6 +41,16 @@ def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
 
     with RtnlSocket() as rtnl:
         created = False
+        # The common case first: the bridge is there, a bridge, up, promiscuous if
+        # asked. Then the reference's add / set-up requests would change nothing.
+        try:
+            ready: Link | None = rtnl.link(name)
+        except LookupError:
+            ready = None
+        if ready is not None and ready.kind == "bridge" and ready.is_up and (ready.promisc or not promisc):
+            sysctl.write("net.ipv6.conf.IFNAME.accept_ra", "0", ifname=name, request=request, best_effort=True,
+                         skip_same=True)
+            return ready, False
         try:
             rtnl.add_bridge(name, mtu=mtu, vlan_filtering=True if vlan_filtering else None)
             created = True
@@ -61,7 +71,8 @@ def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
                 except OSError as exc:
                     raise fail(f'failed to create bridge "{name}": could not set promiscuous mode on '
                                f'"{name}": {exc.strerror}') from None
-            sysctl.write("net.ipv6.conf.IFNAME.accept_ra", "0", ifname=name, request=request, best_effort=True)
+            sysctl.write("net.ipv6.conf.IFNAME.accept_ra", "0", ifname=name, request=request, best_effort=True,
+                         skip_same=True)
             try:
                 rtnl.set_up(bridge, True)
             except OSError as exc:
@@ -119,8 +130,9 @@ def create_veth(ifname: str, mtu: int, mac: str, host_fd: int) -> tuple[str, Lin
     raise fail("failed to find a unique veth name")
 
 
-def delete_link(name: str) -> list[str]:
-    """Delete ``name`` if present; return its global unicast addresses (for rule cleanup)."""
+def delete_link(name: str, with_addresses: bool = True) -> list[str]:
+    """Delete ``name`` if present; return its global unicast addresses (for rule
+    cleanup; two address dumps, skipped when the caller has no rules to clean)."""
     from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
 
     with RtnlSocket() as rtnl:
@@ -128,7 +140,7 @@ def delete_link(name: str) -> list[str]:
             link = rtnl.link(name)
         except LookupError:
             return []
-        addrs = rtnl.addresses(link, AF_INET) + rtnl.addresses(link, AF_INET6)
+        addrs = rtnl.addresses(link, AF_INET) + rtnl.addresses(link, AF_INET6) if with_addresses else []
         try:
             rtnl.delete_link(link)
         except LookupError:
@@ -159,14 +171,20 @@ def attach_host_veth(host_name: str, bridge: Link, hairpin: bool, isolated: bool
             rtnl.set_link(veth, master=bridge.index)
         except OSError as exc:
             raise fail(f'failed to connect "{host_name}" to bridge {bridge.name}: {exc.strerror}') from None
+        # The port is new: hairpin and isolation start off, so only "on" needs a
+        # request (the reference sends both always); one request for both, and on
+        # a failure each alone again, for the reference's message.
         try:
-            rtnl.set_bridge_port(veth, hairpin=hairpin)
-        except OSError as exc:
-            raise fail(f"failed to setup hairpin mode for {host_name}: {exc.strerror}") from None
-        try:
-            rtnl.set_bridge_port(veth, isolated=isolated)
-        except OSError as exc:
-            raise fail(f"failed to set isolated on for {host_name}: {exc.strerror}") from None
+            rtnl.set_bridge_port(veth, hairpin=hairpin or None, isolated=isolated or None)
+        except OSError:
+            try:
+                rtnl.set_bridge_port(veth, hairpin=hairpin)
+            except OSError as exc:
+                raise fail(f"failed to setup hairpin mode for {host_name}: {exc.strerror}") from None
+            try:
+                rtnl.set_bridge_port(veth, isolated=isolated)
+            except OSError as exc:
+                raise fail(f"failed to set isolated on for {host_name}: {exc.strerror}") from None
         if (vlan or vlans) and not preserve_default_vlan:
             try:
                 for vid, _pvid, _untagged in rtnl.bridge_vlans(veth):
@@ -182,7 +200,7 @@ def attach_host_veth(host_name: str, bridge: Link, hairpin: bool, isolated: bool
                 rtnl.bridge_vlan_add(veth, vid, pvid=native, untagged=native)
             except OSError as exc:
                 raise fail(f'failed to setup {what} on interface "{host_name}": {exc.strerror}') from None
-        return rtnl.link(host_name)
+        return veth  # name and MAC are what the result needs; neither changed
 
 
 def ensure_gateway_address(link_name: str, gateway: str, force: bool, mac: str) -> None:
@@ -224,9 +242,9 @@ def wait_oper_up(host_name: str) -> Link:
     from cnicore.rtnl import RtnlSocket
 
     with RtnlSocket() as rtnl:
-        link = rtnl.link(host_name)
         for index, pause in enumerate(OPER_UP_WAITS):
-            time.sleep(pause)
+            if pause:
+                time.sleep(pause)
             link = rtnl.link(host_name)
             if link.operstate == IF_OPER_UP:
                 break

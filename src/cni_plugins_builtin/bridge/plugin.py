@@ -162,7 +162,9 @@ def _add_layer3(request: Request, conf: BridgeConf, result: Result, netns: objec
     result_for_iface = result
 
     def optional_sysctl(key: str, value: str) -> None:
-        sysctl.write(key, value, ifname=request.ifname, request=request, best_effort=True)
+        # IPv6 per-device keys are plain values: rewriting the same one does nothing.
+        sysctl.write(key, value, ifname=request.ifname, request=request, best_effort=True,
+                     skip_same=key.startswith("net.ipv6."))
 
     def configure() -> None:
         if conf.enable_dad:
@@ -276,7 +278,8 @@ def cni_del(request: Request) -> None:
     addresses: list[str] | None = None
     if request.netns:
         try:
-            addresses = with_netns_path(request.netns, links.delete_link, request.ifname)
+            addresses = with_netns_path(request.netns, links.delete_link, request.ifname,
+                                        conf.is_layer3 and conf.ip_masq)
         except NetNSNotFoundError:
             addresses = None
         except NetNSError as exc:  # not a netns: an error, as in the reference

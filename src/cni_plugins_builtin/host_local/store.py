@@ -12,22 +12,34 @@
   ours and the reference's alike.
 
 Directories are created like Go's ``os.MkdirAll(dir, 0755)``, the lock file
-with go-filemutex's mode 0750, records with 0600 (upstream's mode since
-v1.2; Debian's v1.1.1 uses 0644 — either reads the other's).
+with go-filemutex's mode 0750, records and cursors with 0644 (the mode of
+the Go plugins installed beside us, Debian's v1.1.1).
 
-Unlike the reference, only files whose names are IP addresses count as
-records: a container whose ID happens to equal an address can no longer
-release (or "find") ``last_reserved_ip.0``.
+Unlike the reference, and safer:
+
+* only files whose names are IP addresses count as records: a container
+  whose ID happens to equal an address can no longer release (or "find")
+  ``last_reserved_ip.0``;
+* a record appears with its content or not at all (written to a scratch
+  file, then hard-linked into place, which fails if the name exists — the
+  exclusive create): a process killed mid-ADD cannot leave an empty record
+  that no DEL would match;
+* the cursor is never written through a symlink planted in its place;
+* who holds what is read from an index (:mod:`.index`) that is rebuilt from
+  the records whenever anybody else changed the directory: an ADD costs the
+  same at 99 % of a /20 as on an empty range.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 from cnicore.errors import CNIError, ERR_INTERNAL
 
 from cni_plugins_builtin.host_local.gotext import errno_text, go_os_error, trim_space
 from cnicore.goip import parse_ip
+from cni_plugins_builtin.host_local.index import Listing, address_key, key_address
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +49,9 @@ LAST_IP_PREFIX = "last_reserved_ip."
 LINE_BREAK = "\r\n"
 LOCK_NAME = "lock"
 DIR_MODE = 0o755
-RECORD_MODE = 0o600
+RECORD_MODE = 0o644
+#: Scratch file for a record or cursor being written (never an address, never read as a record).
+SCRATCH_NAME = "cnicore.scratch"
 LOCK_MODE = 0o750
 
 
@@ -99,7 +113,7 @@ class DiskStore:
     """The store of one network; ``with DiskStore(...) as store`` holds its lock.
 
     Every method expects the lock to be held (the context manager takes it on
-    entry and drops it, closing the lock file, on exit).
+    entry; on exit it writes the index and drops the lock, closing the lock file).
     """
 
     def __init__(self, data_dir: str, network: str, create: bool = True) -> None:
@@ -111,10 +125,17 @@ class DiskStore:
         elif not os.path.isdir(self.dir):
             raise FileNotFoundError(self.dir)
         lock_path = os.path.join(self.dir, LOCK_NAME)
+        self._indexed = True
         try:
-            self._fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, LOCK_MODE)
-        except OSError as exc:
-            raise CNIError(ERR_INTERNAL, errno_text(exc)) from None
+            self._fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, LOCK_MODE)
+        except OSError:
+            self._indexed = False  # a read-only store still locks and reads, without the index
+            try:
+                self._fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, LOCK_MODE)
+            except OSError as exc:
+                raise CNIError(ERR_INTERNAL, errno_text(exc)) from None
+        self._listing: Listing | None = None
+        self._dirty = False
 
     def __enter__(self) -> DiskStore:
         import fcntl
@@ -127,7 +148,10 @@ class DiskStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            self._save()
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Close the lock file, which also releases the lock."""
@@ -138,26 +162,88 @@ class DiskStore:
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
-    # -- reading -------------------------------------------------------------------
+    # -- the index -------------------------------------------------------------------
 
-    def records(self) -> list[Record]:
-        """Every reservation, in the reference's walk order (names sorted)."""
-        out: list[Record] = []
+    @property
+    def listing(self) -> Listing:
+        """Every record, from this process's copy, the lock file's index, or the records themselves."""
+        if self._listing is None:
+            self._listing = self._load()
+        return self._listing
+
+    def _load(self) -> Listing:
+        from cni_plugins_builtin.host_local import index
+
+        if self._indexed:
+            stamp = os.stat(self.dir).st_mtime_ns
+            warm = _WARM.get(self.dir)
+            if warm is not None and warm[0] == stamp:
+                return warm[1]
+            try:
+                listing = index.load(self._fd, stamp)
+            except OSError:
+                listing = None
+            if listing is not None:
+                _WARM[self.dir] = (stamp, listing)
+                return listing
+        _WARM.pop(self.dir, None)
+        self._dirty = True  # rebuilt: write it whole
+        return self._read_records()
+
+    def _read_records(self) -> Listing:
+        """The reference's view: every file named by an address, read."""
+        listing = Listing()
         try:
-            names = sorted(os.listdir(self.dir))
+            names = os.listdir(self.dir)
         except OSError:
-            return out
+            return listing
         for name in names:
             ip = parse_ip(name)
             if ip is None:
                 continue
             try:
-                with open(self.path(name), "rb") as fh:
-                    data = fh.read()
-            except OSError:  # vanished, or a directory: the reference skips it too
+                fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # vanished: the reference skips it too
                 continue
-            out.append(Record(ip, name, trim_space(data.decode("utf-8", "surrogateescape"))))
-        return out
+            try:
+                data = _read_all(fd)
+            except OSError:  # a directory
+                continue
+            finally:
+                os.close(fd)
+            listing.add(name, address_key(ip), trim_space(data.decode("utf-8", "surrogateescape")))
+        return listing
+
+    def _save(self) -> None:
+        if not (self._dirty and self._indexed and self._listing is not None):
+            return
+        from cni_plugins_builtin.host_local import index
+
+        _WARM.pop(self.dir, None)
+        try:
+            stamp = index.save(self._fd, self._listing, self.dir)
+        except OSError:  # a full or read-only disk: the next request reads the records
+            return
+        if stamp is not None:
+            _WARM[self.dir] = (stamp, self._listing)
+
+    # -- reading -------------------------------------------------------------------
+
+    def records(self) -> list[Record]:
+        """Every reservation, in the reference's walk order (names sorted)."""
+        entries = self.listing.entries
+        return [Record(key_address(entries[name][0]), name, entries[name][1]) for name in sorted(entries)]
+
+    def taken(self) -> dict[int, int]:
+        """Records per address key (:func:`.index.address_key`): a hint for
+        allocation, the exclusive create decides."""
+        return self.listing.taken
+
+    def held_by(self, *holders: str) -> list[Record]:
+        """The records whose holder text is one of ``holders``, in walk order."""
+        entries = self.listing.entries
+        return [Record(key_address(entries[name][0]), name, entries[name][1])
+                for name in self.listing.holders(holders)]
 
     def last_reserved_ip(self, range_id: int) -> IPAddress | None:
         """The round-robin cursor of a range set; unreadable or garbage means none."""
@@ -168,50 +254,109 @@ class DiskStore:
             return None
         return parse_ip(text)  # untrimmed, as Go's net.ParseIP(string(data))
 
-    @staticmethod
-    def owned_by(records: list[Record], container_id: str, ifname: str) -> list[Record]:
+    def owned(self, container_id: str, ifname: str) -> list[Record]:
         """The records of an attachment: ``id\\r\\nifname`` ones and legacy bare-ID ones."""
-        key = record_key(container_id, ifname)
-        bare = trim_space(container_id)
-        return [r for r in records if r.text == key or r.text == bare]
+        return self.held_by(record_key(container_id, ifname), trim_space(container_id))
 
     def find_by_id(self, container_id: str, ifname: str) -> bool:
-        return bool(self.owned_by(self.records(), container_id, ifname))
+        return bool(self.owned(container_id, ifname))
 
     # -- writing -------------------------------------------------------------------
 
-    @staticmethod
-    def _write_fd(fd: int, data: bytes) -> None:
+    def _write_scratch(self, data: bytes) -> str:
+        """``data`` in a fresh scratch file (mode 0644) beside the records; its path.
+        A leftover or a symlink planted in its place is removed first, never followed."""
+        scratch = self.path(SCRATCH_NAME)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(scratch, flags, RECORD_MODE)
+        except FileExistsError:
+            self._unlink(scratch)
+            fd = os.open(scratch, flags, RECORD_MODE)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-        finally:
+        except BaseException:
             os.close(fd)
+            self._unlink(scratch)
+            raise
+        os.close(fd)
+        return scratch
 
     def reserve(self, container_id: str, ifname: str, ip: IPAddress, range_id: int) -> bool:
-        """Create the record for ``ip``; False if somebody holds it already.
+        """Create the record for ``ip``, content and all at once; False if somebody holds it already.
         On success the set's cursor moves to ``ip``."""
-        path = self.path(str(ip))
+        name = str(ip)
+        path = self.path(name)
+        key = record_key(container_id, ifname)
+        self.listing  # loaded before the directory changes
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, RECORD_MODE)
+            scratch = self._write_scratch(key.encode("utf-8", "surrogateescape"))
+        except OSError as exc:
+            raise CNIError(ERR_INTERNAL, go_os_error("open", path, exc)) from None
+        self._dirty = True
+        try:
+            os.link(scratch, path)
         except FileExistsError:
+            self._learn(name, ip)  # the index missed it (a change it could not see): it knows now
             return False
         except OSError as exc:
             raise CNIError(ERR_INTERNAL, go_os_error("open", path, exc)) from None
+        finally:
+            self._unlink(scratch)
+        self.listing.add(name, address_key(ip), key)
         try:
-            self._write_fd(fd, record_key(container_id, ifname).encode("utf-8", "surrogateescape"))
-        except OSError as exc:
-            self._unlink(path)
-            raise CNIError(ERR_INTERNAL, go_os_error("write", path, exc)) from None
-        cursor = self.path(f"{LAST_IP_PREFIX}{range_id}")
-        try:
-            fd = os.open(cursor, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, RECORD_MODE)
-            self._write_fd(fd, str(ip).encode())
-        except OSError as exc:
-            self._unlink(path)
-            raise CNIError(ERR_INTERNAL, go_os_error("open", cursor, exc)) from None
+            self.set_cursor(range_id, ip)
+        except CNIError:
+            self.release([Record(ip, name, key)])
+            raise
         return True
+
+    def _learn(self, name: str, ip: IPAddress) -> None:
+        try:
+            fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            text = trim_space(_read_all(fd).decode("utf-8", "surrogateescape"))
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+        self.listing.add(name, address_key(ip), text)
+
+    def set_cursor(self, range_id: int, ip: IPAddress) -> None:
+        """Move a range set's cursor to ``ip``: the file ends up holding exactly the
+        address, as Go's ``WriteFile`` leaves it, but never through a symlink
+        planted in its place (that is removed first).
+
+        Written over in place, then cut to length — not opened with ``O_TRUNC``
+        as Go does: on ext4 truncating a file to zero makes ``close`` start
+        writing it out (``auto_da_alloc``), 0.5–4 ms per ADD on this machine,
+        against ~12 µs this way. Readers hold the lock, so none sees the
+        moment between the two calls."""
+        cursor = self.path(f"{LAST_IP_PREFIX}{range_id}")
+        self.listing  # loaded before the directory changes
+        data = str(ip).encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(cursor, flags, RECORD_MODE)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                self._dirty = True
+                self._unlink(cursor)
+                fd = os.open(cursor, flags, RECORD_MODE)
+            try:
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise CNIError(ERR_INTERNAL, go_os_error("open", cursor, exc)) from None
+        self._dirty = True
 
     @staticmethod
     def _unlink(path: str) -> bool:
@@ -225,23 +370,44 @@ class DiskStore:
         """Remove these records (skipping any whose file changed meanwhile); the
         addresses actually released."""
         done = []
+        listing = self.listing
         for record in records:
+            path = self.path(record.name)
             try:
-                with open(self.path(record.name), "rb") as fh:
-                    current = trim_space(fh.read().decode("utf-8", "surrogateescape"))
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue
-            if current == record.text and self._unlink(self.path(record.name)):
-                done.append(record.ip)
+            try:
+                current = trim_space(_read_all(fd).decode("utf-8", "surrogateescape"))
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            if current == record.text:
+                self._dirty = True
+                if self._unlink(path):
+                    done.append(record.ip)
+                listing.remove(record.name)
         return done
 
     def release_by_id(self, container_id: str, ifname: str) -> list[IPAddress]:
         """DEL: release the attachment's records; only if there are none, the
         legacy records holding the bare container ID (the reference's fallback)."""
-        records = self.records()
-        key = record_key(container_id, ifname)
-        mine = [r for r in records if r.text == key]
+        mine = self.held_by(record_key(container_id, ifname))
         if not mine:
-            bare = trim_space(container_id)
-            mine = [r for r in records if r.text == bare]
+            mine = self.held_by(trim_space(container_id))
         return self.release(mine)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+#: This process's last trusted listing per store directory, with its stamp: a
+#: warm process (a server, or a test run) skips even reading the index.
+_WARM: dict[str, tuple[int, Listing]] = {}

@@ -83,10 +83,14 @@ class CNIConfig:
     """
 
     def __init__(self, path: Iterable[str] | str, cache_dir: str = "",
-                 timeout: float | None = invoke.DEFAULT_TIMEOUT) -> None:
+                 timeout: float | None = invoke.DEFAULT_TIMEOUT, in_process: bool = False) -> None:
+        """``in_process``: a cnicore launcher of this interpreter is served in this
+        process instead of exec'd (:func:`cnicore.invoke.serve_or_exec`; no timeout
+        then) — for single-threaded one-shot callers such as ``cnitool``."""
         self.path = invoke.split_path(path) if isinstance(path, str) else list(path)
         self.cache_dir = cache_dir
         self.timeout = timeout
+        self.in_process = in_process
 
     def __repr__(self) -> str:
         return f"CNIConfig(path={self.path!r}, cache_dir={self.cache_dir!r}, timeout={self.timeout!r})"
@@ -120,8 +124,10 @@ class CNIConfig:
         path = path or invoke.find_in_path(plugin.type, self.path)
         args = self._args(command, rt)
         if command == "ADD":
-            return invoke.exec_plugin_with_result(path, stdin, args, self.timeout, cancel=cancel)
-        invoke.exec_plugin_without_result(path, stdin, args, self.timeout, cancel=cancel)
+            return invoke.exec_plugin_with_result(path, stdin, args, self.timeout, cancel=cancel,
+                                                  in_process=self.in_process)
+        invoke.exec_plugin_without_result(path, stdin, args, self.timeout, cancel=cancel,
+                                          in_process=self.in_process)
         return None
 
     def _add_one(self, name: str, cni_version: str, plugin: PluginConfig, prev: AnyResult | None,

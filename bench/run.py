@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""One bench run: Go's reference plugins and ours side by side, ratios in one report.
+
+Sections (each interleaves Go and ours round by round, in throwaway network
+namespaces): VERSION per plugin and loopback ADD/DEL; the bridge + host-local + tuning chain
+ADD/CHECK/DEL exec by exec, through libcni and through cnitool; bridge's
+own ADD/DEL work in a warm process against Go's whole process; host-local
+at 0/50/99 % of a /20; 50 concurrent chain ADDs and DELs. Then the warm
+server (``cnitool daemon``, in a throwaway namespace of its own): the exec
+sections again with native launchers served by it ("warm:" rows; ours cold
+are Python launchers), and its footprint. ``--no-server`` skips that part.
+
+Writes ``<out>/bench.json`` and ``<out>/bench.md`` (medians, p10–p90 spread,
+ratio ours/Go, peak RSS); ``--readme`` also puts the table into
+bench/README.md. ``--short`` is the CI form: a few rounds, small numbers,
+this environment's own launchers — it must run, not meet numbers.
+
+Run as root: ``sudo bash scripts/dev bench [--short] [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import sections  # noqa: E402
+from sides import REPO, Ours, build_go, build_venv, install_ours, scratch  # noqa: E402
+
+README = os.path.join(REPO, "bench", "README.md")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def machine() -> dict[str, Any]:
+    def first(path: str, key: str) -> str:
+        try:
+            with open(path) as fh:
+                return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(key)), "")
+        except OSError:
+            return ""
+
+    go_version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "containernetworking-plugins"],
+                                capture_output=True, text=True).stdout
+    return {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu": first("/proc/cpuinfo", "model name"),
+            "memory": first("/proc/meminfo", "MemTotal"), "python": platform.python_version(),
+            "go_plugins": go_version, "loadavg_at_start": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def warm_launchers() -> str:
+    """host-local's launcher for *this* interpreter, so warm bridge runs IPAM in-process."""
+    from cnicore.launchers import install
+    from cnicore.registry import get
+
+    path = tempfile.mkdtemp(prefix="cnicore-bench-warm-")
+    install(path, entries=[get("host-local")])
+    return path
+
+
+def run(opts: argparse.Namespace) -> dict[str, Any]:
+    from cnicore.testing import Sandbox
+
+    started = time.perf_counter()
+    host = machine()
+    if opts.ours_bin:
+        ours = Ours(opts.ours_kind, opts.ours_bin, opts.ours_python or sys.executable)
+    elif opts.short:
+        ours = install_ours(sys.executable)  # this environment's launchers: no venv build in CI
+    else:
+        ours = install_ours(build_venv(opts.venv))
+    go = build_go(scratch("cnicore-bench-go"))
+    warm = Ours("warm", warm_launchers(), sys.executable)
+    rounds = opts.rounds or (2 if opts.short else 20)
+    count = opts.concurrency or (4 if opts.short else 50)
+    prefix = 24 if opts.short else 20
+    work = tempfile.mkdtemp(prefix="cnicore-bench-work-")
+    rows: list[dict[str, Any]] = []
+
+    def steps(side: Ours, label: str) -> None:
+        every = {
+            "version": lambda: sections.version(sandbox, go, side, rounds),
+            "exec": lambda: sections.chain_exec(sandbox, go, side, work, rounds),
+            "libcni": lambda: sections.chain_libcni(sandbox, go, side, work, rounds),
+            "cnitool": lambda: sections.chain_cnitool(sandbox, go, side, work, rounds),
+            "warm": lambda: sections.bridge_warm(sandbox, go, warm, work, rounds),
+            "host-local": lambda: sections.host_local(go, side, work, rounds, prefix),
+            "concurrent": lambda: sections.concurrent(sandbox, go, side, work, count, 1 if opts.short else 3),
+        }
+        for name, step in every.items():
+            if (opts.only and name not in opts.only) or (label and name in ("warm", "host-local")):
+                continue
+            for case in step():
+                rows.append(case.row())
+                rows[-1]["section"] = label + rows[-1]["section"]
+                print(format_row(rows[-1]), flush=True)
+
+    with Sandbox("cnitest-bench") as sandbox:
+        sandbox.host.do(steps, ours, "")
+        if not opts.no_server and not opts.ours_bin:
+            from cnicore.testing import WarmServer
+
+            with WarmServer(tempfile.mkdtemp(prefix="cnicore-bench-server-"), workers=opts.workers,
+                            python=ours.python, prefix="cnitest-bench-srv") as server:
+                served = install_ours(ours.python, "warm server", server.socket)
+                sandbox.host.do(steps, served, "warm: ")
+                time.sleep(0.5)  # the last workers' replacements settle
+                for case in sections.server_footprint(server.pid, server.workers(), 1.0 if opts.short else 5.0):
+                    rows.append(case.row())
+                    print(format_row(rows[-1]), flush=True)
+            rows[-1]["served_requests"] = server.served()
+    return {"machine": host, "ours": ours.describe(), "go": go.bin_dir,
+            "golibcni": go.golibcni or go.why_not, "rounds": rounds, "concurrency": count,
+            "short": opts.short, "seconds": round(time.perf_counter() - started, 1), "rows": rows}
+
+
+def _cell(side: dict[str, Any] | None) -> str:
+    if not side:
+        return "–"
+    return f"{side['median_ms']:.1f} ms ({side['p10_ms']:.1f}–{side['p90_ms']:.1f})"
+
+
+def _rss(side: dict[str, Any] | None) -> str:
+    return f"{side['peak_rss_kib'] / 1024:.1f} MB" if side and "peak_rss_kib" in side else ""
+
+
+def format_row(row: dict[str, Any]) -> str:
+    if "skipped" in row:
+        return f"| {row['section']} | {row.get('case', '')} | skipped: {row['skipped']} | | | | |"
+    ratio = f"{row['ratio']:.2f}x" if "ratio" in row else ""
+    extras = [f"{k.replace('_', ' ')}: {v:.2f}" if isinstance(v, float) else f"{k.replace('_', ' ')}: {v}"
+              for k, v in row.items() if k not in ("section", "case", "go", "ours", "ratio", "note")]
+    note = "; ".join(([row["note"]] if "note" in row else []) + extras)
+    return (f"| {row['section']} | {row['case']} | {_cell(row.get('go'))} | {_cell(row.get('ours'))} | {ratio} "
+            f"| {_rss(row.get('go'))} | {_rss(row.get('ours'))} | {note} |")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"Run {m['date']} on {m['cpus']} × {m['cpu']}, {m['memory']}, Linux {m['kernel']}, "
+        f"Python {m['python']}, Go plugins {m['go_plugins']} (load at start {m['loadavg_at_start'][0]:.2f}); "
+        f"{report['rounds']} rounds, {report['concurrency']} concurrent; ours: {report['ours']}"
+        f"{' (short form)' if report['short'] else ''}.",
+        "",
+        "| section | case | Go median (p10–p90) | ours median (p10–p90) | ours/Go | Go peak RSS | ours peak RSS "
+        "| notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [format_row(row) for row in report["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(table: str) -> None:
+    with open(README) as fh:
+        text = fh.read()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + BEGIN + "\n" + table + END + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n## Latest run\n\n" + BEGIN + "\n" + table + END + "\n"
+    with open(README, "w") as fh:
+        fh.write(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="CI form: few rounds, small sizes")
+    parser.add_argument("--rounds", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=0)
+    parser.add_argument("--out", default=scratch("cnicore-bench"))
+    parser.add_argument("--venv", default=scratch("cnicore-bench-venv"))
+    parser.add_argument("--readme", action="store_true", help="also write the table into bench/README.md")
+    parser.add_argument("--only", action="append", default=[],
+                        choices=["version", "exec", "libcni", "cnitool", "warm", "host-local", "concurrent"],
+                        help="run only this section (repeatable)")
+    parser.add_argument("--ours-bin", default="", help="use these launchers (e.g. the warm server's)")
+    parser.add_argument("--ours-kind", default="exec", help="label for --ours-bin (e.g. server)")
+    parser.add_argument("--ours-python", default="", help="the python whose cnitool goes with --ours-bin")
+    parser.add_argument("--no-server", action="store_true", help="skip the warm server's part")
+    parser.add_argument("--workers", type=int, default=4, help="the warm server's idle workers")
+    opts = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 1
+    print("| section | case | Go | ours | ours/Go | Go RSS | ours RSS | notes |", flush=True)
+    report = run(opts)
+    os.makedirs(opts.out, exist_ok=True)
+    table = markdown(report)
+    with open(os.path.join(opts.out, "bench.json"), "w") as fh:
+        json.dump(report, fh, indent=2)
+    with open(os.path.join(opts.out, "bench.md"), "w") as fh:
+        fh.write(table)
+    if opts.readme:
+        update_readme(table)
+    print(f"\nreport: {opts.out}/bench.json, {opts.out}/bench.md ({report['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

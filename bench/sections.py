@@ -1,0 +1,395 @@
+"""The bench's sections: each measures Go and ours interleaved, round by round.
+
+Every function runs inside the sandbox's private host namespace (the caller
+enters it) and returns :class:`measure.Case` objects. Go and ours each get
+their own network name, bridge, subnet and data directories, so the two
+never share kernel objects or files; containers are fresh namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from measure import Case, run_exec, run_with_rss
+from sides import Go, Ours, clean_env
+
+PLUGINS = ("loopback", "bridge", "host-local", "tuning")
+SUBNETS = {"go": "10.241.0.0/16", "ours": "10.242.0.0/16"}
+
+
+def chain_plugins(side: str, work: str) -> list[dict[str, Any]]:
+    """bridge (+ host-local) then tuning, as the issue's chain."""
+    return [
+        {"type": "bridge", "bridge": f"br-{side}", "isGateway": True, "ipMasq": False,
+         "ipam": {"type": "host-local", "subnet": SUBNETS[side], "dataDir": os.path.join(work, side, "ipam")}},
+        {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.arp_ignore": "1"}, "mtu": 1400,
+         "dataDir": os.path.join(work, side, "tuning")},
+    ]
+
+
+def conflist(side: str, work: str) -> dict[str, Any]:
+    return {"cniVersion": "1.0.0", "name": f"bench-{side}", "plugins": chain_plugins(side, work)}
+
+
+def write_conflist(side: str, work: str) -> str:
+    """The list as a file in ``<work>/<side>/net.d`` (cnitool reads NETCONFPATH); its path."""
+    confdir = os.path.join(work, side, "net.d")
+    os.makedirs(confdir, exist_ok=True)
+    path = os.path.join(confdir, f"bench-{side}.conflist")
+    with open(path, "w") as fh:
+        json.dump(conflist(side, work), fh)
+    return path
+
+
+def bin_dirs(go: Go, ours: Ours) -> dict[str, str]:
+    return {"go": go.bin_dir, "ours": ours.bin_dir}
+
+
+# -- VERSION per plugin, and loopback's ADD/DEL -------------------------------------------------
+
+def version(sandbox: Any, go: Go, ours: Ours, rounds: int) -> list[Case]:
+    """VERSION of every plugin, then loopback ADD and DEL (the smallest real work)."""
+    env = clean_env(CNI_COMMAND="VERSION")
+    cases = {name: Case("per plugin exec", f"VERSION {name}") for name in PLUGINS}
+    dirs = bin_dirs(go, ours)
+    for _ in range(rounds):
+        for name, case in cases.items():
+            for side in ("go", "ours"):
+                case.add(side, run_exec([os.path.join(dirs[side], name)], env)[0])
+    for name, case in cases.items():
+        for side in ("go", "ours"):
+            case.rss(side, run_with_rss([os.path.join(dirs[side], name)], env)[0])
+    loopback = {verb: Case("per plugin exec", f"loopback {verb}") for verb in ("ADD", "DEL")}
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "bench-lo", "type": "loopback"}).encode()
+    ctr = sandbox.container()
+    for index in range(rounds + 1):
+        for side in ("go", "ours"):
+            for verb, case in loopback.items():
+                argv = [os.path.join(dirs[side], "loopback")]
+                verb_env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID="bench-lo", CNI_NETNS=ctr.path,
+                                     CNI_IFNAME="lo", CNI_ARGS="", CNI_PATH=dirs[side])
+                if index == rounds:
+                    case.rss(side, run_with_rss(argv, verb_env, conf)[0])
+                else:
+                    case.add(side, run_exec(argv, verb_env, conf)[0])
+    ctr.remove()
+    return list(cases.values()) + list(loopback.values())
+
+
+# -- the chain, exec by exec ---------------------------------------------------------------
+
+def _exec_chain(side: str, bin_dir: str, work: str, command: str, cid: str, netns: str,
+                prev: dict[str, Any] | None, cases: dict[str, Case]) -> dict[str, Any] | None:
+    """One chain verb as a runtime execs it; each plugin exec timed into ``cases``."""
+    from cnicore import wire
+
+    plugins = chain_plugins(side, work)
+    order = plugins if command != "DEL" else list(reversed(plugins))
+    env = clean_env(CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME="eth0",
+                    CNI_PATH=bin_dir, CNI_ARGS="")
+    result = prev
+    for plugin in order:
+        conf = dict(plugin, cniVersion="1.0.0", name=f"bench-{side}")
+        if result is not None:
+            conf["prevResult"] = result
+        seconds, out = run_exec([os.path.join(bin_dir, plugin["type"])], env, json.dumps(conf).encode())
+        cases[f"{command} {plugin['type']}"].add(side, seconds)
+        if command == "ADD":
+            result = wire.loads(out)
+    return result
+
+
+def chain_exec(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    cases = {f"{verb} {plugin}": Case("chain exec by exec", f"{verb} {plugin}")
+             for verb in ("ADD", "CHECK", "DEL") for plugin in ("bridge", "tuning")}
+    totals = {verb: Case("chain exec by exec", f"{verb} chain") for verb in ("ADD", "CHECK", "DEL")}
+    dirs = bin_dirs(go, ours)
+    for index in range(rounds):
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            cid = f"bench-exec-{index}"
+            result = totals["ADD"].timed(side, lambda: _exec_chain(side, dirs[side], work, "ADD", cid, ctr.path,
+                                                                   None, cases))
+            for verb in ("CHECK", "DEL"):
+                totals[verb].timed(side, lambda: _exec_chain(side, dirs[side], work, verb, cid, ctr.path,
+                                                             result, cases))
+            ctr.remove()
+    return list(totals.values()) + list(cases.values())
+
+
+# -- the chain through libcni and through cnitool -----------------------------------------------
+
+def chain_libcni(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """Ours: cnicore.libcni in this (warm) process, exec'ing our launchers — as a
+    runtime links it. Go: the golibcni driver, a whole Go process around Go's libcni."""
+    from cnicore.libcni import CNIConfig, RuntimeConf, conf_list_from_file
+
+    note = "Go side: whole golibcni process (Go's libcni); ours: cnicore.libcni called in a warm process"
+    cases = {verb: Case("chain through libcni", verb, note) for verb in ("ADD", "CHECK", "DEL")}
+    if go.golibcni is None:
+        return [_skipped("chain through libcni", go.why_not)]
+    files = {side: write_conflist(side, work) for side in ("go", "ours")}
+    ours_cni = CNIConfig([ours.bin_dir], cache_dir=os.path.join(work, "ours", "cache-libcni"))
+    ours_list = conf_list_from_file(files["ours"])
+    go_env = clean_env(CNI_PATH=go.bin_dir)
+    for index in range(rounds):
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            cid = f"bench-libcni-{index}"
+            for verb in ("ADD", "CHECK", "DEL"):
+                if side == "go":
+                    argv = [go.golibcni, verb.lower(), files["go"], cid, ctr.path, "eth0",
+                            os.path.join(work, "go", "cache-libcni")]
+                    cases[verb].add("go", run_exec(argv, go_env)[0])
+                else:
+                    rt = RuntimeConf(cid, ctr.path, "eth0")
+                    call = {"ADD": ours_cni.add_network_list, "CHECK": ours_cni.check_network_list,
+                            "DEL": ours_cni.del_network_list}[verb]
+                    cases[verb].timed("ours", lambda: call(ours_list, rt))
+            ctr.remove()
+    return list(cases.values())
+
+
+def chain_cnitool(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """Whole processes: our ``cnitool add|check|del`` with our launchers against the
+    golibcni driver with Go's plugins (Go's cnitool is that libcni plus flag parsing)."""
+    note = "Go side: golibcni driver (Go's cnitool is not packaged; it wraps the same libcni)"
+    cases = {verb: Case("chain through cnitool", verb, note) for verb in ("ADD", "CHECK", "DEL")}
+    if go.golibcni is None:
+        return [_skipped("chain through cnitool", go.why_not)]
+    files = {side: write_conflist(side, work) for side in ("go", "ours")}
+    ours_env = clean_env(CNI_PATH=ours.bin_dir, NETCONFPATH=os.path.dirname(files["ours"]),
+                         CNI_CACHE_DIR=os.path.join(work, "ours", "cache-cnitool"))
+    go_env = clean_env(CNI_PATH=go.bin_dir)
+    for index in range(rounds + 1):
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            for verb in ("ADD", "CHECK", "DEL"):
+                if side == "go":
+                    argv = [go.golibcni, verb.lower(), files["go"], f"bench-cnitool-{index}", ctr.path, "eth0",
+                            os.path.join(work, "go", "cache-cnitool")]
+                    env = go_env
+                else:
+                    argv, env = [ours.cnitool, verb.lower(), "bench-ours", ctr.path], ours_env
+                if index == rounds:  # one extra round, under GNU time, for peak RSS
+                    cases[verb].rss(side, run_with_rss(argv, env)[0])
+                else:
+                    cases[verb].add(side, run_exec(argv, env)[0])
+            ctr.remove()
+    return list(cases.values())
+
+
+# -- bridge's own work in a warm process ----------------------------------------------------------
+
+def bridge_warm(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """Ours: bridge ADD/DEL served by skel.run in this process (host-local in-process
+    too). Go: the whole bridge process (which execs Go's host-local)."""
+    import cni_plugins_builtin.bridge.plugin as bridge
+    from cnicore import skel
+    from cnicore.host import PluginHost
+
+    note = "ours: skel.run in a warm process, host-local in-process; Go: whole bridge process"
+    cases = {verb: Case("bridge work, warm", verb, note) for verb in ("ADD", "DEL")}
+    host = PluginHost(bridge, "bridge")
+    confs = {side: json.dumps(dict(chain_plugins(side, work)[0], cniVersion="1.0.0",
+                                   name=f"bench-{side}")).encode() for side in ("go", "ours")}
+    ctrs = {side: [sandbox.container() for _ in range(rounds + 2)] for side in ("go", "ours")}
+
+    def call(side: str, verb: str, index: int) -> None:
+        ctr = ctrs[side][index]
+        env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-warm-{index}", CNI_NETNS=ctr.path,
+                        CNI_IFNAME="eth0", CNI_ARGS="", CNI_PATH=ours.bin_dir if side == "ours" else go.bin_dir)
+        if side == "go":
+            seconds = run_exec([os.path.join(go.bin_dir, "bridge")], env, confs["go"])[0]
+        else:
+            start = time.perf_counter()
+            code, out, err = skel.run(host, env, confs["ours"])
+            seconds = time.perf_counter() - start
+            if code != 0:
+                raise RuntimeError(f"bridge {verb} failed: {out!r} {err!r}")
+        if index >= 2:  # the first two warm up caches and create the bridge
+            cases[verb].add(side, seconds)
+
+    for verb in ("ADD", "DEL"):
+        for index in range(rounds + 2):
+            for side in ("go", "ours"):
+                call(side, verb, index)
+    for side in ("go", "ours"):
+        for ctr in ctrs[side]:
+            ctr.remove()
+    return list(cases.values())
+
+
+# -- host-local as the range fills ---------------------------------------------------------------
+
+def _fill(store: str, subnet_base: int, size: int, fraction: float) -> None:
+    """Reserve ``fraction`` of the range's addresses (a fixed random pick), as records on disk."""
+    import ipaddress
+
+    os.makedirs(store, exist_ok=True)
+    usable = list(range(2, size - 1))  # .1 is the gateway, the last is broadcast
+    picked = random.Random(42).sample(usable, int(len(usable) * fraction))
+    for offset in picked:
+        ip = str(ipaddress.IPv4Address(subnet_base + offset))
+        with open(os.path.join(store, ip), "wb") as fh:
+            fh.write(f"filler-{offset}\r\neth0".encode())
+
+
+def host_local(go: Go, ours: Ours, work: str, rounds: int, prefix: int = 20) -> list[Case]:
+    """ADD then DEL (fill level kept) per sample: Go exec, our launcher exec, ours in a warm process.
+
+    Also records how long our warm ADD holds the store lock."""
+    import ipaddress
+
+    import cni_plugins_builtin.host_local.plugin as host_local_plugin
+    from cni_plugins_builtin.host_local import store as store_mod
+    from cnicore import skel
+    from cnicore.host import PluginHost
+
+    host = PluginHost(host_local_plugin, "host-local")
+    holds: list[float] = []
+    enter, leave = store_mod.DiskStore.__enter__, store_mod.DiskStore.__exit__
+
+    def timed_enter(self: Any) -> Any:
+        value = enter(self)
+        self._bench_locked = time.perf_counter()
+        return value
+
+    def timed_exit(self: Any, *exc: object) -> None:
+        leave(self, *exc)
+        holds.append(time.perf_counter() - self._bench_locked)
+
+    out: list[Case] = []
+    size = 1 << (32 - prefix)
+    for fraction in (0.0, 0.5, 0.99):
+        label = f"ADD at {int(fraction * 100)} % of a /{prefix}"
+        exec_case = Case("host-local", f"{label}, exec")
+        warm_case = Case("host-local", f"{label}, ours warm", "Go side: whole Go process")
+        bases = {"go": int(ipaddress.IPv4Address("10.250.0.0")), "ours": int(ipaddress.IPv4Address("10.251.0.0")),
+                 "warm": int(ipaddress.IPv4Address("10.252.0.0"))}
+        confs = {}
+        for kind, base in bases.items():
+            data = os.path.join(work, f"hl-{kind}-{fraction}")
+            _fill(os.path.join(data, f"hl-{kind}"), base, size, fraction)
+            confs[kind] = json.dumps({"cniVersion": "1.0.0", "name": f"hl-{kind}", "type": "bridge",
+                                      "ipam": {"type": "host-local", "dataDir": data,
+                                               "subnet": f"{ipaddress.IPv4Address(base)}/{prefix}"}}).encode()
+        store_mod.DiskStore.__enter__, store_mod.DiskStore.__exit__ = timed_enter, timed_exit  # type: ignore
+        try:
+            for index in range(rounds + 1):
+                for kind in ("go", "ours", "warm"):
+                    for verb in ("ADD", "DEL"):
+                        env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"hl-{index}", CNI_NETNS="/x",
+                                        CNI_IFNAME="eth0", CNI_ARGS="", CNI_PATH=ours.bin_dir)
+                        if kind == "warm":
+                            start = time.perf_counter()
+                            code, body, err = skel.run(host, env, confs[kind])
+                            seconds = time.perf_counter() - start
+                            if code != 0:
+                                raise RuntimeError(f"host-local {verb}: {body!r}")
+                        else:
+                            binary = os.path.join(go.bin_dir if kind == "go" else ours.bin_dir, "host-local")
+                            seconds = run_exec([binary], env, confs[kind])[0]
+                        if verb == "ADD" and index > 0:  # the first ADD reads a store it never saw
+                            if kind == "warm":
+                                warm_case.add("ours", seconds)
+                            else:
+                                exec_case.add(kind, seconds)
+                        if kind == "go" and verb == "ADD" and index > 0:
+                            warm_case.add("go", seconds)
+        finally:
+            store_mod.DiskStore.__enter__, store_mod.DiskStore.__exit__ = enter, leave  # type: ignore
+        warm_case.extra["ours_lock_hold_ms_median"] = sorted(holds)[len(holds) // 2] * 1000 if holds else None
+        holds.clear()
+        out += [exec_case, warm_case]
+    return out
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+def concurrent(sandbox: Any, go: Go, ours: Ours, work: str, count: int, batches: int = 3) -> list[Case]:
+    """``count`` chain ADDs at once on one network (one thread per container, each
+    exec'ing the plugins through cnicore.libcni), then ``count`` DELs; wall time of
+    each batch, Go's and ours alternating batch by batch. No address may be handed
+    out twice."""
+    from cnicore.libcni import CNIConfig, RuntimeConf, conf_list_from_dict
+
+    cases = {verb: Case("concurrent", f"{count} chain {verb}s, wall") for verb in ("ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    for batch in range(batches):
+        for side in ("go", "ours"):
+            cni = CNIConfig([dirs[side]], cache_dir=os.path.join(work, side, "cache-concurrent"))
+            conf_list = conf_list_from_dict(conflist(side, work))
+            ctrs = [sandbox.container() for _ in range(count)]
+            barrier = threading.Barrier(count)
+
+            def one(verb: str, index: int) -> Any:
+                # Pool threads inherit the sandbox's host namespace from this thread; make sure.
+                from cnicore.testing import MACHINE_NETNS_INODE
+
+                if os.stat("/proc/thread-self/ns/net").st_ino == MACHINE_NETNS_INODE:
+                    raise RuntimeError("refusing to run plugins in the machine's network namespace")
+                rt = RuntimeConf(f"bench-conc-{batch}-{index}", ctrs[index].path, "eth0")
+                barrier.wait()
+                if verb == "ADD":
+                    return cni.add_network_list(conf_list, rt)
+                cni.del_network_list(conf_list, rt)
+                return None
+
+            for verb in ("ADD", "DEL"):
+                with ThreadPoolExecutor(count) as pool:
+                    start = time.perf_counter()
+                    results = list(pool.map(lambda i: one(verb, i), range(count)))
+                    cases[verb].add(side, time.perf_counter() - start)
+                if verb == "ADD":
+                    addresses = [ip.address for result in results for ip in result.ips]  # type: ignore[union-attr]
+                    if len(set(addresses)) != count:
+                        raise RuntimeError(f"{side}: duplicate or missing addresses: {sorted(addresses)}")
+                    cases[verb].extra[f"{side}_distinct_addresses"] = len(set(addresses))
+            for ctr in ctrs:
+                ctr.remove()
+    return list(cases.values())
+
+
+# -- the warm server -------------------------------------------------------------------------------
+
+def server_footprint(pid: int, workers: list[int], idle_seconds: float) -> list[Case]:
+    """The warm server's own cost: the parent's RSS, an idle worker's private pages
+    (what each worker adds), and CPU used by the whole server while nothing happens."""
+
+    def status_kib(p: int) -> int:
+        with open(f"/proc/{p}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+
+    def private_kib(p: int) -> int:
+        with open(f"/proc/{p}/smaps_rollup") as fh:
+            return sum(int(line.split()[1]) for line in fh if line.startswith(("Private_Clean", "Private_Dirty")))
+
+    def ticks() -> int:
+        total = 0
+        for p in [pid, *workers]:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])
+        return total
+
+    before = ticks()
+    time.sleep(idle_seconds)
+    idle = ticks() - before
+    case = Case("warm server", "footprint")
+    case.extra.update(parent_rss_mb=round(status_kib(pid) / 1024, 1), idle_workers=len(workers),
+                      idle_worker_private_mb=round(max((private_kib(w) for w in workers), default=0) / 1024, 1),
+                      idle_cpu_ticks=idle, idle_seconds=idle_seconds)
+    return [case]
+
+
+def _skipped(section: str, why: str) -> Case:
+    case = Case(section, "skipped")
+    case.extra["skipped"] = why
+    return case
