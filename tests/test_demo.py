@@ -10,12 +10,17 @@ import pytest
 pytestmark = [pytest.mark.privileged, pytest.mark.interop]
 
 
+def _demo_namespaces() -> list[str]:
+    """The demo's own namespaces (other suites may run on this machine at the same time)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.startswith("cnitest-demo-")]
+
+
 def test_demo_builds_pings_and_cleans_up():
-    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    before = _demo_namespaces()
     proc = subprocess.run([sys.executable, "-m", "cnicore.demo"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count(": ok") == 4
     assert "loopback (cnicore)" in proc.stdout
     assert "bridge (cnicore), tuning (cnicore)" in proc.stdout
-    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert after == before
+    assert _demo_namespaces() == before

@@ -19,6 +19,7 @@ on the exec path.
 
 from __future__ import annotations
 
+from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -320,7 +321,7 @@ def cni_check(request: Request) -> None:
     with netns:
         if conf.is_layer3:
             run_ipam(request, "CHECK")
-        if request.config.get("prevResult") is None:
+        if lookup(request.config, "prevResult") is None:
             raise links.fail("Required prevResult missing")
         result = request.prev_result
         assert result is not None
@@ -349,6 +350,6 @@ def cni_gc(request: Request) -> None:
     if conf.ip_masq:
         from cni_plugins_builtin.firewall import masquerade
 
-        valid = [(a.get("containerID", ""), a.get("ifname", ""))
-                 for a in request.config.get("cni.dev/valid-attachments") or [] if isinstance(a, dict)]
+        valid = [(lookup(a, "containerID", ""), lookup(a, "ifname", ""))
+                 for a in lookup(request.config, "cni.dev/valid-attachments") or [] if isinstance(a, dict)]
         _firewall(masquerade.gc_ip_masq, conf.name, valid)

@@ -24,6 +24,7 @@ on the exec path.
 from __future__ import annotations
 
 from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -61,7 +62,7 @@ def _conf(request: Request, check_duplicates: bool = True) -> TuningConf:
 
 
 def _require_prev_result(request: Request) -> None:
-    if request.config.get("prevResult") is None:
+    if lookup(request.config, "prevResult") is None:
         raise _fail("Required prevResult missing")
 
 
