@@ -44,9 +44,14 @@ def snapshot(sandbox: Sandbox, containers, *roots: str) -> tuple:
             tuple(files_under(root) for root in roots))
 
 
+#: The shared masquerade table's fixed rules (kept after the last DEL, as Go keeps them).
+_NFT_SKELETON = {"ip daddr 224.0.0.0/4 return", "ip6 daddr ff00::/8 return", "goto masq_checks"}
+
+
 def firewall_rules(netns) -> tuple[list[str], list[str]]:
     """The host's iptables rules and CNI chains, and its nftables rules and CNI
-    chains: empty tables and built-in chains left by a first run do not count."""
+    chains: empty tables, built-in chains and the masquerade table's fixed
+    rules left by a first run do not count."""
     ipt = [line for line in run_in(netns, "iptables-save").splitlines()
            if line.startswith("-A") or line.startswith(":CNI")]
     nft = []
@@ -54,6 +59,7 @@ def firewall_rules(netns) -> tuple[list[str], list[str]]:
         text = line.strip()
         if text.startswith("chain") and "cni" in text.lower():
             nft.append(text)
-        elif text and not text.startswith(("table", "chain", "type", "}", "policy")):
+        elif text and not text.startswith(("table", "chain", "type", "}", "policy", 'comment "')) \
+                and text not in _NFT_SKELETON:
             nft.append(text)
     return ipt, nft
