@@ -54,7 +54,7 @@ def _char(message: str) -> int:
 
 
 def _same(doc: str, ours: tuple, theirs: tuple) -> bool:
-    if ours[0] == "err" and "NaN" in doc or "Infinity" in doc:
+    if ours[0] == "err" and ("NaN" in doc or "Infinity" in doc):
         # json accepts NaN/Infinity; Go and we refuse the first one, unless
         # the text is invalid before it.
         pos = _char(ours[2])

@@ -95,11 +95,12 @@ def _parse_int(digits: str) -> int | float:
 
 def loads(text: str | bytes, *, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
           allow_constants: bool = False) -> Any:
-    """``json.loads`` for one JSON document. Bytes must be UTF-8; NaN and
-    Infinity are refused unless ``allow_constants`` (they are not JSON, and Go
-    refuses them). Raises :class:`DecodeError` (a ``ValueError``)."""
+    """``json.loads`` for one JSON document. Bytes are UTF-8, and invalid
+    sequences read as U+FFFD, as Go reads them (``json`` would refuse them);
+    NaN and Infinity are refused unless ``allow_constants`` (they are not
+    JSON, and Go refuses them). Raises :class:`DecodeError` (a ``ValueError``)."""
     if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8")
+        text = bytes(text).decode("utf-8", "replace")
     if text.startswith("\ufeff"):
         raise DecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     if "\\ud" in text or "\\uD" in text:
@@ -130,6 +131,13 @@ class _DecoderStandIn:
 
 def _scan(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> tuple[Any, int]:
     try:
+        return _scan_once(scan, text, start)
+    except RecursionError:
+        return _scan_deep(scan, text, start)
+
+
+def _scan_once(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> tuple[Any, int]:
+    try:
         return scan(text, start)
     except SystemError:
         if "json.decoder" in sys.modules:
@@ -141,29 +149,55 @@ def _scan(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) ->
         finally:
             if sys.modules.get("json.decoder") is _DecoderStandIn:
                 del sys.modules["json.decoder"]
-    except RecursionError:
-        return _scan_deep(scan, text, start)
+
+
+#: C stack for a scan up to MAX_DEPTH levels (a few hundred bytes per level), with room to spare.
+_DEEP_STACK = 64 << 20
 
 
 def _scan_deep(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> tuple[Any, int]:
     """Scan a document nested deeper than the interpreter's recursion limit,
-    up to Go's :data:`MAX_DEPTH`; deeper is Go's syntax error."""
+    up to Go's :data:`MAX_DEPTH`; deeper is Go's syntax error.
+
+    The scan runs in a thread of its own with a stack sized for MAX_DEPTH
+    levels (the caller's thread may have a small one), under a recursion
+    limit raised just enough; what it cannot reach is past MAX_DEPTH anyway.
+    """
+    import _thread
+
     too_deep = _depth_exceeded_at(text, start)
+    box: list[Any] = []
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def run() -> None:
+        try:
+            box.append(_scan_once(scan, text, start))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box.append(exc)
+        finally:
+            done.release()
+
     limit = sys.getrecursionlimit()
+    old_stack = _thread.stack_size(_DEEP_STACK)
     sys.setrecursionlimit(limit + MAX_DEPTH + 100)
     try:
-        obj, end = _scan(scan, text, start)
-    except DecodeError as exc:
-        if too_deep is None or exc.pos < too_deep:
-            raise
-    except RecursionError:
+        _thread.start_new_thread(run, ())
+        done.acquire()
+    finally:
+        _thread.stack_size(old_stack)
+        sys.setrecursionlimit(limit)
+    outcome = box[0]
+    if isinstance(outcome, DecodeError):
+        if too_deep is None or outcome.pos < too_deep:
+            raise outcome
+    elif isinstance(outcome, RecursionError):
         if too_deep is None:
             raise DecodeError("nesting too deep for this interpreter", text, start) from None
-    else:
-        if too_deep is None:
-            return obj, end
-    finally:
-        sys.setrecursionlimit(limit)
+    elif isinstance(outcome, BaseException):
+        raise outcome
+    elif too_deep is None:
+        return outcome
     raise DecodeError(f"invalid character {text[too_deep]!r} exceeded max depth", text, too_deep)
 
 

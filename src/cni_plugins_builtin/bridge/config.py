@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cnicore.args import load_args
 from cnicore.config import ConfigError, get_field
+from cnicore.gomac import ethernet_mac
 from cnicore.gojson import BOOL, INT, NETCONF_FIELDS, STRING, Slice, Struct, decode_struct
 
 TYPE_CHECKING = False
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BRIDGE = "cni0"
 MAX_VLAN = 4094
+MAX_MTU = 65535
 
 
 _get = get_field
@@ -110,6 +112,13 @@ class BridgeConf:
         args_cni = _get(_get(conf, "args", dict, {}), "cni", dict, {})
         self.mac = _get(args_cni, "mac", str, "") or self.mac
         self.mac = _get(_get(conf, "runtimeConfig", dict, {}), "mac", str, "") or self.mac
+        if self.mac:  # checked before anything is made (Go finds out when making the veth)
+            try:
+                ethernet_mac(self.mac)
+            except ValueError as exc:
+                raise ConfigError(f"failed to make veth pair: {exc}") from None
+        if not 0 <= self.mtu <= MAX_MTU:  # the kernel's bound (Go fails later, after making the bridge)
+            raise ConfigError(f"failed to load netconf: invalid mtu {self.mtu} (must be 0..{MAX_MTU})")
 
     @property
     def is_layer3(self) -> bool:

@@ -153,37 +153,7 @@ def parse_conf(stdin: bytes | str | dict[str, Any], cni_args: str = "", *,
 
 # -- MAC addresses ---------------------------------------------------------------------
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def parse_mac(text: str) -> bytes:
-    """Go's ``net.ParseMAC``: 6, 8 or 20 bytes as ``aa:bb``, ``aa-bb`` or ``aabb.ccdd``."""
-    def invalid() -> ValueError:
-        return ValueError(f"address {text}: invalid MAC address")
-
-    if len(text) < 14:
-        raise invalid()
-    if text[2] in ":-":
-        if (len(text) + 1) % 3:
-            raise invalid()
-        groups, sep, width = (len(text) + 1) // 3, text[2], 2
-    elif text[4] == ".":
-        if (len(text) + 1) % 5:
-            raise invalid()
-        groups, sep, width = (len(text) + 1) // 5, ".", 4
-    else:
-        raise invalid()
-    if groups * width // 2 not in (6, 8, 20):
-        raise invalid()
-    parts = text.split(sep)
-    if len(parts) != groups or any(len(p) != width or not set(p) <= _HEX for p in parts):
-        raise invalid()
-    return bytes.fromhex("".join(parts))
-
-
-def mac_string(raw: bytes) -> str:
-    """Go's ``HardwareAddr.String()``: lowercase, colon-separated."""
-    return ":".join(f"{b:02x}" for b in raw)
+from cnicore.gomac import mac_string, parse_mac  # noqa: E402 - re-exported for callers and tests
 
 
 def ethernet_mac(text: str) -> str:

@@ -175,8 +175,24 @@ class CNIConfig:
                                        rt, cancel)
             except CNIError as exc:
                 raise _wrap(exc, "add", conf_list.name, plugin) from exc
-        self._cache_add(result, conf_list.bytes, conf_list.name, rt)
+        try:
+            self._cache_add(result, conf_list.bytes, conf_list.name, rt)
+        except CacheError:
+            # Without its cache entry the attachment could be found by neither
+            # DEL's prevResult nor GC: take it down again (the reference keeps it).
+            self._undo_add(conf_list, rt, result, cancel)
+            raise
         return result
+
+    def _undo_add(self, conf_list: NetworkConfigList, rt: RuntimeConf, result: AnyResult | None,
+                  cancel: threading.Event | None) -> None:
+        for plugin in reversed(conf_list.plugins):
+            try:
+                stdin = self._build(conf_list.name, conf_list.cni_version, plugin, result, rt)
+                self._exec("DEL", plugin, stdin, rt, cancel)
+            except CNIError as exc:
+                _warn(f'could not undo ADD of network "{conf_list.name}" ({rt.container_id} {rt.ifname}) '
+                      f"after the cache write failed: {exc}")
 
     def check_network_list(self, conf_list: NetworkConfigList, rt: RuntimeConf, *,
                            cancel: threading.Event | None = None) -> None:
