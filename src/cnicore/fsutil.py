@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 
+from cnicore import faults
+
+TMP_SUFFIX = ".tmp"
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -23,7 +26,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, fsync: bool = False)
     ``path`` is untouched.
     """
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+    # The writer's PID in the name lets a later cleanup tell a dead writer's leftover.
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(6).hex()}{TMP_SUFFIX}")
     fd = os.open(tmp, _FLAGS, 0o600)
     try:
         try:
@@ -35,6 +39,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, fsync: bool = False)
                 os.fsync(fd)
         finally:
             os.close(fd)
+        faults.point("fsutil.before_rename")
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -42,3 +47,31 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, fsync: bool = False)
         except OSError:
             pass
         raise
+
+
+def remove_dead_temporaries(directory: str) -> list[str]:
+    """Remove :func:`write_atomic` temporaries in ``directory`` whose writer is
+    dead (killed mid-write); returns their names. Live writers' are kept."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        parts = name.split(".")
+        if not (name.startswith(".") and name.endswith(TMP_SUFFIX) and len(parts) >= 5 and parts[-3].isdigit()):
+            continue
+        pid = int(parts[-3])
+        try:
+            os.kill(pid, 0)
+            continue  # still running (or a reused PID: keep it, be safe)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+    return removed

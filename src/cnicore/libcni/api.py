@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from cnicore import invoke
+from cnicore import faults, invoke
 from cnicore.errors import CNIError, ERR_INCOMPATIBLE_CNI_VERSION, ERR_IO_FAILURE
 from cnicore.libcni import gojson
 from cnicore.libcni.cache import CACHE_DIR, ResultCache, _warn
@@ -175,6 +175,7 @@ class CNIConfig:
                                        rt, cancel)
             except CNIError as exc:
                 raise _wrap(exc, "add", conf_list.name, plugin) from exc
+        faults.point("libcni.add.before_cache")
         try:
             self._cache_add(result, conf_list.bytes, conf_list.name, rt)
         except CacheError:
@@ -242,6 +243,9 @@ class CNIConfig:
         """
         if conf_list.disable_gc:
             return
+        from cnicore.fsutil import remove_dead_temporaries
+
+        remove_dead_temporaries(self._cache().results_dir)  # half-written entries of killed runtimes
         valid = None if valid_attachments is None else [(str(c), str(i)) for c, i in valid_attachments]
         try:
             cached = self._cache().attachments()
