@@ -96,12 +96,17 @@ def decode_config(stdin: bytes) -> dict[str, object]:
         # a syntax error), NaN/Infinity are not JSON.
         config = wire.loads(stdin.decode("utf-8", "replace"))
     except ValueError as exc:
-        raise CNIError(errors.ERR_DECODING_FAILURE, f"error unmarshall network config: {exc}") from None
+        from cnicore.gosyntax import syntax_error
+
+        # Go's words for the first syntax error (ours only if Go would have none).
+        raise CNIError(errors.ERR_DECODING_FAILURE,
+                       f"error unmarshall network config: {syntax_error(stdin) or exc}") from None
     if config is None:  # Go decodes null into an empty struct: no name
         raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "missing network name")
     if not isinstance(config, dict):
         raise CNIError(errors.ERR_DECODING_FAILURE,
-                       f"error unmarshall network config: expected a JSON object, got {type(config).__name__}")
+                       f"error unmarshall network config: json: cannot unmarshal {wire.json_kind(config)} "
+                       'into Go value of type struct { Name string "json:\\"name\\"" }')
     name = lookup(config, "name")  # Go decodes struct{Name string}: the key's case does not matter
     if name is None:
         name = ""

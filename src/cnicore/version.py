@@ -82,7 +82,10 @@ def decode_config_version(data: bytes) -> str:
     try:
         config = wire.loads(data)
     except ValueError as exc:
-        raise CNIError(ERR_DECODING_FAILURE, f"decoding version from network config: {exc}") from None
+        from cnicore.gosyntax import syntax_error
+
+        raise CNIError(ERR_DECODING_FAILURE,
+                       f"decoding version from network config: {syntax_error(bytes(data)) or exc}") from None
     if config is None:  # Go decodes ``null`` into an empty struct
         return "0.1.0"
     if not isinstance(config, dict):
