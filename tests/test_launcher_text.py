@@ -134,3 +134,29 @@ def test_non_utf8_ifname_add_and_del(adder, cni_bin_dir, cni_sandbox, tmp_path):
     assert sorted(p.name for p in (store / "net").iterdir()) == ["last_reserved_ip.0", "lock"]
     after = snapshot(cni_sandbox, [])
     assert after[2] == before[2]  # no masquerade rule left
+
+
+@pytest.mark.parametrize("printed", [b'{"cniVersion": "1.0.0", "ips": [', b"", b"\xff\xfe", b"[" * 20000])
+def test_ipam_printing_broken_json_fails_cleanly_like_go(printed, cni_bin_dir, cni_sandbox, tmp_path):
+    """An exec'd IPAM whose output is not JSON: the bridge fails with Go's code,
+    no traceback, nothing left behind."""
+    import os
+    import sys
+
+    ipam_dir = tmp_path / "ipam"
+    ipam_dir.mkdir()
+    fake = ipam_dir / "broken-ipam"
+    fake.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.stdout.buffer.write({printed!r})\n")
+    fake.chmod(0o755)
+    conf = {"cniVersion": "1.0.0", "name": "net", "type": "bridge", "bridge": "brb", "ipam": {"type": "broken-ipam"}}
+    outcomes = []
+    for bindir in (GO, cni_bin_dir):
+        ctr = cni_sandbox.container()
+        out = run_executable(f"{bindir}/bridge", "ADD", conf, host=cni_sandbox.host, netns=ctr,
+                             path=f"{ipam_dir}{os.pathsep}{bindir}", container_id="c1")
+        outcomes.append(out)
+        if bindir == cni_bin_dir:
+            assert _links(ctr) == ["lo"]
+    go, ours = outcomes
+    assert (ours.code, ours.error.code) == (go.code, go.error.code), (ours, go)
+    assert b"Traceback" not in ours.stdout
