@@ -155,6 +155,15 @@ def _scan_once(scan: Callable[[str, int], tuple[Any, int]], text: str, start: in
 _DEEP_STACK = 64 << 20
 
 
+def _new_lock() -> Any:
+    import _thread
+
+    return _thread.allocate_lock()
+
+
+_DEEP_LOCK = _new_lock()
+
+
 def _scan_deep(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> tuple[Any, int]:
     """Scan a document nested deeper than the interpreter's recursion limit,
     up to Go's :data:`MAX_DEPTH`; deeper is Go's syntax error.
@@ -178,15 +187,16 @@ def _scan_deep(scan: Callable[[str, int], tuple[Any, int]], text: str, start: in
         finally:
             done.release()
 
-    limit = sys.getrecursionlimit()
-    old_stack = _thread.stack_size(_DEEP_STACK)
-    sys.setrecursionlimit(limit + MAX_DEPTH + 100)
-    try:
-        _thread.start_new_thread(run, ())
-        done.acquire()
-    finally:
-        _thread.stack_size(old_stack)
-        sys.setrecursionlimit(limit)
+    with _DEEP_LOCK:  # the recursion limit and the new-thread stack size are process-wide
+        limit = sys.getrecursionlimit()
+        old_stack = _thread.stack_size(_DEEP_STACK)
+        sys.setrecursionlimit(limit + MAX_DEPTH + 100)
+        try:
+            _thread.start_new_thread(run, ())
+            done.acquire()
+        finally:
+            _thread.stack_size(old_stack)
+            sys.setrecursionlimit(limit)
     outcome = box[0]
     if isinstance(outcome, DecodeError):
         if too_deep is None or outcome.pos < too_deep:
