@@ -16,9 +16,9 @@ The reference plugins decode their config straight into Go structs, so:
   unmarshaller stops decoding at once (:meth:`Decoder.fail`).
 
 Types are small objects (:class:`Scalar`, :class:`Slice`, :class:`Map`,
-:class:`Struct`, :data:`ANY`; a pointer
-field is its element type, as Go names it in errors); :func:`decode_struct` returns
-the fields found, under their canonical names, for plain ``dict`` reads.
+:class:`Struct`, :data:`ANY`; a pointer field is its element type, as Go
+names it in errors); :func:`decode_struct` returns the fields found, under
+their canonical names, for plain ``dict`` reads.
 """
 
 from __future__ import annotations
