@@ -78,3 +78,23 @@ def test_failing_add_on_eth1_keeps_eth0_masquerade(backend, cni_bin_dir, cni_san
 
     run_executable(bridge, "DEL", conf, ifname="eth0", **env).ok()
     assert firewall_rules(cni_sandbox.host) == ([], [])
+
+
+def test_gateway_add_after_an_l2_port_came_and_went(cni_bin_dir, cni_sandbox, tmp_path):
+    """An unpinned bridge whose last port left has a zero MAC (our rollback can
+    recreate bridges, so this state is reachable): a later gateway ADD must
+    still work. Go's bridge fails there ("could not set bridge's mac")."""
+    l2 = {"cniVersion": "1.0.0", "name": "zmac", "type": "bridge", "bridge": "brz"}
+    l3 = dict(l2, isGateway=True, ipam={"type": "host-local", "subnet": "10.36.0.0/24", "dataDir": str(tmp_path)})
+    bridge = f"{cni_bin_dir}/bridge"
+    first = cni_sandbox.container()
+    run_executable(bridge, "ADD", l2, host=cni_sandbox.host, netns=first, container_id="a").ok()
+    run_executable(bridge, "DEL", l2, host=cni_sandbox.host, netns=first, container_id="a").ok()
+    assert "00:00:00:00:00:00" in run_in(cni_sandbox.host, "ip", "-o", "link", "show", "brz")
+    second = cni_sandbox.container()
+    added = run_executable(bridge, "ADD", l3, host=cni_sandbox.host, netns=second, container_id="b").ok().json
+    mac = added["interfaces"][0]["mac"]
+    assert mac != "00:00:00:00:00:00" and mac in run_in(cni_sandbox.host, "ip", "-o", "link", "show", "brz")
+    run_executable(bridge, "CHECK", dict(l3, prevResult=added), host=cni_sandbox.host, netns=second,
+                   container_id="b").ok()
+    run_executable(bridge, "DEL", l3, host=cni_sandbox.host, netns=second, container_id="b").ok()

@@ -263,11 +263,25 @@ def ensure_gateway_address(link_name: str, gateway: str, force: bool, mac: str) 
                 raise fail(f'failed to set bridge addr: could not add IP address {gateway} to '
                            f'"{link_name}": {exc.strerror}') from None
         # Pin the MAC: a bridge without an explicit one takes its lowest port's, so
-        # it would change as containers come and go (and CHECK would fail).
+        # it would change as containers come and go (and CHECK would fail). An
+        # unpinned bridge whose last port left has 00:00:00:00:00:00, which the
+        # kernel refuses (the reference then fails every later ADD): pin the
+        # address it has now, with our port in it, instead.
+        if not usable_mac(mac):
+            mac = rtnl.link(link_name).mac
         try:
             rtnl.set_link(link, mac=mac)
         except OSError as exc:
             raise fail(f"failed to set bridge addr: could not set bridge's mac: {exc.strerror}") from None
+
+
+def usable_mac(mac: str) -> bool:
+    """True for a unicast, non-zero Ethernet address (one a bridge can be given)."""
+    try:
+        raw = bytes.fromhex(mac.replace(":", ""))
+    except ValueError:
+        return False
+    return len(raw) == 6 and any(raw) and not raw[0] & 1
 
 
 def wait_oper_up(host_name: str) -> Link:
