@@ -231,9 +231,11 @@ def test_vlan_trunk_parsing(trunk, expected) -> None:
     ([{"id": 0}], "incorrect trunk id parameter"),
     ([{"id": 4095}], "incorrect trunk id parameter"),
     ([{"id": -1}], "incorrect trunk id parameter"),
-    ([{"id": True}], "incorrect trunk id parameter"),
-    ([{"minID": True, "maxID": 3}], "incorrect trunk minID parameter"),
-    ([{"id": "5"}], "incorrect trunk id parameter"),
+    # a wrong JSON kind is encoding/json's error, as in Go
+    ([{"id": True}], "failed to load netconf: json: cannot unmarshal bool into Go struct field VlanTrunk.vlanTrunk.id of type int"),
+    ([{"minID": True, "maxID": 3}], "failed to load netconf: json: cannot unmarshal bool into Go struct field VlanTrunk.vlanTrunk.minID "
+                                    "of type int"),
+    ([{"id": "5"}], "failed to load netconf: json: cannot unmarshal string into Go struct field VlanTrunk.vlanTrunk.id of type int"),
 ])
 def test_vlan_trunk_validation_messages(trunk, message) -> None:
     with pytest.raises(ConfigError) as info:

@@ -14,21 +14,21 @@ import pytest
 from cnicore import fsutil
 
 
-def test_scratch_file_is_mkstemps(tmp_path: Path) -> None:
-    fd, path = fsutil._scratch(str(tmp_path), "target")
-    ref_fd, ref_path = tempfile.mkstemp(prefix=".target.", suffix=".tmp", dir=str(tmp_path))
-    try:
-        for handle, name in ((fd, path), (ref_fd, ref_path)):
-            st = os.fstat(handle)
-            assert stat.S_IMODE(st.st_mode) == 0o600 and stat.S_ISREG(st.st_mode)
-            assert os.get_inheritable(handle) is False
-            assert os.path.dirname(name) == str(tmp_path)
-            base = os.path.basename(name)
-            assert base.startswith(".target.") and base.endswith(".tmp")
-        assert len({fsutil._scratch(str(tmp_path), "target")[1] for _ in range(20)}) == 20
-    finally:
-        os.close(fd)
-        os.close(ref_fd)
+def test_temporary_file_is_like_mkstemps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_atomic's temporary: beside the target, hidden, 0600, not inherited, unique."""
+    seen = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        st = os.stat(src)
+        seen.append((os.path.basename(src), stat.S_IMODE(st.st_mode)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    for _ in range(20):
+        fsutil.write_atomic(str(tmp_path / "target"), b"x", 0o600)
+    assert len({name for name, _ in seen}) == 20
+    assert all(name.startswith(".target.") and name.endswith(".tmp") and mode == 0o600 for name, mode in seen)
 
 
 def test_write_atomic_replaces_and_leaves_nothing(tmp_path: Path) -> None:

@@ -444,11 +444,13 @@ class TestResults:
         assert fixup_result_version(CONF_100, b"null") == ("1.0.0", {"cniVersion": "1.0.0"})
 
     def test_fixup_invalid(self) -> None:
-        for bad in (b"", b"{", b"[1]"):
+        # Go's plain errors (999 when a plugin reports them), in Go's words
+        for bad, words in ((b"", "unexpected end of JSON input"), (b"{", "unexpected end of JSON input"),
+                           (b"[1]", "json: cannot unmarshal array into Go value of type map[string]interface {}")):
             with pytest.raises(CNIError) as info:
                 fixup_result_version(CONF_100, bad)
-            assert info.value.code == ERR_DECODING_FAILURE
-            assert info.value.msg.startswith("failed to unmarshal raw result: ")
+            assert info.value.code == ERR_INTERNAL
+            assert info.value.msg == "failed to unmarshal raw result: " + words
         with pytest.raises(CNIError) as info:
             fixup_result_version(b"{", b"{}")
         assert info.value.code == ERR_DECODING_FAILURE

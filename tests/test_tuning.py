@@ -162,13 +162,29 @@ def test_precedence_of_overrides():
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"mtu": "1500"}, "failed to load netconf: mtu must be of type int, got str"),
-    ({"promisc": 1}, "failed to load netconf: promisc must be of type bool, got int"),
-    ({"txQLen": True}, "failed to load netconf: txQLen must be of type int, got bool"),
-    ({"sysctl": {"net.a": 1}}, 'failed to load netconf: sysctl["net.a"] must be of type string, got int'),
-    ({"sysctl": ["net.a"]}, "failed to load netconf: sysctl must be of type object, got list"),
-    ({"args": {"cni": {"mtu": 1.5}}}, "failed to load netconf: args.cni.mtu must be of type int, got float"),
-    ({"runtimeConfig": {"mac": 7}}, "failed to load netconf: runtimeConfig.mac must be of type string, got int"),
+    # Go's encoding/json texts (checked against Debian's tuning v1.1.1; it has no txQLen)
+    ({"mtu": "1500"}, "failed to load netconf: json: cannot unmarshal string into Go struct field "
+                      "TuningConf.mtu of type int"),
+    ({"promisc": 1}, "failed to load netconf: json: cannot unmarshal number into Go struct field "
+                     "TuningConf.promisc of type bool"),
+    ({"txQLen": True}, "failed to load netconf: json: cannot unmarshal bool into Go struct field "
+                       "TuningConf.txQLen of type int"),
+    ({"sysctl": {"net.a": 1}}, "failed to load netconf: json: cannot unmarshal number into Go struct field "
+                               "TuningConf.sysctl of type string"),
+    ({"sysctl": ["net.a"]}, "failed to load netconf: json: cannot unmarshal array into Go struct field "
+                            "TuningConf.sysctl of type map[string]string"),
+    ({"args": {"cni": {"mtu": 1.5}}}, "failed to load netconf: json: cannot unmarshal number 1.5 into Go struct "
+                                      "field IPAMArgs.args.cni.mtu of type int"),
+    ({"runtimeConfig": {"mac": 7}}, "failed to load netconf: json: cannot unmarshal number into Go struct field "
+                                    ".runtimeConfig.mac of type string"),
+    ({"args": 5}, "failed to load netconf: json: cannot unmarshal number into Go struct field TuningConf.args of "
+                  'type struct { A *main.IPAMArgs "json:\\"cni\\"" }'),
+    ({"args": {"cni": 5}}, "failed to load netconf: json: cannot unmarshal number into Go struct field .args.cni "
+                           "of type main.IPAMArgs"),
+    ({"mtu": 99999999999999999999}, "failed to load netconf: json: cannot unmarshal number 99999999999999999999 "
+                                    "into Go struct field TuningConf.mtu of type int"),
+    ({"MTU": "x", "Sysctl": 5}, "failed to load netconf: json: cannot unmarshal string into Go struct field "
+                                "TuningConf.mtu of type int"),
     ({"mtu": -1}, "failed to load netconf: mtu -1 is out of range"),
     ({"txQLen": 2**32}, "failed to load netconf: txQLen 4294967296 is out of range"),
 ])
@@ -235,12 +251,13 @@ def test_sysctl_path(key, ifname, path):
     ("net", "eth0", 999, 'invalid net sysctl key: "net"'),
     ("kernel/x", "eth0", 999, 'invalid net sysctl key: "kernel/x"'),
     ("net.ipv4.conf.IFNAME.x", "../../../kernel", 999, 'invalid net sysctl key: "net/ipv4/conf/../../../kernel/x"'),
-    # The reference turns these dots into "/" too and lets them through; we refuse any "/".
-    ("net/../kernel.x", "eth0", 7, None),
-    ("net.ipv4.conf.all/../../../kernel.x", "eth0", 7, None),
-    ("net/ipv4/../ipv4/conf/all/forwarding", "eth0", 7, None),  # the reference would allow this one
-    ("net.ipv4..conf.all.forwarding", "eth0", 7, None),
-    ("net.ipv4.conf.IFNAME.x", "a/b", 7, None),
+    # The reference turns these dots into "/" too, lets them through and fails to
+    # open the file (999); we refuse any "/" before anything, with its code.
+    ("net/../kernel.x", "eth0", 999, None),
+    ("net.ipv4.conf.all/../../../kernel.x", "eth0", 999, None),
+    ("net/ipv4/../ipv4/conf/all/forwarding", "eth0", 999, None),  # the reference would allow this one
+    ("net.ipv4..conf.all.forwarding", "eth0", 999, None),
+    ("net.ipv4.conf.IFNAME.x", "a/b", 999, None),
 ])
 def test_sysctl_escapes_are_refused(key, ifname, code, message):
     with pytest.raises(CNIError) as info:

@@ -14,6 +14,7 @@ pyroute2.
 from __future__ import annotations
 
 from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.gojson import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from cnicore.types import AnyResult
 
 LOOPBACK = "lo"
+
+
+#: The reference decodes its config into ``types.NetConf``.
+NETCONF = Struct("NetConf", NETCONF_FIELDS)
 
 
 @hookimpl
@@ -55,6 +60,7 @@ def cni_add(request: Request) -> AnyResult:
     from cnicore.ns import with_netns_path
     from cnicore.types import Interface, IPConfig, Result
 
+    decode_struct(request.config, NETCONF, "failed to parse network config: ")
     prev = request.prev_result_as_sent()
     if prev is not None:
         request.prev_result  # noqa: B018 - the reference rejects a prevResult it cannot convert

@@ -369,8 +369,10 @@ def _failure(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes) ->
             parsed = CNIError.from_dict({} if obj is None else obj)
             code, msg, details = parsed.code, parsed.msg, parsed.details
         except ValueError as exc:
+            from cnicore.gosyntax import syntax_error
+
             msg = (f"netplugin failed but error parsing its diagnostic message "
-                   f"{go_quote(stdout)}: {exc}")
+                   f"{go_quote(stdout)}: {syntax_error(stdout) or exc}")
     return PluginError(code, msg, details, plugin_path=plugin_path, stdout=stdout,
                        stderr=stderr, returncode=returncode)
 
@@ -475,15 +477,18 @@ def fixup_result_version(netconf: bytes, result: bytes) -> tuple[str, dict[str, 
     rather than the spec's literal 0.1.0.
     """
     conf_version = decode_config_version(netconf)
+    # The reference returns plain errors here (a plugin reports them as 999), in Go's words.
     try:
         raw = wire.loads(result)
     except ValueError as exc:
-        raise CNIError(ERR_DECODING_FAILURE, f"failed to unmarshal raw result: {exc}") from None
+        from cnicore.gosyntax import syntax_error
+
+        raise CNIError(ERR_INTERNAL, f"failed to unmarshal raw result: {syntax_error(result) or exc}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise CNIError(ERR_DECODING_FAILURE,
-                       f"failed to unmarshal raw result: {type(raw).__name__} is not a JSON object")
+        raise CNIError(ERR_INTERNAL, f"failed to unmarshal raw result: json: cannot unmarshal "
+                                     f"{wire.json_kind(raw)} into Go value of type map[string]interface {{}}")
     own = raw.get("cniVersion")
     if isinstance(own, str) and own:
         return own, raw

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 def ipam_type(request: Request) -> str:
     """``config["ipam"]["type"]``, or a config error."""
-    ipam = request.config.get("ipam")
-    kind = ipam.get("type") if isinstance(ipam, dict) else None
+    from cnicore.gojson import lookup
+
+    kind = lookup(lookup(request.config, "ipam"), "type")
     if not kind or not isinstance(kind, str):
         raise CNIError(ERR_INVALID_NETWORK_CONFIG, "missing ipam type in network config")
     return kind

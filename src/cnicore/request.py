@@ -86,7 +86,9 @@ class Request:
 
     def prev_result_as_sent(self) -> AnyResult | None:
         """``prevResult`` parsed in the config's own version family (no conversion)."""
-        raw = self.config.get("prevResult")
+        from cnicore.gojson import lookup
+
+        raw = lookup(self.config, "prevResult")
         if raw is None:
             return None
         from cnicore.types import ResultError, parse_result

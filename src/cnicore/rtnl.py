@@ -200,7 +200,7 @@ def _u32(kind: int, value: int) -> bytes:
 
 def _str(kind: int, value: str) -> bytes:
     """A NUL-terminated string attribute."""
-    return _attr(kind, value.encode() + b"\0")
+    return _attr(kind, value.encode("utf-8", "surrogateescape") + b"\0")
 
 
 def _attr_list(data: bytes, offset: int = 0) -> list[tuple[int, bytes]]:
@@ -232,7 +232,7 @@ def _get_u32(raw: bytes | None, default: int = 0) -> int:
 
 
 def _get_str(raw: bytes | None) -> str:
-    return raw.split(b"\0", 1)[0].decode() if raw else ""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if raw else ""
 
 
 def _mac_bytes(mac: str) -> bytes:
@@ -518,7 +518,7 @@ class RtnlSocket:
 
     def link(self, name: str) -> Link:
         """Look a link up by name; :class:`LinkNotFoundError` if absent."""
-        if not name or len(name.encode()) >= IFNAMSIZ:  # no such link can exist (the kernel says ERANGE)
+        if not name or len(name.encode("utf-8", "surrogateescape")) >= IFNAMSIZ:  # no such link can exist (the kernel says ERANGE)
             raise LinkNotFoundError(errno.ENODEV, f'Link not found: "{name}"')
         return self._get_link(_IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, name), f'"{name}"')
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from cnicore import errors, wire
 from cnicore.errors import CNIError
+from cnicore.gojson import Decoder, lookup
 from cnicore.names import validate_container_id, validate_ifname, validate_network_name
 from cnicore.version import ALL, CURRENT, PluginInfo, config_version, greater_or_equal, incompatible_details
 
@@ -95,18 +96,23 @@ def decode_config(stdin: bytes) -> dict[str, object]:
         # a syntax error), NaN/Infinity are not JSON.
         config = wire.loads(stdin.decode("utf-8", "replace"))
     except ValueError as exc:
-        raise CNIError(errors.ERR_DECODING_FAILURE, f"error unmarshall network config: {exc}") from None
+        from cnicore.gosyntax import syntax_error
+
+        # Go's words for the first syntax error (ours only if Go would have none).
+        raise CNIError(errors.ERR_DECODING_FAILURE,
+                       f"error unmarshall network config: {syntax_error(stdin) or exc}") from None
     if config is None:  # Go decodes null into an empty struct: no name
         raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "missing network name")
     if not isinstance(config, dict):
         raise CNIError(errors.ERR_DECODING_FAILURE,
-                       f"error unmarshall network config: expected a JSON object, got {type(config).__name__}")
-    name = config.get("name", "")
+                       f"error unmarshall network config: json: cannot unmarshal {wire.json_kind(config)} "
+                       'into Go value of type struct { Name string "json:\\"name\\"" }')
+    name = lookup(config, "name")  # Go decodes struct{Name string}: the key's case does not matter
     if name is None:
         name = ""
     if not isinstance(name, str):
-        raise CNIError(errors.ERR_DECODING_FAILURE,
-                       "error unmarshall network config: name must be a string")
+        raise CNIError(errors.ERR_DECODING_FAILURE, "error unmarshall network config: "
+                       + Decoder.mismatch_text(name, "string", "", ("name",)))
     if name == "":
         raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "missing network name")
     validate_network_name(name)
@@ -219,7 +225,7 @@ def _result_bytes(result: object, version: str) -> bytes:
 
 
 def _error_version(config: dict[str, object] | None) -> str:
-    version = config.get("cniVersion") if config else None
+    version = lookup(config, "cniVersion") if config else None
     return version if isinstance(version, str) and version in ALL else CURRENT
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from cnicore.errors import CNIError, ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG
+from cnicore.errors import CNIError, ERR_INTERNAL
 from cnicore.plugin import hookimpl
 
 TYPE_CHECKING = False
@@ -30,16 +30,17 @@ def key_to_path(key: str, ifname: str = "") -> str:
     Dots become path separators and the first ``IFNAME`` becomes ``ifname``
     (which may itself contain dots, e.g. a VLAN ``eth0.100``). A key or
     interface name that tries to leave its place (``..``, ``/``, empty
-    components) is refused before anything is touched.
+    components) is refused before anything is touched — with code 999, the
+    code the reference reports for every sysctl key it cannot use.
     """
     if not key or "/" in key:
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"invalid sysctl key: {key!r}")
+        raise CNIError(ERR_INTERNAL, f"invalid sysctl key: {key!r}")
     parts = key.split(".")
     if any(p == "" for p in parts):
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"invalid sysctl key: {key!r}")
+        raise CNIError(ERR_INTERNAL, f"invalid sysctl key: {key!r}")
     if "IFNAME" in parts:
         if not ifname or "/" in ifname or ifname in (".", ".."):
-            raise CNIError(ERR_INVALID_NETWORK_CONFIG,
+            raise CNIError(ERR_INTERNAL,
                            f"invalid interface name {ifname!r} for sysctl key {key!r}")
         parts[parts.index("IFNAME")] = ifname
     return SYSCTL_ROOT + "/" + "/".join(parts)
@@ -56,7 +57,7 @@ def is_net_path(path: str) -> bool:
 def cni_sysctl_check(key: str, value: str, path: str) -> None:
     """Default policy: only the network subsystem's sysctls."""
     if not is_net_path(path):
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG,
+        raise CNIError(ERR_INTERNAL,
                        f"invalid net sysctl key: {key!r} (only keys under {NET_ROOT} are allowed)")
 
 

@@ -66,12 +66,14 @@ def versions_from(minimum: str) -> tuple[str, ...]:
 
 def config_version(config: dict[str, object]) -> str:
     """The ``cniVersion`` of a decoded config; missing or empty means 0.1.0."""
-    version = config.get("cniVersion")
+    from cnicore.gojson import Decoder, lookup
+
+    version = lookup(config, "cniVersion")  # Go's struct{CNIVersion string}: any key case
     if version in (None, ""):
         return "0.1.0"
     if not isinstance(version, str):
-        raise CNIError(ERR_DECODING_FAILURE,
-                       f"decoding version from network config: cniVersion is {type(version).__name__}, not a string")
+        raise CNIError(ERR_DECODING_FAILURE, "decoding version from network config: "
+                       + Decoder.mismatch_text(version, "string", "", ("cniVersion",)))
     return version
 
 
@@ -80,7 +82,10 @@ def decode_config_version(data: bytes) -> str:
     try:
         config = wire.loads(data)
     except ValueError as exc:
-        raise CNIError(ERR_DECODING_FAILURE, f"decoding version from network config: {exc}") from None
+        from cnicore.gosyntax import syntax_error
+
+        raise CNIError(ERR_DECODING_FAILURE,
+                       f"decoding version from network config: {syntax_error(bytes(data)) or exc}") from None
     if config is None:  # Go decodes ``null`` into an empty struct
         return "0.1.0"
     if not isinstance(config, dict):

@@ -9,18 +9,37 @@ Every plugin exec parses and prints JSON, and the ``json`` package imports
 ``re`` (and with it ``enum``): ~5 ms per exec, a third of a VERSION answer.
 So this module drives the C scanner and string encoder of ``_json`` directly
 and does the little framing ``json`` adds (whitespace, indentation) itself.
-Behaviour matches ``json.loads``/``json.dumps`` for JSON documents.
+Behaviour matches ``json.loads``/``json.dumps`` for JSON documents, with
+three deliberate differences that follow Go's ``encoding/json``:
+
+* nesting up to :data:`MAX_DEPTH` (10,000) levels parses; deeper is a
+  :class:`DecodeError` (``json`` raises RecursionError from ~1,000);
+* integers longer than Python's conversion limit become floats instead of
+  failing (Go ignores them in fields nobody reads);
+* ``\\u`` escapes of lone surrogates decode to U+FFFD, and strings holding
+  surrogates (undecodable bytes) print as ``\\ufffd``: Go's text is UTF-8.
+
+Scanner errors need care: ``_json`` (CPython 3.11) builds its error from
+``sys.modules["json.decoder"].JSONDecodeError`` and, when ``json`` was never
+imported — a ``python -IS`` launcher — returns NULL without an exception
+(``SystemError``). On that error path only, :func:`loads` lends the scanner a
+stand-in module whose ``JSONDecodeError`` is :class:`DecodeError` and scans
+again, so the message is the scanner's own.
 """
 
 from __future__ import annotations
 
 import _json
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
 _WHITESPACE = " \t\n\r"
+#: Go's ``maxNestingDepth``.
+MAX_DEPTH = 10000
+_INT_DIGITS_MAX = 4000  # below every interpreter's int/str conversion limit
 
 
 class DecodeError(ValueError):
@@ -33,8 +52,23 @@ class DecodeError(ValueError):
         self.msg, self.doc, self.pos, self.lineno, self.colno = msg, doc, pos, lineno, colno
 
 
+class _ConstantRefused(ValueError):
+    """NaN or Infinity: not JSON, and Go refuses them."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+    raise _ConstantRefused(name)
+
+
+def _constant_error(text: str, start: int, name: str) -> DecodeError:
+    """Go's syntax error for the first NaN/Infinity in ``text``: everything
+    before it scanned as valid JSON, so the first ``N``/``I`` outside a
+    string is it."""
+    pos = start
+    while text[pos] not in "NI":
+        pos = _string_end(text, pos) + 1 if text[pos] == '"' else pos + 1
+    context = "in numeric literal" if name.startswith("-") else "looking for beginning of value"
+    return DecodeError(f"invalid character {text[pos]!r} {context}", text, pos)
 
 
 class _Context:
@@ -49,33 +83,205 @@ class _Context:
         self.object_hook = None
         self.object_pairs_hook = object_pairs_hook
         self.parse_float = float
-        self.parse_int = int
+        self.parse_int = _parse_int
         self.parse_constant = {"NaN": float("nan"), "Infinity": float("inf"),
                                "-Infinity": float("-inf")}.__getitem__ if allow_constants else _reject_constant
         self.memo: dict[str, str] = {}
 
 
+def _parse_int(digits: str) -> int | float:
+    return int(digits) if len(digits) < _INT_DIGITS_MAX else float(digits)
+
+
 def loads(text: str | bytes, *, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
           allow_constants: bool = False) -> Any:
-    """``json.loads`` for one JSON document. Bytes must be UTF-8; NaN and
-    Infinity are refused unless ``allow_constants`` (they are not JSON, and Go
-    refuses them). Raises :class:`DecodeError` (a ``ValueError``)."""
+    """``json.loads`` for one JSON document. Bytes are UTF-8, and invalid
+    sequences read as U+FFFD, as Go reads them (``json`` would refuse them);
+    NaN and Infinity are refused unless ``allow_constants`` (they are not
+    JSON, and Go refuses them). Raises :class:`DecodeError` (a ``ValueError``)."""
     if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8")
+        text = bytes(text).decode("utf-8", "replace")
     if text.startswith("\ufeff"):
         raise DecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    if "\\ud" in text or "\\uD" in text:
+        text = _replace_lone_surrogate_escapes(text)
     scan = _json.make_scanner(_Context(object_pairs_hook, allow_constants))  # type: ignore[arg-type]
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
-        obj, end = scan(text, start)
+        obj, end = _scan(scan, text, start)
     except StopIteration as exc:
         raise DecodeError("Expecting value", text, exc.value) from None
-    except ValueError as exc:  # the C scanner's own JSONDecodeError, or a refused constant
+    except DecodeError:
+        raise
+    except _ConstantRefused as exc:
+        raise _constant_error(text, start, str(exc)) from None
+    except ValueError as exc:  # json's own JSONDecodeError (json imported), or a refused constant
         raise DecodeError(getattr(exc, "msg", str(exc)), text, getattr(exc, "pos", start)) from None
     rest = len(text) - len(text[end:].lstrip(_WHITESPACE))
     if rest != len(text):
         raise DecodeError("Extra data", text, rest)
     return obj
+
+
+class _DecoderStandIn:
+    """What ``_json`` looks up in ``sys.modules["json.decoder"]`` to raise an error."""
+
+    JSONDecodeError = DecodeError
+
+
+def _scan(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> tuple[Any, int]:
+    try:
+        return _scan_once(scan, text, start)
+    except RecursionError:
+        return _scan_deep(scan, text, start)
+
+
+def _scan_once(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> tuple[Any, int]:
+    try:
+        return scan(text, start)
+    except SystemError:
+        if "json.decoder" in sys.modules:
+            raise
+        # The scanner found an error but had no exception class to raise it with.
+        sys.modules["json.decoder"] = _DecoderStandIn  # type: ignore[assignment]
+        try:
+            return scan(text, start)
+        finally:
+            if sys.modules.get("json.decoder") is _DecoderStandIn:
+                del sys.modules["json.decoder"]
+
+
+#: C stack for a scan up to MAX_DEPTH levels (a few hundred bytes per level), with room to spare.
+_DEEP_STACK = 64 << 20
+
+
+def _new_lock() -> Any:
+    import _thread
+
+    return _thread.allocate_lock()
+
+
+_DEEP_LOCK = _new_lock()
+
+
+def _scan_deep(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> tuple[Any, int]:
+    """Scan a document nested deeper than the interpreter's recursion limit,
+    up to Go's :data:`MAX_DEPTH`; deeper is Go's syntax error.
+
+    The scan runs in a thread of its own with a stack sized for MAX_DEPTH
+    levels (the caller's thread may have a small one), under a recursion
+    limit raised just enough; what it cannot reach is past MAX_DEPTH anyway.
+    """
+    import _thread
+
+    too_deep = _depth_exceeded_at(text, start)
+    box: list[Any] = []
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def run() -> None:
+        try:
+            box.append(_scan_once(scan, text, start))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box.append(exc)
+        finally:
+            done.release()
+
+    with _DEEP_LOCK:  # the recursion limit and the new-thread stack size are process-wide
+        limit = sys.getrecursionlimit()
+        old_stack = _thread.stack_size(_DEEP_STACK)
+        sys.setrecursionlimit(limit + MAX_DEPTH + 100)
+        try:
+            _thread.start_new_thread(run, ())
+            done.acquire()
+        finally:
+            _thread.stack_size(old_stack)
+            sys.setrecursionlimit(limit)
+    outcome = box[0]
+    if isinstance(outcome, DecodeError):
+        if too_deep is None or outcome.pos < too_deep:
+            raise outcome
+    elif isinstance(outcome, RecursionError):
+        if too_deep is None:
+            raise DecodeError("nesting too deep for this interpreter", text, start) from None
+    elif isinstance(outcome, BaseException):
+        raise outcome
+    elif too_deep is None:
+        return outcome
+    raise DecodeError(f"invalid character {text[too_deep]!r} exceeded max depth", text, too_deep)
+
+
+def _depth_exceeded_at(text: str, pos: int) -> int | None:
+    """Where nesting first exceeds :data:`MAX_DEPTH` (exact while the text
+    before it is a valid JSON prefix), or ``None``."""
+    depth, size = 0, len(text)
+    while pos < size:
+        char = text[pos]
+        if char == '"':
+            pos = _string_end(text, pos)
+            if pos < 0:
+                return None
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return pos
+        elif char in "]}":
+            depth -= 1
+        pos += 1
+    return None
+
+
+def _string_end(text: str, quote: int) -> int:
+    """The index of the quote closing the string opened at ``quote``, or -1."""
+    pos = quote + 1
+    while True:
+        pos = text.find('"', pos)
+        if pos < 0:
+            return -1
+        backslashes = 0
+        while text[pos - 1 - backslashes] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return pos
+        pos += 1
+
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _escaped_unit(text: str, pos: int) -> int:
+    """The UTF-16 unit of a ``\\uXXXX`` escape at ``pos``, or -1."""
+    if text[pos:pos + 2] != "\\u" or len(text) < pos + 6 or any(c not in _HEX for c in text[pos + 2:pos + 6]):
+        return -1
+    return int(text[pos + 2:pos + 6], 16)
+
+
+def _replace_lone_surrogate_escapes(text: str) -> str:
+    """Rewrite ``\\uXXXX`` escapes of unpaired surrogates as ``\\ufffd``, as Go
+    decodes them; the same length, so error positions stay true."""
+    parts: list[str] = []
+    done = pos = 0
+    while True:
+        pos = text.find("\\u", pos)
+        if pos < 0:
+            break
+        backslashes = 0
+        while pos - 1 - backslashes >= 0 and text[pos - 1 - backslashes] == "\\":
+            backslashes += 1
+        unit = _escaped_unit(text, pos) if backslashes % 2 == 0 else -1
+        if not 0xD800 <= unit <= 0xDFFF:
+            pos += 2
+            continue
+        if unit <= 0xDBFF and 0xDC00 <= _escaped_unit(text, pos + 6) <= 0xDFFF:
+            pos += 12  # a valid pair
+            continue
+        parts.append(text[done:pos])
+        parts.append("\\ufffd")
+        done = pos = pos + 6
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def _encode(obj: Any, indent: str | None, level: int, sort_keys: bool, out: list[str]) -> None:
@@ -192,11 +398,20 @@ def go_quote_list(items: list[str] | tuple[str, ...]) -> str:
     return "[" + " ".join(go_quote(item) for item in items) + "]"
 
 
+def _go_utf8(text: str) -> bytes:
+    """UTF-8 of printed JSON; a surrogate (an undecodable byte or a lone
+    surrogate) can only sit inside a string, where Go writes ``\\ufffd``."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return "".join("\\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text).encode()
+
+
 def dumps_indent(obj: object, sort_keys: bool = False) -> bytes:
     """``json.MarshalIndent(obj, "", "    ")``."""
-    return _go_escape(dumps_text(obj, 4, sort_keys)).encode()
+    return _go_utf8(_go_escape(dumps_text(obj, 4, sort_keys)))
 
 
 def dumps_compact(obj: object, sort_keys: bool = False) -> bytes:
     """``json.Marshal(obj)``."""
-    return _go_escape(dumps_text(obj, None, sort_keys)).encode()
+    return _go_utf8(_go_escape(dumps_text(obj, None, sort_keys)))

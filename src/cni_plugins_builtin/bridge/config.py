@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from cnicore.args import load_args
 from cnicore.config import ConfigError, get_field
+from cnicore.gomac import ethernet_mac
+from cnicore.gojson import BOOL, INT, NETCONF_FIELDS, STRING, Slice, Struct, decode_struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,9 +19,24 @@ if TYPE_CHECKING:
 
 DEFAULT_BRIDGE = "cni0"
 MAX_VLAN = 4094
+MAX_MTU = 65535
 
 
 _get = get_field
+
+_MAC_ONLY = {"mac": STRING}
+#: The reference's ``NetConf`` (what ``encoding/json`` decodes the config into).
+SCHEMA = Struct("NetConf", {
+    **NETCONF_FIELDS,
+    "bridge": STRING, "isGateway": BOOL, "isDefaultGateway": BOOL, "forceAddress": BOOL, "ipMasq": BOOL,
+    "ipMasqBackend": STRING, "mtu": INT, "hairpinMode": BOOL, "promiscMode": BOOL, "vlan": INT,
+    "vlanTrunk": Slice(Struct("VlanTrunk", {"minID": INT, "maxID": INT, "id": INT}, "*bridge.VlanTrunk")),
+    "preserveDefaultVlan": BOOL, "macspoofchk": BOOL, "enabledad": BOOL, "disableContainerInterface": BOOL,
+    "portIsolation": BOOL,
+    "args": Struct("", {"cni": Struct("BridgeArgs", _MAC_ONLY, "main.BridgeArgs")},
+                   "struct { Cni main.BridgeArgs \"json:\\\"cni,omitempty\\\"\" }"),
+    "runtimeConfig": Struct("", _MAC_ONLY, "struct { Mac string \"json:\\\"mac,omitempty\\\"\" }"),
+})
 
 
 def _is_vid(value: Any) -> bool:
@@ -63,8 +80,9 @@ class BridgeConf:
                  "preserve_default_vlan", "mac_spoof_check", "enable_dad", "disable_container_interface",
                  "port_isolation", "ipam_type", "dns", "mac")
 
-    def __init__(self, conf: dict[str, Any], cni_args: str = "") -> None:
-        self.name: str = conf.get("name", "")
+    def __init__(self, raw: dict[str, Any], cni_args: str = "") -> None:
+        conf = decode_struct(raw, SCHEMA, "failed to load netconf: ")
+        self.name: str = conf.get("name") or ""
         self.bridge: str = _get(conf, "bridge", str, "") or DEFAULT_BRIDGE
         self.is_default_gateway: bool = _get(conf, "isDefaultGateway", bool, False)
         self.is_gateway: bool = _get(conf, "isGateway", bool, False) or self.is_default_gateway
@@ -94,6 +112,13 @@ class BridgeConf:
         args_cni = _get(_get(conf, "args", dict, {}), "cni", dict, {})
         self.mac = _get(args_cni, "mac", str, "") or self.mac
         self.mac = _get(_get(conf, "runtimeConfig", dict, {}), "mac", str, "") or self.mac
+        if self.mac:  # checked before anything is made (Go finds out when making the veth)
+            try:
+                ethernet_mac(self.mac)
+            except ValueError as exc:
+                raise ConfigError(f"failed to make veth pair: {exc}") from None
+        if not 0 <= self.mtu <= MAX_MTU:  # the kernel's bound (Go fails later, after making the bridge)
+            raise ConfigError(f"failed to load netconf: invalid mtu {self.mtu} (must be 0..{MAX_MTU})")
 
     @property
     def is_layer3(self) -> bool:

@@ -30,12 +30,54 @@ def fail(msg: str) -> CNIError:
     return CNIError(ERR_INTERNAL, msg)
 
 
+#: Where bridge ADDs coordinate with rollbacks that delete a bridge (see :class:`BridgeLock`).
+LOCK_DIR = "/run/cni/bridge-locks"
+
+
+class BridgeLock:
+    """An flock per bridge name: ADDs hold it shared from making sure the bridge
+    exists until their veth is one of its ports; deleting a bridge an ADD made
+    takes it exclusively, so a bridge is never deleted while another ADD is
+    about to join it. The kernel drops the lock of a killed process."""
+
+    def __init__(self, bridge: str) -> None:
+        import hashlib
+
+        # The name is user input: hash it, never build a path from it.
+        digest = hashlib.sha256(bridge.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        os.makedirs(LOCK_DIR, mode=0o755, exist_ok=True)
+        self.fd = os.open(os.path.join(LOCK_DIR, digest), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o600)
+
+    def shared(self) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_SH)
+
+    def exclusive(self, wait: bool = True) -> bool:
+        """Take the lock exclusively; without ``wait``, False if others hold it."""
+        import fcntl
+
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+
+    def __enter__(self) -> BridgeLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
 def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
-                  request: Request) -> tuple[Link, bool]:
+                  request: Request, lock: BridgeLock | None = None) -> tuple[Link, bool]:
     """The bridge ``name``, created if absent; an existing non-bridge is an error.
 
     Returns the bridge and whether this call created it (a bridge created here
-    is deleted again if a later step of this function fails).
+    is deleted again if a later step of this function fails; ``lock`` is the
+    caller's shared :class:`BridgeLock`, upgraded for that).
     """
     from cnicore.rtnl import LinkExistsError, RtnlSocket
 
@@ -80,13 +122,22 @@ def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
             return rtnl.link(name), created
         except BaseException:
             if created:
-                delete_unused_bridge(name)
+                if lock is None:
+                    delete_unused_bridge(name)
+                elif lock.exclusive(wait=False):  # others joining keep it
+                    _delete_if_unused(name)
             raise
 
 
 def delete_unused_bridge(name: str) -> None:
-    """Undo for a bridge this ADD created: delete it unless some port joined it meanwhile
-    (a concurrent ADD for the same network must keep its bridge)."""
+    """Undo for a bridge this ADD created: delete it unless some port joined it
+    meanwhile or another ADD is about to (a concurrent ADD keeps its bridge)."""
+    with BridgeLock(name) as lock:
+        lock.exclusive()
+        _delete_if_unused(name)
+
+
+def _delete_if_unused(name: str) -> None:
     from cnicore.rtnl import RtnlSocket
 
     with RtnlSocket() as rtnl:
@@ -230,11 +281,25 @@ def ensure_gateway_address(link_name: str, gateway: str, force: bool, mac: str) 
                 raise fail(f'failed to set bridge addr: could not add IP address {gateway} to '
                            f'"{link_name}": {exc.strerror}') from None
         # Pin the MAC: a bridge without an explicit one takes its lowest port's, so
-        # it would change as containers come and go (and CHECK would fail).
+        # it would change as containers come and go (and CHECK would fail). An
+        # unpinned bridge whose last port left has 00:00:00:00:00:00, which the
+        # kernel refuses (the reference then fails every later ADD): pin the
+        # address it has now, with our port in it, instead.
+        if not usable_mac(mac):
+            mac = rtnl.link(link_name).mac
         try:
             rtnl.set_link(link, mac=mac)
         except OSError as exc:
             raise fail(f"failed to set bridge addr: could not set bridge's mac: {exc.strerror}") from None
+
+
+def usable_mac(mac: str) -> bool:
+    """True for a unicast, non-zero Ethernet address (one a bridge can be given)."""
+    try:
+        raw = bytes.fromhex(mac.replace(":", ""))
+    except ValueError:
+        return False
+    return len(raw) == 6 and any(raw) and not raw[0] & 1
 
 
 def wait_oper_up(host_name: str) -> Link:

@@ -19,6 +19,8 @@ on the exec path.
 
 from __future__ import annotations
 
+from cnicore import faults
+from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -70,13 +72,22 @@ def cni_add(request: Request) -> Result:
         raise links.fail(f'failed to open netns "{request.netns}": {exc}') from None
     host_ns = current_netns()
     with netns, host_ns, Rollback() as undo:
-        bridge, created = links.ensure_bridge(conf.bridge, conf.mtu, conf.promisc, conf.vlan_filtering, request)
-        if created:
-            undo.push(f"bridge {conf.bridge}", links.delete_unused_bridge, conf.bridge)
-        host_name, container = netns.do(links.create_veth, request.ifname, conf.mtu, conf.mac, host_ns.fd())
-        undo.push(f"veth {request.ifname}", netns.do, links.delete_link, request.ifname)
-        host = links.attach_host_veth(host_name, bridge, conf.hairpin, conf.port_isolation, conf.vlan,
-                                      conf.vlans, conf.preserve_default_vlan, request)
+        # Until our veth is a port of the bridge, a failing ADD that created the
+        # bridge must not delete it under us: joiners share this lock, deleters
+        # take it exclusively (links.delete_unused_bridge).
+        with links.BridgeLock(conf.bridge) as lock:
+            lock.shared()
+            bridge, created = links.ensure_bridge(conf.bridge, conf.mtu, conf.promisc, conf.vlan_filtering,
+                                                  request, lock)
+            if created:
+                undo.push(f"bridge {conf.bridge}", links.delete_unused_bridge, conf.bridge)
+            faults.point("bridge.add.bridge")
+            host_name, container = netns.do(links.create_veth, request.ifname, conf.mtu, conf.mac, host_ns.fd())
+            undo.push(f"veth {request.ifname}", netns.do, links.delete_link, request.ifname)
+            faults.point("bridge.add.veth")
+            host = links.attach_host_veth(host_name, bridge, conf.hairpin, conf.port_isolation, conf.vlan,
+                                          conf.vlans, conf.preserve_default_vlan, request)
+        faults.point("bridge.add.attached")
         result = Result("1.1.0", interfaces=[
             Interface(bridge.name, bridge.mac),
             Interface(host.name, host.mac),
@@ -89,6 +100,7 @@ def cni_add(request: Request) -> Result:
             # Pushed first: a setup failing half-way leaves rules too (teardown is idempotent).
             undo.push("mac spoof check", spoofcheck.teardown_mac_spoof_check, ref)
             _firewall(spoofcheck.setup_mac_spoof_check, host.name, container.mac, ref)
+            faults.point("bridge.add.spoofcheck")
         if conf.is_layer3:
             _add_layer3(request, conf, result, netns, bridge, undo)
         elif not conf.disable_container_interface:
@@ -99,6 +111,7 @@ def cni_add(request: Request) -> Result:
         result.interfaces[0].mac = links.link_by_name(conf.bridge).mac
         if dns is not None:
             result.dns = dns
+        faults.point("bridge.add.done")
         undo.commit()
     return result
 
@@ -153,6 +166,7 @@ def _add_layer3(request: Request, conf: BridgeConf, result: Result, netns: objec
 
     ipam_result = run_ipam(request, "ADD")
     undo.push("IPAM reservation", run_ipam, request, "DEL")  # type: ignore[attr-defined]
+    faults.point("bridge.add.ipam")
     ipam_result = ipam_result.convert("1.1.0")  # type: ignore[union-attr]
     assert isinstance(ipam_result, Current)
     result.ips, result.routes, result.dns = ipam_result.ips, ipam_result.routes, ipam_result.dns
@@ -176,17 +190,22 @@ def _add_layer3(request: Request, conf: BridgeConf, result: Result, netns: objec
         configure_iface(request.ifname, result_for_iface, request)
 
     netns.do(configure)  # type: ignore[attr-defined]
+    faults.point("bridge.add.addresses")
     if conf.is_gateway:
         _setup_gateways(request, conf, result, bridge, gateways)
+        faults.point("bridge.add.gateway")
     if conf.ip_masq:
         from cni_plugins_builtin.firewall import masquerade
 
         networks = [ip.address for ip in result.ips]
-        # Pushed first: a setup failing half-way leaves rules too (teardown is idempotent).
-        undo.push("masquerade rules", masquerade.teardown_ip_masq,  # type: ignore[attr-defined]
+        # Pushed first: a setup failing half-way leaves rules too. Only this
+        # attachment's rules are undone: the container's other interfaces on
+        # this network share the iptables chain.
+        undo.push("masquerade rules", masquerade.undo_ip_masq,  # type: ignore[attr-defined]
                   networks, conf.name, request.ifname, request.container_id)
         _firewall(masquerade.setup_ip_masq, networks, conf.name, request.ifname, request.container_id,
                   conf.ip_masq_backend)
+        faults.point("bridge.add.masquerade")
 
 
 def _calc_gateways(result: Result, conf: BridgeConf) -> dict[int, list[str]]:
@@ -323,7 +342,7 @@ def cni_check(request: Request) -> None:
     with netns:
         if conf.is_layer3:
             run_ipam(request, "CHECK")
-        if request.config.get("prevResult") is None:
+        if lookup(request.config, "prevResult") is None:
             raise links.fail("Required prevResult missing")
         result = request.prev_result
         assert result is not None
@@ -352,6 +371,6 @@ def cni_gc(request: Request) -> None:
     if conf.ip_masq:
         from cni_plugins_builtin.firewall import masquerade
 
-        valid = [(a.get("containerID", ""), a.get("ifname", ""))
-                 for a in request.config.get("cni.dev/valid-attachments") or [] if isinstance(a, dict)]
+        valid = [(lookup(a, "containerID", ""), lookup(a, "ifname", ""))
+                 for a in lookup(request.config, "cni.dev/valid-attachments") or [] if isinstance(a, dict)]
         _firewall(masquerade.gc_ip_masq, conf.name, valid)

@@ -40,6 +40,7 @@ __all__ = [
     "backend_for",
     "setup_ip_masq",
     "teardown_ip_masq",
+    "undo_ip_masq",
     "gc_ip_masq",
 ]
 
@@ -125,6 +126,63 @@ def teardown_ip_masq(networks: Sequence[str] | None, network_name: str, ifname: 
     ipns = _parse(networks)
     errors = _teardown_iptables_chain(format_chain_name(network_name, container_id),
                                       {ipn.version for ipn in ipns})
+    errors += _teardown_nftables(network_name, ifname, container_id)
+    _raise_joined(errors)
+
+
+def undo_ip_masq(networks: Sequence[str], network_name: str, ifname: str, container_id: str) -> None:
+    """Undo one attachment's :func:`setup_ip_masq` (a failed ADD), sparing the
+    container's other attachments on the same network.
+
+    The iptables chain is per network and container, shared by all of its
+    interfaces, and its ``-d <subnet> -j ACCEPT`` rules are shared by every
+    address in that subnet. So: this attachment's POSTROUTING jumps go; the
+    chain goes when no jump to it is left; a subnet rule goes when no address
+    still jumping to the chain is in that subnet. nftables rules are per
+    attachment already. Fine if nothing is there.
+    """
+    import ipaddress
+
+    from cni_plugins_builtin.firewall.iptables import IPTables, is_not_exist, split_rule
+    from cni_plugins_builtin.firewall.naming import format_chain_name, format_comment
+
+    chain = format_chain_name(network_name, container_id)
+    tagged = ["-m", "comment", "--comment", format_comment(network_name, container_id)]
+
+    def delete(ipt: IPTables, where: str, spec: list[str]) -> None:
+        try:
+            ipt.delete(NAT, where, spec)
+        except FirewallError as exc:
+            if not is_not_exist(exc):
+                raise
+
+    errors = []
+    for version in (4, 6):
+        mine = [ipn for ipn in _parse(networks) if ipn.version == version]
+        if not mine:
+            continue
+        ipt = IPTables(ipv6=version == 6)
+        try:
+            for ipn in mine:
+                delete(ipt, POSTROUTING, ["-s", str(ipn.ip), "-j", chain, *tagged])
+            lines = ipt.list_rules(NAT)
+            others = []
+            for line in lines:
+                if line.startswith(f"-A {POSTROUTING} ") and chain in line:
+                    tokens = split_rule(line)
+                    source = _option(tokens, "-s")
+                    if _option(tokens, "-j") == chain and source:
+                        others.append(ipaddress.ip_interface(source).ip)
+            if not others:
+                _remove_chain(ipt, chain, lines)
+                continue
+            for ipn in mine:
+                if not any(ip in ipn.network for ip in others):
+                    delete(ipt, chain, ["-d", str(ipn), "-j", "ACCEPT", *tagged])
+        except ToolMissingError:
+            continue
+        except (FirewallError, ValueError) as exc:
+            errors.append(str(exc))
     errors += _teardown_nftables(network_name, ifname, container_id)
     _raise_joined(errors)
 

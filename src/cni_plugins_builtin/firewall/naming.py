@@ -69,7 +69,7 @@ def format_hash_with_prefix(length: int, prefix: str, to_hash: str) -> str:
 
     if len(prefix.encode()) >= length or length > MAX_HASH_LEN:
         raise ValueError("invalid length")
-    return (prefix + hashlib.sha512(to_hash.encode()).hexdigest())[:length]
+    return (prefix + hashlib.sha512(to_hash.encode("utf-8", "surrogateescape")).hexdigest())[:length]
 
 
 def format_chain_name_with_prefix(name: str, container_id: str, prefix: str) -> str:
@@ -110,7 +110,7 @@ def nft_comment_for_instance(network: str, ifname: str, container_id: str) -> st
     comment = "{}, net: {}, if: {}, id: {}".format(
         nft_hash_for_instance(network, ifname, container_id),
         network.replace('"', ""), ifname.replace('"', ""), container_id.replace('"', ""))
-    raw = comment.encode()
+    raw = comment.encode("utf-8", "surrogateescape")
     if len(raw) > NFT_COMMENT_MAX:
         # Go cuts bytes; never leave half a UTF-8 sequence (nft would reject it).
         comment = raw[:NFT_COMMENT_MAX].decode(errors="ignore")

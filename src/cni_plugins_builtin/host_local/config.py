@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from cnicore.errors import CNIError, ERR_INTERNAL
 
-from cni_plugins_builtin.host_local.gojson import Decoder, fields
+from cni_plugins_builtin.host_local.gojson import Decoder, fields, lookup
 from cnicore.goip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
 
 TYPE_CHECKING = False
@@ -441,7 +441,7 @@ def store_location(config: dict[str, Any]) -> tuple[str, str]:
     net = decode(config)
     if net.ipam is None:
         raise fail("IPAM config missing 'ipam' key")
-    return net.ipam.data_dir or DEFAULT_DATA_DIR, str(config.get("name", ""))
+    return net.ipam.data_dir or DEFAULT_DATA_DIR, str(lookup(config, "name", "") or "")
 
 
 def load_config(config: dict[str, Any], cni_args: str = "") -> IPAMConfig:
@@ -477,7 +477,7 @@ def load_config(config: dict[str, Any], cni_args: str = "") -> IPAMConfig:
         except ValueError as exc:
             raise fail(f"invalid range set {index}: {exc}") from None
 
-    version = config.get("cniVersion") or ""
+    version = lookup(config, "cniVersion") or ""
     per_family = [rs.version for rs in ranges]
     if per_family.count(4) > 1 or per_family.count(6) > 1:
         try:
@@ -492,5 +492,5 @@ def load_config(config: dict[str, Any], cni_args: str = "") -> IPAMConfig:
             if first.overlaps(ranges[j]):
                 raise fail(f"range set {i} overlaps with {j}")
 
-    return IPAMConfig(str(config.get("name", "")), str(version), ranges, requested, ipam.routes,
+    return IPAMConfig(str(lookup(config, "name", "") or ""), str(version), ranges, requested, ipam.routes,
                       ipam.data_dir or DEFAULT_DATA_DIR, ipam.resolv_conf)

@@ -26,6 +26,7 @@ This module imports only what VERSION needs; the rest loads per verb.
 from __future__ import annotations
 
 from cnicore.errors import CNIError, ERR_INVALID_NETWORK_CONFIG, ERR_PLUGIN_NOT_AVAILABLE
+from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -91,15 +92,15 @@ def cni_check(request: Request) -> None:
 
 def valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
     """``cni.dev/valid-attachments`` as ``{(containerID, ifname)}``; code 7 if malformed."""
-    raw = config.get(VALID_ATTACHMENTS)
+    raw = lookup(config, VALID_ATTACHMENTS)
     if raw is None:
         return set()
     if not isinstance(raw, list):
         raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"invalid {VALID_ATTACHMENTS}", "expected a list")
     out = set()
     for item in raw:
-        cid = item.get("containerID") if isinstance(item, dict) else None
-        ifname = item.get("ifname") if isinstance(item, dict) else None
+        cid = lookup(item, "containerID")
+        ifname = lookup(item, "ifname")
         if not isinstance(cid, str) or not isinstance(ifname, str):
             raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"invalid {VALID_ATTACHMENTS}",
                            f"each entry needs string containerID and ifname, got {item!r}")

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 
 from cnicore import wire
-from cnicore.config import ConfigError, get_field
+from cnicore.config import ConfigError
+from cnicore.gojson import BOOL, INT, NETCONF_FIELDS, STRING, Map, Struct, decode_struct, lookup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,29 +70,29 @@ def decode(stdin: bytes | str | dict[str, Any]) -> dict[str, Any]:
 def check_duplicate_sysctls(obj: dict[str, Any]) -> None:
     """Go's validateSysctlConflictingKeys: a key twice in ``sysctl`` is refused (we
     also refuse it in ``args.cni.sysctl``, which the reference merges unchecked)."""
-    sysctls = [obj.get("sysctl")]
-    args = obj.get("args")
-    if isinstance(args, dict) and isinstance(args.get("cni"), dict):
-        sysctls.append(args["cni"].get("sysctl"))
+    sysctls = [lookup(obj, "sysctl"), lookup(lookup(lookup(obj, "args"), "cni"), "sysctl")]
     for value in sysctls:
         if getattr(value, "duplicates", None):
             raise ConfigError("duplicated sysctl keys are not allowed")
+
+
+_SYSCTL = Map(STRING)
+#: The reference's ``TuningConf`` (what ``encoding/json`` decodes the config into).
+SCHEMA = Struct("TuningConf", {
+    **NETCONF_FIELDS,
+    "dataDir": STRING, "sysctl": _SYSCTL, "mac": STRING, "promisc": BOOL, "mtu": INT, "txQLen": INT,
+    "allmulti": BOOL,
+    "runtimeConfig": Struct("", {"mac": STRING}, 'struct { Mac string "json:\\"mac,omitempty\\"" }'),
+    "args": Struct("", {"cni": Struct("IPAMArgs", {"sysctl": _SYSCTL, "mac": STRING, "promisc": BOOL, "mtu": INT,
+                                                   "allmulti": BOOL, "txQLen": INT}, "main.IPAMArgs")},
+                   'struct { A *main.IPAMArgs "json:\\"cni\\"" }'),
+})
 
 
 # -- typed fields ----------------------------------------------------------------------
 
 
 
-_get = get_field
-
-
-def _sysctl_map(obj: dict[str, Any], key: str, where: str = "") -> dict[str, str]:
-    value = _get(obj, key, dict, {}, where)
-    for name, setting in value.items():
-        if not isinstance(setting, str):
-            raise ConfigError(f"failed to load netconf: {where}{key}[{wire.go_quote(name)}] must be of "
-                              f"type string, got {type(setting).__name__}")
-    return dict(value)
 
 
 def _u32(value: int | None, what: str) -> int | None:
@@ -105,33 +106,33 @@ class TuningConf:
 
     __slots__ = ("name", "data_dir", "sysctl", "mac", "promisc", "mtu", "txqlen", "allmulti")
 
-    def __init__(self, obj: dict[str, Any], cni_args: str = "") -> None:
-        self.name: str = obj.get("name", "") or ""
-        self.data_dir: str = _get(obj, "dataDir", str, "") or DEFAULT_DATA_DIR
-        self.sysctl: dict[str, str] = _sysctl_map(obj, "sysctl")
-        self.mac: str = _get(obj, "mac", str, "")
-        self.promisc: bool = _get(obj, "promisc", bool, False)
-        self.mtu: int = _get(obj, "mtu", int, 0)
-        self.txqlen: int | None = _get(obj, "txQLen", int, None)
-        self.allmulti: bool | None = _get(obj, "allmulti", bool, None)
+    def __init__(self, raw: dict[str, Any], cni_args: str = "") -> None:
+        obj = decode_struct(raw, SCHEMA, "failed to load netconf: ")  # kinds are Go's from here on
+        self.name: str = obj.get("name") or ""
+        self.data_dir: str = obj.get("dataDir") or DEFAULT_DATA_DIR
+        self.sysctl: dict[str, str] = dict(obj.get("sysctl") or {})
+        self.mac: str = obj.get("mac") or ""
+        self.promisc: bool = bool(obj.get("promisc"))
+        self.mtu: int = obj.get("mtu") or 0
+        self.txqlen: int | None = obj.get("txQLen")
+        self.allmulti: bool | None = obj.get("allmulti")
         if cni_args:
             from cnicore.args import load_args
 
             self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or self.mac
-        self.mac = _get(_get(obj, "runtimeConfig", dict, {}), "mac", str, "", "runtimeConfig.") or self.mac
-        args = _get(_get(obj, "args", dict, {}), "cni", dict, {}, "args.")
-        where = "args.cni."
-        self.sysctl.update(_sysctl_map(args, "sysctl", where))
+        self.mac = (obj.get("runtimeConfig") or {}).get("mac") or self.mac
+        args = (obj.get("args") or {}).get("cni") or {}
+        self.sysctl.update(args.get("sysctl") or {})
         if args.get("mac") is not None:
-            self.mac = _get(args, "mac", str, "", where)
+            self.mac = args["mac"]
         if args.get("promisc") is not None:
-            self.promisc = _get(args, "promisc", bool, False, where)
+            self.promisc = args["promisc"]
         if args.get("mtu") is not None:
-            self.mtu = _get(args, "mtu", int, 0, where)
+            self.mtu = args["mtu"]
         if args.get("allmulti") is not None:
-            self.allmulti = _get(args, "allmulti", bool, None, where)
+            self.allmulti = args["allmulti"]
         if args.get("txQLen") is not None:
-            self.txqlen = _get(args, "txQLen", int, None, where)
+            self.txqlen = args["txQLen"]
         _u32(self.mtu, "mtu")
         _u32(self.txqlen, "txQLen")
 
@@ -152,37 +153,7 @@ def parse_conf(stdin: bytes | str | dict[str, Any], cni_args: str = "", *,
 
 # -- MAC addresses ---------------------------------------------------------------------
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def parse_mac(text: str) -> bytes:
-    """Go's ``net.ParseMAC``: 6, 8 or 20 bytes as ``aa:bb``, ``aa-bb`` or ``aabb.ccdd``."""
-    def invalid() -> ValueError:
-        return ValueError(f"address {text}: invalid MAC address")
-
-    if len(text) < 14:
-        raise invalid()
-    if text[2] in ":-":
-        if (len(text) + 1) % 3:
-            raise invalid()
-        groups, sep, width = (len(text) + 1) // 3, text[2], 2
-    elif text[4] == ".":
-        if (len(text) + 1) % 5:
-            raise invalid()
-        groups, sep, width = (len(text) + 1) // 5, ".", 4
-    else:
-        raise invalid()
-    if groups * width // 2 not in (6, 8, 20):
-        raise invalid()
-    parts = text.split(sep)
-    if len(parts) != groups or any(len(p) != width or not set(p) <= _HEX for p in parts):
-        raise invalid()
-    return bytes.fromhex("".join(parts))
-
-
-def mac_string(raw: bytes) -> str:
-    """Go's ``HardwareAddr.String()``: lowercase, colon-separated."""
-    return ":".join(f"{b:02x}" for b in raw)
+from cnicore.gomac import mac_string, parse_mac  # noqa: E402 - re-exported for callers and tests
 
 
 def ethernet_mac(text: str) -> str:

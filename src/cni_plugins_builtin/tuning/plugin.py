@@ -24,6 +24,7 @@ on the exec path.
 from __future__ import annotations
 
 from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -61,7 +62,7 @@ def _conf(request: Request, check_duplicates: bool = True) -> TuningConf:
 
 
 def _require_prev_result(request: Request) -> None:
-    if request.config.get("prevResult") is None:
+    if lookup(request.config, "prevResult") is None:
         raise _fail("Required prevResult missing")
 
 
@@ -184,26 +185,24 @@ def _save_backup(path: str, data: bytes, ifname: str) -> bytes | None:
         pass
     except OSError as exc:
         raise _fail(f"failed to save file {ifname}.json: {exc}") from None
-    tmp = f"{path}.tmp.{os.getpid()}"
+    from cnicore.fsutil import write_atomic
+
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        # A fresh O_EXCL temporary renamed over the path: a symlink planted in
+        # the shared directory is replaced, never written through.
+        write_atomic(path, data, 0o600)
     except OSError as exc:
-        _unlink(tmp)
         raise _fail(f"failed to save file {ifname}.json: {exc}") from None
     return previous
 
 
 def _put_back_backup(path: str, previous: bytes | None) -> None:
+    from cnicore.fsutil import write_atomic
+
     if previous is None:
         _unlink(path)
         return
-    with open(path, "wb") as fh:
-        fh.write(previous)
+    write_atomic(path, previous, 0o600)
 
 
 def _unlink(path: str) -> None:

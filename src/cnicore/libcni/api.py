@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from cnicore import invoke
+from cnicore import faults, invoke
 from cnicore.errors import CNIError, ERR_INCOMPATIBLE_CNI_VERSION, ERR_IO_FAILURE
 from cnicore.libcni import gojson
 from cnicore.libcni.cache import CACHE_DIR, ResultCache, _warn
@@ -181,8 +181,25 @@ class CNIConfig:
                                        rt, cancel)
             except CNIError as exc:
                 raise _wrap(exc, "add", conf_list.name, plugin) from exc
-        self._cache_add(result, conf_list.bytes, conf_list.name, rt)
+        faults.point("libcni.add.before_cache")
+        try:
+            self._cache_add(result, conf_list.bytes, conf_list.name, rt)
+        except CacheError:
+            # Without its cache entry the attachment could be found by neither
+            # DEL's prevResult nor GC: take it down again (the reference keeps it).
+            self._undo_add(conf_list, rt, result, cancel)
+            raise
         return result
+
+    def _undo_add(self, conf_list: NetworkConfigList, rt: RuntimeConf, result: AnyResult | None,
+                  cancel: threading.Event | None) -> None:
+        for plugin in reversed(conf_list.plugins):
+            try:
+                stdin = self._build(conf_list.name, conf_list.cni_version, plugin, result, rt)
+                self._exec("DEL", plugin, stdin, rt, cancel)
+            except CNIError as exc:
+                _warn(f'could not undo ADD of network "{conf_list.name}" ({rt.container_id} {rt.ifname}) '
+                      f"after the cache write failed: {exc}")
 
     def check_network_list(self, conf_list: NetworkConfigList, rt: RuntimeConf, *,
                            cancel: threading.Event | None = None) -> None:
@@ -232,6 +249,9 @@ class CNIConfig:
         """
         if conf_list.disable_gc:
             return
+        from cnicore.fsutil import remove_dead_temporaries
+
+        remove_dead_temporaries(self._cache().results_dir)  # half-written entries of killed runtimes
         valid = None if valid_attachments is None else [(str(c), str(i)) for c, i in valid_attachments]
         try:
             cached = self._cache().attachments()

@@ -247,6 +247,8 @@ class ResultCache:
         found = []
         part = f"-{container_id}-"
         for name in names:
+            if name.startswith("."):
+                continue  # our own write_atomic temporaries, never entries
             if container_id:
                 pos = name.find(part)
                 if pos <= 0 or pos + len(part) >= len(name):

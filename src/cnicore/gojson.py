@@ -1,0 +1,217 @@
+"""Go ``encoding/json`` struct decoding, emulated over decoded JSON: one set of
+rules for every plugin, so a config means to us what it means to Go.
+
+The reference plugins decode their config straight into Go structs, so:
+
+* a key matches a struct field exactly or, failing that, case-insensitively
+  with Go's *simple* folding (``bytes.EqualFold``): ASCII case, plus ``ſ``
+  (U+017F) for ``s`` and the Kelvin sign (U+212A) for ``k`` — never full
+  Unicode case folding (``ß``, ligatures). Keys of Go *maps* (sysctl names,
+  capabilities) stay case-sensitive;
+* a later key overwrites an earlier one; unknown keys are ignored;
+* ``null`` leaves a field at its zero value;
+* a value of the wrong JSON kind is remembered (the first one) and reported
+  after the whole document was decoded: ``json: cannot unmarshal <kind> into
+  Go struct field <Struct>.<path> of type <type>``; a failure inside a custom
+  unmarshaller stops decoding at once (:meth:`Decoder.fail`).
+
+Types are small objects (:class:`Scalar`, :class:`Slice`, :class:`Map`,
+:class:`Struct`, :data:`ANY`; a pointer field is its element type, as Go
+names it in errors); :func:`decode_struct` returns the fields found, under
+their canonical names, for plain ``dict`` reads.
+"""
+
+from __future__ import annotations
+
+from cnicore import wire
+from cnicore.config import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, Mapping
+
+kind = wire.json_kind
+
+#: Go's simple folds that reach ASCII letters: case, ``ſ`` -> s, Kelvin sign -> k.
+_FOLD = {**{c: c + 32 for c in range(ord("A"), ord("Z") + 1)}, 0x017F: ord("s"), 0x212A: ord("k")}
+
+
+def fold(key: str) -> str:
+    """``key`` folded the way Go matches it against an (ASCII) field name."""
+    return key.translate(_FOLD)
+
+
+def fields(obj: Mapping[str, Any], names: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """``(field, value)`` for each key of ``obj`` that Go maps to one of ``names``,
+    in document order (the caller assigns in order, so the last key wins)."""
+    names = tuple(names)
+    folded = {fold(name): name for name in names}
+    for key, value in obj.items():
+        name = key if key in names else folded.get(fold(key))
+        if name is not None:
+            yield name, value
+
+
+def lookup(obj: dict[str, Any], name: str, default: Any = None) -> Any:
+    """The value Go decodes into the field ``name`` of a struct read from ``obj``."""
+    if not isinstance(obj, dict):
+        return default
+    value = default
+    for _, value in fields(obj, (name,)):
+        pass
+    return value
+
+
+class Decoder:
+    """The error state of one decode (see the module docstring)."""
+
+    __slots__ = ("saved",)
+
+    def __init__(self) -> None:
+        self.saved: str | None = None
+
+    @staticmethod
+    def mismatch_text(value: object, go_type: str, struct: str, path: Iterable[str]) -> str:
+        what = kind(value)
+        if what == "number" and go_type.lstrip("*") in _INTEGERS:
+            what = f"number {value}"  # a fraction or out of range: Go quotes the number
+        return f"json: cannot unmarshal {what} into Go struct field {struct}.{'.'.join(path)} of type {go_type}"
+
+    def mismatch(self, value: object, go_type: str, struct: str, path: Iterable[str]) -> None:
+        """A kind mismatch: remembered, decoding goes on."""
+        if self.saved is None:
+            self.saved = self.mismatch_text(value, go_type, struct, path)
+
+    def fail(self, value: object, go_type: str, struct: str, path: Iterable[str]) -> ConfigError:
+        """A kind mismatch inside a custom unmarshaller: stops decoding (raise the result)."""
+        return ConfigError(self.mismatch_text(value, go_type, struct, path))
+
+    def finish(self, prefix: str = "") -> None:
+        """Raise the remembered mismatch, if any, once decoding is over."""
+        if self.saved is not None:
+            raise ConfigError(prefix + self.saved)
+
+
+# -- types ---------------------------------------------------------------------------
+
+_INTEGERS = {"int": 2**63, "int64": 2**63, "uint32": 2**32, "uint16": 2**16, "uint": 2**64}
+
+
+class GoType:
+    """A Go type a JSON value is decoded into; ``name`` is how Go prints it."""
+
+    name = ""
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        raise NotImplementedError
+
+
+class Scalar(GoType):
+    """``string``, ``bool`` or an integer type (range-checked like Go)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if self.name == "string":
+            ok = isinstance(value, str)
+        elif self.name == "bool":
+            ok = isinstance(value, bool)
+        else:
+            bound = _INTEGERS[self.name]
+            low = 0 if self.name.startswith("u") else -bound
+            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value < bound
+        if not ok:
+            d.mismatch(value, self.name, struct, path)
+            return None
+        return value
+
+
+class _Any(GoType):
+    name = "interface {}"
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        return value
+
+
+ANY = _Any()
+STRING, BOOL, INT = Scalar("string"), Scalar("bool"), Scalar("int")
+
+
+class Slice(GoType):
+    def __init__(self, elem: GoType) -> None:
+        self.elem, self.name = elem, "[]" + elem.name
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        return [self.elem.decode(d, item, struct, path) for item in value]
+
+
+class Map(GoType):
+    """``map[string]T``: keys are kept as written (Go maps are case-sensitive)."""
+
+    def __init__(self, elem: GoType) -> None:
+        self.elem, self.name = elem, "map[string]" + elem.name
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        for item in value.values():
+            self.elem.decode(d, item, struct, path)
+        return value  # the object itself: callers may rely on its type (duplicate tracking)
+
+
+class Struct(GoType):
+    """A struct: ``fields`` maps JSON names to types; ``go_name`` is the struct's
+    own name in errors (``NetConf``), ``name`` its qualified type (``types.DNS``)."""
+
+    def __init__(self, go_name: str, fields: Mapping[str, GoType], name: str = "") -> None:
+        self.go_name, self.fields, self.name = go_name, fields, name or go_name
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        out: dict[str, Any] = {}
+        for field, item in fields(value, self.fields):
+            out[field] = self.fields[field].decode(d, item, self.go_name, path + (field,))
+        return out
+
+
+#: The fields every plugin's config embeds (``types.NetConf``).
+NETCONF_FIELDS: dict[str, GoType] = {
+    "cniVersion": STRING,
+    "name": STRING,
+    "type": STRING,
+    "capabilities": Map(BOOL),
+    "ipam": Struct("IPAM", {"type": STRING}, "types.IPAM"),
+    "dns": Struct("DNS", {"nameservers": Slice(STRING), "domain": STRING, "search": Slice(STRING),
+                          "options": Slice(STRING)}, "types.DNS"),
+    "prevResult": Map(ANY),
+}
+
+
+def decode_struct(obj: Any, struct: Struct, prefix: str = "") -> dict[str, Any]:
+    """Decode ``obj`` into ``struct`` as Go would: the fields found, by their
+    canonical names, ``null`` and mismatched ones as ``None``. A mismatch is
+    raised, after the whole object was read, as code 999 with ``prefix``."""
+    d = Decoder()
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise ConfigError(prefix + f"json: cannot unmarshal {kind(obj)} into Go value of type "
+                                              f"{struct.name}")
+    out = struct.decode(d, obj, struct.go_name, ())
+    d.finish(prefix)
+    return out
