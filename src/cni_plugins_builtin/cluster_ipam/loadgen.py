@@ -1,7 +1,7 @@
 """One simulated node's ADDs, for the cluster tests and the benchmark.
 
 ``python -m cni_plugins_builtin.cluster_ipam.loadgen --config FILE --node N
---count K --prefix P [--launcher PATH] [--threads T]`` runs K ADDs with
+--count K --prefix P --netns PATH [--launcher PATH] [--threads T]`` runs K ADDs with
 container IDs ``P-0``.. ``P-(K-1)`` and prints one JSON line per ADD as soon
 as it is answered: ``{"cid", "ok", "ips", "code", "msg", "ms"}`` (``ok``:
 the ADD was acknowledged to the runtime). With ``--launcher`` each ADD execs
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 
-def _one(add: Callable[[dict[str, str]], tuple[int, bytes]], cid: str, lock: threading.Lock) -> None:
+def _one(add: Callable[[dict[str, str]], tuple[int, bytes]], cid: str, netns: str, lock: threading.Lock) -> None:
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
-           "CNI_NETNS": "/proc/self/ns/net", "CNI_PATH": "/nonexistent"}
+           "CNI_NETNS": netns, "CNI_PATH": "/nonexistent"}
     start = time.perf_counter()
     code, out = add(env)
     ms = (time.perf_counter() - start) * 1000
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--launcher", default="")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--netns", required=True, help="CNI_NETNS (not this process's own namespace)")
     args = parser.parse_args(argv)
     with open(args.config, "rb") as fh:
         config = json.load(fh)
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def worker(part: list[str]) -> None:
         for cid in part:
-            _one(add, cid, lock)
+            _one(add, cid, args.netns, lock)
 
     threads = [threading.Thread(target=worker, args=(cids[i::args.threads],)) for i in range(args.threads)]
     for thread in threads:
