@@ -5,7 +5,8 @@ object, so failover is ours: a request that cannot be answered (connection
 refused or reset, a timeout, a 5xx such as "leader changed" or "request
 timed out") is retried on the next endpoint, round after round, until the
 operation's deadline; the endpoint that answered last is tried first next
-time. Every request we send is safe to repeat: writes are transactions
+time (clients and their connections are kept per thread, for a warm
+process serving many requests). Every request we send is safe to repeat: writes are transactions
 guarded by compares, reads are linearizable (never ``serializable``: a
 minority member answers those with stale data, and allocation must never
 see stale data).
@@ -37,7 +38,7 @@ class EtcdUnavailable(Exception):
     def __init__(self, answered: bool, failures: list[str]) -> None:
         self.answered = answered
         self.failures = failures
-        super().__init__("; ".join(failures[-3:]) or "no endpoint tried")
+        super().__init__("; ".join(failures[-3:]) or "the time budget was spent before any endpoint was tried")
 
 
 class EtcdRequestError(Exception):
@@ -80,11 +81,16 @@ class Etcd:
     def __init__(self, settings: EtcdSettings, deadline: float | None = None) -> None:
         self.settings = settings
         self.deadline = deadline
-        self._clients: dict[int, Any] = {}
-        self._current = 0
+        self._tls = (settings.cacert, settings.cert, settings.key)
+        self._clients: dict[tuple[Any, ...], Any] = _reused().setdefault("clients", {})
+        self._preferred: dict[tuple[str, ...], int] = _reused().setdefault("preferred", {})
+        self._current = self._preferred.get(tuple(settings.urls), 0) % len(settings.endpoints)
 
     def _client(self, index: int) -> Any:
-        client = self._clients.get(index)
+        """The endpoint's client; kept per thread, so a warm process reuses its
+        connections (requests sessions are not shared between threads)."""
+        cache_key = (self.settings.endpoints[index],) + self._tls
+        client = self._clients.get(cache_key)
         if client is None:
             import requests
             from etcd3gw.client import Etcd3Client
@@ -97,7 +103,7 @@ class Etcd:
                 if self.settings.cert:
                     session.cert = (self.settings.cert, self.settings.key)
             client = Etcd3Client(host=host, port=port, protocol=scheme, api_path="/v3/", session=session)
-            self._clients[index] = client
+            self._clients[cache_key] = client
         return client
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +134,7 @@ class Etcd:
                 raise EtcdRequestError(f"{self.settings.urls[index]}: {_describe(exc)}") from None
             else:
                 self._current = index
+                self._preferred[tuple(self.settings.urls)] = index
                 return result
             attempt += 1
             if attempt % count == 0:  # a whole round failed: let an election finish
@@ -171,6 +178,20 @@ class Etcd:
         except exceptions.Etcd3Exception:
             return None
         return result
+
+
+_local: Any = None
+
+
+def _reused() -> dict[str, Any]:
+    """This thread's reusable state: clients by endpoint + TLS files, preferred endpoint by list."""
+    global _local
+    if _local is None:
+        import threading
+
+        _local = threading.local()
+    state: dict[str, Any] = _local.__dict__
+    return state
 
 
 # -- transaction pieces ---------------------------------------------------------------

@@ -3,12 +3,13 @@
 ``python -m cni_plugins_builtin.cluster_ipam.loadgen --config FILE --node N
 --count K --prefix P --netns PATH [--launcher PATH] [--threads T]`` runs K ADDs with
 container IDs ``P-0``.. ``P-(K-1)`` and prints one JSON line per ADD as soon
-as it is answered: ``{"cid", "ok", "ips", "code", "msg", "ms"}`` (``ok``:
+as it is answered: ``{"cid", "ok", "ips", "code", "msg", "ms", "t0"}`` (``t0``: wall-clock start) (``ok``:
 the ADD was acknowledged to the runtime). With ``--launcher`` each ADD execs
 the launcher, as a runtime does (the cold path); without it the plugin runs
 in this process through ``skel.run``, as a warm server's worker would. The
 config's ``ipam.nodeName`` is set to ``--node``. ``--threads`` splits the
-ADDs over that many concurrent clients.
+ADDs over that many concurrent clients; ``--start-at`` lines several
+processes up once their imports are done.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
 def _one(add: Callable[[dict[str, str]], tuple[int, bytes]], cid: str, netns: str, lock: threading.Lock) -> None:
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
            "CNI_NETNS": netns, "CNI_PATH": "/nonexistent"}
-    start = time.perf_counter()
+    wall, start = time.time(), time.perf_counter()
     code, out = add(env)
     ms = (time.perf_counter() - start) * 1000
-    line: dict[str, Any] = {"cid": cid, "ok": code == 0, "ms": round(ms, 2)}
+    line: dict[str, Any] = {"cid": cid, "ok": code == 0, "ms": round(ms, 2), "t0": wall}
     try:
         answer = json.loads(out) if out else {}
     except ValueError:
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--launcher", default="")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--netns", required=True, help="CNI_NETNS (not this process's own namespace)")
+    parser.add_argument("--start-at", type=float, default=0.0, help="wall-clock time to start ADDing at")
     args = parser.parse_args(argv)
     with open(args.config, "rb") as fh:
         config = json.load(fh)
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         from cni_plugins_builtin.cluster_ipam import plugin
 
         host = PluginHost(plugin, "cluster-ipam")
+        import etcd3gw.client  # noqa: F401 - loaded once up front, as a warm server would
+
+        from cni_plugins_builtin.cluster_ipam import allocate  # noqa: F401
 
         def add(env: dict[str, str]) -> tuple[int, bytes]:
             code, out, _ = skel.run(host, dict(os.environ, **env), stdin)
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         for cid in part:
             _one(add, cid, args.netns, lock)
 
+    time.sleep(max(0.0, args.start_at - time.time()))
     threads = [threading.Thread(target=worker, args=(cids[i::args.threads],)) for i in range(args.threads)]
     for thread in threads:
         thread.start()

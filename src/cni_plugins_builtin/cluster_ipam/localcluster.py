@@ -107,6 +107,7 @@ class LocalCluster:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start every member and wait until the cluster accepts writes."""
+        os.makedirs(self.base_dir, exist_ok=True)
         if self.netns is not None:
             self.netns.do(_lo_up)
         for member in self.members:

@@ -54,8 +54,13 @@ def cni_plugin_info() -> PluginInfo:
 
 
 def connect(cluster: ClusterSettings) -> tuple[Etcd, Keys]:
-    """A client whose calls all end within the verb's budget, and the network's keys."""
+    """A client whose calls all end within the verb's budget, and the network's keys.
+
+    The client library is imported first: the budget is for talking to etcd,
+    not for an interpreter starved of CPU loading ``requests``."""
     import time
+
+    import etcd3gw.client  # noqa: F401
 
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.cluster_ipam.model import Keys
