@@ -347,23 +347,35 @@ def test_failover_skips_a_dead_first_endpoint(cluster, cni_bin_dir):
 # -- GC ---------------------------------------------------------------------------------
 
 def test_gc_racing_adds_spares_young_and_other_nodes(cluster, cni_bin_dir, tmp_path):
-    config = net_config(cluster, gcGraceSeconds=2)
-    name = config["name"]
+    """GC with an old valid-attachments list runs again and again while ADDs land on the
+    same node: the ADDs (younger than gcGraceSeconds) all survive, old stale ones go,
+    another node's never."""
+    grace = 4
+    config = net_config(cluster, gcGraceSeconds=grace)
     for i in range(4):
         run(cluster, cni_bin_dir, "ADD", config, cid=f"stale-{i}").ok()
-    other = net_config(cluster, name=name, node="node-b", gcGraceSeconds=2)
+    other = net_config(cluster, name=config["name"], node="node-b", gcGraceSeconds=grace)
     run(cluster, cni_bin_dir, "ADD", other, cid="elsewhere").ok()
     run(cluster, cni_bin_dir, "ADD", config, cid="kept").ok()
-    time.sleep(2.2)
+    time.sleep(grace + 0.2)
 
     gc_config = dict(config, **{"cni.dev/valid-attachments": [{"containerID": "kept", "ifname": "eth0"}]})
-    procs = start_nodes(cluster, config, tmp_path, [("node-a", 25, "racing")])
-    gcs = [run(cluster, cni_bin_dir, "GC", gc_config) for _ in range(3)]
-    lines = collect(procs)
-    gcs.append(run(cluster, cni_bin_dir, "GC", gc_config))
+    path = tmp_path / "race.json"
+    path.write_text(json.dumps(config))
+    start_at = time.time() + 1.0
+    argv = [sys.executable, "-m", "cni_plugins_builtin.cluster_ipam.loadgen", "--config", str(path),
+            "--node", "node-a", "--count", "25", "--prefix", "racing",
+            "--netns", cluster.container_netns.path, "--start-at", str(start_at)]
+    proc = cluster.run(lambda: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    time.sleep(max(0.0, start_at - time.time()))
+    gcs = []
+    while proc.poll() is None or len(gcs) < 2:  # GC only while the ADDs are landing
+        gcs.append(run(cluster, cni_bin_dir, "GC", gc_config))
+    lines = collect([proc])
     for outcome in gcs:
         outcome.ok()
     assert all(line["ok"] for line in lines)
+    assert max(line["t0"] for line in lines) - start_at < grace - 1, "the race took too long to mean much"
 
     records, ips = state(cluster, config)
     assert_consistent(records, ips)
@@ -462,3 +474,49 @@ def test_cnitool_ipam_show_and_reap_node(cluster, cni_bin_dir, tmp_path):
 
     missing = cnitool("ipam", "show", "nope")
     assert missing.exit_code == 1 and "nope" in missing.output
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+def test_tls_with_client_certificates(tmp_path, cni_bin_dir):
+    """A member that requires client certificates of its CA: ADD/CHECK/DEL/STATUS over
+    https with cacert/cert/key; without a client certificate, a clear error."""
+    from cnicore.ns import new_netns
+
+    from cni_plugins_builtin.cluster_ipam.localcluster import TLSFiles
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root for the cluster's network namespace")
+    tls = TLSFiles.generate(str(tmp_path / "tls"))
+    netns = new_netns(f"cnitest-etcdtls-{uuid.uuid4().hex[:10]}")
+    try:
+        cluster = LocalCluster(str(tmp_path / "etcd"), size=1, netns=netns, tls=tls)
+        cluster.container_netns = netns  # an IPAM run only needs CNI_NETNS to differ...
+        try:
+            cluster.start()
+            assert cluster.endpoints[0].startswith("https://127.0.0.1:")
+            config = net_config(cluster, timeout=1)
+            config["ipam"]["etcd"].update(cacert=tls.ca, cert=tls.client_cert, key=tls.client_key)
+            ctr = new_netns(f"cnitest-etcdtlsc-{uuid.uuid4().hex[:10]}")
+            cluster.container_netns = ctr  # ...from the plugin's own
+            try:
+                result = run(cluster, cni_bin_dir, "ADD", config).ok().json
+                assert result["ips"][0]["address"].startswith("10.20.")
+                run(cluster, cni_bin_dir, "CHECK", config).ok()
+                run(cluster, cni_bin_dir, "STATUS", config).ok()
+                anonymous = json.loads(json.dumps(config))
+                del anonymous["ipam"]["etcd"]["cert"], anonymous["ipam"]["etcd"]["key"]
+                refused = run(cluster, cni_bin_dir, "ADD", anonymous, cid="anon")
+                assert refused.error.code == 11 and cluster.endpoints[0] in refused.error.details
+                untrusted = json.loads(json.dumps(config))
+                del untrusted["ipam"]["etcd"]["cacert"]
+                refused = run(cluster, cni_bin_dir, "ADD", untrusted, cid="untrusted")
+                assert refused.error.code == 11 and "TLS: [SSL: CERTIFICATE_VERIFY_FAILED]" in refused.error.details
+                run(cluster, cni_bin_dir, "DEL", config).ok()
+                assert state(cluster, config) == ({}, {})
+            finally:
+                ctr.remove()
+        finally:
+            cluster.stop()
+    finally:
+        netns.remove()

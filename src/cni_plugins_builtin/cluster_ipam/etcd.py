@@ -241,7 +241,11 @@ def _describe(exc: Exception) -> str:
         pass
     reason = " ".join(str(a) for a in exc.args)
     text = f"{reason}: {detail}" if reason and detail else (detail or reason or type(exc).__name__)
-    if "Max retries exceeded" in text or "Connection refused" in text:
+    if "SSLError" in text or "[SSL" in text:
+        start = text.find("[SSL")
+        text = "TLS: " + (text[start:].split("'")[0].split('"')[0].rstrip(" (),") if start >= 0
+                          else "handshake failed")
+    elif "Max retries exceeded" in text or "Connection refused" in text:
         text = "connection refused" if "refused" in text else "connection failed"
     elif "timed out" in text.lower() and "etcdserver" not in text:
         text = "timed out"

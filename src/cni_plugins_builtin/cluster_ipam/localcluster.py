@@ -5,7 +5,9 @@ with data directories under ``base_dir`` and free ports chosen at start. With
 ``netns`` the members run inside that network namespace (its ``lo`` is set up
 first), so the cluster is reachable only from there: that is how the test
 suite lets plugins running in a sandbox "host" namespace reach it without
-touching the machine's own network. Members are stopped by PID, never by name.
+touching the machine's own network. With ``tls`` (:class:`TLSFiles`) clients
+must speak TLS with a certificate of the test CA. Members are stopped by
+PID, never by name.
 """
 
 from __future__ import annotations
@@ -26,6 +28,42 @@ if TYPE_CHECKING:
 ETCD = "/usr/bin/etcd"
 
 
+class TLSFiles:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+
+    def __init__(self, directory: str) -> None:
+        self.ca = os.path.join(directory, "ca.pem")
+        self.ca_key = os.path.join(directory, "ca-key.pem")
+        self.server_cert = os.path.join(directory, "server.pem")
+        self.server_key = os.path.join(directory, "server-key.pem")
+        self.client_cert = os.path.join(directory, "client.pem")
+        self.client_key = os.path.join(directory, "client-key.pem")
+
+    @classmethod
+    def generate(cls, directory: str) -> TLSFiles:
+        """Make them with the ``openssl`` command (EC P-256, valid two days)."""
+        os.makedirs(directory, exist_ok=True)
+        files = cls(directory)
+        key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+        def openssl(*argv: str) -> None:
+            subprocess.run(["openssl", *argv], check=True, capture_output=True)
+
+        openssl("req", "-x509", *key, "-keyout", files.ca_key, "-out", files.ca, "-days", "2",
+                "-subj", "/CN=cnicore test CA")
+        for cert, private, name, usage in (
+                (files.server_cert, files.server_key, "server", "serverAuth,clientAuth"),
+                (files.client_cert, files.client_key, "client", "clientAuth")):
+            csr = cert + ".csr"
+            ext = cert + ".ext"
+            with open(ext, "w") as fh:
+                fh.write(f"subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n")
+            openssl("req", *key, "-keyout", private, "-out", csr, "-subj", f"/CN={name}")
+            openssl("x509", "-req", "-in", csr, "-CA", files.ca, "-CAkey", files.ca_key, "-CAcreateserial",
+                    "-out", cert, "-days", "2", "-extfile", ext)
+        return files
+
+
 class Member:
     """One etcd process: its name, ports, data directory and (while running) PID."""
 
@@ -41,7 +79,8 @@ class Member:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.cluster.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -57,7 +96,14 @@ class Member:
                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                 "--initial-cluster", self.cluster.initial_cluster(),
                 "--initial-cluster-token", self.cluster.token, "--initial-cluster-state", "new",
-                "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"]
+                "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"] + self.tls_flags()
+
+    def tls_flags(self) -> list[str]:
+        tls = self.cluster.tls
+        if tls is None:
+            return []
+        return ["--cert-file", tls.server_cert, "--key-file", tls.server_key,
+                "--trusted-ca-file", tls.ca, "--client-cert-auth"]
 
     def start(self) -> None:
         """Start the process (again, after :meth:`kill`: same data directory)."""
@@ -86,9 +132,11 @@ class Member:
 class LocalCluster:
     """``size`` etcd members on 127.0.0.1 (inside ``netns`` when given)."""
 
-    def __init__(self, base_dir: str, size: int = 3, netns: NetNS | None = None, etcd: str = ETCD) -> None:
+    def __init__(self, base_dir: str, size: int = 3, netns: NetNS | None = None, etcd: str = ETCD,
+                 tls: TLSFiles | None = None) -> None:
         self.base_dir = base_dir
         self.netns = netns
+        self.tls = tls
         self.etcd = etcd
         self.token = f"cnicore-{os.getpid()}-{time.monotonic_ns()}"
         ports = self.run(lambda: free_ports(2 * size))
@@ -134,7 +182,7 @@ class LocalCluster:
 
     def status(self, member: Member, timeout: float = 1.0) -> dict[str, Any] | None:
         """``/v3/maintenance/status`` of one member, or None if it does not answer."""
-        return self.run(lambda: _post(member.endpoint + "/v3/maintenance/status", {}, timeout))
+        return self.run(lambda: _post(member.endpoint + "/v3/maintenance/status", {}, timeout, self.tls))
 
     def leader(self, timeout: float = 15.0) -> Member:
         """The member that is the leader now (waits for an election)."""
@@ -157,7 +205,7 @@ class LocalCluster:
         while pending:
             member = pending[0]
             ok = self.run(lambda: _post(member.endpoint + "/v3/kv/put",
-                                        {"key": "X2hlYWx0aA==", "value": ""}, 2.0))  # "_health"
+                                        {"key": "X2hlYWx0aA==", "value": ""}, 2.0, self.tls))  # "_health"
             if ok is not None:
                 pending.pop(0)
                 continue
@@ -199,14 +247,21 @@ def _lo_up() -> None:
         rtnl.set_up(rtnl.link("lo"), True)
 
 
-def _post(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+def _post(url: str, body: dict[str, Any], timeout: float, tls: TLSFiles | None = None) -> dict[str, Any] | None:
     """One JSON POST with the standard library; None on any failure."""
     import json
     import urllib.request
 
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]  # never via a proxy
+    if tls is not None:
+        import ssl
+
+        context = ssl.create_default_context(cafile=tls.ca)
+        context.load_cert_chain(tls.client_cert, tls.client_key)
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(req, timeout=timeout) as resp:
             data: dict[str, Any] = json.loads(resp.read())
