@@ -461,10 +461,12 @@ def test_cnitool_ipam_show_and_reap_node(cluster, cni_bin_dir, tmp_path):
     assert shown.exit_code == 0, shown.output
     report = json.loads(shown.output)
     assert [(r["size"], r["used"], r["free"]) for r in report["ranges"]] == [(13, 5, 8), (254, 5, 249)]
+    assert report["ranges"][0]["byNode"] == {"node-a": 2, "node-b": 3}
     assert report["nodes"] == {"node-a": {"attachments": 2, "addresses": 4},
                                "node-b": {"attachments": 3, "addresses": 6}}
     table = cnitool("ipam", "show", config["name"])
-    assert table.exit_code == 0 and "node-b" in table.output and "10.28.0.0/28" in table.output
+    assert table.exit_code == 0 and "10.28.0.0/28 10.28.0.1-10.28.0.14" in table.output
+    assert "node-a=2 node-b=3" in table.output
 
     reaped = cnitool("ipam", "reap-node", "node-b")
     assert reaped.exit_code == 0, reaped.output

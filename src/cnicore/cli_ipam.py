@@ -76,8 +76,9 @@ def show(network: str, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"network {report['network']}")
-    rows = [[r["range"], r["size"], r["used"], r["free"]] for r in report["ranges"]]
-    _table(["RANGE", "SIZE", "USED", "FREE"], rows)
+    rows = [[r["range"], r["size"], r["used"], r["free"],
+             " ".join(f"{node}={count}" for node, count in r["byNode"].items())] for r in report["ranges"]]
+    _table(["RANGE", "SIZE", "USED", "FREE", "USED BY NODE"], rows)
     if report["outside"]:
         click.echo(f"held outside the configured ranges: {report['outside']}")
     click.echo("")

@@ -66,7 +66,7 @@ def _scan(etcd: Any, start: str, end: str) -> list[Any]:
 
 
 def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
-    """``{"network", "ranges": [{"range", "size", "used", "free"}], "nodes":
+    """``{"network", "ranges": [{"range", "size", "used", "free", "byNode": {node: used}}], "nodes":
     {node: {"attachments", "addresses"}}, "outside": addresses held outside
     every configured range}``."""
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
@@ -74,8 +74,12 @@ def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
 
     keys = Keys(cluster.prefix, cluster.network)
     etcd = Etcd(cluster.etcd)
-    held = [keys.parse_ip(item.key) for item in _scan(etcd, keys.ips, prefix_end(keys.ips))]
-    addresses = {ip for ip in held if ip is not None}
+    owner: dict[Any, str] = {}
+    for item in _scan(etcd, keys.ips, prefix_end(keys.ips)):
+        ip = keys.parse_ip(item.key)
+        if ip is not None:
+            owner[ip] = _node_of(item.value)
+    addresses = set(owner)
     ranges = []
     inside = set()
     for rangeset in conf.ranges:
@@ -83,8 +87,11 @@ def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
             size = int(rng.end) - int(rng.start) + 1 - (1 if rng.contains(rng.gateway) else 0)
             used = {ip for ip in addresses if rng.contains(ip)}
             inside |= used
+            by_node: dict[str, int] = {}
+            for ip in used:
+                by_node[owner[ip]] = by_node.get(owner[ip], 0) + 1
             ranges.append({"range": f"{rng.network} {rng}", "size": size, "used": len(used),
-                           "free": size - len(used)})
+                           "free": size - len(used), "byNode": dict(sorted(by_node.items()))})
     nodes: dict[str, dict[str, int]] = {}
     for item in _scan(etcd, keys.attachments, prefix_end(keys.attachments)):
         who = keys.parse_attachment(item.key)
@@ -98,6 +105,16 @@ def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
             pass
     return {"network": cluster.network, "ranges": ranges, "nodes": dict(sorted(nodes.items())),
             "outside": len(addresses - inside)}
+
+
+def _node_of(value: bytes) -> str:
+    import json
+
+    try:
+        node = json.loads(value).get("node")
+    except (ValueError, AttributeError):
+        node = None
+    return str(node) if node else "?"
 
 
 def reap_node(cluster: ClusterSettings, node: str) -> list[str]:
