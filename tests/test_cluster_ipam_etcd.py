@@ -468,6 +468,11 @@ def test_cnitool_ipam_show_and_reap_node(cluster, cni_bin_dir, tmp_path):
     assert table.exit_code == 0 and "10.28.0.0/28 10.28.0.1-10.28.0.14" in table.output
     assert "node-a=2 node-b=3" in table.output
 
+    binary = os.path.join(os.path.dirname(sys.executable), "cnitool")  # the installed command, as run
+    proc = cluster.run(lambda: subprocess.run([binary, "ipam", "show", config["name"]], capture_output=True,
+                                              text=True, env=dict(os.environ, NETCONFPATH=str(conf_dir))))
+    assert proc.returncode == 0 and proc.stdout == table.output, proc.stderr
+
     reaped = cnitool("ipam", "reap-node", "node-b")
     assert reaped.exit_code == 0, reaped.output
     assert f"{config['name']}: released 3 attachment(s) of node node-b" in reaped.output
