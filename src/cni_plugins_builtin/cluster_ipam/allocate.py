@@ -105,7 +105,7 @@ def scan_for_gap(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddres
 
 
 def _requested_ok(rangeset: RangeSet, ip: IPAddress) -> None:
-    """host-local's checks of a requested address (raised as AllocationError text)."""
+    """host-local's checks of a requested address: ValueError with its wording."""
     rng = rangeset.range_for(ip)
     if rng is None:
         raise ValueError(f"{ip} not in range set {rangeset}")
@@ -144,9 +144,10 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
                     raise fail(f"failed to allocate for range {index}: no IP addresses available "
                                f"in range set: {rangeset}") from None
         chosen = [ip for ip in picks if ip is not None]
+        ranges = [_range(conf, i, ip) for i, ip in enumerate(chosen)]
         record = Attachment(container_id, ifname, cluster.node,
-                            [(f"{ip}/{_range(conf, i, ip).network.prefixlen}", str(_range(conf, i, ip).gateway))
-                             for i, ip in enumerate(chosen)], time.time())
+                            [(f"{ip}/{rng.network.prefixlen}", str(rng.gateway)) for ip, rng in zip(chosen, ranges)],
+                            time.time())
         value = ip_value(container_id, ifname, cluster.node)
         ok, responses = etcd.txn(
             [kv.absent(akey)] + [kv.absent(keys.ip(ip)) for ip in chosen],
