@@ -245,6 +245,20 @@ def test_full_range_under_contention_then_freed(cluster, cni_bin_dir, tmp_path):
     assert again["ips"][0]["address"] == records[(node, cid, "eth0")][0].ips[0][0]
 
 
+def test_range_set_of_two_ranges_is_used_up_completely(cluster, cni_bin_dir):
+    config = net_config(cluster, ranges=[[{"subnet": "10.29.0.0/29", "rangeStart": "10.29.0.2",
+                                           "rangeEnd": "10.29.0.3"},
+                                          {"subnet": "10.29.1.0/29", "rangeStart": "10.29.1.5",
+                                           "rangeEnd": "10.29.1.6", "gateway": "10.29.1.6"}]])
+    got = {run(cluster, cni_bin_dir, "ADD", config, cid=f"c{i}").ok().json["ips"][0]["address"] for i in range(3)}
+    assert got == {"10.29.0.2/29", "10.29.0.3/29", "10.29.1.5/29"}, "every address once, never the gateway"
+    full = run(cluster, cni_bin_dir, "ADD", config, cid="c3")
+    assert full.error.code == 999 and full.error.msg == (
+        "failed to allocate for range 0: no IP addresses available in range set: "
+        "10.29.0.2-10.29.0.3,10.29.1.5-10.29.1.6")
+    assert len(state(cluster, config)[0]) == 3, "a refused ADD leaves nothing behind"
+
+
 # -- failures of etcd members -------------------------------------------------------------
 
 def _run_with_fault(cluster, tmp_path, fault, timeout=3):
@@ -410,6 +424,7 @@ def test_bridge_chain_with_cluster_ipam_cold(cluster, cni_bin_dir, cni_sandbox, 
     assert address.startswith("10.26.0.") and address.endswith("/24")
     assert_netns_address(ctr, "eth0", address)
     net.check(ctr)
+    net.status()
     records, _ = state(cluster, config)
     assert len(records) == 1
     net.delete(ctr)
