@@ -431,6 +431,27 @@ def test_bridge_chain_with_cluster_ipam_cold(cluster, cni_bin_dir, cni_sandbox, 
     assert state(cluster, config) == ({}, {})
 
 
+def test_runtime_gc_through_the_bridge_chain(cluster, cni_bin_dir, cni_sandbox, tmp_path):
+    """libcni's GC: DEL of the cached attachment the runtime no longer lists, then GC
+    with valid-attachments down bridge to cluster-ipam, which drops a leaked record."""
+    from cnicore.testing import ConflistRunner
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.30.0.0/24"}]], gcGraceSeconds=0)
+    conflist = {"cniVersion": "1.1.0", "name": config["name"], "plugins": [
+        {"type": "bridge", "bridge": "cipam2", "ipam": config["ipam"]}]}
+    net = ConflistRunner(conflist, cluster.netns, [cni_bin_dir], str(tmp_path / "cache"))
+    kept, dropped = cni_sandbox.container(), cni_sandbox.container()
+    net.add(kept)
+    net.add(dropped)
+    run(cluster, cni_bin_dir, "ADD", config, cid="leaked").ok()  # no cache entry: only GC finds it
+    kept_id = os.path.basename(kept.path)
+    assert len(state(cluster, config)[0]) == 3
+    cluster.netns.do(net.cni.gc_network_list, net.conf_list, [(kept_id, "eth0")])
+    records, ips = state(cluster, config)
+    assert set(records) == {("node-a", kept_id, "eth0")} and len(ips) == 1
+    net.delete(kept)
+
+
 def test_go_bridge_execs_cluster_ipam_launcher(cluster, cni_bin_dir, cni_sandbox, tmp_path):
     go_dir = tmp_path / "go"
     go_dir.mkdir()
