@@ -11,6 +11,7 @@ simulated nodes are separate processes started in it with their own
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import pytest
 
 from cnicore.testing import assert_netns_address, assert_result_has_ip, assert_result_has_route, run_executable
 
+from cni_plugins_builtin.cluster_ipam.etcd import b64
 from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
 from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
 
@@ -182,6 +184,27 @@ def test_add_repeat_check_del_through_launcher(cluster, cni_bin_dir, tmp_path):
     assert "Failed to find address added by container ctr1" in failed.error.msg
     records, ips = state(cluster, config)
     assert set(records) == {("node-a", "ctr1", "net1")} and len(ips) == 2
+
+
+def test_check_fails_when_an_address_key_is_no_longer_the_attachments(cluster, cni_bin_dir):
+    """An operator deleted an address key by hand and another ADD took the address:
+    CHECK of the first attachment names it, and its DEL leaves the new holder alone."""
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.31.0.0/24"}]])
+    run(cluster, cni_bin_dir, "ADD", config, cid="first", args="IP=10.31.0.9").ok()
+    settings = load_cluster(config)
+    key = Keys(settings.prefix, settings.network).ip(ipaddress.ip_address("10.31.0.9"))
+    cluster.run(lambda: Etcd(settings.etcd).call("kv/deleterange", {"key": b64(key)}))
+    run(cluster, cni_bin_dir, "ADD", config, cid="second", args="IP=10.31.0.9").ok()
+    out = run(cluster, cni_bin_dir, "CHECK", config, cid="first")
+    assert out.error.code == 999 and out.error.msg == "cluster-ipam: container first no longer holds 10.31.0.9"
+    run(cluster, cni_bin_dir, "DEL", config, cid="first").ok()
+    records, ips = state(cluster, config)
+    assert set(records) == {("node-a", "second", "eth0")}
+    assert ips["10.31.0.9"][0]["containerID"] == "second"
+    run(cluster, cni_bin_dir, "CHECK", config, cid="second").ok()
 
 
 def test_old_spec_version_result_and_requested_ip(cluster, cni_bin_dir):
