@@ -181,12 +181,10 @@ def host_veth_of(sandbox, container, ifname: str = "eth0") -> rt.Link:
 
 
 @pytest.fixture(scope="session")
-def bindir(tmp_path_factory) -> str:
-    """Our launchers (bridge, host-local, ...) in a private bin dir."""
-    from cnicore import launchers
-
+def bindir(tmp_path_factory, cni_install) -> str:
+    """Our launchers (bridge, host-local, ...) in a private bin dir (cold or warm: cni_install)."""
     path = tmp_path_factory.mktemp("cnibin")
-    launchers.install(str(path))
+    cni_install(str(path))
     assert os.access(path / "host-local", os.X_OK)
     return str(path)
 

@@ -10,12 +10,19 @@ import pytest
 pytestmark = [pytest.mark.privileged, pytest.mark.interop]
 
 
+def demo_namespaces() -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if line.startswith("cnitest-demo")]
+
+
 def test_demo_builds_pings_and_cleans_up():
-    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert demo_namespaces() == []
     proc = subprocess.run([sys.executable, "-m", "cnicore.demo"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count(": ok") == 4
     assert "loopback (cnicore)" in proc.stdout
     assert "bridge (cnicore), tuning (cnicore)" in proc.stdout
-    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert after == before
+    assert "native launchers in" in proc.stdout
+    # loopback, bridge and tuning for two containers: ADD, CHECK and DEL each.
+    assert "warm server stopped after serving 18 requests" in proc.stdout
+    assert demo_namespaces() == []

@@ -94,12 +94,11 @@ def exec_plugin(path: str, command: str, config: dict | bytes, cid: str = "ctr1"
 
 
 @pytest.fixture(scope="module")
-def launcher(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from cnicore.launchers import install
+def launcher(tmp_path_factory: pytest.TempPathFactory, cni_install) -> str:
     from cnicore.registry import get
 
     bindir = tmp_path_factory.mktemp("bin")
-    report = install(str(bindir), entries=[get("host-local")])
+    report = cni_install(str(bindir), entries=[get("host-local")])
     assert report.added == ["host-local"], report.as_dict()
     return str(bindir / "host-local")
 

@@ -66,7 +66,7 @@ def dir_listing(directory: Path) -> list[str]:
 
 def test_cnitool_install_writes_an_isolated_python_launcher(tmp_path: Path) -> None:
     bindir = tmp_path / "bin"
-    proc = subprocess.run([CNITOOL, "plugins", "install", str(bindir)], capture_output=True,
+    proc = subprocess.run([CNITOOL, "plugins", "install", str(bindir), "--python"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "added:" in proc.stdout and "loopback" in proc.stdout
@@ -91,10 +91,10 @@ def test_cnitool_install_writes_an_isolated_python_launcher(tmp_path: Path) -> N
 
     manifest = json.loads((bindir / MANIFEST).read_text())
     assert manifest["version"] == 1
-    assert manifest["launchers"]["loopback"] == {"sha256": sha256(launcher), "python": interpreter}
+    assert manifest["launchers"]["loopback"] == {"sha256": sha256(launcher), "python": interpreter, "kind": "python"}
     assert sorted(manifest["launchers"]) == sorted(p.name for p in bindir.iterdir() if not p.name.startswith("."))
 
-    again = subprocess.run([CNITOOL, "plugins", "install", str(bindir), "--json"], capture_output=True,
+    again = subprocess.run([CNITOOL, "plugins", "install", str(bindir), "--python", "--json"], capture_output=True,
                            text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     second = json.loads(again.stdout)
@@ -212,7 +212,7 @@ def test_install_is_idempotent_and_tracks_changes(foreign_bridge: Path) -> None:
     assert read_header(str(launcher)).version == "0.2.0"  # type: ignore[union-attr]
 
     manifest = json.loads((bindir / MANIFEST).read_text())
-    assert manifest["launchers"] == {"loopback": {"sha256": sha256(launcher), "python": interpreter()}}
+    assert manifest["launchers"] == {"loopback": {"sha256": sha256(launcher), "python": interpreter(), "kind": "python"}}
     assert read_manifest(str(bindir)) == manifest["launchers"]
 
     # The plugin is gone: its launcher goes too.
@@ -288,7 +288,7 @@ def test_another_interpreters_launchers_are_not_ours(tmp_path: Path) -> None:
     assert "another environment" in report.skipped["mine"]
     assert sha256(bindir / "mine") == their_hashes["mine"]
     assert read_manifest(str(bindir)) == {
-        name: {"sha256": their_hashes[name], "python": other_python} for name in ("mine", "theirs")}
+        name: {"sha256": their_hashes[name], "python": other_python, "kind": "python"} for name in ("mine", "theirs")}
 
     # The other environment still manages its own launchers.
     assert install(str(bindir), entries=[], python=other_python).removed == ["mine", "theirs"]

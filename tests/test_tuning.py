@@ -623,11 +623,11 @@ def need(path: str) -> None:
 
 
 @pytest.fixture
-def launcher(tmp_path_factory):
-    from cnicore import launchers, registry
+def launcher(tmp_path_factory, cni_install):
+    from cnicore import registry
 
     directory = tmp_path_factory.mktemp("bin")
-    launchers.install(str(directory), entries=[registry.get("tuning")])
+    cni_install(str(directory), entries=[registry.get("tuning")])
     path = directory / "tuning"
     assert os.access(path, os.X_OK)
     return str(path)

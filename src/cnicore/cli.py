@@ -315,25 +315,39 @@ def plugins_list(as_json: bool) -> None:
 @plugins.command("install")
 @click.argument("directory", default="/opt/cni/bin", type=click.Path(file_okay=False))
 @click.option("--policy", "policies", multiple=True, metavar="MODULE",
-              help="Extra policy plugin module every launcher registers (repeatable).")
+              help="Register a policy plugin module in every launcher (repeatable).")
+@click.option("--native/--python", "native", default=None,
+              help="Compiled launchers that forward to the warm server (default when a C compiler "
+                   "is present), or Python scripts.")
+@click.option("--socket", "socket_path", default=None, metavar="PATH",
+              help="The warm server's socket (default /run/cnicore/cnicore.sock).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
-def plugins_install(directory: str, policies: tuple[str, ...], as_json: bool) -> None:
+def plugins_install(directory: str, policies: tuple[str, ...], native: bool | None,
+                    socket_path: str | None, as_json: bool) -> None:
     """Write an executable launcher per plugin into DIRECTORY (default /opt/cni/bin).
 
     Re-running adds new plugins, rewrites changed launchers and removes the
     ones it wrote for plugins that are gone. Files it did not write (the Go
     plugins, say) are never touched.
 
+    A native launcher hands each exec to `cnitool daemon` on SOCKET and runs
+    the plugin's Python launcher (kept in DIRECTORY/.cnicore-python) itself
+    when no server answers.
+
     \b
     Example:
       cnitool plugins install /opt/cni/bin
       CNI_PATH=/opt/cni/bin CNI_COMMAND=VERSION /opt/cni/bin/loopback
     """
-    from cnicore.launchers import LauncherError, install
+    from cnicore.launchers import DEFAULT_SOCKET, LauncherError, install
     from cnicore.registry import RegistryError
+    from cnicore.server._native import compiler
 
+    if native is None:
+        native = compiler() is not None
     try:
-        report = install(directory, policies=policies)
+        report = install(directory, policies=policies, kind="native" if native else "python",
+                         socket=socket_path or DEFAULT_SOCKET)
     except (RegistryError, LauncherError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -345,6 +359,37 @@ def plugins_install(directory: str, policies: tuple[str, ...], as_json: bool) ->
             click.echo(f"{label:>9}: {', '.join(names)}")
     for name, why in report.skipped.items():
         click.echo(f"  skipped: {name} ({why})", err=True)
+
+
+@main.command("daemon")
+@click.option("--socket", "socket_path", default=None, metavar="PATH",
+              help="Listen here (default /run/cnicore/cnicore.sock; ignored under systemd "
+                   "socket activation).")
+@click.option("--workers", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Idle pre-forked workers kept ready.")
+@click.option("--max-workers", type=click.IntRange(1, 1024), default=None,
+              help="Most requests served at once; more wait (default 16 x workers, at least 64).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
+              help="Seconds a request may run before its worker is killed.")
+def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeout: float) -> None:
+    """Serve plugin execs warm until SIGTERM: the warm server behind native launchers.
+
+    Imports cnicore and every installed plugin once, keeps WORKERS idle
+    pre-forked workers, and runs each request in a fresh worker that enters
+    the caller's mount and network namespaces. Root only.
+
+    \b
+    Example:
+      cnitool daemon --workers 4 &
+      cnitool plugins install /opt/cni/bin
+    """
+    from cnicore.launchers import DEFAULT_SOCKET
+    from cnicore.server import ServerError, serve
+
+    try:
+        serve(socket_path or DEFAULT_SOCKET, workers=workers, max_workers=max_workers, timeout=timeout)
+    except ServerError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("new-plugin")

@@ -1,11 +1,13 @@
 """The demo: a real container network in throwaway namespaces.
 
-Builds a private "host" namespace and two container namespaces, installs
-cnicore's launchers into a temporary CNI bin dir (Debian's Go plugins
-behind them on CNI_PATH), then attaches each container the way containerd
-does — through :mod:`cnicore.libcni`, which execs every plugin of a network
-list with CNI_* variables and the config on stdin, chains the results and
-caches them:
+Starts the warm server (``cnitool daemon``, in a throwaway namespace of its
+own), builds a private "host" namespace and two container namespaces,
+installs cnicore's native launchers for that server into a temporary CNI bin
+dir (Debian's Go plugins behind them on CNI_PATH), then attaches each
+container the way containerd does — through :mod:`cnicore.libcni`, which
+runs every plugin of a network list with CNI_* variables and the config on
+stdin (our plugins on the warm server, the Go ones by exec), chains the
+results and caches them:
 
 * ``demo-lo``  — ``loopback``;
 * ``demo-net`` — ``bridge`` with ``host-local`` IPAM (served in-process by the
@@ -13,8 +15,9 @@ caches them:
 
 It then pings container to container, container to gateway and loopback
 (one packet, one second, only between the demo's own namespaces), prints
-what it built, deletes every attachment and removes the namespaces. The
-machine's own network is never touched.
+what it built, deletes every attachment, stops the server and removes the
+namespaces. The machine's own network is never touched. Without a C
+compiler it installs Python launchers and runs everything cold instead.
 
 Run: ``sudo python -m cnicore.demo`` (or ``scripts/dev demo``).
 """
@@ -63,20 +66,39 @@ def _who(path: str) -> str:
 
 
 def main() -> int:
+    from cnicore.testing import WarmServer
+
+    if os.geteuid() != 0:
+        print("the demo creates network namespaces: run it as root", file=sys.stderr)
+        return 1
+    work = tempfile.mkdtemp(prefix="cnicore-demo-")
+    try:
+        from cnicore.server._native import compiler
+
+        if compiler() is None:
+            print("no C compiler: Python launchers, every plugin runs cold")
+            return _demo(work, None)
+        with WarmServer(os.path.join(work, "server"), prefix="cnitest-demo-srv") as server:
+            print(f"warm server: cnitool daemon (pid {server.pid}) on {server.socket}")
+            status = _demo(work, server.socket)
+        print(f"warm server stopped after serving {server.served()} requests")
+        return status
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _demo(work: str, socket: str | None) -> int:
     from cnicore import launchers
     from cnicore.invoke import find_in_path
     from cnicore.libcni import CNIConfig, RuntimeConf, conf_list_from_dict
     from cnicore.registry import discover
     from cnicore.testing import Sandbox
 
-    if os.geteuid() != 0:
-        print("the demo creates network namespaces: run it as root", file=sys.stderr)
-        return 1
-    work = tempfile.mkdtemp(prefix="cnicore-demo-")
     bin_dir = os.path.join(work, "bin")
-    report = launchers.install(bin_dir, discover().values())
+    kind = "native" if socket else "python"
+    report = launchers.install(bin_dir, discover().values(), kind=kind, socket=socket or "")
     paths = [bin_dir, "/usr/lib/cni"]
-    print(f"launchers in {bin_dir}: {', '.join(report.added)}")
+    print(f"{kind} launchers in {bin_dir}: {', '.join(report.added)}")
     cni = CNIConfig(paths, cache_dir=os.path.join(work, "cache"))
     nets = [conf_list_from_dict(obj) for obj in network_lists(work)]
     for net in nets:
@@ -112,7 +134,6 @@ def main() -> int:
                 except Exception as exc:  # noqa: BLE001 - clean up the rest anyway
                     print(f"DEL {net.name} {rt.ifname} failed: {exc}", file=sys.stderr)
                     status = 1
-            shutil.rmtree(work, ignore_errors=True)
     print("demo network removed" + ("" if status == 0 else " (with failures above)"))
     return status
 

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from cnicore.errors import CNIError, ERR_DECODING_FAILURE, ERR_INTERNAL
+from cnicore.errors import CNIError, ERR_DECODING_FAILURE, ERR_INTERNAL, ERR_TRY_AGAIN_LATER
 from cnicore import wire
 from cnicore.wire import go_quote
 from cnicore.version import CURRENT, PluginInfo, decode_config_version
@@ -385,27 +385,53 @@ def exec_plugin(plugin_path: str, stdin: bytes, env: Mapping[str, str],
     if isinstance(stdin, str):
         stdin = stdin.encode()
     deadline = None if timeout is None else time.monotonic() + timeout
-    proc = _spawn(plugin_path, env, deadline, timeout, cancel)
-    try:
-        stdout, stderr, reason = _collect(proc, stdin, deadline, cancel)
-    except BaseException:
-        # KeyboardInterrupt and friends: never leave the plugin running.
-        _kill(proc)
-        _reap(proc)
-        raise
+    warm = _warm(plugin_path, stdin, env, timeout, cancel)
+    if warm is not None:
+        returncode, stdout, stderr, reason = warm
+    else:
+        proc = _spawn(plugin_path, env, deadline, timeout, cancel)
+        try:
+            stdout, stderr, reason = _collect(proc, stdin, deadline, cancel)
+        except BaseException:
+            # KeyboardInterrupt and friends: never leave the plugin running.
+            _kill(proc)
+            _reap(proc)
+            raise
+        returncode = proc.returncode
     if reason == "timeout":
         raise PluginTimeoutError(
             ERR_INTERNAL, f"plugin {plugin_path} timed out after {_seconds(timeout or 0)} "
             "and was killed", plugin_path=plugin_path, stdout=stdout, stderr=stderr,
-            returncode=proc.returncode)
+            returncode=returncode)
     if reason == "cancelled":
         raise PluginCancelledError(
             ERR_INTERNAL, f"plugin {plugin_path} cancelled", plugin_path=plugin_path,
-            stdout=stdout, stderr=stderr, returncode=proc.returncode)
-    if proc.returncode != 0:
-        raise _failure(plugin_path, proc.returncode, stdout, stderr)
+            stdout=stdout, stderr=stderr, returncode=returncode)
+    if returncode != 0:
+        raise _failure(plugin_path, returncode, stdout, stderr)
     _forward_stderr(stderr, stderr_sink)
     return stdout
+
+
+def _warm(plugin_path: str, stdin: bytes, env: Mapping[str, str], timeout: float | None,
+          cancel: threading.Event | None) -> tuple[int, bytes, bytes, str] | None:
+    """The plugin run by the warm server when it is a cnicore launcher with a running
+    server: ``(status, stdout, stderr, kill reason)``; None to exec it instead."""
+    from cnicore.launchers import read_header
+
+    header = read_header(plugin_path)
+    if header is None or not header.socket:
+        return None
+    from cnicore.server import client
+
+    try:
+        done = client.call(header, plugin_path, stdin, env, timeout, cancel)
+    except client.Cancelled as exc:
+        return -9, b"", b"", exc.reason
+    except client.ServerLost as exc:
+        raise PluginError(ERR_TRY_AGAIN_LATER, f"plugin {plugin_path}: {exc}",
+                          plugin_path=plugin_path) from None
+    return None if done is None else (*done, "")
 
 
 # -- results ----------------------------------------------------------------------

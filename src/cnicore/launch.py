@@ -10,7 +10,29 @@ def run(type: str, module: str, attr: str = "", policies: list[str] | tuple[str,
     from cnicore.host import PluginHost
     from cnicore.skel import main
 
+    import os
+
+    if os.environ.get("CNICORE_SERVER_LOST"):
+        _report_server_lost()
     plugin = importlib.import_module(module)
     for part in filter(None, attr.split(".")):
         plugin = getattr(plugin, part)
     main(PluginHost(plugin, type, policies))
+
+
+def _report_server_lost() -> None:
+    """The native launcher lost the warm server during ADD: the plugin may have done
+    part of its work, so the runtime must retry (CNI code 11), not have it rerun."""
+    import sys
+
+    from cnicore import errors, skel
+    from cnicore.errors import CNIError
+
+    try:
+        config = skel.decode_config(sys.stdin.buffer.read())
+    except CNIError:
+        config = None
+    err = CNIError(errors.ERR_TRY_AGAIN_LATER, "the warm server closed the connection during ADD; "
+                   "try again later")
+    skel._write_all(1, skel._error_bytes(err, config))
+    sys.exit(1)

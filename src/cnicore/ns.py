@@ -33,6 +33,7 @@ __all__ = [
     "NetNS",
     "new_netns",
     "get_netns",
+    "preopen",
     "current_netns",
     "with_netns_path",
     "is_same_as_current",
@@ -405,6 +406,19 @@ def _discard_mount_file(path: str) -> None:
         pass
 
 
+#: Namespaces the caller opened for us, by path (see :func:`preopen`).
+_preopened: dict[str, int] = {}
+
+
+def preopen(path: str, fd: int) -> None:
+    """Make :func:`get_netns` of ``path`` return the namespace open at ``fd``.
+
+    The warm server's worker gets CNI_NETNS already opened by its caller, who
+    may see a path the worker cannot (another root, a private mount).
+    """
+    _preopened[path] = fd
+
+
 def get_netns(path: str) -> NetNS:
     """Open an existing network namespace file.
 
@@ -412,6 +426,15 @@ def get_netns(path: str) -> NetNS:
     is not a network namespace (a plain file, another namespace type...).
     """
     import stat
+
+    if path in _preopened:
+        fd = os.dup(_preopened[path])
+        try:
+            _check_netns_fd(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return NetNS(path, fd)
 
     try:
         st = os.stat(path)

@@ -19,9 +19,14 @@ Fixtures:
   :class:`PluginRunner` that runs one plugin in-process through ``skel.run``
   inside the host netns (``.run(command, config, netns=...)`` for an
   :class:`Outcome`; ``.add``/``.check``/``.delete`` that raise on failure).
+* ``cni_install`` — (session) ``cni_install(dir, entries=None)`` installs launchers
+  of this run's kind (see ``cni_server``).
 * ``cni_bin_dir`` — (session) a temporary CNI bin dir holding a launcher for
   every installed cnicore plugin (``cnitool plugins install`` into a tmp dir),
   so chained plugins, IPAM delegation and whole conflists exec the real thing.
+* ``cni_server`` — (session) a :class:`WarmServer` (``cnitool daemon``) in its own
+  throwaway namespace; ``CNICORE_TEST_LAUNCHERS=native`` makes ``cni_bin_dir``
+  hold native launchers served by it, so a suite runs warm instead of cold.
 * ``cni_conflist`` — ``cni_conflist(conflist, cni_path=None)`` returns a
   :class:`ConflistRunner`: the network list run as a runtime runs it, by
   :class:`cnicore.libcni.CNIConfig` from inside the host netns, plugins found in
@@ -113,6 +118,119 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+class WarmServer:
+    """A ``cnitool daemon`` of this environment (or of ``python``'s), running inside its own throwaway
+    network namespace (so a worker that failed to enter its caller's namespace
+    could not touch the machine's), listening in a private 0700 directory.
+
+    ``stop()`` ends it by PID (SIGTERM, then SIGKILL) and removes the
+    namespace; it is also what leaving the ``with`` block does.
+    """
+
+    def __init__(self, directory: str, workers: int = 2, timeout: float = 60.0,
+                 extra_env: Mapping[str, str] | None = None, prefix: str = "cnitest-srv",
+                 python: str = "") -> None:
+        import subprocess
+        import sys
+        import uuid
+
+        from cnicore.ns import new_netns
+
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        self.socket = os.path.join(directory, "cnicore.sock")
+        self.log_path = os.path.join(directory, "server.log")
+        self.netns = new_netns(f"{prefix}-{uuid.uuid4().hex[:10]}")
+        env = dict(os.environ, **(extra_env or {}))
+        try:
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    ["ip", "netns", "exec", os.path.basename(self.netns.path), python or sys.executable, "-m",
+                     "cnicore.cli", "daemon", "--socket", self.socket, "--workers", str(workers),
+                     "--timeout", str(timeout)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the socket accepts a connection (or the server died)."""
+        import socket
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cnitool daemon exited with {self.proc.returncode}: {self.log()}")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.socket)
+                return
+            except OSError:
+                time.sleep(0.05)
+            finally:
+                probe.close()
+        raise RuntimeError(f"cnitool daemon not ready after {timeout} s: {self.log()}")
+
+    def workers(self) -> list[int]:
+        """PIDs of the server's worker processes (children of the parent)."""
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as fh:
+                return [int(p) for p in fh.read().split()]
+        except OSError:
+            return []
+
+    def served(self) -> int:
+        """How many requests the stopped server reported having run (-1: no report)."""
+        import re
+
+        found = re.findall(r"stopped after serving (\d+) requests", self.log())
+        return int(found[-1]) if found else -1
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM and wait; SIGKILL if it does not stop; remove its namespace."""
+        import subprocess
+
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.netns is not None:
+            self.netns.remove()
+            self.netns = None  # type: ignore[assignment]
+
+    def __enter__(self) -> WarmServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def launcher_kind() -> str:
+    """The launchers ``cni_bin_dir`` installs: ``CNICORE_TEST_LAUNCHERS`` (``python``,
+    the cold path, by default; ``native`` for native launchers to a warm server)."""
+    kind = os.environ.get("CNICORE_TEST_LAUNCHERS", "python")
+    if kind not in ("python", "native"):
+        raise ValueError(f"CNICORE_TEST_LAUNCHERS must be python or native, not {kind!r}")
+    return kind
 
 
 class Outcome:
@@ -533,13 +651,41 @@ if pytest is not None:
         return make
 
     @pytest.fixture(scope="session")
-    def cni_bin_dir(tmp_path_factory: Any) -> str:
-        """A temporary CNI bin dir with a launcher for every installed cnicore plugin
-        (what ``cnitool plugins install DIR`` writes), made once per session."""
+    def cni_server(tmp_path_factory: Any) -> Iterator[WarmServer]:
+        """(session) A warm server of this environment in its own throwaway namespace."""
+        _require_root()
+        server = WarmServer(str(tmp_path_factory.mktemp("cni-server")))
+        try:
+            yield server
+        finally:
+            server.stop()
+        refused = [line for line in server.log().splitlines() if "refused" in line]
+        assert not refused, f"the warm server refused requests (they ran cold): {refused}"
+        if launcher_kind() == "native":
+            assert server.served() > 0, f"native launchers never reached the server: {server.log()}"
+
+    @pytest.fixture(scope="session")
+    def cni_install(request: Any) -> Any:
+        """``cni_install(directory, entries=None, policies=())``: :func:`cnicore.launchers.install`
+        with this run's launcher kind — Python launchers (cold), or with
+        ``CNICORE_TEST_LAUNCHERS=native`` native launchers served by ``cni_server``."""
         from cnicore.launchers import install
 
+        kind = launcher_kind()
+        socket = request.getfixturevalue("cni_server").socket if kind == "native" else ""
+
+        def run(directory: str, entries: Any = None, policies: Any = ()) -> Any:
+            return install(str(directory), entries, policies=policies, kind=kind, socket=socket)
+
+        return run
+
+    @pytest.fixture(scope="session")
+    def cni_bin_dir(tmp_path_factory: Any, cni_install: Any) -> str:
+        """A temporary CNI bin dir with a launcher for every installed cnicore plugin
+        (what ``cnitool plugins install DIR`` writes), made once per session, of the
+        kind ``cni_install`` writes."""
         path = tmp_path_factory.mktemp("cni-bin")
-        report = install(str(path))
+        report = cni_install(str(path))
         if report.skipped:
             raise RuntimeError(f"cni_bin_dir: launchers not written: {report.skipped}")
         return str(path)

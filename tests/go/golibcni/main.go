@@ -3,7 +3,9 @@
 //
 //	golibcni add|check|del <conflist file> <containerID> <netns> <ifname> <cacheDir>
 //
-// CNI_PATH comes from the environment; ADD prints the result as JSON.
+// CNI_PATH comes from the environment; ADD prints the result as JSON. With
+// GOLIBCNI_TIMING=1 it also prints the operation's own duration to stderr
+// ("elapsed_ns N"), for bench/: libcni's work without this process's start.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 )
@@ -26,18 +29,30 @@ func main() {
 	cni := libcni.NewCNIConfigWithCacheDir(strings.Split(os.Getenv("CNI_PATH"), ":"), cache, nil)
 	rt := &libcni.RuntimeConf{ContainerID: cid, NetNS: netns, IfName: ifname}
 	ctx := context.Background()
+	start := time.Now()
 	switch cmd {
 	case "add":
 		res, err := cni.AddNetworkList(ctx, list, rt)
+		timing(start)
 		if err == nil {
 			out, _ := json.Marshal(res)
 			fmt.Println(string(out))
 		}
 		exit(err)
 	case "check":
-		exit(cni.CheckNetworkList(ctx, list, rt))
+		err := cni.CheckNetworkList(ctx, list, rt)
+		timing(start)
+		exit(err)
 	case "del":
-		exit(cni.DelNetworkList(ctx, list, rt))
+		err := cni.DelNetworkList(ctx, list, rt)
+		timing(start)
+		exit(err)
+	}
+}
+
+func timing(start time.Time) {
+	if os.Getenv("GOLIBCNI_TIMING") == "1" {
+		fmt.Fprintf(os.Stderr, "elapsed_ns %d\n", time.Since(start).Nanoseconds())
 	}
 }
 

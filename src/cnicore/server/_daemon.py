@@ -1,0 +1,344 @@
+"""The server's parent: one listening socket, a pool of pre-forked workers.
+
+The parent is single-threaded and never serves a request itself. It imports
+cnicore and every installed plugin once, freezes the heap (``gc.freeze``) so
+forked workers share it copy-on-write, and keeps ``workers`` idle workers
+blocked in ``accept()``. A worker that takes a connection reports itself busy
+through a pipe and the parent forks a replacement, up to ``max_workers`` at
+once; beyond that, connections wait in the listen backlog.
+
+Signals: SIGTERM/SIGINT stop (the socket closes at once, so launchers fall
+back to the cold path; busy workers finish), SIGHUP restarts. A restart
+re-executes the same command with the listening socket inherited, so no
+connection is refused meanwhile; it also happens by itself when a worker
+sees that the installed code changed (``pip install -U``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import sys
+
+from cnicore.server import _worker
+from cnicore.server._native import build_id
+
+#: The listening socket inherited across our own restart.
+LISTEN_FD_ENV = "CNICORE_LISTEN_FD"
+SD_LISTEN_FDS_START = 3
+BACKLOG = 1024
+
+
+class ServerError(Exception):
+    """The server cannot start."""
+
+
+def _log(text: str) -> None:
+    try:
+        os.write(2, f"cnitool daemon[{os.getpid()}]: {text}\n".encode(errors="replace"))
+    except OSError:
+        pass
+
+
+# -- the listening socket ------------------------------------------------------------
+
+def _check_dir(directory: str) -> None:
+    """The socket's directory: created 0700, or an existing one owned by root with no
+    access for group or others (never loosened or tightened behind an admin's back)."""
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ServerError(f"cannot create {directory}: {exc.strerror}") from None
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+        raise ServerError(f"{directory} must be a directory owned by root with mode 0700 "
+                          f"(it is {stat.filemode(st.st_mode)}, uid {st.st_uid})")
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket file nobody listens on; refuse to steal a live one."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ServerError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)
+        _log(f"removed stale socket {path}")
+        return
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    raise ServerError(f"another server is listening on {path}")
+
+
+def bind(path: str) -> socket.socket:
+    """A listening socket at ``path``: mode 0600 in a 0700 directory."""
+    _check_dir(os.path.dirname(path) or ".")
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ServerError(f"cannot bind {path}: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(BACKLOG)
+    return sock
+
+
+def inherited() -> tuple[socket.socket | None, bool]:
+    """A listening socket handed to us: by our own restart, or by systemd
+    (``LISTEN_FDS``); and whether we own its file (only when we bound it)."""
+    own = os.environ.pop(LISTEN_FD_ENV, "")
+    if own.isdigit():
+        return socket.socket(fileno=int(own)), True
+    pid, count = os.environ.pop("LISTEN_PID", ""), os.environ.pop("LISTEN_FDS", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if pid == str(os.getpid()) and count.isdigit() and int(count) >= 1:
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ServerError("the socket systemd passed is not a unix stream socket")
+        return sock, False
+    return None, False
+
+
+# -- what workers inherit --------------------------------------------------------------
+
+def preload() -> list[str]:
+    """Import everything a request may need; returns the plugin roots to watch."""
+    import importlib
+
+    from cnicore import host, hookspecs, invoke, ipam, ns, request, rollback, rtnl, skel, sysctl, types  # noqa: F401
+    from cnicore import convert, iface, launchers, wire  # noqa: F401
+    from cnicore.registry import discover
+
+    import json  # noqa: F401 - plugins and their tools use it
+    import pluggy  # noqa: F401
+    import subprocess  # noqa: F401
+
+    ns._lib()  # ctypes and libc, for setns
+    roots = [launchers._root_of("cnicore")]
+    for entry in discover().values():
+        try:
+            module = importlib.import_module(entry.module)
+            host.PluginHost(module, entry.type).members()
+            roots.append(launchers._root_of(entry.module.split(".")[0]))
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
+            _log(f"plugin {entry.type}: cannot import {entry.module}: {exc}")
+    for optional in ("pyroute2",):  # authors' netlink library: free per request once loaded here
+        try:
+            importlib.import_module(optional)
+        except ImportError:
+            pass
+    return roots
+
+
+def code_stamp(roots: list[str]) -> tuple[tuple[str, int], ...]:
+    """What changes when packages are installed, upgraded or removed: the mtimes of
+    site-packages and of each plugin's root directory."""
+    import site
+
+    dirs = sorted(set(roots) | {p for p in site.getsitepackages() if os.path.isdir(p)})
+    stamp = []
+    for path in dirs:
+        try:
+            stamp.append((path, os.stat(path).st_mtime_ns))
+        except OSError:
+            stamp.append((path, -1))
+    return tuple(stamp)
+
+
+# -- the pool ------------------------------------------------------------------------
+
+class Pool:
+    """Idle and busy workers, forked from this single-threaded parent."""
+
+    def __init__(self, listener: socket.socket, ctx: _worker.WorkerContext,
+                 idle_target: int, max_workers: int) -> None:
+        self.listener = listener
+        self.ctx = ctx
+        self.idle_target = idle_target
+        self.max_workers = max_workers
+        self.workers: dict[int, str] = {}
+        self.status_r, self.status_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._pending = b""
+        self.stale = False
+        self.served = 0
+
+    @property
+    def idle(self) -> int:
+        return sum(1 for state in self.workers.values() if state == "idle")
+
+    def fill(self) -> None:
+        """Fork until ``idle_target`` workers wait, within ``max_workers``."""
+        while self.idle < self.idle_target and len(self.workers) < self.max_workers:
+            self._spawn()
+
+    def _spawn(self) -> None:
+        # Signals stay blocked across fork until the child has dropped our handlers,
+        # so a SIGTERM meant for a new idle worker is never swallowed by them.
+        handled = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+        signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
+            raise
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
+        if pid == 0:
+            try:
+                os.setpgid(0, 0)
+                signal.set_wakeup_fd(-1)
+                for sig in handled:
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
+                os.close(self.status_r)
+                import gc
+
+                gc.disable()  # a worker lives for one request
+                _worker.run(self.listener, self.status_w, self.ctx)
+            finally:
+                os._exit(0)
+        self.workers[pid] = "idle"
+
+    def read_status(self) -> None:
+        """Busy and stale reports from workers."""
+        try:
+            self._pending += os.read(self.status_r, 65536)
+        except BlockingIOError:
+            return
+        size = _worker.STATUS.size
+        while len(self._pending) >= size:
+            pid, kind = _worker.STATUS.unpack_from(self._pending)
+            self._pending = self._pending[size:]
+            if kind == _worker.BUSY and pid in self.workers:
+                self.workers[pid] = "busy"
+            elif kind == _worker.SERVED:
+                self.served += 1
+            elif kind == _worker.STALE:
+                self.stale = True
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.workers.pop(pid, None)
+
+    def stop_idle(self) -> None:
+        """SIGTERM idle workers (one that just accepted ignores it and finishes)."""
+        self.read_status()
+        for pid, state in self.workers.items():
+            if state == "idle":
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: float = 300.0) -> None:
+    """Run the server in the foreground until SIGTERM or SIGINT."""
+    import gc
+    import selectors
+
+    if os.geteuid() != 0:
+        raise ServerError("the warm server must run as root (it enters other namespaces)")
+    max_workers = max_workers or max(64, 16 * workers)
+    if max_workers < workers:
+        raise ServerError(f"--max-workers ({max_workers}) is below --workers ({workers})")
+    # Signals are ours before the socket exists: a stop or restart asked for while we
+    # import everything is acted on once we are ready, never lost or fatal.
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    signal.set_wakeup_fd(wake_w)
+    received: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    listener, owned = inherited()
+    if listener is None:
+        listener, owned = bind(path), True
+    bound_path = listener.getsockname() if owned else ""
+    roots = preload()
+    stamp = code_stamp(roots)
+    from cnicore.launchers import interpreter
+
+    from cnicore.host import PluginHost
+
+    ctx = _worker.WorkerContext(build_id(), frozenset({sys.executable, interpreter()}), timeout,
+                                lambda: code_stamp(roots) != stamp, PluginHost(object(), "warm-up"))
+    gc.collect()
+    gc.freeze()
+    pool = Pool(listener, ctx, workers, max_workers)
+
+    selector = selectors.DefaultSelector()
+    selector.register(wake_r, selectors.EVENT_READ)
+    selector.register(pool.status_r, selectors.EVENT_READ)
+    _log(f"serving on {bound_path or 'an inherited socket'} with {workers} idle workers "
+         f"(at most {max_workers}), build {ctx.build_id}")
+    action = ""
+    while not action:
+        pool.reap()
+        if pool.stale:
+            action = "restart"
+            break
+        pool.fill()
+        selector.select()
+        try:
+            os.read(wake_r, 4096)
+        except BlockingIOError:
+            pass
+        pool.read_status()
+        while received:
+            signum = received.pop()
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                action = "stop"
+            elif signum == signal.SIGHUP:
+                action = "restart"
+    pool.stop_idle()
+    if action == "restart":
+        _log("installed code changed or SIGHUP: restarting")
+        _restart(listener)
+    listener.close()
+    if bound_path:
+        try:
+            os.unlink(bound_path)
+        except OSError:
+            pass
+    _log("stopping: waiting for busy workers")
+    while pool.workers:
+        pool.reap()
+        pool.stop_idle()  # again: a worker forked just before the stop may have missed it
+        if pool.workers:
+            selector.select(0.2)
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+    pool.read_status()
+    _log(f"stopped after serving {pool.served} requests")
+
+
+def _restart(listener: socket.socket) -> None:
+    """Re-execute this command, handing it the listening socket."""
+    os.set_inheritable(listener.fileno(), True)
+    os.environ[LISTEN_FD_ENV] = str(listener.fileno())
+    signal.set_wakeup_fd(-1)
+    argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, *sys.argv]
+    os.execv(sys.executable, [sys.executable, *argv[1:]])

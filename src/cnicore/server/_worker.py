@@ -1,0 +1,348 @@
+"""One request in one fresh process, as an exec would run it.
+
+A worker is forked by the server's parent with everything imported. It
+accepts one connection, tells the parent it is busy (so the parent forks its
+replacement), checks the caller and the descriptors, enters the caller's
+mount namespace and then its network namespace (the process is still
+single-threaded, which ``setns(CLONE_NEWNS)`` requires), takes the caller's
+environment, working directory and umask, and runs the plugin through
+:func:`cnicore.skel.run` with the caller's own stdio. It closes that stdio
+before it sends the exit status, and exits.
+
+The kernel kills the worker's process group (SIGIO) when the caller hangs
+up or sends a cancel, and SIGALRM does at the deadline: nothing may keep a
+runtime's stdout open after its plugin process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+import sys
+import time
+
+from cnicore.server import _protocol as proto
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, NoReturn
+
+#: Records a worker writes to the parent's status pipe: pid + kind.
+STATUS = struct.Struct("=iB")
+BUSY = 1
+STALE = 2
+SERVED = 3
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703
+#: How long a connected client may take to send its request.
+RECEIVE_TIMEOUT = 5.0
+_STDIO_TYPES = (stat.S_ISFIFO, stat.S_ISREG, stat.S_ISCHR, stat.S_ISSOCK)
+
+
+class Refused(Exception):
+    """The request is not served here; the client runs the cold path."""
+
+    def __init__(self, reason: int, detail: str = "") -> None:
+        super().__init__(f"{proto.REFUSALS[reason]}{': ' + detail if detail else ''}")
+        self.reason = reason
+
+
+class WorkerContext:
+    """What the parent prepared for its workers."""
+
+    def __init__(self, build_id: str, interpreters: frozenset[str], timeout: float,
+                 is_stale: Callable[[], bool], warm_host: object = None) -> None:
+        self.build_id = build_id
+        self.warm_host = warm_host
+        self.parent = os.getpid()
+        self.interpreters = interpreters
+        self.timeout = timeout
+        self.is_stale = is_stale
+
+
+def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn:
+    """The worker's whole life: one accepted connection, then ``_exit``."""
+    import signal
+
+    _die_with_parent(True)
+    if os.getppid() != ctx.parent:
+        os._exit(0)
+    _warm_up(ctx)
+    try:
+        conn, _ = listener.accept()
+    except BaseException:  # noqa: BLE001 - killed while idle, or the listener closed
+        os._exit(0)
+    # From here a stop (or death) of the server must not cut this request short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(False)
+    listener.close()
+    try:
+        os.write(status_fd, STATUS.pack(os.getpid(), BUSY))
+    except OSError:
+        pass
+    try:
+        _serve(conn, status_fd, ctx)
+    except BaseException as exc:  # noqa: BLE001 - a worker never raises into the parent's loop
+        _log(f"worker {os.getpid()}: {type(exc).__name__}: {exc}")
+    os._exit(0)
+
+
+def _die_with_parent(enabled: bool) -> None:
+    """An idle worker must not outlive a killed server (PR_SET_PDEATHSIG)."""
+    import signal
+
+    from cnicore import ns
+
+    ns._lib().prctl(1, signal.SIGKILL if enabled else 0, 0, 0, 0)
+
+
+def _warm_up(ctx: WorkerContext) -> None:
+    """Touch, while idle, what every request touches: after fork each first write to a
+    shared page copies it, and that is better paid before a caller waits."""
+    from cnicore import skel
+
+    if ctx.warm_host is not None:
+        skel.run(ctx.warm_host, {"CNI_COMMAND": "VERSION"}, b"")  # type: ignore[arg-type]
+
+
+def _log(text: str) -> None:
+    try:
+        os.write(_log_fd, (text + "\n").encode(errors="replace"))
+    except OSError:
+        pass
+
+
+#: The server's own stderr, kept on a private descriptor (fd 2 becomes the caller's).
+_log_fd = 2
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def _receive(conn: socket.socket) -> tuple[proto.Request, list[int]]:
+    """The request and its descriptors (closed again on any failure)."""
+    conn.settimeout(RECEIVE_TIMEOUT)
+    fds: list[int] = []
+    try:
+        data, ancdata, flags, _ = conn.recvmsg(65536, socket.CMSG_SPACE(proto.MAX_FDS * 4))
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                count = len(cdata) // 4
+                fds.extend(struct.unpack(f"{count}i", cdata[:count * 4]))
+        if not data and not fds:
+            raise EOFError  # a connect-and-close probe (a readiness check): nothing to serve
+        if flags & socket.MSG_CTRUNC:
+            raise Refused(proto.REFUSE_FDS, "too many descriptors")
+        while len(data) < proto.HEADER.size:
+            more = conn.recv(proto.HEADER.size - len(data))
+            if not more:
+                raise Refused(proto.REFUSE_MALFORMED, "connection closed in the header")
+            data += more
+        length = proto.decode_header(data)
+        payload = bytearray(data[proto.HEADER.size:])
+        while len(payload) < length:
+            more = conn.recv(min(length - len(payload), 1 << 20))
+            if not more:
+                raise Refused(proto.REFUSE_MALFORMED, "connection closed in the payload")
+            payload += more
+        if len(payload) != length:
+            raise Refused(proto.REFUSE_MALFORMED, "request longer than announced")
+        return proto.decode_payload(bytes(payload)), fds
+    except proto.ProtocolError as exc:
+        _close_all(fds)
+        raise Refused(exc.reason, str(exc)) from None
+    except (OSError, Refused):
+        _close_all(fds)
+        raise
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _check_fds(req: proto.Request, fds: list[int]) -> None:
+    """Three stdio descriptors of a stream kind, then namespaces of the right types."""
+    import fcntl
+
+    expected = proto.MIN_FDS + (1 if req.flags & proto.FLAG_NETNS_FD else 0)
+    if len(fds) != expected:
+        raise Refused(proto.REFUSE_FDS, f"{len(fds)} descriptors, expected {expected}")
+    for fd in fds[:3]:
+        mode = os.fstat(fd).st_mode
+        if not any(check(mode) for check in _STDIO_TYPES):
+            raise Refused(proto.REFUSE_FDS, f"stdio descriptor of mode {mode:#o}")
+    for fd, nstype in zip(fds[3:], (CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWNET)):
+        try:
+            actual = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError as exc:
+            raise Refused(proto.REFUSE_FDS, f"not a namespace: {exc.strerror}") from None
+        if actual != nstype:
+            raise Refused(proto.REFUSE_FDS, f"namespace of type {actual:#x}, expected {nstype:#x}")
+
+
+def _load_plugin(req: proto.Request, ctx: WorkerContext) -> object:
+    """The plugin host for the launcher the request names, as the launcher would build it."""
+    import importlib
+
+    from cnicore.host import PluginHost
+    from cnicore.launchers import read_header
+
+    header = read_header(req.launcher)
+    if header is None:
+        raise Refused(proto.REFUSE_LAUNCHER, f"{req.launcher} is not a cnicore launcher")
+    if header.python not in ctx.interpreters:
+        raise Refused(proto.REFUSE_LAUNCHER, f"{req.launcher} runs with {header.python}")
+    try:
+        if header.module not in sys.modules:
+            sys.path.extend(p for p in header.path if p not in sys.path)
+        plugin: object = importlib.import_module(header.module)
+        for part in filter(None, header.attr.split(".")):
+            plugin = getattr(plugin, part)
+    except Exception as exc:  # noqa: BLE001 - the cold path reports it as the launcher would
+        raise Refused(proto.REFUSE_LAUNCHER, f"cannot import {header.module}: {exc}") from None
+    return PluginHost(plugin, header.type, header.policies)
+
+
+def _enter(req: proto.Request, fds: list[int]) -> None:
+    """Become the caller: namespaces, directory, umask, environment, stdio, argv."""
+    from cnicore import ns
+
+    try:
+        ns._setns(fds[3], CLONE_NEWNS)
+        ns._setns(fds[4], CLONE_NEWNET)
+        os.chdir(req.cwd or "/")
+    except OSError as exc:
+        raise Refused(proto.REFUSE_ENTER, str(exc)) from None
+    os.umask(req.umask)
+    os.environ.clear()
+    os.environ.update(req.env)
+    netns = req.env.get("CNI_NETNS", "")
+    if req.flags & proto.FLAG_NETNS_FD and netns:
+        ns.preopen(netns, fds[5])
+    for target, fd in enumerate(fds[:3]):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.close(fds[3])
+    os.close(fds[4])
+    sys.argv = list(req.argv) or [req.launcher]
+
+
+def _read_stdin() -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(0, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _arm_cancellation(conn: socket.socket, timeout: float) -> bool:
+    """Make the kernel kill this worker's process group when the caller hangs up or sends
+    a cancel (SIGIO, whose default action terminates), and SIGALRM do it at the deadline.
+
+    No watcher thread: a second thread would cost a GIL hand-over on every request.
+    False when the caller is already gone.
+    """
+    import fcntl
+    import select
+    import signal
+
+    fcntl.fcntl(conn.fileno(), fcntl.F_SETOWN, -os.getpgrp())
+    fcntl.fcntl(conn.fileno(), fcntl.F_SETFL, fcntl.fcntl(conn.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
+    signal.signal(signal.SIGALRM, _deadline_passed)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+    return not poller.poll(0)  # gone before O_ASYNC was set: no signal would come
+
+
+def _disarm_cancellation(conn: socket.socket) -> None:
+    import fcntl
+    import signal
+
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    fcntl.fcntl(conn.fileno(), fcntl.F_SETFL, fcntl.fcntl(conn.fileno(), fcntl.F_GETFL) & ~os.O_ASYNC)
+
+
+def _deadline_passed(signum: int, frame: object) -> None:
+    import signal
+
+    _log(f"worker {os.getpid()}: deadline passed; killing")
+    os.killpg(0, signal.SIGKILL)
+
+
+def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> None:
+    global _log_fd
+
+    uid = _peer_uid(conn)
+    if uid != 0:
+        _refuse(conn, Refused(proto.REFUSE_UID, f"uid {uid}"))
+        return
+    try:
+        req, fds = _receive(conn)
+    except EOFError:
+        return
+    except Refused as exc:
+        _refuse(conn, exc)
+        return
+    try:
+        if req.build_id != ctx.build_id:
+            raise Refused(proto.REFUSE_BUILD, f"{req.build_id} != {ctx.build_id}")
+        _check_fds(req, fds)
+        if ctx.is_stale():
+            try:
+                os.write(status_fd, STATUS.pack(os.getpid(), STALE))
+            except OSError:
+                pass
+            raise Refused(proto.REFUSE_STALE)
+        host = _load_plugin(req, ctx)
+        _log_fd = os.dup(2)
+        _enter(req, fds)
+    except Refused as exc:
+        _close_all(fds)
+        _refuse(conn, exc)
+        return
+    from cnicore import skel
+
+    conn.settimeout(None)
+    conn.sendall(proto.frame(proto.STARTED))
+    if not _arm_cancellation(conn, ctx.timeout):
+        return
+    code, out, err = skel.run(host, os.environ, _read_stdin)  # type: ignore[arg-type]
+    if err:
+        skel._write_all(2, err)
+    if out:
+        skel._write_all(1, out)
+    _disarm_cancellation(conn)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    try:
+        conn.sendall(proto.frame(proto.EXITED, code))
+    except OSError:
+        pass
+    try:
+        os.write(status_fd, STATUS.pack(os.getpid(), SERVED))
+    except OSError:
+        pass
+
+
+def _refuse(conn: socket.socket, refusal: Refused) -> None:
+    """Tell the client to run the cold path, and say why in the server's log."""
+    _log(f"worker {os.getpid()}: refused: {refusal}")
+    try:
+        conn.sendall(proto.frame(proto.REFUSED, refusal.reason))
+    except OSError:
+        pass

@@ -1,0 +1,184 @@
+"""Sending one plugin exec to the warm server from Python (libcni's warm path).
+
+What the native launcher does in C, for a caller that already runs Python:
+:func:`call` hands the request to the server named in the plugin's launcher
+header and returns ``(status, stdout, stderr)`` as an exec would, or ``None``
+when the server cannot take it (none running, refused, lost before the
+plugin started; and after it started, for anything but ADD) so the caller
+execs the plugin instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from cnicore.server import _protocol as proto
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+    from typing import Mapping
+
+    from cnicore.launchers import LauncherHeader
+
+#: How long to wait for a server to accept the connection.
+CONNECT_TIMEOUT = 1.0
+POLL_INTERVAL = 0.05
+
+
+class ServerLost(Exception):
+    """The server went away after the plugin started an ADD (CNI code 11)."""
+
+
+class Cancelled(Exception):
+    """The call was cancelled or timed out; the worker was told to stop."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (threads may be creating files)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def call(header: LauncherHeader, plugin_path: str, stdin: bytes, env: Mapping[str, str],
+         timeout: float | None = None, cancel: threading.Event | None = None
+         ) -> tuple[int, bytes, bytes] | None:
+    """Run one request on the server; see the module docstring."""
+    from cnicore.server._native import build_id
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(CONNECT_TIMEOUT)
+    try:
+        sock.connect(header.socket)
+    except OSError:
+        sock.close()
+        return None
+    sent: list[int] = []
+    keep: list[int] = []
+    try:
+        memfd = os.memfd_create("cni-stdin", os.MFD_CLOEXEC)
+        sent.append(memfd)
+        _write_all(memfd, stdin)
+        os.lseek(memfd, 0, os.SEEK_SET)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        keep += [out_r, err_r]
+        sent += [out_w, err_w]
+        sent.append(os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+        sent.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        flags = proto.FLAG_STDIN_SNAPSHOT
+        netns = env.get("CNI_NETNS", "")
+        if netns:
+            try:
+                sent.append(os.open(netns, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK))
+                flags |= proto.FLAG_NETNS_FD
+            except OSError:
+                pass
+        message = proto.encode_request(build_id(), _umask(), flags, os.getcwd(), header.file,
+                                       [plugin_path], dict(env))
+        import array
+
+        sock.sendmsg([message[:65536]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", sent))])
+        if len(message) > 65536:
+            sock.sendall(message[65536:])
+    except OSError:
+        _close(keep)
+        sock.close()
+        return None
+    finally:
+        _close(sent)
+    try:
+        return _collect(sock, out_r, err_r, env.get("CNI_COMMAND", ""), timeout, cancel)
+    finally:
+        _close(keep)
+        sock.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _collect(sock: socket.socket, out_r: int, err_r: int, command: str, timeout: float | None,
+             cancel: threading.Event | None) -> tuple[int, bytes, bytes] | None:
+    import selectors
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    sock.setblocking(False)
+    selector.register(sock, selectors.EVENT_READ)
+    selector.register(out_r, selectors.EVENT_READ)
+    selector.register(err_r, selectors.EVENT_READ)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    frames = b""
+    started = False
+    status: int | None = None
+    open_pipes = 2
+    try:
+        while status is None or open_pipes:
+            wait = POLL_INTERVAL if cancel is not None else None
+            if deadline is not None:
+                remaining = max(deadline - time.monotonic(), 0.0)
+                wait = remaining if wait is None else min(wait, remaining)
+            for key, _ in selector.select(wait):
+                if key.fileobj is sock:
+                    try:
+                        data = sock.recv(64)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        selector.unregister(sock)
+                        if status is None:
+                            if started and command == "ADD":
+                                raise ServerLost("the warm server closed the connection during ADD")
+                            return None
+                        continue
+                    frames += data
+                    while len(frames) >= proto.FRAME.size and status is None:
+                        kind, value = proto.decode_frame(frames[:proto.FRAME.size])
+                        frames = frames[proto.FRAME.size:]
+                        if kind == proto.STARTED:
+                            started = True
+                        elif kind == proto.EXITED:
+                            status = value
+                        else:
+                            return None
+                else:
+                    fd = key.fileobj
+                    assert isinstance(fd, int)
+                    data = os.read(fd, 65536)
+                    if data:
+                        chunks[fd].append(data)
+                    else:
+                        selector.unregister(fd)
+                        open_pipes -= 1
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Cancelled("timeout")
+    finally:
+        selector.close()
+    return status, b"".join(chunks[out_r]), b"".join(chunks[err_r])
