@@ -475,6 +475,40 @@ def test_runtime_gc_through_the_bridge_chain(cluster, cni_bin_dir, cni_sandbox, 
     net.delete(kept)
 
 
+def test_warm_server_serves_cluster_ipam_and_the_bridge_chain(cluster, cni_sandbox, tmp_path):
+    """Native launchers to a warm server: cluster-ipam exec'd alone, and bridge with
+    cluster-ipam as its ipam through libcni; every request served warm, none refused."""
+    from cnicore.launchers import install
+    from cnicore.testing import ConflistRunner, WarmServer
+
+    server = WarmServer(str(tmp_path / "server"), workers=2)
+    try:
+        bin_dir = tmp_path / "bin"
+        report = install(str(bin_dir), kind="native", socket=server.socket)
+        assert not report.skipped, report.skipped
+        config = net_config(cluster, ranges=[[{"subnet": "10.32.0.0/24"}]], routes=[{"dst": "0.0.0.0/0"}])
+        alone = run(cluster, str(bin_dir), "ADD", config, cid="alone").ok().json
+        assert alone["ips"][0]["address"].startswith("10.32.0.")
+        run(cluster, str(bin_dir), "DEL", config, cid="alone").ok()
+
+        conflist = {"cniVersion": "1.1.0", "name": config["name"], "plugins": [
+            {"type": "bridge", "bridge": "cipam3", "isGateway": True, "ipam": config["ipam"]}]}
+        net = ConflistRunner(conflist, cluster.netns, [str(bin_dir)], str(tmp_path / "cache"))
+        ctr = cni_sandbox.container()
+        result = net.add(ctr)
+        address = result["ips"][0]["address"]
+        assert_netns_address(ctr, "eth0", address)
+        assert_result_has_route(result, "0.0.0.0/0")
+        net.check(ctr)
+        assert len(state(cluster, config)[0]) == 1
+        net.delete(ctr)
+        assert state(cluster, config) == ({}, {})
+    finally:
+        server.stop()
+    assert "refused" not in server.log(), server.log()
+    assert server.served() >= 5, server.log()
+
+
 def test_go_bridge_execs_cluster_ipam_launcher(cluster, cni_bin_dir, cni_sandbox, tmp_path):
     go_dir = tmp_path / "go"
     go_dir.mkdir()

@@ -23,7 +23,8 @@ Verbs (result shapes and config errors are host-local's, code 999):
 When etcd cannot complete a verb within ``etcd.timeoutSeconds`` (all
 endpoints tried, round after round), the verb fails with code 11 (try again
 later) naming the endpoints' last errors; nothing half-done is left: every
-write is one transaction. This module imports only what VERSION needs.
+write is one transaction. This module imports only what VERSION needs;
+``WARM_IMPORTS`` names what the verbs load, for the warm server to import once.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ if TYPE_CHECKING:
     from cni_plugins_builtin.cluster_ipam.model import Keys
 
     _T = TypeVar("_T")
+
+
+#: Imported once by the warm server (``cnitool daemon``) so its workers pay nothing for them.
+WARM_IMPORTS = ("etcd3gw.client", "cni_plugins_builtin.cluster_ipam.allocate",
+                "cni_plugins_builtin.cluster_ipam.release", "cni_plugins_builtin.cluster_ipam.health",
+                "cni_plugins_builtin.host_local.config", "cni_plugins_builtin.host_local.dns")
 
 
 @hookimpl

@@ -136,6 +136,8 @@ def preload() -> list[str]:
         try:
             module = importlib.import_module(entry.module)
             host.PluginHost(module, entry.type).members()
+            for heavy in getattr(module, "WARM_IMPORTS", ()):  # what its verbs import lazily
+                importlib.import_module(heavy)
             roots.append(launchers._root_of(entry.module.split(".")[0]))
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
             _log(f"plugin {entry.type}: cannot import {entry.module}: {exc}")
