@@ -6,17 +6,19 @@ private network namespace; 16 client processes, spread over 3 simulated
 nodes (different ``nodeName``), ADD as fast as they are answered from one
 /16 pool. Phases:
 
-* ``warm`` — each client runs the plugin in-process through ``skel.run``,
-  as a warm server's worker would (imports paid once);
-* ``cold`` — each ADD execs the launcher, as a runtime without the warm
-  server does (interpreter start + imports per ADD);
-* ``leader-kill`` — warm clients, the leader SIGKILLed one second in; then
-  checked: no address acknowledged twice, every acknowledged allocation
+* ``in-process`` — each client runs the plugin in its own process through
+  ``skel.run`` in a loop (imports paid once, connections kept): the floor;
+* ``server`` — each ADD execs a native launcher served by the warm server
+  (``cnitool daemon``, 8 idle workers), as a runtime with the server does;
+* ``cold`` — each ADD execs the Python launcher, as a runtime without the
+  warm server does (interpreter start + imports per ADD);
+* ``leader-kill`` — as ``server``, with the leader SIGKILLed one second in;
+  then checked: no address acknowledged twice, every acknowledged allocation
   present in etcd (0 lost), no orphaned address key.
 
 Reported per phase: ADDs, failures, ADD/s (acknowledged ADDs over the span
 from the first start to the last answer), p50/p99/max latency.
-Targets: >= 100 ADD/s and p99 <= 50 ms (warm, no faults); during the kill
+Targets: >= 100 ADD/s and p99 <= 50 ms (through the server, no faults); during the kill
 0 duplicates, 0 lost, worst ADD <= timeoutSeconds + 1 s.
 
 Run as root from the repo: ``sudo .venv/bin/python bench/cluster_ipam_bench.py [--json]``.
@@ -72,7 +74,29 @@ def run_clients(cluster: object, conf: dict[str, object], per_client: int, launc
     return lines
 
 
-def summarize(phase: str, lines: list[dict[str, object]]) -> dict[str, object]:
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of a process (and of its reaped children) from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CPUMeter:
+    """CPU spent per component during one phase: etcd members, the warm server, the clients."""
+
+    def __init__(self, cluster: object, server: object) -> None:
+        self.cluster = cluster
+        self.server = server
+
+    def sample(self) -> tuple[float, float]:
+        etcd = sum(cpu_seconds(m.proc.pid) for m in self.cluster.members if m.running)  # type: ignore[attr-defined]
+        return etcd, cpu_seconds(self.server.pid, children=True)  # type: ignore[attr-defined]
+
+
+def summarize(phase: str, lines: list[dict[str, object]], before: tuple[float, float] = (0.0, 0.0),
+              after: tuple[float, float] = (0.0, 0.0)) -> dict[str, object]:
+    clients_cpu = sum(float(line["cpu"]) for line in lines if "cpu" in line)  # type: ignore[arg-type]
+    lines = [line for line in lines if "cid" in line]
     acked = [line for line in lines if line["ok"]]
     ms = sorted(float(line["ms"]) for line in lines)  # type: ignore[arg-type]
     first = min(float(line["t0"]) for line in lines)  # type: ignore[arg-type]
@@ -84,6 +108,9 @@ def summarize(phase: str, lines: list[dict[str, object]]) -> dict[str, object]:
     return {"phase": phase, "adds": len(lines), "failed": len(lines) - len(acked),
             "adds_per_s": round(len(acked) / (last - first), 1), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
             "max_ms": round(ms[-1], 1),
+            "cpu_ms_per_add": {"clients": round(clients_cpu / len(lines) * 1000, 1),
+                               "server": round((after[1] - before[1]) / len(lines) * 1000, 1),
+                               "etcd": round((after[0] - before[0]) / len(lines) * 1000, 1)},
             "errors": sorted({str(line.get("msg", "")).strip()[:160] for line in lines if not line["ok"]})[:3]}
 
 
@@ -128,23 +155,30 @@ def main() -> int:
 
     from cnicore.launchers import install
     from cnicore.ns import new_netns
+    from cnicore.testing import WarmServer
 
     from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
 
+    load = os.getloadavg()[0]
     results = []
     with tempfile.TemporaryDirectory(prefix="cipam-bench-") as workdir:
         install(os.path.join(workdir, "bin"))
         launcher = os.path.join(workdir, "bin", "cluster-ipam")
+        server = WarmServer(os.path.join(workdir, "server"), workers=8, prefix="cnibench-srv")
+        install(os.path.join(workdir, "native"), kind="native", socket=server.socket)
+        native = os.path.join(workdir, "native", "cluster-ipam")
         netns = new_netns(f"cnibench-etcd-{uuid.uuid4().hex[:8]}")
         ctr = new_netns(f"cnibench-ctr-{uuid.uuid4().hex[:8]}")
         cluster = LocalCluster(os.path.join(workdir, "etcd"), netns=netns)
         try:
             cluster.start()
-            warm = config(cluster.endpoints, "warm")
-            results.append(summarize("warm", run_clients(cluster, warm, args.per_client, "", ctr.path, workdir)))
-            cold = config(cluster.endpoints, "cold")
-            results.append(summarize("cold", run_clients(cluster, cold, args.cold_per_client, launcher,
-                                                         ctr.path, workdir)))
+            meter = CPUMeter(cluster, server)
+            for phase, path, count in (("in-process", "", args.per_client), ("server", native, args.per_client),
+                                       ("cold", launcher, args.cold_per_client)):
+                conf = config(cluster.endpoints, phase)
+                before = meter.sample()
+                lines = run_clients(cluster, conf, count, path, ctr.path, workdir)
+                results.append(summarize(phase, lines, before, meter.sample()))
             killed = config(cluster.endpoints, "leader-kill")
             victim: list[object] = []
 
@@ -153,29 +187,36 @@ def main() -> int:
                 victim.append(leader.name)
                 leader.kill(signal.SIGKILL)
 
-            lines = run_clients(cluster, killed, args.per_client, "", ctr.path, workdir, kill_leader)
+            lines = run_clients(cluster, killed, args.per_client, native, ctr.path, workdir, kill_leader)
             cluster.restart_dead()
             row = summarize("leader-kill", lines)
-            row.update(verify(cluster, killed, lines))
+            row.update(verify(cluster, killed, [line for line in lines if "cid" in line]))
             row["killed"] = victim[0]
             results.append(row)
         finally:
             cluster.stop()
+            server.stop()
             ctr.remove()
             netns.remove()
+        if "refused" in server.log():
+            print(f"warning: the server refused requests (they ran cold):\n{server.log()}", file=sys.stderr)
 
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     print(f"cluster-ipam, {CLIENTS} clients on {len(NODES)} nodes, 3-member etcd on 127.0.0.1, "
           f"{os.cpu_count()} CPUs")
-    print(f"{'phase':<12} {'ADDs':>5} {'failed':>6} {'ADD/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  checks")
+    print(f"load average before: {load:.1f} (other work on the machine skews every figure)")
+    print(f"{'phase':<12} {'ADDs':>5} {'failed':>6} {'ADD/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  "
+          "CPU ms/ADD clients+server+etcd  checks")
     for r in results:
         checks = ""
         if "duplicates" in r:
             checks = f"duplicates={r['duplicates']} lost={r['lost']} orphans={r['orphans']} (killed {r['killed']})"
+        cpu = r["cpu_ms_per_add"]
+        share = f"{cpu['clients']}+{cpu['server']}+{cpu['etcd']}" if cpu["etcd"] else "-"  # type: ignore[index]
         print(f"{r['phase']:<12} {r['adds']:>5} {r['failed']:>6} {r['adds_per_s']:>7} {r['p50_ms']:>7} "
-              f"{r['p99_ms']:>7} {r['max_ms']:>7}  {checks}")
+              f"{r['p99_ms']:>7} {r['max_ms']:>7}  {share:<31}  {checks}")
         for error in r["errors"]:  # type: ignore[attr-defined]
             print(f"{'':<12} failed: {error}")
     return 0

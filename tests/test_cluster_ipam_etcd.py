@@ -138,7 +138,7 @@ def collect(procs, timeout=120):
         for proc in procs:
             out, err = proc.communicate(timeout=timeout)
             assert proc.returncode == 0, err.decode()[-2000:]
-            lines += [json.loads(line) for line in out.decode().splitlines()]
+            lines += [json.loads(line) for line in out.decode().splitlines() if '"cid"' in line]
     finally:
         for proc in procs:
             if proc.poll() is None:

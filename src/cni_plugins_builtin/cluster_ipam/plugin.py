@@ -48,9 +48,11 @@ if TYPE_CHECKING:
 
 
 #: Imported once by the warm server (``cnitool daemon``) so its workers pay nothing for them.
-WARM_IMPORTS = ("etcd3gw.client", "cni_plugins_builtin.cluster_ipam.allocate",
-                "cni_plugins_builtin.cluster_ipam.release", "cni_plugins_builtin.cluster_ipam.health",
-                "cni_plugins_builtin.host_local.config", "cni_plugins_builtin.host_local.dns")
+WARM_IMPORTS = ("etcd3gw.client", "cni_plugins_builtin.cluster_ipam.config",
+                "cni_plugins_builtin.cluster_ipam.model", "cni_plugins_builtin.cluster_ipam.etcd",
+                "cni_plugins_builtin.cluster_ipam.allocate", "cni_plugins_builtin.cluster_ipam.release",
+                "cni_plugins_builtin.cluster_ipam.health", "cni_plugins_builtin.host_local.config",
+                "cni_plugins_builtin.host_local.dns", "cni_plugins_builtin.host_local.plugin")
 
 
 @hookimpl
