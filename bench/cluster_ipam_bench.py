@@ -9,7 +9,8 @@ nodes (different ``nodeName``), ADD as fast as they are answered from one
 * ``in-process`` — each client runs the plugin in its own process through
   ``skel.run`` in a loop (imports paid once, connections kept): the floor;
 * ``server`` — each ADD execs a native launcher served by the warm server
-  (``cnitool daemon``, 8 idle workers), as a runtime with the server does;
+  (``cnitool daemon``, 8 idle workers, ``CNICORE_SERVER_PRELOAD=cluster-ipam``),
+  as a runtime with the server does;
 * ``cold`` — each ADD execs the Python launcher, as a runtime without the
   warm server does (interpreter start + imports per ADD);
 * ``leader-kill`` — as ``server``, with the leader SIGKILLed one second in;
@@ -164,7 +165,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cipam-bench-") as workdir:
         install(os.path.join(workdir, "bin"))
         launcher = os.path.join(workdir, "bin", "cluster-ipam")
-        server = WarmServer(os.path.join(workdir, "server"), workers=8, prefix="cnibench-srv")
+        server = WarmServer(os.path.join(workdir, "server"), workers=8, prefix="cnibench-srv",
+                            extra_env={"CNICORE_SERVER_PRELOAD": "cluster-ipam"})
         install(os.path.join(workdir, "native"), kind="native", socket=server.socket)
         native = os.path.join(workdir, "native", "cluster-ipam")
         netns = new_netns(f"cnibench-etcd-{uuid.uuid4().hex[:8]}")

@@ -1,4 +1,4 @@
-"""cluster-ipam without etcd: config errors, the key model, lean VERSION, no endpoint at all."""
+"""cluster-ipam without etcd: config errors, the key model, the server's opt-in preload, no endpoint at all."""
 
 from __future__ import annotations
 
@@ -91,12 +91,15 @@ def test_attachment_record_round_trip():
         Attachment.decode(b'{"ips": 3}')
 
 
-def test_plugin_module_does_not_import_the_etcd_client():
-    """VERSION through a launcher must stay cheap: etcd3gw and requests load per verb."""
-    code = ("import sys, cni_plugins_builtin.cluster_ipam.plugin as p; p.cni_plugin_info();"
-            "print(sorted(m for m in ('etcd3gw', 'requests', 'json') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+def test_server_preloads_the_etcd_client_only_when_asked():
+    """The warm server imports WARM_IMPORTS for the types in CNICORE_SERVER_PRELOAD only:
+    ~18 MB more heap would make every worker fork dearer for every plugin.
+    (VERSION's own import budget is in test_import_budget.py.)"""
+    code = "import sys; from cnicore.server._daemon import preload; preload(); print('etcd3gw' in sys.modules)"
+    for preload, expected in (("", "False"), ("tuning,cluster-ipam", "True")):
+        env = dict(os.environ, CNICORE_SERVER_PRELOAD=preload)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        assert out.stdout.strip() == expected, out.stderr
 
 
 @pytest.mark.privileged

@@ -481,7 +481,7 @@ def test_warm_server_serves_cluster_ipam_and_the_bridge_chain(cluster, cni_sandb
     from cnicore.launchers import install
     from cnicore.testing import ConflistRunner, WarmServer
 
-    server = WarmServer(str(tmp_path / "server"), workers=2)
+    server = WarmServer(str(tmp_path / "server"), workers=2, extra_env={"CNICORE_SERVER_PRELOAD": "cluster-ipam"})
     try:
         bin_dir = tmp_path / "bin"
         report = install(str(bin_dir), kind="native", socket=server.socket)

@@ -10,6 +10,7 @@ bringing ``lo`` up, which is a no-op even if it somehow ran on the host.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -542,3 +543,37 @@ def test_module_imports_nothing_heavy() -> None:
         timeout=30,
     ).stdout.strip()
     assert out == ""
+
+
+IPROUTE_PROBE = r'''
+import json, sys
+from cnicore.testing import Sandbox
+with Sandbox("cnitest-ipr") as sandbox:
+    ctr = sandbox.container()
+    with ctr.iproute() as ipr:
+        ipr.link("add", ifname="cnitestv0", kind="veth", peer="cnitestv1")
+        inside = sorted(link.get_attr("IFLA_IFNAME") for link in ipr.get_links())
+    with sandbox.host.iproute() as ipr:
+        host = sorted(link.get_attr("IFLA_IFNAME") for link in ipr.get_links())
+from pyroute2 import IPRoute
+with IPRoute() as ipr:
+    outer = sorted(link.get_attr("IFLA_IFNAME") for link in ipr.get_links())
+print(json.dumps({"inside": inside, "host": host, "outer": outer}))
+'''
+
+
+def test_iproute_is_bound_to_its_namespace_for_its_whole_life() -> None:
+    """The idiom for plugin authors (pyroute2 inside a container namespace).
+
+    Run in a process that itself lives in a throwaway namespace, so that even
+    a broken idiom could only add links there, never to the machine."""
+    outer = f"cnitest-iprouter-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", outer], check=True)
+    try:
+        done = subprocess.run(["ip", "netns", "exec", outer, sys.executable, "-c", IPROUTE_PROBE],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        seen = json.loads(done.stdout)
+        assert seen == {"inside": ["cnitestv0", "cnitestv1", "lo"], "host": ["lo"], "outer": ["lo"]}
+    finally:
+        subprocess.run(["ip", "netns", "delete", outer], check=False)

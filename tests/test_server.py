@@ -146,6 +146,17 @@ def launch(executable: str | Path, env: dict[str, str], stdin: bytes = b"", **po
                             stderr=subprocess.PIPE, env={**base, **env}, **popen)
 
 
+def start_spy(directory: Path, sandbox, command: str, marker: Path, sleep: float) -> tuple[subprocess.Popen, int]:
+    """The spy plugin started by its launcher from the sandbox's host namespace, sleeping
+    ``sleep`` seconds in ``command``; returns the launcher process and the plugin's pid."""
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "spy1", "CNI_NETNS": sandbox.container().path,
+           "CNI_IFNAME": "eth0", "CNI_PATH": str(directory)}
+    proc = sandbox.host.do(lambda: launch(directory / SPY_TYPE, env))
+    proc.stdin.write(json.dumps(spy_conf(sleep=sleep, marker=str(marker))).encode())
+    proc.stdin.close()
+    return proc, int(wait_for(marker))
+
+
 def wait_for(path: Path, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -195,6 +206,12 @@ PARITY_CASES = [
                        "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}, b'{"cniVersion":"1.0.0","name":"n"}'),
     ("del without netns", {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c", "CNI_IFNAME": "eth0", "CNI_PATH": "/x"},
      b'{"cniVersion":"1.0.0","name":"n"}'),
+    ("netns is a file", {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/etc/hostname",
+                         "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}, b'{"cniVersion":"1.0.0","name":"n"}'),
+    ("netns is a directory", {"CNI_COMMAND": "CHECK", "CNI_CONTAINERID": "c", "CNI_NETNS": "/proc",
+                              "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}, b'{"cniVersion":"1.0.0","name":"n"}'),
+    ("netns is the mount ns", {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/proc/self/ns/mnt",
+                               "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}, b'{"cniVersion":"1.0.0","name":"n"}'),
 ]
 
 
@@ -304,13 +321,7 @@ def test_bridge_lands_in_the_callers_namespaces_never_the_servers(bins, cni_serv
 
 def test_killed_launcher_kills_the_worker_and_closes_the_runtimes_pipe(bins, cni_sandbox, tmp_path) -> None:
     native, _ = bins
-    marker = tmp_path / "pid"
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "k1", "CNI_NETNS": cni_sandbox.container().path,
-           "CNI_IFNAME": "eth0", "CNI_PATH": str(native)}
-    proc = cni_sandbox.host.do(lambda: launch(native / SPY_TYPE, env))
-    proc.stdin.write(json.dumps(spy_conf(sleep=60, marker=str(marker))).encode())
-    proc.stdin.close()
-    worker = int(wait_for(marker))
+    proc, worker = start_spy(native, cni_sandbox, "ADD", tmp_path / "pid", sleep=60)
     assert worker != proc.pid and alive(worker)
     proc.kill()
     started = time.monotonic()
@@ -322,12 +333,7 @@ def test_killed_launcher_kills_the_worker_and_closes_the_runtimes_pipe(bins, cni
 
 def test_sigterm_to_the_launcher_cancels_the_worker(bins, cni_sandbox, tmp_path) -> None:
     native, _ = bins
-    marker = tmp_path / "pid"
-    env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "t1", "CNI_IFNAME": "eth0", "CNI_PATH": str(native)}
-    proc = cni_sandbox.host.do(lambda: launch(native / SPY_TYPE, env))
-    proc.stdin.write(json.dumps(spy_conf(sleep=60, marker=str(marker))).encode())
-    proc.stdin.close()
-    worker = int(wait_for(marker))
+    proc, worker = start_spy(native, cni_sandbox, "DEL", tmp_path / "pid", sleep=60)
     proc.terminate()
     assert proc.wait(10) == -signal.SIGTERM
     assert proc.stdout.read() == b""
@@ -354,13 +360,7 @@ def test_deadline_kills_the_worker_and_add_asks_to_try_again(own_server, cni_san
 def test_worker_killed_mid_request_add_gets_code_11_del_reruns_cold(bins, cni_sandbox, tmp_path) -> None:
     native, _ = bins
     for command, marker in (("ADD", tmp_path / "add"), ("DEL", tmp_path / "del")):
-        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "m1", "CNI_NETNS": cni_sandbox.container().path,
-               "CNI_IFNAME": "eth0", "CNI_PATH": str(native)}
-        conf = spy_conf(sleep=1, marker=str(marker))
-        proc = cni_sandbox.host.do(lambda e=env: launch(native / SPY_TYPE, e))
-        proc.stdin.write(json.dumps(conf).encode())
-        proc.stdin.close()
-        worker = int(wait_for(marker))
+        proc, worker = start_spy(native, cni_sandbox, command, marker, sleep=1)
         marker.unlink()
         os.kill(worker, signal.SIGKILL)
         out = proc.stdout.read()
@@ -376,13 +376,7 @@ def test_server_stopped_mid_request_finishes_it_then_launchers_run_cold(own_serv
                                                                         tmp_path) -> None:
     server = own_server()
     native, _ = install_both(tmp_path, server.socket, [spy_entry()])
-    marker = tmp_path / "pid"
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "s1", "CNI_NETNS": cni_sandbox.container().path,
-           "CNI_IFNAME": "eth0", "CNI_PATH": str(native)}
-    proc = cni_sandbox.host.do(lambda: launch(native / SPY_TYPE, env))
-    proc.stdin.write(json.dumps(spy_conf(sleep=1.5, marker=str(marker))).encode())
-    proc.stdin.close()
-    worker = int(wait_for(marker))
+    proc, worker = start_spy(native, cni_sandbox, "ADD", tmp_path / "pid", sleep=1.5)
     server.proc.send_signal(signal.SIGTERM)
     out = proc.stdout.read()
     assert proc.wait(30) == 0, out

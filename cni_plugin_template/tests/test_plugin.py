@@ -13,19 +13,25 @@ Three levels, from fast to real:
 * the plugin in-process through ``cni_runner``, after a hand-made interface
   or after cnicore's bridge plugin (host-local IPAM, its store under tmp_path);
 * the installed launcher, chained after bridge in a conflist by libcni.
+
+It imports only cnicore's public API (``cnicore.testing``, ``errors``,
+``types``, ``ns``) and pyroute2, which also sets up and reads the kernel.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from importlib.metadata import entry_points
+from socket import AF_INET, AF_INET6
+
 import pytest
 
 from cni_plugin_template import plugin
-from cnicore import skel
 from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
-from cnicore.host import PluginHost
-from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
-from cnicore.testing import (assert_netns_no_route, assert_netns_route, assert_result_has_ip,
-                             assert_result_has_route)
+from cnicore.ns import NetNS
+from cnicore.testing import (SPEC_VERSIONS, assert_netns_no_route, assert_netns_route, assert_plugin_valid,
+                             assert_result_has_ip, assert_result_has_route, spec_has_chaining, spec_has_check,
+                             version_answer)
 from cnicore.types import Result
 
 privileged = pytest.mark.privileged
@@ -81,54 +87,47 @@ def test_route_without_gw_takes_the_interface_gateway() -> None:
 
 
 def test_version_answer() -> None:
-    status, out, _err = skel.run(PluginHost(plugin, PLUGIN_TYPE), {"CNI_COMMAND": "VERSION"},
-                                 b'{"cniVersion": "1.0.0"}')
-    assert status == 0
-    assert b'"supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]' in out
+    """A chained plugin supports every version that has prevResult."""
+    answer = version_answer(plugin, PLUGIN_TYPE)
+    assert answer["supportedVersions"] == [v for v in SPEC_VERSIONS if spec_has_chaining(v)]
 
 
 def test_hooks_match_cnicore_hookspecs() -> None:
     """pluggy checks every hook name and argument against cnicore.hookspecs."""
-    PluginHost(plugin, PLUGIN_TYPE).validate()
+    assert_plugin_valid(plugin, PLUGIN_TYPE)
 
 
 def test_registered_under_its_type() -> None:
     """The entry point a launcher is generated from (needs `pip install .`)."""
-    from cnicore.registry import get
-
-    assert get(PLUGIN_TYPE).module == "cni_plugin_template.plugin"
+    (entry,) = [ep for ep in entry_points(group="cnicore.plugins") if ep.name == PLUGIN_TYPE]
+    assert entry.value == "cni_plugin_template.plugin"
 
 
 # -- in-process, after a hand-made interface -------------------------------------------
 
 
-def make_eth0(netns, cidr: str = "10.10.0.2/24") -> None:
+def make_eth0(netns: NetNS, cidr: str = "10.10.0.2/24") -> None:
     """``eth0`` in the container: one end of a veth pair whose peer stays there too."""
-
-    def create() -> None:
-        with RtnlSocket() as rtnl:
-            rtnl.add_veth("eth0", "eth0peer")
-            rtnl.add_address("eth0", cidr)
-            for name in ("eth0", "eth0peer"):
-                rtnl.set_up(name)
-
-    netns.do(create)
+    address, prefix = cidr.split("/")
+    with netns.iproute() as ipr:
+        ipr.link("add", ifname="eth0", kind="veth", peer="eth0peer")
+        for name in ("eth0", "eth0peer"):
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+        ipr.addr("add", index=ipr.link_lookup(ifname="eth0")[0], address=address, prefixlen=int(prefix))
 
 
-def prev_result(netns, version: str = "1.0.0") -> dict:
+def prev_result(netns: NetNS, version: str = "1.0.0") -> dict:
     return {"cniVersion": version, "interfaces": [{"name": "eth0", "sandbox": netns.path}],
             "ips": [{"address": "10.10.0.2/24", "gateway": GW, "interface": 0}]}
 
 
-def kernel_routes(netns, family: int = AF_INET) -> set[tuple[str, str]]:
+def kernel_routes(netns: NetNS, family: int = AF_INET) -> set[tuple[str, str]]:
     """(dst, gw) of the main-table routes through eth0, read inside the container."""
-
-    def read() -> set[tuple[str, str]]:
-        with RtnlSocket() as rtnl:
-            index = rtnl.link("eth0").index
-            return {(r.dst, r.gw) for r in rtnl.routes(family) if r.ifindex == index}
-
-    return netns.do(read)
+    with netns.iproute() as ipr:
+        index = ipr.link_lookup(ifname="eth0")[0]
+        return {(str(ipaddress.ip_network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}")), r.get_attr("RTA_GATEWAY") or "")
+                for r in ipr.get_routes(family=family, table=254)
+                if r.get_attr("RTA_OIF") == index and r.get_attr("RTA_DST") is not None}
 
 
 @privileged
@@ -147,7 +146,7 @@ def test_add_check_del(cni_runner, container_netns, version: str) -> None:
     assert_result_has_route(result, "192.0.2.0/24", "10.10.0.254")
     assert kernel_routes(container_netns) >= {("10.99.0.0/16", GW), ("192.0.2.0/24", "10.10.0.254"),
                                               ("198.51.100.0/24", GW)}
-    if version not in ("0.3.1",):
+    if spec_has_check(version):
         runner.check(dict(config, prevResult=result), container_netns)
 
     runner.delete(dict(config, prevResult=result), container_netns)
@@ -197,11 +196,8 @@ def test_check_notices_a_removed_route(cni_runner, container_netns) -> None:
     config = conf(routes=[{"dst": "10.99.0.0/16"}], prevResult=prev_result(container_netns))
     result = runner.add(config, container_netns)
 
-    def remove() -> None:
-        with RtnlSocket() as rtnl:
-            rtnl.del_route("10.99.0.0/16", link="eth0")
-
-    container_netns.do(remove)
+    with container_netns.iproute() as ipr:
+        ipr.route("del", dst="10.99.0.0/16", oif=ipr.link_lookup(ifname="eth0")[0])
     outcome = runner.run("CHECK", dict(config, prevResult=result), netns=container_netns)
     assert outcome.code != 0 and "is missing in the container" in outcome.error.msg
     outcome = runner.run("CHECK", config, netns=container_netns)  # prevResult without our route

@@ -7,6 +7,24 @@ spec's error object on stdout and a non-zero exit status.
 from __future__ import annotations
 
 # Well-known error codes (CNI spec, "Error" section).
+__all__ = [
+    "ERR_UNKNOWN",
+    "ERR_INCOMPATIBLE_CNI_VERSION",
+    "ERR_UNSUPPORTED_FIELD",
+    "ERR_UNKNOWN_CONTAINER",
+    "ERR_INVALID_ENVIRONMENT_VARIABLES",
+    "ERR_IO_FAILURE",
+    "ERR_DECODING_FAILURE",
+    "ERR_INVALID_NETWORK_CONFIG",
+    "ERR_INVALID_NETNS",
+    "ERR_TRY_AGAIN_LATER",
+    "ERR_PLUGIN_NOT_AVAILABLE",
+    "ERR_LIMITED_CONNECTIVITY",
+    "ERR_INTERNAL",
+    "CODE_NAMES",
+    "CNIError",
+]
+
 ERR_UNKNOWN = 0
 ERR_INCOMPATIBLE_CNI_VERSION = 1
 ERR_UNSUPPORTED_FIELD = 2

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import ctypes
     from typing import Callable, ParamSpec, TypeVar
 
+    from pyroute2 import IPRoute
+
     _P = ParamSpec("_P")
     _T = TypeVar("_T")
 
@@ -245,6 +247,24 @@ class NetNS:
             raise NetNSError(f"failed to enter netns {path!r}: {value.strerror}") from value
         return value  # type: ignore[return-value]
 
+    def iproute(self) -> IPRoute:
+        """pyroute2's ``IPRoute`` speaking to this namespace, from any thread.
+
+        The netlink socket is opened by a thread inside the namespace, so it
+        belongs to it for its whole life; close the ``IPRoute`` (``with
+        netns.iproute() as ipr:``) when done. Never build an ``IPRoute()``
+        inside :meth:`do` and use it afterwards: pyroute2 opens its socket on
+        first use, in whatever namespace the using thread is in. (Its own
+        ``IPRoute(netns=...)`` forks a process for the same job: ~45 ms here,
+        against ~3 ms for this.)
+        """
+        import socket
+
+        from pyroute2 import IPRoute
+
+        sock = self.do(socket.socket, socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+        return IPRoute(fileno=sock.detach())
+
     def close(self) -> None:
         """Close the fd; calling it again does nothing."""
         fd, self._fd = self._fd, -1
@@ -428,14 +448,7 @@ def get_netns(path: str) -> NetNS:
     import stat
 
     if path in _preopened:
-        fd = os.dup(_preopened[path])
-        try:
-            _check_netns_fd(fd, path)
-        except BaseException:
-            os.close(fd)
-            raise
-        return NetNS(path, fd)
-
+        return _checked(path, os.dup(_preopened[path]))
     try:
         st = os.stat(path)
     except FileNotFoundError as exc:
@@ -450,6 +463,11 @@ def get_netns(path: str) -> NetNS:
         raise NetNSNotFoundError(f"failed to open {path!r}: no such file") from exc
     except OSError as exc:
         raise NetNSError(f"failed to open {path!r}: {exc.strerror}") from exc
+    return _checked(path, fd)
+
+
+def _checked(path: str, fd: int) -> NetNS:
+    """``fd`` as a NetNS if it is a network namespace; closed and refused otherwise."""
     try:
         _check_netns_fd(fd, path)
     except BaseException:

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from cnicore.types import AnyResult, Result
 
 
+__all__ = [
+    "Request",
+]
+
 class Request:
     """One CNI operation as seen by a plugin.
 

@@ -79,6 +79,72 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "/opt/cni/bin:/usr/lib/cni"
 
+__all__ = [
+    "DEFAULT_PATH", "Sandbox", "WarmServer", "Outcome", "PluginRunner", "ConflistRunner", "cni_env",
+    "run_executable", "in_netns", "run_in", "launcher_kind",
+    "SPEC_VERSIONS", "spec_has_chaining", "spec_has_check", "spec_has_ip_version", "spec_has_gc",
+    "spec_has_status", "version_answer", "assert_plugin_valid",
+    "as_current_result", "assert_result_has_interface", "assert_result_has_ip", "assert_result_has_route",
+    "netns_routes", "assert_netns_route", "assert_netns_no_route", "assert_netns_address",
+]
+
+
+# -- what Go's testutils give plugin authors ---------------------------------------
+
+#: Every spec version, oldest first (the versions a plugin's tests iterate over).
+SPEC_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+
+def _at_least(version: str, minimum: str) -> bool:
+    from cnicore.version import greater_or_equal
+
+    return greater_or_equal(version, minimum)
+
+
+def spec_has_chaining(version: str) -> bool:
+    """True if configs of ``version`` carry ``prevResult`` (0.3.0 and later)."""
+    return _at_least(version, "0.3.0")
+
+
+def spec_has_check(version: str) -> bool:
+    """True if ``version`` has the CHECK command (0.4.0 and later)."""
+    return _at_least(version, "0.4.0")
+
+
+def spec_has_ip_version(version: str) -> bool:
+    """True if results of ``version`` give each IP a ``version`` field (0.3.0 to 0.4.0)."""
+    return version in ("0.3.0", "0.3.1", "0.4.0")
+
+
+def spec_has_gc(version: str) -> bool:
+    """True if ``version`` has the GC command (1.1.0 and later)."""
+    return _at_least(version, "1.1.0")
+
+
+def spec_has_status(version: str) -> bool:
+    """True if ``version`` has the STATUS command (1.1.0 and later)."""
+    return _at_least(version, "1.1.0")
+
+
+def version_answer(plugin: Any, name: str = "plugin") -> dict[str, Any]:
+    """The plugin's VERSION answer, decoded, exactly as a launcher would print it."""
+    from cnicore import skel
+    from cnicore.host import PluginHost
+
+    status, out, err = skel.run(PluginHost(plugin, name), {"CNI_COMMAND": "VERSION"}, b"")
+    if status != 0:
+        raise AssertionError(f"VERSION failed ({status}): {out!r} {err!r}")
+    answer: dict[str, Any] = json.loads(out)
+    return answer
+
+
+def assert_plugin_valid(plugin: Any, name: str = "plugin") -> None:
+    """pluggy's validation of every hook implementation against :mod:`cnicore.hookspecs`
+    (names, arguments): raises ``pluggy.PluginValidationError`` with pluggy's message."""
+    from cnicore.host import PluginHost
+
+    PluginHost(plugin, name).validate()
+
 
 class Sandbox:
     """A private host namespace plus any number of container namespaces."""

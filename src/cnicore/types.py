@@ -29,6 +29,22 @@ VERSIONS_040 = ("0.3.0", "0.3.1", "0.4.0")
 VERSIONS_100 = ("1.0.0", "1.1.0")
 
 
+__all__ = [
+    "ResultError",
+    "Route",
+    "DNS",
+    "Interface",
+    "IPConfig",
+    "Result",
+    "Result040",
+    "IPConfig020",
+    "Result020",
+    "is_ipv4",
+    "family_of",
+    "parse_result",
+    "result_from_json",
+]
+
 class ResultError(ValueError):
     """A result that cannot be parsed or converted."""
 

@@ -19,24 +19,29 @@ config::
 * DEL removes the routes that are still there. It succeeds when the
   namespace, the interface or the routes are already gone.
 
-Import discipline: every exec pays for its imports, so this module imports
-only what VERSION needs at the top; the netlink client (:mod:`cnicore.rtnl`,
-standard library only), namespaces and result types are imported inside the
-hooks that use them.
+This module is the model to copy: it imports only cnicore's public API
+(``cnicore.plugin``, ``errors``, ``request``, ``types``, ``ns``) and pyroute2,
+at the top, like any Python module. Served by the warm server (``cnitool
+daemon``), all of it is imported once; a cold exec (no server) pays for
+pyroute2's import (~0.3 s) on every call.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import os
+import socket
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
 from cnicore.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError
+from cnicore.ns import NetNSNotFoundError, get_netns
 from cnicore.plugin import PluginInfo, hookimpl, versions_from
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-    from cnicore.request import Request
-    from cnicore.rtnl import Link, RtnlSocket
-    from cnicore.types import Result
+from cnicore.request import Request
+from cnicore.types import Result, Route
 
 #: The CNI ``type`` this plugin is registered under (its entry-point name).
 PLUGIN_TYPE = "template-routes"
@@ -127,8 +132,6 @@ def _prev_result(request: Request) -> Result:
 
 def _gateways(prev: Result, ifname: str) -> dict[int, str]:
     """``{4: gw, 6: gw}``: the first gateway prevResult gives an address on ``ifname``."""
-    import ipaddress
-
     found: dict[int, str] = {}
     for ip in prev.ips:
         index = ip.interface
@@ -158,50 +161,58 @@ def cni_plugin_info() -> PluginInfo:
 @hookimpl
 def cni_add(request: Request) -> Result:
     """Add the routes in the container and append them to prevResult."""
-    from cnicore.ns import with_netns_path
-    from cnicore.types import Route
-
     routes = parse_routes(request.config)
     prev = _prev_result(request)
     planned = resolve(routes, prev, request.ifname)
-    with_netns_path(request.netns, _add_routes, request.ifname, planned)
+    with get_netns(request.netns) as netns, netns.iproute() as ipr:
+        index = _link_index(ipr, request.ifname)
+        added: list[RouteSpec] = []
+        try:
+            for route in planned:
+                ipr.route("add", **_route_args(route, index))
+                added.append(route)
+        except NetlinkError as exc:
+            for done in added:  # all-or-nothing: take back what this ADD added
+                ipr.route("del", **_route_args(done, index))
+            via = f" via {route.gw}" if route.gw else ""
+            raise _fail(f"failed to add route {route.dst}{via} dev {request.ifname}: "
+                        f"{os.strerror(exc.code)}") from None
     prev.routes.extend(Route(r.dst, r.gw) for r in planned)
     return prev
 
 
-def _add_routes(ifname: str, routes: list[RouteSpec]) -> None:
-    """Inside the container: add every route, removing them all again if one fails."""
-    from cnicore.rollback import Rollback
-    from cnicore.rtnl import RtnlSocket
-
-    with RtnlSocket() as rtnl, Rollback() as undo:
-        link = _link(rtnl, ifname)
-        for route in routes:
-            try:
-                rtnl.add_route(route.dst, gw=route.gw, link=link.index)
-            except OSError as exc:
-                via = f" via {route.gw}" if route.gw else ""
-                raise _fail(f"failed to add route {route.dst}{via} dev {ifname}: {exc.strerror or exc}") from None
-            undo.push(f"route {route.dst}", _del_route, rtnl, route.dst, link.index)
-        undo.commit()
+def _route_args(route: RouteSpec, index: int) -> dict[str, Any]:
+    """pyroute2's arguments for one route through the interface ``index``."""
+    args: dict[str, Any] = {"dst": route.dst, "oif": index}
+    if route.gw:
+        args["gateway"] = route.gw
+    else:
+        args["scope"] = "link"  # on-link, as `ip route add DST dev IF` makes it
+    return args
 
 
-def _del_route(rtnl: RtnlSocket, dst: str, index: int) -> None:
-    rtnl.del_route(dst, link=index)
+def _link_index(ipr: IPRoute, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise _fail(f"interface {ifname!r} not found in the container")
+    return int(found[0])
 
 
-def _link(rtnl: RtnlSocket, ifname: str) -> Link:
-    try:
-        return rtnl.link(ifname)
-    except LookupError:
-        raise _fail(f"interface {ifname!r} not found in the container") from None
+def _kernel_routes(ipr: IPRoute, index: int) -> set[tuple[str, str]]:
+    """``(dst, gw)`` of the main-table routes through interface ``index``."""
+    present = set()
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for msg in ipr.get_routes(family=family, table=254):
+            if msg.get_attr("RTA_OIF") != index or msg.get_attr("RTA_DST") is None:
+                continue
+            dst = str(ipaddress.ip_network(f"{msg.get_attr('RTA_DST')}/{msg['dst_len']}"))
+            present.add((dst, msg.get_attr("RTA_GATEWAY") or ""))
+    return present
 
 
 @hookimpl
 def cni_check(request: Request) -> None:
     """Every route must be in prevResult and in the container, as configured."""
-    from cnicore.ns import with_netns_path
-
     routes = parse_routes(request.config)
     prev = _prev_result(request)
     planned = resolve(routes, prev, request.ifname)
@@ -209,50 +220,32 @@ def cni_check(request: Request) -> None:
     for route in planned:
         if (route.dst, route.gw) not in reported:
             raise _fail(f"route to {route.dst} is missing from prevResult")
-    with_netns_path(request.netns, _check_routes, request.ifname, planned)
-
-
-def _check_routes(ifname: str, routes: list[RouteSpec]) -> None:
-    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
-
-    with RtnlSocket() as rtnl:
-        link = _link(rtnl, ifname)
-        present = {(r.dst, r.gw) for family in (AF_INET, AF_INET6) for r in rtnl.routes(family)
-                   if r.ifindex == link.index}
-    for route in routes:
+    with get_netns(request.netns) as netns, netns.iproute() as ipr:
+        present = _kernel_routes(ipr, _link_index(ipr, request.ifname))
+    for route in planned:
         if (route.dst, route.gw) not in present:
             via = f" via {route.gw}" if route.gw else ""
-            raise _fail(f"route {route.dst}{via} dev {ifname} is missing in the container")
+            raise _fail(f"route {route.dst}{via} dev {request.ifname} is missing in the container")
 
 
 @hookimpl
 def cni_del(request: Request) -> None:
     """Remove the routes; everything already gone is fine (DEL is idempotent)."""
-    from cnicore.ns import NetNSNotFoundError, with_netns_path
-
     routes = parse_routes(request.config)
     if not request.netns or not routes:
         return
     try:
-        with_netns_path(request.netns, _del_routes, request.ifname, routes)
+        netns = get_netns(request.netns)
     except NetNSNotFoundError:
         return
-
-
-def _del_routes(ifname: str, routes: list[RouteSpec]) -> None:
-    import errno
-
-    from cnicore.rtnl import RtnlSocket
-
-    with RtnlSocket() as rtnl:
-        try:
-            index = rtnl.link(ifname).index
-        except LookupError:
+    with netns, netns.iproute() as ipr:
+        found = ipr.link_lookup(ifname=request.ifname)
+        if not found:
             return  # the interface is gone and its routes with it
         for route in routes:
             try:
-                rtnl.del_route(route.dst, link=index)
-            except OSError as exc:
-                if exc.errno != errno.ESRCH:
-                    raise _fail(f"failed to remove route {route.dst} dev {ifname}: {exc.strerror or exc}") \
-                        from None
+                ipr.route("del", dst=route.dst, oif=found[0])
+            except NetlinkError as exc:
+                if exc.code != errno.ESRCH:
+                    raise _fail(f"failed to remove route {route.dst} dev {request.ifname}: "
+                                f"{os.strerror(exc.code)}") from None

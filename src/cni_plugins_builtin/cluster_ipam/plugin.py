@@ -24,7 +24,8 @@ When etcd cannot complete a verb within ``etcd.timeoutSeconds`` (all
 endpoints tried, round after round), the verb fails with code 11 (try again
 later) naming the endpoints' last errors; nothing half-done is left: every
 write is one transaction. This module imports only what VERSION needs;
-``WARM_IMPORTS`` names what the verbs load, for the warm server to import once.
+``WARM_IMPORTS`` names what the verbs load, which the warm server imports
+once when its operator asks (``CNICORE_SERVER_PRELOAD=cluster-ipam``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
 
 
-#: Imported once by the warm server (``cnitool daemon``) so its workers pay nothing for them.
+#: Imported once by the warm server (``cnitool daemon`` with ``CNICORE_SERVER_PRELOAD=cluster-ipam``),
+#: so its workers pay nothing for them.
 WARM_IMPORTS = ("etcd3gw.client", "cni_plugins_builtin.cluster_ipam.config",
                 "cni_plugins_builtin.cluster_ipam.model", "cni_plugins_builtin.cluster_ipam.etcd",
                 "cni_plugins_builtin.cluster_ipam.allocate", "cni_plugins_builtin.cluster_ipam.release",

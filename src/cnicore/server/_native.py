@@ -66,7 +66,10 @@ def compile_launcher(socket_path: str) -> bytes:
         argv = [cc, "-O2", "-Wall", "-o", out, SOURCE,
                 f"-DCNICORE_SOCKET={_c_string(socket_path)}",
                 f"-DCNICORE_BUILD_ID={_c_string(build_id())}"]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        # Static where libc.a is installed: no dynamic loader per exec (~0.3 ms here).
+        done = subprocess.run([*argv, "-static"], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise NativeBuildError(f"{' '.join(argv[:2])} failed: {done.stderr.strip()}")
         with open(out, "rb") as fh:

@@ -104,10 +104,16 @@ def _die_with_parent(enabled: bool) -> None:
 def _warm_up(ctx: WorkerContext) -> None:
     """Touch, while idle, what every request touches: after fork each first write to a
     shared page copies it, and that is better paid before a caller waits."""
-    from cnicore import skel
+    from cnicore import launchers, skel
 
     if ctx.warm_host is not None:
         skel.run(ctx.warm_host, {"CNI_COMMAND": "VERSION"}, b"")  # type: ignore[arg-type]
+    sample = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID="warm-up", CNI_IFNAME="eth0")
+    proto.decode_payload(proto.encode_request(ctx.build_id, 0o22, 0, "/", "/", ["x"], sample)[proto.HEADER.size:])
+    header = (b'#!/bin/python3 -IS\n' + launchers.HEADER_PREFIX.encode()
+              + b'{"type": "t", "module": "m", "python": "/bin/python3", "path": ["/"], "policies": []}\n')
+    launchers._parse_header("", header)
+    ctx.is_stale()
 
 
 def _log(text: str) -> None:
@@ -172,9 +178,12 @@ def _close_all(fds: list[int]) -> None:
 
 
 def _check_fds(req: proto.Request, fds: list[int]) -> None:
-    """Three stdio descriptors of a stream kind, then namespaces of the right types."""
-    import fcntl
+    """Three stdio descriptors of a stream kind, then namespaces of the right types.
 
+    CNI_NETNS is the caller's input, not the caller's own state: when what it
+    names is not a network namespace, the descriptor is dropped and the plugin
+    opens the path itself and reports it exactly as on the cold path.
+    """
     expected = proto.MIN_FDS + (1 if req.flags & proto.FLAG_NETNS_FD else 0)
     if len(fds) != expected:
         raise Refused(proto.REFUSE_FDS, f"{len(fds)} descriptors, expected {expected}")
@@ -182,13 +191,23 @@ def _check_fds(req: proto.Request, fds: list[int]) -> None:
         mode = os.fstat(fd).st_mode
         if not any(check(mode) for check in _STDIO_TYPES):
             raise Refused(proto.REFUSE_FDS, f"stdio descriptor of mode {mode:#o}")
-    for fd, nstype in zip(fds[3:], (CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWNET)):
-        try:
-            actual = fcntl.ioctl(fd, NS_GET_NSTYPE)
-        except OSError as exc:
-            raise Refused(proto.REFUSE_FDS, f"not a namespace: {exc.strerror}") from None
+    for fd, nstype in ((fds[3], CLONE_NEWNS), (fds[4], CLONE_NEWNET)):
+        actual = _nstype(fd)
         if actual != nstype:
             raise Refused(proto.REFUSE_FDS, f"namespace of type {actual:#x}, expected {nstype:#x}")
+    if len(fds) > proto.MIN_FDS and _nstype(fds[5]) != CLONE_NEWNET:
+        os.close(fds.pop())
+        req.flags &= ~proto.FLAG_NETNS_FD
+
+
+def _nstype(fd: int) -> int:
+    """The namespace type of ``fd``, or 0 when it is not a namespace."""
+    import fcntl
+
+    try:
+        return int(fcntl.ioctl(fd, NS_GET_NSTYPE))
+    except OSError:
+        return 0
 
 
 def _load_plugin(req: proto.Request, ctx: WorkerContext) -> object:
@@ -219,14 +238,18 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
     from cnicore import ns
 
     try:
-        ns._setns(fds[3], CLONE_NEWNS)
-        ns._setns(fds[4], CLONE_NEWNET)
+        for fd, nstype, own in ((fds[3], CLONE_NEWNS, "mnt"), (fds[4], CLONE_NEWNET, "net")):
+            if not _same_file(fd, f"/proc/self/ns/{own}"):  # a runtime beside us: nothing to enter
+                ns._setns(fd, nstype)
         os.chdir(req.cwd or "/")
     except OSError as exc:
         raise Refused(proto.REFUSE_ENTER, str(exc)) from None
     os.umask(req.umask)
-    os.environ.clear()
-    os.environ.update(req.env)
+    for key in [k for k in os.environ if k not in req.env]:
+        del os.environ[key]
+    for key, value in req.env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
     netns = req.env.get("CNI_NETNS", "")
     if req.flags & proto.FLAG_NETNS_FD and netns:
         ns.preopen(netns, fds[5])
@@ -236,6 +259,11 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
     os.close(fds[3])
     os.close(fds[4])
     sys.argv = list(req.argv) or [req.launcher]
+
+
+def _same_file(fd: int, path: str) -> bool:
+    mine, theirs = os.stat(path), os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def _read_stdin() -> bytes:

@@ -1,0 +1,88 @@
+"""The exec path's import budget, in one place.
+
+A cold exec (a launcher, ``python -IS``, no server) pays for every module it
+imports, on every container. What each exec-path entry may not import is
+listed once here, and checked where the code runs: a fresh isolated
+interpreter, never this test process (which has imported everything).
+Tooling modules (cli, testing, scaffold, demo, registry, libcni, server
+parent) are off the exec path and import at their top as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnicore.launchers import install
+from cnicore.registry import get
+
+#: Never on any exec path.
+ALWAYS = ("pluggy", "pyroute2", "click", "importlib.metadata", "cnicore.hookspecs", "cnicore.registry",
+          "cnicore.libcni", "cnicore.server._daemon", "site")
+#: Entry -> what it may not import either (beyond ALWAYS). An entry is a module to
+#: import, or ``launcher:TYPE`` for a VERSION exec through that type's launcher.
+BUDGET: dict[str, tuple[str, ...]] = {
+    "cnicore.wire": ("json", "re", "typing"),
+    "cnicore.skel": ("json", "re", "typing", "subprocess", "cnicore.types"),
+    "cnicore.ns": ("ctypes", "dataclasses", "uuid", "subprocess"),
+    "cni_plugins_builtin.host_local.plugin": ("typing", "dataclasses", "ipaddress", "cnicore.types",
+                                             "cni_plugins_builtin.host_local.config",
+                                             "cni_plugins_builtin.host_local.store"),
+    "cni_plugins_builtin.loopback": ("json", "re", "typing", "cnicore.types", "cnicore.rtnl"),
+    "launcher:loopback": ("json", "re", "typing", "cnicore.rtnl", "cnicore.types", "cnicore.ns",
+                          "cnicore.ipam", "cnicore.sysctl"),
+    "launcher:bridge": ("json", "re", "typing", "cnicore.rtnl", "cnicore.ns"),
+    "launcher:host-local": ("json", "re", "typing", "cnicore.rtnl"),
+    "launcher:tuning": ("json", "re", "typing", "cnicore.rtnl"),
+    # cluster-ipam's verbs need etcd3gw + requests (~200 ms): never for VERSION.
+    "cni_plugins_builtin.cluster_ipam.plugin": ("json", "re", "typing", "ipaddress", "etcd3gw", "requests",
+                                               "urllib3", "cnicore.types", "cni_plugins_builtin.host_local",
+                                               "cni_plugins_builtin.cluster_ipam.etcd"),
+    "launcher:cluster-ipam": ("json", "re", "typing", "etcd3gw", "requests", "urllib3", "cnicore.rtnl"),
+}
+
+
+@pytest.fixture(scope="module")
+def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("budget-bin")
+    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam")])
+    return directory
+
+
+def modules_after(entry: str, launcher_dir: Path, tmp_path: Path) -> set[str]:
+    """``sys.modules`` at exit of a fresh ``-IS`` interpreter that ran ``entry``."""
+    record = tmp_path / "modules.json"
+    # The probe imports json itself, at exit, after taking the list.
+    dump = (f"def _dump():\n    names = sorted(sys.modules)\n    import json\n"
+            f"    open({str(record)!r}, 'w').write(json.dumps(names))\natexit.register(_dump)")
+    if entry.startswith("launcher:"):
+        launcher = str(launcher_dir / entry.split(":", 1)[1])
+        probe = (f"import atexit, sys\n{dump}\n"
+                 f"sys.argv = [{launcher!r}]\n"
+                 f"exec(compile(open({launcher!r}).read(), {launcher!r}, 'exec'))\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))}
+        env["CNI_COMMAND"] = "VERSION"
+    else:
+        probe = (f"import atexit, sys\nsys.path[:0] = {sys.path!r}\n"
+                 f"{dump}\nimport {entry}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run([sys.executable, "-IS", "-c", probe], env=env, capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr.decode()
+    return set(json.loads(record.read_text()))
+
+
+@pytest.mark.parametrize("entry", sorted(BUDGET))
+def test_exec_path_stays_within_its_import_budget(entry: str, launcher_dir: Path, tmp_path: Path) -> None:
+    modules = modules_after(entry, launcher_dir, tmp_path)
+    module = entry.split(":", 1)[1] if entry.startswith("launcher:") else entry
+    if not entry.startswith("launcher:"):
+        assert module in modules  # the probe really ran it
+    forbidden = ALWAYS + BUDGET[entry]
+    over = sorted(name for name in modules if any(name == f or name.startswith(f + ".") for f in forbidden))
+    assert not over, f"{entry} imports {over}"
