@@ -95,7 +95,7 @@ def still_held(etcd: Etcd, keys: Keys, item: KV) -> list[str]:
     """CHECK: the record's addresses whose keys no longer carry its revision."""
     record = Attachment.decode(item.value)
     addresses = record.addresses()
-    ok, responses = etcd.txn([], [kv.read(keys.ip(ip)) for ip in addresses])
+    _, responses = etcd.txn([], [kv.read(keys.ip(ip)) for ip in addresses])  # one revision for all
     lost = []
     for ip, response in zip(addresses, responses):
         found = kv.kvs(response.get("response_range", {}))
