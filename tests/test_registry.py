@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -245,3 +246,104 @@ def test_cnitool_plugins_list_shows_third_party_and_broken(tmp_path: Path,
     assert "cannot load" in rows["poison"]["supportedVersions"][0]
     assert "cnitest_reg_poison was imported" in rows["poison"]["supportedVersions"][0]
     assert rows["loopback"]["supportedVersions"] == list(ALL)
+
+
+# -- cnitool plugins install validates what it installs ---------------------------------------
+
+MISNAMED_SOURCE = """
+    from cnicore.plugin import hookimpl
+
+    @hookimpl
+    def cni_add(req):
+        return None
+"""
+
+UNKNOWN_HOOK_SOURCE = """
+    from cnicore.plugin import hookimpl
+
+    @hookimpl
+    def cni_addd(request):
+        return None
+"""
+
+
+@pytest.fixture
+def forget_install_plugins() -> Iterator[None]:
+    """The test plugins below are imported by install(): drop them afterwards."""
+    yield
+    for name in [m for m in sys.modules if m.startswith("cnitest_inst_")]:
+        del sys.modules[name]
+
+
+def test_cnitool_plugins_install_refuses_what_pluggy_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             forget_install_plugins: None) -> None:
+    import pluggy
+
+    from cnicore.host import PluginHost
+    from cnicore.launchers import install, read_manifest
+
+    broken = {"cnitest-misnamed": "cnitest_inst_misnamed", "cnitest-unknown-hook": "cnitest_inst_unknown"}
+    site = make_dist(tmp_path / "site", "cnitest-install-mix", "1.0",
+                     dict(broken, **{"cnitest-good": "cnitest_inst_good"}),
+                     {"cnitest_inst_misnamed": MISNAMED_SOURCE, "cnitest_inst_unknown": UNKNOWN_HOOK_SOURCE,
+                      "cnitest_inst_good": PLUGIN_SOURCE})
+    monkeypatch.syspath_prepend(str(site))
+    messages = {}
+    for plugin_type, module in broken.items():
+        with pytest.raises(pluggy.PluginValidationError) as refused:
+            PluginHost(importlib.import_module(module), plugin_type).validate()
+        messages[plugin_type] = str(refused.value)
+    assert "Argument(s) {'req'}" in messages["cnitest-misnamed"]
+    assert "unknown hook 'cni_addd'" in messages["cnitest-unknown-hook"]
+
+    # The library: refused types are skipped with pluggy's message, the others installed.
+    bindir = tmp_path / "bin"
+    report = install(str(bindir))
+    assert sorted(report.refused) == sorted(broken)
+    for plugin_type, message in messages.items():
+        assert message in report.skipped[plugin_type]
+        assert not (bindir / plugin_type).exists()
+    assert {"cnitest-good", "loopback", "bridge"} <= set(report.added)
+    assert set(read_manifest(str(bindir))) == set(report.added)
+
+    # cnitool, text and JSON: the same, and exit status 1.
+    text = CliRunner().invoke(cli_main, ["plugins", "install", str(tmp_path / "bin2"), "--python"])
+    assert text.exit_code == 1, text.output
+    for plugin_type, message in messages.items():
+        assert f"skipped: {plugin_type} (refused, pluggy says: {message})" in text.stderr
+    assert "cnitest-good" in text.stdout
+    as_json = CliRunner().invoke(cli_main, ["plugins", "install", str(tmp_path / "bin3"), "--python", "--json"])
+    assert as_json.exit_code == 1
+    data = json.loads(as_json.stdout)
+    assert "cnitest-good" in data["added"] and not set(broken) & set(data["added"])
+    assert {t: m in data["skipped"][t] for t, m in messages.items()} == {t: True for t in broken}
+    good = subprocess.run([str(tmp_path / "bin3" / "cnitest-good")], env={"CNI_COMMAND": "VERSION"},
+                          capture_output=True, timeout=60)
+    assert good.returncode == 0 and json.loads(good.stdout)["supportedVersions"] == ["0.4.0", "1.0.0"]
+
+    # The console script as a user runs it.
+    proc = subprocess.run([CNITOOL, "plugins", "install", str(tmp_path / "bin4"), "--python"],
+                          env=dict(os.environ, PYTHONPATH=str(site)), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert messages["cnitest-misnamed"] in proc.stderr
+    assert (tmp_path / "bin4" / "cnitest-good").exists() and not (tmp_path / "bin4" / "cnitest-misnamed").exists()
+
+    # Once fixed, the next install takes it.
+    (site / "cnitest_inst_misnamed.py").write_text(textwrap.dedent(MISNAMED_SOURCE.replace("(req)", "(request)")))
+    sys.modules.pop("cnitest_inst_misnamed")
+    importlib.invalidate_caches()
+    again = install(str(bindir))
+    assert again.added == ["cnitest-misnamed"] and again.refused == ["cnitest-unknown-hook"]
+
+
+def test_install_refuses_a_plugin_that_cannot_be_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          forget_install_plugins: None) -> None:
+    from cnicore.launchers import install
+
+    site = make_dist(tmp_path / "site", "cnitest-install-raises", "1.0", {"cnitest-raises": "cnitest_inst_raises"},
+                     {"cnitest_inst_raises": "raise RuntimeError('no import for you')\n"})
+    monkeypatch.syspath_prepend(str(site))
+    entry = registry.get("cnitest-raises")
+    report = install(str(tmp_path / "bin"), entries=[entry, registry.get("loopback")])
+    assert report.refused == ["cnitest-raises"] and report.added == ["loopback"]
+    assert report.skipped == {"cnitest-raises": "refused, cannot load it: RuntimeError: no import for you"}

@@ -328,7 +328,9 @@ def plugins_install(directory: str, policies: tuple[str, ...], native: bool | No
 
     Re-running adds new plugins, rewrites changed launchers and removes the
     ones it wrote for plugins that are gone. Files it did not write (the Go
-    plugins, say) are never touched.
+    plugins, say) are never touched. Every plugin is checked against the
+    hookspecs first: one pluggy refuses is skipped with pluggy's message, and
+    the exit status is then 1.
 
     A native launcher hands each exec to `cnitool daemon` on SOCKET and runs
     the plugin's Python launcher (kept in DIRECTORY/.cnicore-python) itself
@@ -352,13 +354,15 @@ def plugins_install(directory: str, policies: tuple[str, ...], native: bool | No
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
-        return
+        sys.exit(1 if report.refused else 0)
     for label, names in (("added", report.added), ("updated", report.updated),
                          ("removed", report.removed), ("unchanged", report.unchanged)):
         if names:
             click.echo(f"{label:>9}: {', '.join(names)}")
     for name, why in report.skipped.items():
         click.echo(f"  skipped: {name} ({why})", err=True)
+    if report.refused:
+        sys.exit(1)
 
 
 @main.command("daemon")

@@ -260,6 +260,9 @@ class InstallReport:
         self.unchanged: list[str] = []
         self.removed: list[str] = []
         self.skipped: dict[str, str] = {}
+        #: Types skipped because pluggy refuses the plugin or it cannot be imported
+        #: (the reason is in ``skipped``); cnitool then exits with status 1.
+        self.refused: list[str] = []
 
     def as_dict(self) -> dict[str, object]:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
@@ -285,6 +288,23 @@ def _remove_ours(path: str, recorded: dict[str, str], key: str) -> bool:
     return False
 
 
+def _refusal(entry: PluginEntry, policies: list[str]) -> str:
+    """Why ``entry`` must not be installed: pluggy's message when it (or a policy) does
+    not validate against :mod:`cnicore.hookspecs`, or why it cannot be imported; "" if fine.
+    Every exec would fail the same way, so the runtime should never find its launcher."""
+    import pluggy
+
+    from cnicore.host import PluginHost
+
+    try:
+        PluginHost(entry.load(), entry.type, policies).validate()
+    except pluggy.PluginValidationError as exc:
+        return f"refused, pluggy says: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
+        return f"refused, cannot load it: {type(exc).__name__}: {exc}"
+    return ""
+
+
 def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None = None,
             python: str | None = None, policies: Iterable[str] = (), *,
             kind: str = "python", socket: str = "") -> InstallReport:
@@ -295,9 +315,11 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
     ``socket``, with the script as its fallback). Only launchers recorded in
     the manifest for the same interpreter are ever rewritten or removed; a
     foreign file in the way (a symlink, a directory, a Go plugin) is skipped
-    and reported. The manifest records what is about to be written before it
-    is written, so an interrupted install leaves nothing a later one will not
-    recognise as its own.
+    and reported, and so is a plugin pluggy refuses or that cannot be imported
+    (also listed in ``refused``; a launcher already there is left alone). The
+    manifest records what is about to be written before it is written, so an
+    interrupted install leaves nothing a later one will not recognise as its
+    own.
     """
     import fcntl
 
@@ -333,6 +355,11 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
                 report.skipped[plugin_type] = "invalid plugin type name"
                 continue
             script = render(entry, python, policies, socket).encode()
+            refusal = _refusal(entry, policies)
+            if refusal:
+                report.skipped[plugin_type] = refusal
+                report.refused.append(plugin_type)
+                continue
             main_data, fallback_data = (native_binary, script) if kind == "native" else (script, b"")
             path = os.path.join(directory, plugin_type)
             fallback = os.path.join(fallback_dir, plugin_type)
