@@ -39,13 +39,18 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "launcher:bridge": ("json", "re", "typing", "cnicore.rtnl", "cnicore.ns"),
     "launcher:host-local": ("json", "re", "typing", "cnicore.rtnl"),
     "launcher:tuning": ("json", "re", "typing", "cnicore.rtnl"),
+    # cluster-ipam's verbs need etcd3gw + requests (~200 ms): never for VERSION.
+    "cni_plugins_builtin.cluster_ipam.plugin": ("json", "re", "typing", "ipaddress", "etcd3gw", "requests",
+                                               "urllib3", "cnicore.types", "cni_plugins_builtin.host_local",
+                                               "cni_plugins_builtin.cluster_ipam.etcd"),
+    "launcher:cluster-ipam": ("json", "re", "typing", "etcd3gw", "requests", "urllib3", "cnicore.rtnl"),
 }
 
 
 @pytest.fixture(scope="module")
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("budget-bin")
-    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning")])
+    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam")])
     return directory
 
 

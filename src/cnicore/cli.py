@@ -338,5 +338,9 @@ def _table(rows: list[dict[str, object]], keys: list[str], headers: list[str]) -
         click.echo("  ".join(str(row[k]).ljust(w) for k, w in zip(keys, widths)).rstrip())
 
 
+from cnicore.cli_ipam import ipam  # noqa: E402 - cluster-ipam's commands, in their own module
+
+main.add_command(ipam)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

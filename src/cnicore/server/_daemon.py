@@ -132,10 +132,17 @@ def preload() -> list[str]:
 
     ns._lib()  # ctypes and libc, for setns
     roots = [launchers._root_of("cnicore")]
+    # CNICORE_SERVER_PRELOAD=type,...: also import what those plugins name in WARM_IMPORTS
+    # (cluster-ipam: etcd3gw and requests, ~18 MB) -- opt-in, since a bigger heap makes
+    # every worker fork dearer for every plugin (see the pyroute2 note below).
+    warm = {t for t in os.environ.get("CNICORE_SERVER_PRELOAD", "").split(",") if t}
     for entry in discover().values():
         try:
             module = importlib.import_module(entry.module)
             host.PluginHost(module, entry.type).members()
+            if entry.type in warm:  # what its verbs import lazily, for an operator who asked
+                for heavy in getattr(module, "WARM_IMPORTS", ()):
+                    importlib.import_module(heavy)
             roots.append(launchers._root_of(entry.module.split(".")[0]))
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
             _log(f"plugin {entry.type}: cannot import {entry.module}: {exc}")

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""cluster-ipam benchmark: ADD/s and latency at 16 concurrent clients on 3 nodes, and a leader kill.
+
+A 3-member etcd cluster (Debian's etcd-server) runs on 127.0.0.1 of a
+private network namespace; 16 client processes, spread over 3 simulated
+nodes (different ``nodeName``), ADD as fast as they are answered from one
+/16 pool. Phases:
+
+* ``in-process`` — each client runs the plugin in its own process through
+  ``skel.run`` in a loop (imports paid once, connections kept): the floor;
+* ``server`` — each ADD execs a native launcher served by the warm server
+  (``cnitool daemon``, 8 idle workers, ``CNICORE_SERVER_PRELOAD=cluster-ipam``),
+  as a runtime with the server does;
+* ``cold`` — each ADD execs the Python launcher, as a runtime without the
+  warm server does (interpreter start + imports per ADD);
+* ``leader-kill`` — as ``server``, with the leader SIGKILLed one second in;
+  then checked: no address acknowledged twice, every acknowledged allocation
+  present in etcd (0 lost), no orphaned address key.
+
+Reported per phase: ADDs, failures, ADD/s (acknowledged ADDs over the span
+from the first start to the last answer), p50/p99/max latency.
+Targets: >= 100 ADD/s and p99 <= 50 ms (through the server, no faults); during the kill
+0 duplicates, 0 lost, worst ADD <= timeoutSeconds + 1 s.
+
+Run as root from the repo: ``sudo .venv/bin/python bench/cluster_ipam_bench.py [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+CLIENTS = 16
+NODES = ("node-a", "node-b", "node-c")
+TIMEOUT = 3
+
+
+def config(endpoints: list[str], name: str) -> dict[str, object]:
+    return {"cniVersion": "1.1.0", "name": name,
+            "ipam": {"type": "cluster-ipam", "etcd": {"endpoints": endpoints, "timeoutSeconds": TIMEOUT},
+                     "ranges": [[{"subnet": "10.128.0.0/16"}]]}}
+
+
+def run_clients(cluster: object, conf: dict[str, object], per_client: int, launcher: str, netns_path: str,
+                workdir: str, fault: object = None) -> list[dict[str, object]]:
+    path = os.path.join(workdir, f"{conf['name']}.json")
+    with open(path, "w") as fh:
+        json.dump(conf, fh)
+    procs = []
+    start_at = time.time() + (4.0 if launcher else 3.0)  # every client imported and waiting
+    for i in range(CLIENTS):
+        argv = [sys.executable, "-m", "cni_plugins_builtin.cluster_ipam.loadgen", "--config", path,
+                "--node", NODES[i % len(NODES)], "--count", str(per_client), "--prefix", f"c{i}",
+                "--netns", netns_path, "--start-at", str(start_at)]
+        if launcher:
+            argv += ["--launcher", launcher]
+        procs.append(cluster.run(lambda argv=argv: subprocess.Popen(  # type: ignore[attr-defined]
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    if fault is not None:
+        time.sleep(max(0.0, start_at - time.time()) + 1.0)
+        fault()  # type: ignore[operator]
+    lines = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(err.decode()[-2000:])
+        lines += [json.loads(line) for line in out.decode().splitlines()]
+    return lines
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of a process (and of its reaped children) from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CPUMeter:
+    """CPU spent per component during one phase: etcd members, the warm server, the clients."""
+
+    def __init__(self, cluster: object, server: object) -> None:
+        self.cluster = cluster
+        self.server = server
+
+    def sample(self) -> tuple[float, float]:
+        etcd = sum(cpu_seconds(m.proc.pid) for m in self.cluster.members if m.running)  # type: ignore[attr-defined]
+        return etcd, cpu_seconds(self.server.pid, children=True)  # type: ignore[attr-defined]
+
+
+def summarize(phase: str, lines: list[dict[str, object]], before: tuple[float, float] = (0.0, 0.0),
+              after: tuple[float, float] = (0.0, 0.0)) -> dict[str, object]:
+    clients_cpu = sum(float(line["cpu"]) for line in lines if "cpu" in line)  # type: ignore[arg-type]
+    lines = [line for line in lines if "cid" in line]
+    acked = [line for line in lines if line["ok"]]
+    ms = sorted(float(line["ms"]) for line in lines)  # type: ignore[arg-type]
+    first = min(float(line["t0"]) for line in lines)  # type: ignore[arg-type]
+    last = max(float(line["t0"]) + float(line["ms"]) / 1000 for line in lines)  # type: ignore[arg-type]
+
+    def pct(p: float) -> float:
+        return round(ms[min(len(ms) - 1, int(p * len(ms)))], 1)
+
+    return {"phase": phase, "adds": len(lines), "failed": len(lines) - len(acked),
+            "adds_per_s": round(len(acked) / (last - first), 1), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            "max_ms": round(ms[-1], 1),
+            "cpu_ms_per_add": {"clients": round(clients_cpu / len(lines) * 1000, 1),
+                               "server": round((after[1] - before[1]) / len(lines) * 1000, 1),
+                               "etcd": round((after[0] - before[0]) / len(lines) * 1000, 1)},
+            "errors": sorted({str(line.get("msg", "")).strip()[:160] for line in lines if not line["ok"]})[:3]}
+
+
+def verify(cluster: object, conf: dict[str, object], lines: list[dict[str, object]]) -> dict[str, int]:
+    """Duplicates among acknowledged addresses, acknowledged ADDs missing in etcd, orphan keys."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+    from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
+    from cni_plugins_builtin.cluster_ipam.release import attachments
+
+    settings = load_cluster(conf)
+    keys = Keys(settings.prefix, settings.network)
+
+    def read() -> tuple[dict[str, list[str]], set[str]]:
+        etcd = Etcd(settings.etcd)
+        records = {}
+        for item in attachments(etcd, keys.attachments):
+            record = Attachment.decode(item.value)
+            records[record.container_id] = [a for a, _ in record.ips]
+        ips = {str(keys.parse_ip(item.key)) for item in attachments(etcd, keys.ips)}
+        return records, ips
+
+    records, ips = cluster.run(read)  # type: ignore[attr-defined]
+    acked = [line for line in lines if line["ok"]]
+    addresses = [ip for line in acked for ip in line["ips"]]  # type: ignore[attr-defined]
+    claimed = {a.split("/")[0] for held in records.values() for a in held}
+    return {"duplicates": len(addresses) - len(set(addresses)),
+            "lost": sum(1 for line in acked if records.get(line["cid"]) != line["ips"]),  # type: ignore[arg-type]
+            "orphans": len(ips - claimed)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-client", type=int, default=60, help="ADDs per client, warm phases")
+    parser.add_argument("--cold-per-client", type=int, default=8, help="ADDs per client, cold phase")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root (private network namespaces)", file=sys.stderr)
+        return 2
+
+    from cnicore.launchers import install
+    from cnicore.ns import new_netns
+    from cnicore.testing import WarmServer
+
+    from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
+
+    load = os.getloadavg()[0]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cipam-bench-") as workdir:
+        install(os.path.join(workdir, "bin"))
+        launcher = os.path.join(workdir, "bin", "cluster-ipam")
+        server = WarmServer(os.path.join(workdir, "server"), workers=8, prefix="cnibench-srv",
+                            extra_env={"CNICORE_SERVER_PRELOAD": "cluster-ipam"})
+        install(os.path.join(workdir, "native"), kind="native", socket=server.socket)
+        native = os.path.join(workdir, "native", "cluster-ipam")
+        netns = new_netns(f"cnibench-etcd-{uuid.uuid4().hex[:8]}")
+        ctr = new_netns(f"cnibench-ctr-{uuid.uuid4().hex[:8]}")
+        cluster = LocalCluster(os.path.join(workdir, "etcd"), netns=netns)
+        try:
+            cluster.start()
+            meter = CPUMeter(cluster, server)
+            for phase, path, count in (("in-process", "", args.per_client), ("server", native, args.per_client),
+                                       ("cold", launcher, args.cold_per_client)):
+                conf = config(cluster.endpoints, phase)
+                before = meter.sample()
+                lines = run_clients(cluster, conf, count, path, ctr.path, workdir)
+                results.append(summarize(phase, lines, before, meter.sample()))
+            killed = config(cluster.endpoints, "leader-kill")
+            victim: list[object] = []
+
+            def kill_leader() -> None:
+                leader = cluster.leader()
+                victim.append(leader.name)
+                leader.kill(signal.SIGKILL)
+
+            lines = run_clients(cluster, killed, args.per_client, native, ctr.path, workdir, kill_leader)
+            cluster.restart_dead()
+            row = summarize("leader-kill", lines)
+            row.update(verify(cluster, killed, [line for line in lines if "cid" in line]))
+            row["killed"] = victim[0]
+            results.append(row)
+        finally:
+            cluster.stop()
+            server.stop()
+            ctr.remove()
+            netns.remove()
+        if "refused" in server.log():
+            print(f"warning: the server refused requests (they ran cold):\n{server.log()}", file=sys.stderr)
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"cluster-ipam, {CLIENTS} clients on {len(NODES)} nodes, 3-member etcd on 127.0.0.1, "
+          f"{os.cpu_count()} CPUs")
+    print(f"load average before: {load:.1f} (other work on the machine skews every figure)")
+    print(f"{'phase':<12} {'ADDs':>5} {'failed':>6} {'ADD/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  "
+          "CPU ms/ADD clients+server+etcd  checks")
+    for r in results:
+        checks = ""
+        if "duplicates" in r:
+            checks = f"duplicates={r['duplicates']} lost={r['lost']} orphans={r['orphans']} (killed {r['killed']})"
+        cpu = r["cpu_ms_per_add"]
+        share = f"{cpu['clients']}+{cpu['server']}+{cpu['etcd']}" if cpu["etcd"] else "-"  # type: ignore[index]
+        print(f"{r['phase']:<12} {r['adds']:>5} {r['failed']:>6} {r['adds_per_s']:>7} {r['p50_ms']:>7} "
+              f"{r['p99_ms']:>7} {r['max_ms']:>7}  {share:<31}  {checks}")
+        for error in r["errors"]:  # type: ignore[attr-defined]
+            print(f"{'':<12} failed: {error}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

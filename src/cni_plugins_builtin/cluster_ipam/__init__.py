@@ -1,0 +1,22 @@
+"""cluster-ipam: IPAM from one address pool shared by many nodes, kept in etcd.
+
+host-local's config and results, with the state in an etcd cluster instead
+of files on one node. See :mod:`.plugin` for the verbs and
+``docs/CLUSTER_IPAM.md`` for when to use it, the data model and the
+behaviour under failures.
+
+Modules, one job each:
+
+* :mod:`.config` — the config: host-local's address part plus ``etcd``,
+  ``nodeName``, ``prefix``, ``gcGraceSeconds``;
+* :mod:`.model` — key names and record values in etcd (pure);
+* :mod:`.etcd` — the client: etcd3gw per endpoint, failover within a budget;
+* :mod:`.allocate` — ADD's transaction;
+* :mod:`.release` — DEL, GC, CHECK's ownership test, reaping a node;
+* :mod:`.health` — STATUS's probe;
+* :mod:`.inventory` — what ``cnitool ipam show`` reports;
+* :mod:`.plugin` — the hook implementations;
+* :mod:`.localcluster` — a throwaway etcd cluster for tests and benchmarks.
+
+Nothing is imported here, so loading the plugin module stays cheap.
+"""

@@ -1,0 +1,175 @@
+"""ADD: claim one address per range set and the attachment record in one transaction.
+
+The transaction compares ``create_revision == 0`` on the attachment key and
+on every chosen address key and, only if all hold, writes them all: an
+address is never handed out twice, and an ADD is all or nothing, whatever
+the number of families. When it fails, its failure branch reads the
+attachment and the address keys back in the same revision:
+
+* the attachment exists — this container and interface already hold
+  addresses (a retried ADD, perhaps one whose first answer was lost to a
+  timeout): they are returned as they are;
+* an address was taken — a requested one is an error (host-local's
+  wording); otherwise another is chosen for that set and the txn repeated.
+
+Choosing: the first guess per set is a random address (no read at all: in a
+pool with room it wins at once, and concurrent ADDs on many nodes rarely
+collide); after a collision, a linearizable scan of the keys from a random
+point finds the gaps, and a random one of the first gaps is taken. A scan
+that goes round the whole set without a gap is host-local's "no IP
+addresses available". Unlike host-local there is no round-robin cursor: a
+shared cursor would be a hot key every ADD of the cluster writes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from cni_plugins_builtin.cluster_ipam import etcd as kv
+from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, ip_value
+from cni_plugins_builtin.host_local.config import fail
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnicore.goip import IPAddress
+
+    from cni_plugins_builtin.cluster_ipam.config import ClusterSettings
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+    from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
+
+#: Transactions one ADD may lose to concurrent ADDs before giving up.
+MAX_ROUNDS = 50
+#: Keys read per scan page, and gaps collected before one is picked.
+SCAN_PAGE = 500
+GAPS = 32
+
+
+class Exhausted(Exception):
+    """A whole range set was scanned and every address is taken."""
+
+
+def _usable(rangeset: RangeSet) -> list[tuple[Range, int, int]]:
+    """``(range, first, last)`` as integers per range of the set."""
+    return [(rng, int(rng.start), int(rng.end)) for rng in rangeset.ranges]
+
+
+def _address(rng: Range, value: int) -> IPAddress:
+    return type(rng.start)(value)
+
+
+def random_guess(rangeset: RangeSet, taken: set[IPAddress]) -> IPAddress | None:
+    """A random address of the set that is neither a gateway nor known taken."""
+    spans = _usable(rangeset)
+    total = sum(last - first + 1 for _, first, last in spans)
+    for _ in range(8):
+        offset = random.randrange(total)
+        for rng, first, last in spans:
+            size = last - first + 1
+            if offset < size:
+                ip = _address(rng, first + offset)
+                if ip != rng.gateway and ip not in taken:
+                    return ip
+                break
+            offset -= size
+    return None
+
+
+def scan_for_gap(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddress]) -> IPAddress:
+    """A free address found by reading the set's keys from a random point round to it."""
+    spans = _usable(rangeset)
+    start_range = random.randrange(len(spans))
+    rng, first, last = spans[start_range]
+    origin = random.randint(first, last)
+    gaps: list[IPAddress] = []
+    order = spans[start_range:] + spans[:start_range] + [spans[start_range]]
+    for step, (rng, first, last) in enumerate(order):
+        low = origin if step == 0 else first
+        high = origin - 1 if step == len(order) - 1 else last
+        while low <= high:
+            answer = etcd.range(keys.ip(_address(rng, low)), keys.ip(_address(rng, high)) + "\x00",
+                                limit=SCAN_PAGE, keys_only=True)
+            used = {keys.parse_ip(item.key) for item in kv.kvs(answer)}
+            more = bool(answer.get("more"))
+            upto = int(max(ip for ip in used if ip is not None)) if more else high
+            value = low
+            while value <= upto and len(gaps) < GAPS:
+                ip = _address(rng, value)
+                if ip not in used and ip != rng.gateway and ip not in taken:
+                    gaps.append(ip)
+                value += 1
+            if gaps:
+                return random.choice(gaps)
+            low = upto + 1
+    raise Exhausted()
+
+
+def _requested_ok(rangeset: RangeSet, ip: IPAddress) -> None:
+    """host-local's checks of a requested address: ValueError with its wording."""
+    rng = rangeset.range_for(ip)
+    if rng is None:
+        raise ValueError(f"{ip} not in range set {rangeset}")
+    if ip == rng.gateway:
+        raise ValueError(f"requested ip {ip} is subnet's gateway")
+
+
+def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_id: str,
+             ifname: str) -> Attachment:
+    """The attachment's record: newly claimed, or the one it already holds."""
+    keys = Keys(cluster.prefix, cluster.network)
+    akey = keys.attachment(cluster.node, container_id, ifname)
+    pending = list(conf.requested)
+    requested: list[IPAddress | None] = []
+    for index, rangeset in enumerate(conf.ranges):
+        want = next((ip for ip in pending if rangeset.contains(ip)), None)
+        if want is not None:
+            pending.remove(want)
+            try:
+                _requested_ok(rangeset, want)
+            except ValueError as exc:
+                raise fail(f"failed to allocate for range {index}: {exc}") from None
+        requested.append(want)
+    if pending:
+        raise fail("failed to allocate all requested IPs: " + " ".join(str(ip) for ip in pending))
+
+    taken: set[IPAddress] = set()
+    picks: list[IPAddress | None] = list(requested)
+    for _ in range(MAX_ROUNDS):
+        for index, rangeset in enumerate(conf.ranges):
+            if picks[index] is None:
+                guess = random_guess(rangeset, taken) if not taken else None
+                try:
+                    picks[index] = guess or scan_for_gap(etcd, keys, rangeset, taken)
+                except Exhausted:
+                    raise fail(f"failed to allocate for range {index}: no IP addresses available "
+                               f"in range set: {rangeset}") from None
+        chosen = [ip for ip in picks if ip is not None]
+        ranges = [_range(conf, i, ip) for i, ip in enumerate(chosen)]
+        record = Attachment(container_id, ifname, cluster.node,
+                            [(f"{ip}/{rng.network.prefixlen}", str(rng.gateway)) for ip, rng in zip(chosen, ranges)],
+                            time.time())
+        value = ip_value(container_id, ifname, cluster.node)
+        ok, responses = etcd.txn(
+            [kv.absent(akey)] + [kv.absent(keys.ip(ip)) for ip in chosen],
+            [kv.put(keys.ip(ip), value) for ip in chosen] + [kv.put(akey, record.encode())],
+            [kv.read(akey)] + [kv.read(keys.ip(ip)) for ip in chosen])
+        if ok:
+            return record
+        held = kv.kvs(responses[0].get("response_range", {}))
+        if held:
+            return Attachment.decode(held[0].value)
+        for index, ip in enumerate(chosen):
+            if kv.kvs(responses[index + 1].get("response_range", {})):
+                if requested[index] is not None:
+                    raise fail(f"failed to allocate for range {index}: requested IP address {ip} is not "
+                               f"available in range set {conf.ranges[index]}")
+                taken.add(ip)
+                picks[index] = None
+    raise fail(f"could not claim addresses after {MAX_ROUNDS} contended transactions, try again")
+
+
+def _range(conf: IPAMConfig, index: int, ip: IPAddress) -> Range:
+    rng = conf.ranges[index].range_for(ip)
+    assert rng is not None
+    return rng
+

@@ -1,0 +1,152 @@
+"""The cluster-ipam config: host-local's shape plus where the pool lives.
+
+The address part (``ranges`` with ``rangeStart``/``rangeEnd``/``gateway``,
+the legacy single-range keys, ``routes``, ``resolvConf``, requested
+addresses from CNI_ARGS ``IP``, ``args.cni.ips`` and ``runtimeConfig.ips``,
+``runtimeConfig.ipRanges``) is decoded and validated by host-local's own
+:func:`~cni_plugins_builtin.host_local.config.load_config`, with its errors
+(code 999). The cluster part, in the ``ipam`` object::
+
+    "etcd": {"endpoints": ["https://10.0.0.1:2379", ...],   required
+             "cacert": "...", "cert": "...", "key": "...",   TLS, optional
+             "timeoutSeconds": 10},                           the whole verb's budget
+    "nodeName": "node-a",         default: this host's name
+    "prefix": "/cni-ipam/v1",     key prefix in etcd
+    "gcGraceSeconds": 60          GC never touches attachments younger than this
+
+Errors in it are code 999 too, as every host-local config error is.
+DEL and GC read only the cluster part (:func:`load_cluster`): a release must
+not fail because the ranges were edited since the ADD.
+"""
+
+from __future__ import annotations
+
+from cnicore.errors import CNIError, ERR_INTERNAL
+
+from cni_plugins_builtin.cluster_ipam.model import DEFAULT_PREFIX
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cni_plugins_builtin.host_local.config import IPAMConfig
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_GC_GRACE = 60.0
+PLUGIN = "cluster-ipam"
+
+
+def fail(msg: str) -> CNIError:
+    """A cluster-ipam failure, code 999 like host-local's."""
+    return CNIError(ERR_INTERNAL, f"{PLUGIN}: {msg}")
+
+
+class EtcdSettings:
+    """Endpoints as ``(scheme, host, port)``, TLS files and the time budget."""
+
+    __slots__ = ("urls", "endpoints", "cacert", "cert", "key", "timeout")
+
+    def __init__(self, urls: list[str], cacert: str = "", cert: str = "", key: str = "",
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.urls = urls
+        self.endpoints = [parse_endpoint(url) for url in urls]
+        self.cacert = cacert
+        self.cert = cert
+        self.key = key
+        self.timeout = timeout
+
+
+class ClusterSettings:
+    """Where this network's pool lives and who we are in it."""
+
+    __slots__ = ("network", "etcd", "node", "prefix", "gc_grace")
+
+    def __init__(self, network: str, etcd: EtcdSettings, node: str, prefix: str = DEFAULT_PREFIX,
+                 gc_grace: float = DEFAULT_GC_GRACE) -> None:
+        self.network = network
+        self.etcd = etcd
+        self.node = node
+        self.prefix = prefix
+        self.gc_grace = gc_grace
+
+
+def parse_endpoint(url: str) -> tuple[str, str, int]:
+    """``http(s)://host:port`` (``[v6]:port``; the port defaults to 2379)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 2379
+    except ValueError:
+        raise fail(f"invalid etcd endpoint {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise fail(f"invalid etcd endpoint {url!r}: expected http(s)://host:port")
+    return parts.scheme, parts.hostname, port
+
+
+def _text(obj: dict[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise fail(f"{where}{key} must be a string")
+    return value
+
+
+def _seconds(obj: dict[str, Any], key: str, where: str, default: float, minimum: float) -> float:
+    value = obj.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise fail(f"{where}{key} must be a number >= {minimum:g}")
+    return float(value)
+
+
+def _readable(path: str, what: str) -> None:
+    import os
+
+    if path and not os.access(path, os.R_OK):
+        raise fail(f"etcd.{what} {path}: not readable")
+
+
+def _node_name(ipam: dict[str, Any]) -> str:
+    import os
+
+    node = _text(ipam, "nodeName", "") or os.uname().nodename
+    if "/" in node or not node.isprintable() or len(node) > 253:
+        raise fail(f"invalid nodeName {node!r}")
+    return node
+
+
+def load_cluster(config: dict[str, Any]) -> ClusterSettings:
+    """The cluster part of the config (see the module docstring)."""
+    ipam = config.get("ipam")
+    if not isinstance(ipam, dict):
+        raise CNIError(ERR_INTERNAL, "IPAM config missing 'ipam' key")
+    etcd = ipam.get("etcd")
+    if not isinstance(etcd, dict):
+        raise fail("ipam.etcd must be an object with endpoints")
+    urls = etcd.get("endpoints")
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+        raise fail("etcd.endpoints must be a non-empty list of URLs")
+    cacert, cert, key = (_text(etcd, name, "etcd.") for name in ("cacert", "cert", "key"))
+    if bool(cert) != bool(key):
+        raise fail("etcd.cert and etcd.key go together")
+    for path, what in ((cacert, "cacert"), (cert, "cert"), (key, "key")):
+        _readable(path, what)
+    settings = EtcdSettings(list(urls), cacert, cert, key,
+                            _seconds(etcd, "timeoutSeconds", "etcd.", DEFAULT_TIMEOUT, 0.1))
+    if (cacert or cert) and any(scheme != "https" for scheme, _, _ in settings.endpoints):
+        raise fail("etcd TLS files need https:// endpoints")
+    prefix = _text(ipam, "prefix", "") or DEFAULT_PREFIX
+    if not prefix.startswith("/") or "//" in prefix or not prefix.isprintable():
+        raise fail(f"invalid prefix {prefix!r}: an absolute key path")
+    return ClusterSettings(str(config.get("name", "")), settings, _node_name(ipam), prefix.rstrip("/") or "/",
+                           _seconds(ipam, "gcGraceSeconds", "", DEFAULT_GC_GRACE, 0))
+
+
+def load_config(config: dict[str, Any], cni_args: str = "") -> tuple[IPAMConfig, ClusterSettings]:
+    """Both parts, for ADD, CHECK and STATUS (host-local's errors first)."""
+    from cni_plugins_builtin.host_local.config import load_config as load_addresses
+
+    return load_addresses(config, cni_args), load_cluster(config)

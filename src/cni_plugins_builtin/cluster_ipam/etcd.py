@@ -1,0 +1,252 @@
+"""An etcd client that fails over across endpoints within one time budget.
+
+``etcd3gw`` (etcd's JSON gateway, ``/v3/``) talks to one endpoint per client
+object, so failover is ours: a request that cannot be answered (connection
+refused or reset, a timeout, a 5xx such as "leader changed" or "request
+timed out") is retried on the next endpoint, round after round, until the
+operation's deadline; the endpoint that answered last is tried first next
+time (clients and their connections are kept per thread, for a warm
+process serving many requests). Every request we send is safe to repeat: writes are transactions
+guarded by compares, reads are linearizable (never ``serializable``: a
+minority member answers those with stale data, and allocation must never
+see stale data).
+
+``etcd3gw`` (and ``requests`` with it) is imported when the first client is
+made, never when a launcher answers VERSION.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cni_plugins_builtin.cluster_ipam.config import EtcdSettings
+
+#: The longest one request may take before the next endpoint is tried.
+MAX_TRY_SECONDS = 2.0
+
+
+class EtcdUnavailable(Exception):
+    """No endpoint completed the request before the deadline. ``answered``:
+    some endpoint sent an HTTP answer (it runs, but the cluster could not
+    serve: no leader, no quorum)."""
+
+    def __init__(self, answered: bool, failures: list[str]) -> None:
+        self.answered = answered
+        self.failures = failures
+        super().__init__("; ".join(failures[-3:]) or "the time budget was spent before any endpoint was tried")
+
+
+class EtcdRequestError(Exception):
+    """etcd refused the request itself (a 4xx: malformed, too large): retrying cannot help."""
+
+
+def b64(text: str | bytes) -> str:
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+class KV:
+    """One key-value pair from a range answer (key decoded, revisions as ints)."""
+
+    __slots__ = ("key", "value", "create_revision", "mod_revision")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.key = unb64(raw["key"]).decode("utf-8", "surrogateescape")
+        self.value = unb64(raw.get("value", ""))
+        self.create_revision = int(raw.get("create_revision", 0))
+        self.mod_revision = int(raw.get("mod_revision", 0))
+
+    def __repr__(self) -> str:
+        return f"KV({self.key!r}, c={self.create_revision}, m={self.mod_revision})"
+
+
+def kvs(response: dict[str, Any]) -> list[KV]:
+    """The pairs of a range response (or of a txn's ``response_range``)."""
+    return [KV(raw) for raw in response.get("kvs", [])]
+
+
+class Etcd:
+    """The cluster behind ``settings.endpoints``; every call finishes (or gives
+    up) by ``deadline`` (monotonic) when one is set, else within
+    ``settings.timeout`` of its start."""
+
+    def __init__(self, settings: EtcdSettings, deadline: float | None = None) -> None:
+        self.settings = settings
+        self.deadline = deadline
+        self._tls = (settings.cacert, settings.cert, settings.key)
+        self._clients: dict[tuple[Any, ...], Any] = _reused().setdefault("clients", {})
+        self._preferred: dict[tuple[str, ...], int] = _reused().setdefault("preferred", {})
+        self._current = self._preferred.get(tuple(settings.urls), 0) % len(settings.endpoints)
+
+    def _client(self, index: int) -> Any:
+        """The endpoint's client; kept per thread, so a warm process reuses its
+        connections (requests sessions are not shared between threads)."""
+        cache_key = (self.settings.endpoints[index],) + self._tls
+        client = self._clients.get(cache_key)
+        if client is None:
+            import requests
+            from etcd3gw.client import Etcd3Client
+
+            scheme, host, port = self.settings.endpoints[index]
+            session = requests.Session()
+            session.trust_env = False  # etcd is reached directly, never through a proxy
+            if scheme == "https":
+                session.verify = self.settings.cacert or True
+                if self.settings.cert:
+                    session.cert = (self.settings.cert, self.settings.key)
+            client = Etcd3Client(host=host, port=port, protocol=scheme, api_path="/v3/", session=session)
+            self._clients[cache_key] = client
+        return client
+
+    def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to ``/v3/<path>`` on the first endpoint that answers in time."""
+        from etcd3gw import exceptions
+
+        now = time.monotonic()
+        deadline = self.deadline if self.deadline is not None else now + self.settings.timeout
+        count = len(self.settings.endpoints)
+        failures: list[str] = []
+        answered = False
+        attempt = 0
+        while True:
+            index = (self._current + attempt) % count
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.01:
+                raise EtcdUnavailable(answered, failures)
+            client = self._client(index)
+            client.timeout = min(remaining, MAX_TRY_SECONDS)
+            try:
+                result: dict[str, Any] = client.post(client.get_url(path), json=body)
+            except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError,
+                    exceptions.InternalServerError) as exc:
+                if exc.args:  # etcd3gw passes the HTTP reason only for an HTTP answer
+                    answered = True
+                failures.append(f"{self.settings.urls[index]}: {_describe(exc)}")
+            except exceptions.Etcd3Exception as exc:
+                raise EtcdRequestError(f"{self.settings.urls[index]}: {_describe(exc)}") from None
+            else:
+                self._current = index
+                self._preferred[tuple(self.settings.urls)] = index
+                return result
+            attempt += 1
+            if attempt % count == 0:  # a whole round failed: let an election finish
+                time.sleep(min(0.05 * (attempt // count), 0.25, max(deadline - time.monotonic(), 0)))
+
+    # -- the operations cluster-ipam needs -------------------------------------------
+
+    def range(self, key: str, range_end: str | None = None, *, limit: int = 0, keys_only: bool = False,
+              count_only: bool = False) -> dict[str, Any]:
+        """A linearizable range read (the raw answer, header included)."""
+        body: dict[str, Any] = {"key": b64(key)}
+        if range_end is not None:
+            body["range_end"] = b64(range_end)
+        if limit:
+            body["limit"] = limit
+        if keys_only:
+            body["keys_only"] = True
+        if count_only:
+            body["count_only"] = True
+        return self.call("kv/range", body)
+
+    def get(self, key: str) -> KV | None:
+        found = kvs(self.range(key))
+        return found[0] if found else None
+
+    def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]],
+            failure: list[dict[str, Any]] | None = None) -> tuple[bool, list[dict[str, Any]]]:
+        """One transaction: ``(succeeded, responses)``. A failed txn's JSON has no
+        ``succeeded`` at all (protobuf omits false)."""
+        answer = self.call("kv/txn", {"compare": compare, "success": success, "failure": failure or []})
+        return bool(answer.get("succeeded", False)), list(answer.get("responses", []))
+
+    def status(self, index: int, timeout: float) -> dict[str, Any] | None:
+        """``maintenance/status`` of one endpoint, or None if it does not answer in ``timeout``."""
+        from etcd3gw import exceptions
+
+        client = self._client(index)
+        client.timeout = timeout
+        try:
+            result: dict[str, Any] = client.post(client.get_url("maintenance/status"), json={})
+        except exceptions.Etcd3Exception:
+            return None
+        return result
+
+
+_local: Any = None
+
+
+def _reused() -> dict[str, Any]:
+    """This thread's reusable state: clients by endpoint + TLS files, preferred endpoint by list."""
+    global _local
+    if _local is None:
+        import threading
+
+        _local = threading.local()
+    state: dict[str, Any] = _local.__dict__
+    return state
+
+
+# -- transaction pieces ---------------------------------------------------------------
+
+def absent(key: str) -> dict[str, Any]:
+    """Compare: the key does not exist."""
+    return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": 0}
+
+
+def created_at(key: str, revision: int) -> dict[str, Any]:
+    """Compare: the key exists and was created at ``revision``."""
+    return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": revision}
+
+
+def unmodified_since(key: str, revision: int) -> dict[str, Any]:
+    """Compare: the key was last written at ``revision`` (so it exists, unchanged)."""
+    return {"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": revision}
+
+
+def put(key: str, value: bytes) -> dict[str, Any]:
+    return {"request_put": {"key": b64(key), "value": b64(value)}}
+
+
+def delete(key: str) -> dict[str, Any]:
+    return {"request_delete_range": {"key": b64(key)}}
+
+
+def read(key: str) -> dict[str, Any]:
+    return {"request_range": {"key": b64(key)}}
+
+
+def nested(compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> dict[str, Any]:
+    """A transaction inside a transaction (etcd >= 3.3): its own compares, no failure ops."""
+    return {"request_txn": {"compare": compare, "success": success, "failure": []}}
+
+
+def _describe(exc: Exception) -> str:
+    """A one-line reason from an etcd3gw exception (etcd's own message when it sent one)."""
+    import json
+
+    detail = getattr(exc, "detail_text", None) or ""
+    try:
+        obj = json.loads(detail)
+        if isinstance(obj, dict) and (obj.get("error") or obj.get("message")):
+            detail = str(obj.get("error") or obj.get("message"))
+    except ValueError:
+        pass
+    reason = " ".join(str(a) for a in exc.args)
+    text = f"{reason}: {detail}" if reason and detail else (detail or reason or type(exc).__name__)
+    if "SSLError" in text or "[SSL" in text:
+        start = text.find("[SSL")
+        text = "TLS: " + (text[start:].split("'")[0].split('"')[0].rstrip(" (),") if start >= 0
+                          else "handshake failed")
+    elif "Max retries exceeded" in text or "Connection refused" in text:
+        text = "connection refused" if "refused" in text else "connection failed"
+    elif "timed out" in text.lower() and "etcdserver" not in text:
+        text = "timed out"
+    return text.replace("\n", " ")[:300]

@@ -1,0 +1,127 @@
+"""What operators ask of a pool: usage per range and per node, and reaping a dead node.
+
+Used by ``cnitool ipam show`` and ``cnitool ipam reap-node``. A network's
+cluster-ipam config is found in its network list: the ``ipam`` object of the
+first plugin that delegates to ``cluster-ipam``. Reads here are
+linearizable and paged, so they are exact at one moment and never load more
+than a page at once.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cnicore.libcni import NetworkConfigList
+
+    from cni_plugins_builtin.cluster_ipam.config import ClusterSettings
+    from cni_plugins_builtin.host_local.config import IPAMConfig
+
+TYPE = "cluster-ipam"
+
+
+class NotClusterIPAM(Exception):
+    """The network does not use cluster-ipam."""
+
+
+def ipam_config(conf_list: NetworkConfigList) -> dict[str, Any]:
+    """The config cluster-ipam would see: the network's name and version and the
+    ``ipam`` object of the plugin that uses it."""
+    for plugin in conf_list.plugins:
+        ipam = plugin.network.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == TYPE:
+            return {"cniVersion": conf_list.cni_version or plugin.cni_version, "name": conf_list.name,
+                    "ipam": ipam}
+    raise NotClusterIPAM(f"network {conf_list.name!r} has no plugin with ipam type {TYPE}")
+
+
+def networks(conf_dir: str) -> list[NetworkConfigList]:
+    """Every network list in ``conf_dir`` that uses cluster-ipam."""
+    from cnicore.libcni import conf_files, conf_list_from_conf, conf_list_from_file, conf_from_file
+
+    found = []
+    for path in conf_files(conf_dir, [".conflist", ".conf", ".json"]):
+        conf_list = conf_list_from_file(path) if path.endswith(".conflist") else conf_list_from_conf(
+            conf_from_file(path))
+        try:
+            ipam_config(conf_list)
+        except NotClusterIPAM:
+            continue
+        found.append(conf_list)
+    return found
+
+
+def _scan(etcd: Any, start: str, end: str) -> list[Any]:
+    from cni_plugins_builtin.cluster_ipam.etcd import kvs
+
+    items: list[Any] = []
+    while True:
+        answer = etcd.range(start, end, limit=1000)
+        page = kvs(answer)
+        items.extend(page)
+        if not answer.get("more") or not page:
+            return items
+        start = page[-1].key + "\x00"
+
+
+def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
+    """``{"network", "ranges": [{"range", "size", "used", "free", "byNode": {node: used}}], "nodes":
+    {node: {"attachments", "addresses"}}, "outside": addresses held outside
+    every configured range}``."""
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+    from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, prefix_end
+
+    keys = Keys(cluster.prefix, cluster.network)
+    etcd = Etcd(cluster.etcd)
+    owner: dict[Any, str] = {}
+    for item in _scan(etcd, keys.ips, prefix_end(keys.ips)):
+        ip = keys.parse_ip(item.key)
+        if ip is not None:
+            owner[ip] = _node_of(item.value)
+    addresses = set(owner)
+    ranges = []
+    inside = set()
+    for rangeset in conf.ranges:
+        for rng in rangeset.ranges:
+            size = int(rng.end) - int(rng.start) + 1 - (1 if rng.contains(rng.gateway) else 0)
+            used = {ip for ip in addresses if rng.contains(ip)}
+            inside |= used
+            by_node: dict[str, int] = {}
+            for ip in used:
+                by_node[owner[ip]] = by_node.get(owner[ip], 0) + 1
+            ranges.append({"range": f"{rng.network} {rng}", "size": size, "used": len(used),
+                           "free": size - len(used), "byNode": dict(sorted(by_node.items()))})
+    nodes: dict[str, dict[str, int]] = {}
+    for item in _scan(etcd, keys.attachments, prefix_end(keys.attachments)):
+        who = keys.parse_attachment(item.key)
+        if who is None:
+            continue
+        entry = nodes.setdefault(who[0], {"attachments": 0, "addresses": 0})
+        entry["attachments"] += 1
+        try:
+            entry["addresses"] += len(Attachment.decode(item.value).ips)
+        except ValueError:
+            pass
+    return {"network": cluster.network, "ranges": ranges, "nodes": dict(sorted(nodes.items())),
+            "outside": len(addresses - inside)}
+
+
+def _node_of(value: bytes) -> str:
+    import json
+
+    try:
+        node = json.loads(value).get("node")
+    except (ValueError, AttributeError):
+        node = None
+    return str(node) if node else "?"
+
+
+def reap_node(cluster: ClusterSettings, node: str) -> list[str]:
+    """Release every attachment ``node`` holds in this network (the keys released)."""
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+    from cni_plugins_builtin.cluster_ipam.model import Keys
+    from cni_plugins_builtin.cluster_ipam.release import collect
+
+    keys = Keys(cluster.prefix, cluster.network)
+    return collect(Etcd(cluster.etcd), keys, node, set(), grace=0.0)

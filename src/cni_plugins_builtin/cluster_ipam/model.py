@@ -1,0 +1,132 @@
+"""The data model in etcd: key names and record values. Pure.
+
+Under ``<prefix>/<network>/`` (prefix default ``/cni-ipam/v1``):
+
+* ``ips/v4/<8 hex digits>``, ``ips/v6/<32 hex digits>`` — one key per
+  reserved address, named by the address itself (not by range), so two
+  configs that cut the same subnet differently can still never hand out one
+  address twice; fixed width keeps key order = address order, so a range is
+  a key range. Value: ``{"containerID", "ifname", "node"}``.
+* ``attach/<node>/<containerID>/<ifname>`` — the attachment record, written
+  in the same transaction as its addresses (so every address key has the
+  record's ``create_revision``: that equality is how DEL, GC and CHECK know
+  an address is still theirs). Value: ``{"containerID", "ifname", "node",
+  "ips": [{"address", "gateway"}], "created": <unix time>}``.
+
+Container IDs, interface names and network names cannot hold ``/`` (skel and
+libcni check them); node names are checked by :mod:`.config`.
+"""
+
+from __future__ import annotations
+
+import json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cnicore.goip import IPAddress
+
+DEFAULT_PREFIX = "/cni-ipam/v1"
+
+
+class Keys:
+    """Key names for one network under one prefix."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, prefix: str, network: str) -> None:
+        self.base = f"{prefix.rstrip('/')}/{network}/"
+
+    @property
+    def ips(self) -> str:
+        return self.base + "ips/"
+
+    def ip(self, ip: IPAddress) -> str:
+        return self.ip_prefix(ip.version) + f"{int(ip):0{8 if ip.version == 4 else 32}x}"
+
+    def ip_prefix(self, version: int) -> str:
+        return f"{self.ips}v{version}/"
+
+    def parse_ip(self, key: str) -> IPAddress | None:
+        """The address an ``ips/`` key names, or None for a foreign key."""
+        import ipaddress
+
+        if not key.startswith(self.ips):
+            return None
+        family, _, digits = key[len(self.ips):].partition("/")
+        try:
+            value = int(digits, 16)
+            if family == "v4" and len(digits) == 8:
+                return ipaddress.IPv4Address(value)
+            if family == "v6" and len(digits) == 32:
+                return ipaddress.IPv6Address(value)
+        except ValueError:
+            pass
+        return None
+
+    @property
+    def attachments(self) -> str:
+        return self.base + "attach/"
+
+    def node(self, node: str) -> str:
+        return f"{self.attachments}{node}/"
+
+    def attachment(self, node: str, container_id: str, ifname: str) -> str:
+        return f"{self.node(node)}{container_id}/{ifname}"
+
+    def parse_attachment(self, key: str) -> tuple[str, str, str] | None:
+        """``(node, containerID, ifname)`` of an ``attach/`` key, or None."""
+        if not key.startswith(self.attachments):
+            return None
+        parts = key[len(self.attachments):].split("/")
+        return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
+def prefix_end(prefix: str) -> str:
+    """The first key after every key starting with ``prefix`` (etcd's range_end)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def ip_value(container_id: str, ifname: str, node: str) -> bytes:
+    return json.dumps({"containerID": container_id, "ifname": ifname, "node": node},
+                      separators=(",", ":")).encode()
+
+
+class Attachment:
+    """An attachment record: who, on which node, which addresses, since when."""
+
+    __slots__ = ("container_id", "ifname", "node", "ips", "created")
+
+    def __init__(self, container_id: str, ifname: str, node: str, ips: list[tuple[str, str]],
+                 created: float) -> None:
+        self.container_id = container_id
+        self.ifname = ifname
+        self.node = node
+        #: ``(address in CIDR form, gateway or "")`` per address, in range-set order.
+        self.ips = ips
+        self.created = created
+
+    def encode(self) -> bytes:
+        return json.dumps({"containerID": self.container_id, "ifname": self.ifname, "node": self.node,
+                           "ips": [{"address": a, "gateway": g} for a, g in self.ips],
+                           "created": round(self.created, 3)}, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Attachment:
+        """Raises ValueError for a value this version cannot read."""
+        obj: Any = json.loads(data)
+        if not isinstance(obj, dict) or not isinstance(obj.get("ips"), list):
+            raise ValueError(f"not an attachment record: {data[:200]!r}")
+        ips = [(str(i.get("address", "")), str(i.get("gateway") or "")) for i in obj["ips"] if isinstance(i, dict)]
+        return cls(str(obj.get("containerID", "")), str(obj.get("ifname", "")), str(obj.get("node", "")),
+                   ips, float(obj.get("created") or 0))
+
+    def addresses(self) -> list[IPAddress]:
+        """The bare addresses (without prefix length)."""
+        import ipaddress
+
+        return [ipaddress.ip_interface(a).ip for a, _ in self.ips]
+
+    def __repr__(self) -> str:
+        return f"Attachment({self.node}/{self.container_id}/{self.ifname}, {self.ips})"

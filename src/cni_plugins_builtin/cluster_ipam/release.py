@@ -1,0 +1,104 @@
+"""Releasing attachments: DEL, GC, CHECK's ownership test and ``reap-node``.
+
+Every release is one guarded transaction: the attachment record is deleted
+only if it was not rewritten since we read it (``mod_revision``), and each of
+its address keys only if it still carries the record's ``create_revision``
+(both were written by the same ADD transaction) — a nested transaction per
+address, so an address that somebody else holds by now (after a reap and a
+new ADD) is left alone while the rest goes. A record that is already gone is
+a success: DEL is idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from cni_plugins_builtin.cluster_ipam import etcd as kv
+from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, prefix_end
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
+
+    from cni_plugins_builtin.cluster_ipam.etcd import KV, Etcd
+
+#: Guarded deletes that may lose to concurrent writers before DEL gives up.
+MAX_ROUNDS = 10
+PAGE = 500
+
+
+def release_kv(etcd: Etcd, keys: Keys, item: KV) -> bool:
+    """Delete the attachment ``item`` (as read) with its addresses; False if it
+    changed or vanished since it was read."""
+    try:
+        record = Attachment.decode(item.value)
+        addresses = record.addresses()
+    except ValueError:
+        addresses = []  # unreadable: drop the record, leave the addresses to an operator
+    ok, _ = etcd.txn([kv.unmodified_since(item.key, item.mod_revision)],
+                     [kv.delete(item.key)]
+                     + [kv.nested([kv.created_at(keys.ip(ip), item.create_revision)], [kv.delete(keys.ip(ip))])
+                        for ip in addresses])
+    return ok
+
+
+def release(etcd: Etcd, keys: Keys, node: str, container_id: str, ifname: str) -> bool:
+    """DEL: release the attachment; True if something was released, False if it
+    was already gone."""
+    from cni_plugins_builtin.cluster_ipam.config import fail
+
+    akey = keys.attachment(node, container_id, ifname)
+    for _ in range(MAX_ROUNDS):
+        item = etcd.get(akey)
+        if item is None:
+            return False
+        if release_kv(etcd, keys, item):
+            return True
+    raise fail(f"attachment {akey} keeps changing, not released")
+
+
+def attachments(etcd: Etcd, prefix: str) -> Iterator[KV]:
+    """Every record under ``prefix`` (paged, linearizable)."""
+    start, end = prefix, prefix_end(prefix)
+    while True:
+        answer = etcd.range(start, end, limit=PAGE)
+        items = kv.kvs(answer)
+        yield from items
+        if not answer.get("more") or not items:
+            return
+        start = items[-1].key + "\x00"
+
+
+def collect(etcd: Etcd, keys: Keys, node: str, valid: set[tuple[str, str]], grace: float,
+            now: float | None = None) -> list[str]:
+    """GC: release this node's attachments that are not in ``valid`` and older
+    than ``grace`` seconds (an ADD the runtime had not finished when it made
+    its list must survive); the keys released."""
+    now = time.time() if now is None else now
+    released = []
+    for item in list(attachments(etcd, keys.node(node))):
+        who = keys.parse_attachment(item.key)
+        if who is None or (who[1], who[2]) in valid:
+            continue
+        try:
+            created = Attachment.decode(item.value).created
+        except ValueError:
+            created = 0.0
+        if now - created < grace:
+            continue
+        if release_kv(etcd, keys, item):
+            released.append(item.key)
+    return released
+
+
+def still_held(etcd: Etcd, keys: Keys, item: KV) -> list[str]:
+    """CHECK: the record's addresses whose keys no longer carry its revision."""
+    record = Attachment.decode(item.value)
+    addresses = record.addresses()
+    _, responses = etcd.txn([], [kv.read(keys.ip(ip)) for ip in addresses])  # one revision for all
+    lost = []
+    for ip, response in zip(addresses, responses):
+        found = kv.kvs(response.get("response_range", {}))
+        if not found or found[0].create_revision != item.create_revision:
+            lost.append(str(ip))
+    return lost

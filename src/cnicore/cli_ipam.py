@@ -1,0 +1,125 @@
+"""``cnitool ipam``: operate cluster-ipam pools (usage, reaping a node that is gone).
+
+Networks are found as for the other network commands: by name in
+NETCONFPATH (default /etc/cni/net.d). Nothing here runs on its own:
+reaping a node is always an operator's explicit command.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
+
+    from cnicore.libcni import NetworkConfigList
+
+    _T = TypeVar("_T")
+
+
+@click.group()
+def ipam() -> None:
+    """Inspect and repair cluster-ipam address pools (kept in etcd)."""
+
+
+def _conf_dir() -> str:
+    from cnicore.libcni import default_conf_dir
+
+    return default_conf_dir()
+
+
+def _operate(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run ``fn``; config and etcd trouble become one line on stderr, exit 1."""
+    from cnicore.errors import CNIError
+    from cnicore.libcni import LibcniError
+
+    from cni_plugins_builtin.cluster_ipam.etcd import EtcdRequestError, EtcdUnavailable
+    from cni_plugins_builtin.cluster_ipam.inventory import NotClusterIPAM
+
+    try:
+        return fn(*args)
+    except EtcdUnavailable as exc:
+        raise click.ClickException(f"etcd cluster unavailable: {exc}") from None
+    except (CNIError, LibcniError, EtcdRequestError, NotClusterIPAM, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _settings(conf_list: NetworkConfigList) -> tuple[Any, Any]:
+    from cni_plugins_builtin.cluster_ipam.config import load_config
+    from cni_plugins_builtin.cluster_ipam.inventory import ipam_config
+
+    return load_config(ipam_config(conf_list))
+
+
+@ipam.command("show")
+@click.argument("network")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def show(network: str, as_json: bool) -> None:
+    """Used and free addresses per range, attachments per node, of NETWORK's pool.
+
+    \b
+    Example:
+      cnitool ipam show podnet
+    """
+    from cnicore.libcni import load_conflist
+
+    from cni_plugins_builtin.cluster_ipam.inventory import usage
+
+    def run() -> dict[str, Any]:
+        return usage(*_settings(load_conflist(_conf_dir(), network)))
+
+    report = _operate(run)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"network {report['network']}")
+    rows = [[r["range"], r["size"], r["used"], r["free"],
+             " ".join(f"{node}={count}" for node, count in r["byNode"].items())] for r in report["ranges"]]
+    _table(["RANGE", "SIZE", "USED", "FREE", "USED BY NODE"], rows)
+    if report["outside"]:
+        click.echo(f"held outside the configured ranges: {report['outside']}")
+    click.echo("")
+    _table(["NODE", "ATTACHMENTS", "ADDRESSES"],
+           [[node, n["attachments"], n["addresses"]] for node, n in report["nodes"].items()])
+
+
+@ipam.command("reap-node")
+@click.argument("node")
+@click.option("--network", "names", multiple=True, metavar="NAME",
+              help="Only this network (repeatable); default: every cluster-ipam network in NETCONFPATH.")
+def reap_node(node: str, names: tuple[str, ...]) -> None:
+    """Release every address NODE holds: for a node that is gone for good.
+
+    Never run for a node that still runs containers: they keep their
+    addresses in the kernel while the pool hands them out again.
+
+    \b
+    Example:
+      cnitool ipam reap-node worker-7
+    """
+    from cnicore.libcni import load_conflist
+
+    from cni_plugins_builtin.cluster_ipam.inventory import networks, reap_node as reap
+
+    def run() -> list[tuple[str, int]]:
+        lists = [load_conflist(_conf_dir(), name) for name in names] if names else networks(_conf_dir())
+        if not lists:
+            raise click.ClickException(f"no cluster-ipam network in {_conf_dir()}")
+        done = []
+        for conf_list in lists:
+            _, cluster = _settings(conf_list)
+            done.append((conf_list.name, len(reap(cluster, node))))
+        return done
+
+    for name, count in _operate(run):
+        click.echo(f"{name}: released {count} attachment(s) of node {node}")
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> None:
+    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -1,0 +1,622 @@
+"""cluster-ipam against a real 3-member etcd cluster (Debian's etcd-server).
+
+The cluster runs for the whole session inside a throwaway network namespace
+(on its 127.0.0.1, free ports, data under tmp) and is stopped by PID at the
+end, also on failure; every test starts with all three members healthy and
+uses a network name of its own. Plugins reach etcd because they run in that
+namespace: launchers are exec'd from it (the cold path a runtime takes),
+simulated nodes are separate processes started in it with their own
+``nodeName``, and the bridge chain uses it as its host namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from cnicore.testing import assert_netns_address, assert_result_has_ip, assert_result_has_route, run_executable
+
+from cni_plugins_builtin.cluster_ipam.etcd import b64
+from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
+from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("needs root for the cluster's network namespace")
+    if not os.path.exists("/usr/bin/etcd"):
+        pytest.fail("etcd is not installed: scripts/dev installs Debian's etcd-server")
+    from cnicore.ns import new_netns
+
+    netns = new_netns(f"cnitest-etcd-{uuid.uuid4().hex[:10]}")
+    try:
+        container = new_netns(f"cnitest-etcdctr-{uuid.uuid4().hex[:10]}")  # CNI_NETNS of IPAM-only runs
+        try:
+            cluster = LocalCluster(str(tmp_path_factory.mktemp("etcd")), netns=netns)
+            cluster.container_netns = container
+            try:
+                cluster.start()
+                yield cluster
+            finally:
+                cluster.stop()
+        finally:
+            container.remove()
+    finally:
+        netns.remove()
+
+
+@pytest.fixture
+def cluster(etcd_cluster):
+    """The session's cluster with every member running and accepting writes."""
+    etcd_cluster.restart_dead()
+    return etcd_cluster
+
+
+def net_config(cluster, name=None, *, ranges=None, timeout=5, node="node-a", endpoints=None, **ipam):
+    ipam_obj = {"type": "cluster-ipam", "nodeName": node,
+                "etcd": {"endpoints": endpoints or cluster.endpoints, "timeoutSeconds": timeout},
+                "ranges": ranges or [[{"subnet": "10.20.0.0/16"}]]}
+    ipam_obj.update(ipam)
+    return {"cniVersion": "1.1.0", "name": name or f"n{uuid.uuid4().hex[:8]}", "ipam": ipam_obj}
+
+
+def launcher(cni_bin_dir):
+    return os.path.join(cni_bin_dir, "cluster-ipam")
+
+
+def run(cluster, cni_bin_dir, command, config, cid="ctr1", ifname="eth0", **kw):
+    """One exec of the cluster-ipam launcher, from the cluster's namespace."""
+    kw.setdefault("netns", cluster.container_netns.path if command in ("ADD", "CHECK") else "")
+    return run_executable(launcher(cni_bin_dir), command, config, host=cluster.netns,
+                          container_id=cid, ifname=ifname, **kw)
+
+
+def state(cluster, config):
+    """``(attachments by (node, cid, ifname), address keys by ip string)`` as etcd holds them now."""
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+    from cni_plugins_builtin.cluster_ipam.release import attachments
+
+    settings = load_cluster(config)
+    keys = Keys(settings.prefix, settings.network)
+
+    def read():
+        etcd = Etcd(settings.etcd)
+        records = {}
+        for item in attachments(etcd, keys.attachments):
+            records[keys.parse_attachment(item.key)] = (Attachment.decode(item.value), item.create_revision)
+        ips = {}
+        for item in attachments(etcd, keys.ips):
+            ips[str(keys.parse_ip(item.key))] = (json.loads(item.value), item.create_revision)
+        return records, ips
+
+    return cluster.run(read)
+
+
+def assert_consistent(records, ips):
+    """Every address key belongs to exactly one record, written in the same txn, and back."""
+    claimed = {}
+    for (node, cid, ifname), (record, revision) in records.items():
+        for ip in record.addresses():
+            assert str(ip) not in claimed, f"{ip} claimed twice"
+            claimed[str(ip)] = (cid, ifname, revision)
+    assert set(claimed) == set(ips), f"orphans: {set(ips) - set(claimed)}, missing: {set(claimed) - set(ips)}"
+    for ip, (value, revision) in ips.items():
+        assert (value["containerID"], value["ifname"], revision) == claimed[ip]
+
+
+def start_nodes(cluster, config, tmp_path, plan, launcher_path=""):
+    """Start one loadgen process per ``(node, count, prefix)`` in ``plan`` inside the cluster's netns."""
+    path = tmp_path / f"conf-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(config))
+    procs = []
+    for node, count, prefix in plan:
+        argv = [sys.executable, "-m", "cni_plugins_builtin.cluster_ipam.loadgen", "--config", str(path),
+                "--node", node, "--count", str(count), "--prefix", prefix,
+                "--netns", cluster.container_netns.path]
+        if launcher_path:
+            argv += ["--launcher", launcher_path]
+        procs.append(cluster.run(lambda argv=argv: subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                                                    stderr=subprocess.PIPE)))
+    return procs
+
+
+def collect(procs, timeout=120):
+    lines = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            lines += [json.loads(line) for line in out.decode().splitlines() if '"cid"' in line]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return lines
+
+
+# -- the verbs, through the launcher -------------------------------------------------------
+
+def test_add_repeat_check_del_through_launcher(cluster, cni_bin_dir, tmp_path):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 10.20.0.53\nsearch cluster.local\n")
+    config = net_config(cluster, ranges=[[{"subnet": "10.20.0.0/24", "rangeStart": "10.20.0.10",
+                                           "rangeEnd": "10.20.0.20", "gateway": "10.20.0.1"}],
+                                         [{"subnet": "fd20::/64"}]],
+                        routes=[{"dst": "0.0.0.0/0"}], resolvConf=str(resolv))
+    first = run(cluster, cni_bin_dir, "ADD", config).ok().json
+    assert first["cniVersion"] == "1.1.0"
+    v4 = [ip for ip in first["ips"] if "." in ip["address"]]
+    v6 = [ip for ip in first["ips"] if ":" in ip["address"]]
+    assert len(v4) == len(v6) == 1 and "interface" not in v4[0]
+    host = int(v4[0]["address"].split("/")[0].rsplit(".", 1)[1])
+    assert 10 <= host <= 20 and v4[0]["address"].endswith("/24") and v4[0]["gateway"] == "10.20.0.1"
+    assert v6[0]["address"].endswith("/64") and v6[0]["gateway"] == "fd20::1"
+    assert_result_has_route(first, "0.0.0.0/0")
+    assert first["dns"] == {"nameservers": ["10.20.0.53"], "search": ["cluster.local"]}
+
+    again = run(cluster, cni_bin_dir, "ADD", config).ok().json
+    assert again["ips"] == first["ips"], "a repeated ADD returns what the attachment holds"
+    run(cluster, cni_bin_dir, "CHECK", config).ok()
+    other = run(cluster, cni_bin_dir, "ADD", config, ifname="net1").ok().json
+    assert other["ips"][0]["address"] != first["ips"][0]["address"]
+
+    records, ips = state(cluster, config)
+    assert set(records) == {("node-a", "ctr1", "eth0"), ("node-a", "ctr1", "net1")} and len(ips) == 4
+    assert_consistent(records, ips)
+
+    run(cluster, cni_bin_dir, "DEL", config).ok()
+    run(cluster, cni_bin_dir, "DEL", config).ok()  # already gone: still a success
+    failed = run(cluster, cni_bin_dir, "CHECK", config)
+    assert failed.code != 0 and failed.error.code == 999
+    assert "Failed to find address added by container ctr1" in failed.error.msg
+    records, ips = state(cluster, config)
+    assert set(records) == {("node-a", "ctr1", "net1")} and len(ips) == 2
+
+
+def test_check_fails_when_an_address_key_is_no_longer_the_attachments(cluster, cni_bin_dir):
+    """An operator deleted an address key by hand and another ADD took the address:
+    CHECK of the first attachment names it, and its DEL leaves the new holder alone."""
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.31.0.0/24"}]])
+    run(cluster, cni_bin_dir, "ADD", config, cid="first", args="IP=10.31.0.9").ok()
+    settings = load_cluster(config)
+    key = Keys(settings.prefix, settings.network).ip(ipaddress.ip_address("10.31.0.9"))
+    cluster.run(lambda: Etcd(settings.etcd).call("kv/deleterange", {"key": b64(key)}))
+    run(cluster, cni_bin_dir, "ADD", config, cid="second", args="IP=10.31.0.9").ok()
+    out = run(cluster, cni_bin_dir, "CHECK", config, cid="first")
+    assert out.error.code == 999 and out.error.msg == "cluster-ipam: container first no longer holds 10.31.0.9"
+    run(cluster, cni_bin_dir, "DEL", config, cid="first").ok()
+    records, ips = state(cluster, config)
+    assert set(records) == {("node-a", "second", "eth0")}
+    assert ips["10.31.0.9"][0]["containerID"] == "second"
+    run(cluster, cni_bin_dir, "CHECK", config, cid="second").ok()
+
+
+def test_old_spec_version_result_and_requested_ip(cluster, cni_bin_dir):
+    config = net_config(cluster, ranges=[[{"subnet": "10.21.0.0/24"}]])
+    config["cniVersion"] = "0.4.0"
+    out = run(cluster, cni_bin_dir, "ADD", config, args="IP=10.21.0.77").ok().json
+    assert out["cniVersion"] == "0.4.0"
+    assert_result_has_ip(out, "10.21.0.77/24", gateway="10.21.0.1")
+    taken = run(cluster, cni_bin_dir, "ADD", config, cid="ctr2", args="IP=10.21.0.77")
+    assert taken.code != 0 and taken.error.code == 999
+    assert "requested IP address 10.21.0.77 is not available" in taken.error.msg
+    gateway = run(cluster, cni_bin_dir, "ADD", config, cid="ctr3", args="IP=10.21.0.1")
+    assert gateway.error.code == 999 and "is subnet's gateway" in gateway.error.msg
+    assert set(state(cluster, config)[0]) == {("node-a", "ctr1", "eth0")}
+
+
+def test_bad_config_is_host_local_error_without_traceback(cluster, cni_bin_dir):
+    config = net_config(cluster, ranges=[[{"subnet": "10.22.0.0/33"}]])
+    out = run(cluster, cni_bin_dir, "ADD", config)
+    assert out.error.code == 999 and out.error.msg == "invalid CIDR address: 10.22.0.0/33"
+    config = net_config(cluster)
+    config["ipam"]["etcd"]["endpoints"] = ["ftp://x"]
+    out = run(cluster, cni_bin_dir, "ADD", config)
+    assert out.error.code == 999 and "invalid etcd endpoint" in out.error.msg
+    assert b"Traceback" not in out.stdout + out.stderr
+
+
+# -- many nodes at once -------------------------------------------------------------------
+
+def test_concurrent_adds_from_three_nodes_through_launchers(cluster, cni_bin_dir, tmp_path):
+    config = net_config(cluster, ranges=[[{"subnet": "10.23.0.0/26"}]])  # 62 addresses for 24 ADDs
+    plan = [(f"node-{n}", 4, f"{n}{p}") for n in "abc" for p in range(2)]
+    lines = collect(start_nodes(cluster, config, tmp_path, plan, launcher(cni_bin_dir)))
+    assert len(lines) == 24 and all(line["ok"] for line in lines), [l for l in lines if not l["ok"]]
+    acked = [ip for line in lines for ip in line["ips"]]
+    assert len(set(acked)) == 24, "no address handed out twice"
+    records, ips = state(cluster, config)
+    assert_consistent(records, ips)
+    assert {node for node, _, _ in records} == {"node-a", "node-b", "node-c"}
+    assert sorted(f"{a}/26" for a in ips) == sorted(acked)
+
+
+def test_full_range_under_contention_then_freed(cluster, cni_bin_dir, tmp_path):
+    config = net_config(cluster, ranges=[[{"subnet": "10.24.0.0/29"}]])  # .2-.6: 5 addresses
+    plan = [(f"node-{n}", 3, f"{n}") for n in "abc"]
+    lines = collect(start_nodes(cluster, config, tmp_path, plan))
+    ok = [line for line in lines if line["ok"]]
+    refused = [line for line in lines if not line["ok"]]
+    assert len(ok) == 5 and len({line["ips"][0] for line in ok}) == 5
+    assert len(refused) == 4
+    for line in refused:
+        assert line["code"] == 999
+        assert "no IP addresses available in range set: 10.24.0.1-10.24.0.6" in line["msg"]
+    records, ips = state(cluster, config)
+    assert_consistent(records, ips)
+    assert len(records) == 5
+    node, cid, _ = sorted(records)[0]
+    freed = dict(config, ipam=dict(config["ipam"], nodeName=node))
+    run(cluster, cni_bin_dir, "DEL", freed, cid=cid).ok()
+    again = run(cluster, cni_bin_dir, "ADD", config, cid="late").ok().json
+    assert again["ips"][0]["address"] == records[(node, cid, "eth0")][0].ips[0][0]
+
+
+def test_range_set_of_two_ranges_is_used_up_completely(cluster, cni_bin_dir):
+    config = net_config(cluster, ranges=[[{"subnet": "10.29.0.0/29", "rangeStart": "10.29.0.2",
+                                           "rangeEnd": "10.29.0.3"},
+                                          {"subnet": "10.29.1.0/29", "rangeStart": "10.29.1.5",
+                                           "rangeEnd": "10.29.1.6", "gateway": "10.29.1.6"}]])
+    got = {run(cluster, cni_bin_dir, "ADD", config, cid=f"c{i}").ok().json["ips"][0]["address"] for i in range(3)}
+    assert got == {"10.29.0.2/29", "10.29.0.3/29", "10.29.1.5/29"}, "every address once, never the gateway"
+    full = run(cluster, cni_bin_dir, "ADD", config, cid="c3")
+    assert full.error.code == 999 and full.error.msg == (
+        "failed to allocate for range 0: no IP addresses available in range set: "
+        "10.29.0.2-10.29.0.3,10.29.1.5-10.29.1.6")
+    assert len(state(cluster, config)[0]) == 3, "a refused ADD leaves nothing behind"
+
+
+# -- failures of etcd members -------------------------------------------------------------
+
+def _run_with_fault(cluster, tmp_path, fault, timeout=3):
+    config = net_config(cluster, timeout=timeout)
+    plan = [(f"node-{n}", 150, f"{n}{p}") for n in "abc" for p in range(2)]
+    procs = start_nodes(cluster, config, tmp_path, plan)
+    time.sleep(0.8)
+    victim = fault()
+    lines = collect(procs)
+    cluster.restart_dead()
+    return config, lines, victim
+
+
+def _assert_no_duplicate_or_lost(cluster, config, lines, timeout):
+    acked = [line for line in lines if line["ok"]]
+    assert len(acked) >= 0.9 * len(lines), [l for l in lines if not l["ok"]][:5]
+    ips = [ip for line in acked for ip in line["ips"]]
+    assert len(ips) == len(set(ips)), "an address was acknowledged twice"
+    records, held = state(cluster, config)
+    assert_consistent(records, held)
+    by_cid = {cid: rec for (_, cid, _), (rec, _) in records.items()}
+    for line in acked:
+        assert [a for a, _ in by_cid[line["cid"]].ips] == line["ips"], f"acknowledged ADD lost: {line}"
+    assert max(line["ms"] for line in lines) <= (timeout + 1) * 1000
+
+
+def test_leader_sigkilled_mid_run(cluster, tmp_path):
+    def kill_leader():
+        leader = cluster.leader()
+        leader.kill(signal.SIGKILL)
+        return leader
+
+    config, lines, _ = _run_with_fault(cluster, tmp_path, kill_leader)
+    _assert_no_duplicate_or_lost(cluster, config, lines, timeout=3)
+
+
+def test_follower_sigkilled_mid_run(cluster, tmp_path):
+    def kill_follower():
+        leader = cluster.leader()
+        follower = next(m for m in cluster.members if m is not leader)
+        follower.kill(signal.SIGKILL)
+        return follower
+
+    config, lines, _ = _run_with_fault(cluster, tmp_path, kill_follower)
+    assert all(line["ok"] for line in lines), [l for l in lines if not l["ok"]][:5]
+    _assert_no_duplicate_or_lost(cluster, config, lines, timeout=3)
+
+
+def test_quorum_lost_fails_clearly_within_timeout_and_writes_nothing(cluster, cni_bin_dir):
+    config = net_config(cluster, timeout=2)
+    run(cluster, cni_bin_dir, "ADD", config, cid="before").ok()
+    for member in cluster.members[:2]:
+        member.kill(signal.SIGKILL)
+    start = time.monotonic()
+    out = run(cluster, cni_bin_dir, "ADD", config, cid="during")
+    elapsed = time.monotonic() - start
+    assert out.code != 0 and out.error.code == 11, out
+    assert out.error.msg == "cluster-ipam: etcd cluster unavailable"
+    assert elapsed < 2 + 1.5, f"ADD took {elapsed:.1f}s with timeoutSeconds 2"
+    status = run(cluster, cni_bin_dir, "STATUS", config)
+    assert status.error.code == 51 and "no quorum" in status.error.msg
+    cluster.members[2].kill(signal.SIGKILL)
+    start = time.monotonic()
+    status = run(cluster, cni_bin_dir, "STATUS", config)
+    assert status.error.code == 50 and "no etcd endpoint answers" in status.error.msg
+    assert time.monotonic() - start < 2 + 1.5
+
+    cluster.restart_dead()
+    records, ips = state(cluster, config)
+    assert set(records) == {("node-a", "before", "eth0")} and len(ips) == 1, "the failed ADD wrote nothing"
+    run(cluster, cni_bin_dir, "STATUS", config).ok()
+
+
+def test_member_restarted_catches_up_and_serves(cluster, cni_bin_dir):
+    leader = cluster.leader()
+    follower = next(m for m in cluster.members if m is not leader)
+    follower.kill(signal.SIGKILL)
+    config = net_config(cluster, ranges=[[{"subnet": "10.25.0.0/24"}]])
+    made = [run(cluster, cni_bin_dir, "ADD", config, cid=f"while-down-{i}").ok().json for i in range(3)]
+    follower.start()
+    cluster.wait_healthy()
+    only_it = net_config(cluster, name=config["name"], endpoints=[follower.endpoint],
+                         ranges=[[{"subnet": "10.25.0.0/24"}]])
+    for i, result in enumerate(made):
+        run(cluster, cni_bin_dir, "CHECK", only_it, cid=f"while-down-{i}").ok()
+        assert run(cluster, cni_bin_dir, "ADD", only_it, cid=f"while-down-{i}").ok().json["ips"] == result["ips"]
+    fresh = run(cluster, cni_bin_dir, "ADD", only_it, cid="after").ok().json
+    assert fresh["ips"][0]["address"] not in {r["ips"][0]["address"] for r in made}
+    assert_consistent(*state(cluster, config))
+
+
+def test_failover_skips_a_dead_first_endpoint(cluster, cni_bin_dir):
+    dead = "http://127.0.0.1:9"  # nothing listens on the discard port here
+    config = net_config(cluster, endpoints=[dead] + cluster.endpoints, timeout=3)
+    start = time.monotonic()
+    run(cluster, cni_bin_dir, "ADD", config).ok()
+    assert time.monotonic() - start < 2
+
+
+# -- GC ---------------------------------------------------------------------------------
+
+def test_gc_racing_adds_spares_young_and_other_nodes(cluster, cni_bin_dir, tmp_path):
+    """GC with an old valid-attachments list runs again and again while ADDs land on the
+    same node: the ADDs (younger than gcGraceSeconds) all survive, old stale ones go,
+    another node's never."""
+    grace = 4
+    config = net_config(cluster, gcGraceSeconds=grace)
+    for i in range(4):
+        run(cluster, cni_bin_dir, "ADD", config, cid=f"stale-{i}").ok()
+    other = net_config(cluster, name=config["name"], node="node-b", gcGraceSeconds=grace)
+    run(cluster, cni_bin_dir, "ADD", other, cid="elsewhere").ok()
+    run(cluster, cni_bin_dir, "ADD", config, cid="kept").ok()
+    time.sleep(grace + 0.2)
+
+    gc_config = dict(config, **{"cni.dev/valid-attachments": [{"containerID": "kept", "ifname": "eth0"}]})
+    path = tmp_path / "race.json"
+    path.write_text(json.dumps(config))
+    start_at = time.time() + 1.0
+    argv = [sys.executable, "-m", "cni_plugins_builtin.cluster_ipam.loadgen", "--config", str(path),
+            "--node", "node-a", "--count", "25", "--prefix", "racing",
+            "--netns", cluster.container_netns.path, "--start-at", str(start_at)]
+    proc = cluster.run(lambda: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    time.sleep(max(0.0, start_at - time.time()))
+    gcs = []
+    while proc.poll() is None or len(gcs) < 2:  # GC only while the ADDs are landing
+        gcs.append(run(cluster, cni_bin_dir, "GC", gc_config))
+    lines = collect([proc])
+    for outcome in gcs:
+        outcome.ok()
+    assert all(line["ok"] for line in lines)
+    assert max(line["t0"] for line in lines) - start_at < grace - 1, "the race took too long to mean much"
+
+    records, ips = state(cluster, config)
+    assert_consistent(records, ips)
+    names = {(node, cid) for node, cid, _ in records}
+    assert not any(cid.startswith("stale-") for _, cid in names), "old stale attachments are collected"
+    assert ("node-a", "kept") in names and ("node-b", "elsewhere") in names
+    assert {cid for node, cid in names if cid.startswith("racing")} == {f"racing-{i}" for i in range(25)}
+
+
+# -- STATUS ---------------------------------------------------------------------------
+
+def test_status_healthy_and_bad_resolv_conf(cluster, cni_bin_dir, tmp_path):
+    config = net_config(cluster)
+    run(cluster, cni_bin_dir, "STATUS", config).ok()
+    config["ipam"]["resolvConf"] = str(tmp_path / "missing")
+    out = run(cluster, cni_bin_dir, "STATUS", config)
+    assert out.error.code == 999 and "no such file or directory" in out.error.msg
+
+
+# -- the bridge plugin using it as its ipam ---------------------------------------------------
+
+def test_bridge_chain_with_cluster_ipam_cold(cluster, cni_bin_dir, cni_sandbox, tmp_path):
+    from cnicore.testing import ConflistRunner
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.26.0.0/24"}]], routes=[{"dst": "0.0.0.0/0"}])
+    conflist = {"cniVersion": "1.1.0", "name": config["name"], "plugins": [
+        {"type": "bridge", "bridge": "cipam0", "isGateway": True, "ipam": config["ipam"]}]}
+    net = ConflistRunner(conflist, cluster.netns, [cni_bin_dir], str(tmp_path / "cache"))
+    ctr = cni_sandbox.container()
+    result = net.add(ctr)
+    address = next(ip["address"] for ip in result["ips"])
+    assert address.startswith("10.26.0.") and address.endswith("/24")
+    assert_netns_address(ctr, "eth0", address)
+    net.check(ctr)
+    net.status()
+    records, _ = state(cluster, config)
+    assert len(records) == 1
+    net.delete(ctr)
+    assert state(cluster, config) == ({}, {})
+
+
+def test_runtime_gc_through_the_bridge_chain(cluster, cni_bin_dir, cni_sandbox, tmp_path):
+    """libcni's GC: DEL of the cached attachment the runtime no longer lists, then GC
+    with valid-attachments down bridge to cluster-ipam, which drops a leaked record."""
+    from cnicore.testing import ConflistRunner
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.30.0.0/24"}]], gcGraceSeconds=0)
+    conflist = {"cniVersion": "1.1.0", "name": config["name"], "plugins": [
+        {"type": "bridge", "bridge": "cipam2", "ipam": config["ipam"]}]}
+    net = ConflistRunner(conflist, cluster.netns, [cni_bin_dir], str(tmp_path / "cache"))
+    kept, dropped = cni_sandbox.container(), cni_sandbox.container()
+    net.add(kept)
+    net.add(dropped)
+    run(cluster, cni_bin_dir, "ADD", config, cid="leaked").ok()  # no cache entry: only GC finds it
+    kept_id = os.path.basename(kept.path)
+    assert len(state(cluster, config)[0]) == 3
+    cluster.netns.do(net.cni.gc_network_list, net.conf_list, [(kept_id, "eth0")])
+    records, ips = state(cluster, config)
+    assert set(records) == {("node-a", kept_id, "eth0")} and len(ips) == 1
+    net.delete(kept)
+
+
+def test_warm_server_serves_cluster_ipam_and_the_bridge_chain(cluster, cni_sandbox, tmp_path):
+    """Native launchers to a warm server: cluster-ipam exec'd alone, and bridge with
+    cluster-ipam as its ipam through libcni; every request served warm, none refused."""
+    from cnicore.launchers import install
+    from cnicore.testing import ConflistRunner, WarmServer
+
+    server = WarmServer(str(tmp_path / "server"), workers=2, extra_env={"CNICORE_SERVER_PRELOAD": "cluster-ipam"})
+    try:
+        bin_dir = tmp_path / "bin"
+        report = install(str(bin_dir), kind="native", socket=server.socket)
+        assert not report.skipped, report.skipped
+        config = net_config(cluster, ranges=[[{"subnet": "10.32.0.0/24"}]], routes=[{"dst": "0.0.0.0/0"}])
+        alone = run(cluster, str(bin_dir), "ADD", config, cid="alone").ok().json
+        assert alone["ips"][0]["address"].startswith("10.32.0.")
+        run(cluster, str(bin_dir), "DEL", config, cid="alone").ok()
+
+        conflist = {"cniVersion": "1.1.0", "name": config["name"], "plugins": [
+            {"type": "bridge", "bridge": "cipam3", "isGateway": True, "ipam": config["ipam"]}]}
+        net = ConflistRunner(conflist, cluster.netns, [str(bin_dir)], str(tmp_path / "cache"))
+        ctr = cni_sandbox.container()
+        result = net.add(ctr)
+        address = result["ips"][0]["address"]
+        assert_netns_address(ctr, "eth0", address)
+        assert_result_has_route(result, "0.0.0.0/0")
+        net.check(ctr)
+        assert len(state(cluster, config)[0]) == 1
+        net.delete(ctr)
+        assert state(cluster, config) == ({}, {})
+    finally:
+        server.stop()
+    assert "refused" not in server.log(), server.log()
+    assert server.served() >= 5, server.log()
+
+
+def test_go_bridge_execs_cluster_ipam_launcher(cluster, cni_bin_dir, cni_sandbox, tmp_path):
+    go_dir = tmp_path / "go"
+    go_dir.mkdir()
+    os.symlink("/usr/lib/cni/bridge", go_dir / "bridge")
+    from cnicore.testing import ConflistRunner
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.27.0.0/24"}]])
+    config["cniVersion"] = "1.0.0"
+    conflist = {"cniVersion": "1.0.0", "name": config["name"], "plugins": [
+        {"type": "bridge", "bridge": "cipam1", "isGateway": True, "ipam": config["ipam"]}]}
+    net = ConflistRunner(conflist, cluster.netns, [str(go_dir), cni_bin_dir], str(tmp_path / "cache"))
+    ctr = cni_sandbox.container()
+    result = net.add(ctr)
+    address = result["ips"][0]["address"]
+    assert address.startswith("10.27.0.")
+    assert_netns_address(ctr, "eth0", address)
+    net.delete(ctr)
+    assert state(cluster, config) == ({}, {})
+
+
+# -- cnitool ipam -------------------------------------------------------------------------
+
+def test_cnitool_ipam_show_and_reap_node(cluster, cni_bin_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from cnicore.cli import main
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.28.0.0/28"}], [{"subnet": "fd28::/120"}]])
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    (conf_dir / "10-net.conflist").write_text(json.dumps(
+        {"cniVersion": "1.1.0", "name": config["name"],
+         "plugins": [{"type": "bridge", "bridge": "x0", "ipam": config["ipam"]}]}))
+    for node, count in (("node-a", 2), ("node-b", 3)):
+        node_conf = dict(config, ipam=dict(config["ipam"], nodeName=node))
+        for i in range(count):
+            run(cluster, cni_bin_dir, "ADD", node_conf, cid=f"{node}-{i}").ok()
+
+    def cnitool(*argv):
+        return cluster.run(lambda: CliRunner().invoke(main, list(argv), env={"NETCONFPATH": str(conf_dir)}))
+
+    shown = cnitool("ipam", "show", config["name"], "--json")
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.output)
+    assert [(r["size"], r["used"], r["free"]) for r in report["ranges"]] == [(13, 5, 8), (254, 5, 249)]
+    assert report["ranges"][0]["byNode"] == {"node-a": 2, "node-b": 3}
+    assert report["nodes"] == {"node-a": {"attachments": 2, "addresses": 4},
+                               "node-b": {"attachments": 3, "addresses": 6}}
+    table = cnitool("ipam", "show", config["name"])
+    assert table.exit_code == 0 and "10.28.0.0/28 10.28.0.1-10.28.0.14" in table.output
+    assert "node-a=2 node-b=3" in table.output
+
+    binary = os.path.join(os.path.dirname(sys.executable), "cnitool")  # the installed command, as run
+    proc = cluster.run(lambda: subprocess.run([binary, "ipam", "show", config["name"]], capture_output=True,
+                                              text=True, env=dict(os.environ, NETCONFPATH=str(conf_dir))))
+    assert proc.returncode == 0 and proc.stdout == table.output, proc.stderr
+
+    reaped = cnitool("ipam", "reap-node", "node-b")
+    assert reaped.exit_code == 0, reaped.output
+    assert f"{config['name']}: released 3 attachment(s) of node node-b" in reaped.output
+    records, ips = state(cluster, config)
+    assert {node for node, _, _ in records} == {"node-a"} and len(ips) == 4
+
+    missing = cnitool("ipam", "show", "nope")
+    assert missing.exit_code == 1 and "nope" in missing.output
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+def test_tls_with_client_certificates(tmp_path, cni_bin_dir):
+    """A member that requires client certificates of its CA: ADD/CHECK/DEL/STATUS over
+    https with cacert/cert/key; without a client certificate, a clear error."""
+    from cnicore.ns import new_netns
+
+    from cni_plugins_builtin.cluster_ipam.localcluster import TLSFiles
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root for the cluster's network namespace")
+    tls = TLSFiles.generate(str(tmp_path / "tls"))
+    netns = new_netns(f"cnitest-etcdtls-{uuid.uuid4().hex[:10]}")
+    try:
+        cluster = LocalCluster(str(tmp_path / "etcd"), size=1, netns=netns, tls=tls)
+        cluster.container_netns = netns  # an IPAM run only needs CNI_NETNS to differ...
+        try:
+            cluster.start()
+            assert cluster.endpoints[0].startswith("https://127.0.0.1:")
+            config = net_config(cluster, timeout=1)
+            config["ipam"]["etcd"].update(cacert=tls.ca, cert=tls.client_cert, key=tls.client_key)
+            ctr = new_netns(f"cnitest-etcdtlsc-{uuid.uuid4().hex[:10]}")
+            cluster.container_netns = ctr  # ...from the plugin's own
+            try:
+                result = run(cluster, cni_bin_dir, "ADD", config).ok().json
+                assert result["ips"][0]["address"].startswith("10.20.")
+                run(cluster, cni_bin_dir, "CHECK", config).ok()
+                run(cluster, cni_bin_dir, "STATUS", config).ok()
+                anonymous = json.loads(json.dumps(config))
+                del anonymous["ipam"]["etcd"]["cert"], anonymous["ipam"]["etcd"]["key"]
+                refused = run(cluster, cni_bin_dir, "ADD", anonymous, cid="anon")
+                assert refused.error.code == 11 and cluster.endpoints[0] in refused.error.details
+                untrusted = json.loads(json.dumps(config))
+                del untrusted["ipam"]["etcd"]["cacert"]
+                refused = run(cluster, cni_bin_dir, "ADD", untrusted, cid="untrusted")
+                assert refused.error.code == 11 and "TLS: [SSL: CERTIFICATE_VERIFY_FAILED]" in refused.error.details
+                run(cluster, cni_bin_dir, "DEL", config).ok()
+                assert state(cluster, config) == ({}, {})
+            finally:
+                ctr.remove()
+        finally:
+            cluster.stop()
+    finally:
+        netns.remove()
