@@ -752,3 +752,49 @@ def test_cnitool_installs_native_launchers_by_default(tmp_path) -> None:
     assert not (tmp_path / launchers.PYTHON_DIR / "loopback").exists()
     with open(tmp_path / "loopback", "rb") as fh:
         assert fh.read(2) == b"#!"
+
+
+# -- what the parent imports before it forks --------------------------------------------------
+
+def test_lazy_imports_are_found_inside_functions_only() -> None:
+    from cnicore.server._preload import lazy_imports
+
+    source = textwrap.dedent('''
+        import os
+        from json import loads
+
+        def verb():
+            import ipaddress
+            from .store import Store
+            from .. import sibling
+            from cnicore.types import Result
+
+        class Plugin:
+            def hook(self):
+                import hashlib
+    ''')
+    found = lazy_imports(source, "pkg.plugin")
+    assert {"ipaddress", "pkg.plugin.store", "pkg.plugin.store.Store", "pkg", "pkg.sibling", "cnicore.types",
+            "cnicore.types.Result", "hashlib"} == found
+    assert not {"os", "json"} & found
+
+
+def test_preload_follows_a_plugins_lazy_imports_but_not_its_third_party_ones(tmp_path) -> None:
+    """What a worker's request would import from disk is imported by the parent first."""
+    pkg = tmp_path / "cnitest_lazy_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "plugin.py").write_text("def cni_add(request):\n    from . import helper\n    import colorsys\n"
+                                   "    import pyroute2\n")
+    (pkg / "helper.py").write_text("def f():\n    import fractions\n")
+    probe = textwrap.dedent(f'''
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import cnitest_lazy_pkg.plugin
+        from cnicore.server._preload import follow_lazy_imports
+        follow_lazy_imports(("cnitest_lazy_pkg",))
+        print(sorted(m for m in ("cnitest_lazy_pkg.helper", "colorsys", "fractions", "pyroute2") if m in sys.modules))
+    ''')
+    done = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['cnitest_lazy_pkg.helper', 'colorsys', 'fractions']"

@@ -146,6 +146,10 @@ def preload() -> list[str]:
             roots.append(launchers._root_of(entry.module.split(".")[0]))
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
             _log(f"plugin {entry.type}: cannot import {entry.module}: {exc}")
+    from cnicore.server._preload import follow_lazy_imports
+
+    owners = tuple(sorted({"cnicore"} | {e.module.rpartition(".")[0] or e.module for e in discover().values()}))
+    follow_lazy_imports(owners)
     # pyroute2 (the authors' netlink library) is loaded here when a plugin imports it, as
     # the template does at its top, and then costs its requests nothing. It is not loaded
     # for plugins that do not use it: it doubles the parent's heap (~18 MB), and forking
