@@ -154,11 +154,10 @@ def main() -> int:
         print("run as root (private network namespaces)", file=sys.stderr)
         return 2
 
+    from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
     from cnicore.launchers import install
     from cnicore.ns import new_netns
     from cnicore.testing import WarmServer
-
-    from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
 
     load = os.getloadavg()[0]
     results = []

@@ -11,7 +11,6 @@ import pytest
 
 from cnicore import rtnl
 from cnicore.testing import run_executable, run_in
-
 from helpers.state import firewall_rules
 
 pytestmark = [pytest.mark.privileged]

@@ -10,10 +10,9 @@ import time
 
 import pytest
 
-from cnicore.errors import CNIError
-
 from cni_plugins_builtin.cluster_ipam.config import load_cluster, load_config
 from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, prefix_end
+from cnicore.errors import CNIError
 
 
 def conf(**ipam):

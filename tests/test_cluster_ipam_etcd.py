@@ -22,11 +22,10 @@ import uuid
 
 import pytest
 
-from cnicore.testing import assert_netns_address, assert_result_has_ip, assert_result_has_route, run_executable
-
 from cni_plugins_builtin.cluster_ipam.etcd import b64
 from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
 from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
+from cnicore.testing import assert_netns_address, assert_result_has_ip, assert_result_has_route, run_executable
 
 pytestmark = pytest.mark.privileged
 
@@ -238,7 +237,7 @@ def test_concurrent_adds_from_three_nodes_through_launchers(cluster, cni_bin_dir
     config = net_config(cluster, ranges=[[{"subnet": "10.23.0.0/26"}]])  # 62 addresses for 24 ADDs
     plan = [(f"node-{n}", 4, f"{n}{p}") for n in "abc" for p in range(2)]
     lines = collect(start_nodes(cluster, config, tmp_path, plan, launcher(cni_bin_dir)))
-    assert len(lines) == 24 and all(line["ok"] for line in lines), [l for l in lines if not l["ok"]]
+    assert len(lines) == 24 and all(line["ok"] for line in lines), [line for line in lines if not line["ok"]]
     acked = [ip for line in lines for ip in line["ips"]]
     assert len(set(acked)) == 24, "no address handed out twice"
     records, ips = state(cluster, config)
@@ -297,7 +296,7 @@ def _run_with_fault(cluster, tmp_path, fault, timeout=3):
 
 def _assert_no_duplicate_or_lost(cluster, config, lines, timeout):
     acked = [line for line in lines if line["ok"]]
-    assert len(acked) >= 0.9 * len(lines), [l for l in lines if not l["ok"]][:5]
+    assert len(acked) >= 0.9 * len(lines), [line for line in lines if not line["ok"]][:5]
     ips = [ip for line in acked for ip in line["ips"]]
     assert len(ips) == len(set(ips)), "an address was acknowledged twice"
     records, held = state(cluster, config)
@@ -326,7 +325,7 @@ def test_follower_sigkilled_mid_run(cluster, tmp_path):
         return follower
 
     config, lines, _ = _run_with_fault(cluster, tmp_path, kill_follower)
-    assert all(line["ok"] for line in lines), [l for l in lines if not l["ok"]][:5]
+    assert all(line["ok"] for line in lines), [line for line in lines if not line["ok"]][:5]
     _assert_no_duplicate_or_lost(cluster, config, lines, timeout=3)
 
 
@@ -581,9 +580,8 @@ def test_cnitool_ipam_show_and_reap_node(cluster, cni_bin_dir, tmp_path):
 def test_tls_with_client_certificates(tmp_path, cni_bin_dir):
     """A member that requires client certificates of its CA: ADD/CHECK/DEL/STATUS over
     https with cacert/cert/key; without a client certificate, a clear error."""
-    from cnicore.ns import new_netns
-
     from cni_plugins_builtin.cluster_ipam.localcluster import TLSFiles
+    from cnicore.ns import new_netns
 
     if os.geteuid() != 0:
         pytest.skip("needs root for the cluster's network namespace")

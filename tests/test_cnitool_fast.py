@@ -53,18 +53,6 @@ def test_everything_else_goes_to_click(argv: list[str]) -> None:
     assert fast_argv(argv) is None
 
 
-def test_network_commands_import_no_click() -> None:
-    """What ``cnitool add`` imports before it runs the plugins (errors alone import click)."""
-    code = ("import sys; from cnicore import cnitool, netverbs, libcni; "
-            "from cnicore.libcni import api, conf, runtime, cache; "
-            "print(','.join(m for m in ('click', 'pluggy') if m in sys.modules))")
-    src = os.path.dirname(os.path.dirname(netverbs.__file__))
-    out = subprocess.run([sys.executable, "-S", "-c", code], env={**os.environ, "PYTHONPATH": src},
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
-
-
 # -- our plugins served inside cnitool, observably as their exec ---------------------------------
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,18 @@ import itertools
 import pytest
 
 from cnicore.convert import convert
-from cnicore.types import (VERSIONS_020, VERSIONS_040, VERSIONS_100, IPConfig, Result, Result020,
-                           Result040, ResultError, Route, parse_result)
+from cnicore.types import (
+    VERSIONS_020,
+    VERSIONS_040,
+    VERSIONS_100,
+    IPConfig,
+    Result,
+    Result020,
+    Result040,
+    ResultError,
+    Route,
+    parse_result,
+)
 
 ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 CLASS = {**{v: Result020 for v in VERSIONS_020}, **{v: Result040 for v in VERSIONS_040},

@@ -16,7 +16,6 @@ import pytest
 from cnicore import rtnl
 from cnicore.errors import CNIError
 from cnicore.testing import run_in
-
 from helpers.state import firewall_rules
 
 pytestmark = [pytest.mark.privileged]

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,9 +48,3 @@ def test_write_atomic_failure_keeps_the_old_file(tmp_path: Path) -> None:
         fsutil.write_atomic(str(tmp_path / "missing" / "file"), b"x")
 
 
-def test_importing_fsutil_imports_no_tempfile() -> None:
-    src = os.path.dirname(os.path.dirname(fsutil.__file__))
-    code = "import sys, cnicore.fsutil; print('tempfile' in sys.modules, 'shutil' in sys.modules)"
-    out = subprocess.run([sys.executable, "-S", "-c", code], env={**os.environ, "PYTHONPATH": src},
-                         capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == "False False", out.stderr

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnicore.gosyntax import syntax_error
-
 from test_wire_exec_env import invalid_documents, valid_documents
 
 HERE = os.path.dirname(__file__)

@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterator
 import pluggy
 import pytest
 
-from cnicore import host as host_module
 from cnicore import hookspecs
+from cnicore import host as host_module
 from cnicore.errors import CNIError
 from cnicore.host import FIRSTRESULT_HOOKS, HOOK_ARGS, PluginHost
 from cnicore.launchers import render

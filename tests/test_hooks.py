@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 
 from cnicore import ipam, skel, sysctl
-from cnicore.errors import CNIError, ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG
+from cnicore.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError
 from cnicore.host import DEFAULT_POLICIES, PluginHost
 from cnicore.launchers import install, read_header
 from cnicore.ns import NetNS

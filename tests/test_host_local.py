@@ -11,7 +11,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,8 +21,8 @@ import cni_plugins_builtin.host_local.plugin as host_local
 from cni_plugins_builtin.host_local.allocator import candidates
 from cni_plugins_builtin.host_local.config import RangeSet, RangeSpec, load_config
 from cni_plugins_builtin.host_local.dns import parse_resolv_conf_text
-from cnicore.goip import parse_cidr, parse_ip
 from cnicore import skel
+from cnicore.goip import parse_cidr, parse_ip
 from cnicore.host import PluginHost
 from cnicore.testing import Outcome, cni_env
 from cnicore.version import ALL
@@ -652,23 +651,12 @@ def test_threads_never_share_an_address(tmp_path: Path) -> None:
 
 # -- through the launcher ----------------------------------------------------------------------
 
-def test_launcher_version_and_import_discipline(launcher: str, tmp_path: Path) -> None:
+def test_launcher_answers_version(launcher: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))}
     env["CNI_COMMAND"] = "VERSION"
     proc = subprocess.run([launcher], env=env, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"cniVersion": "1.1.0", "supportedVersions": list(ALL)}
-    # Importing the plugin module costs nothing heavy (not even ipaddress).
-    record = tmp_path / "modules.json"
-    probe = ("import json, sys\n"
-             "import cni_plugins_builtin.host_local.plugin\n"
-             f"open({str(record)!r}, 'w').write(json.dumps(sorted(sys.modules)))\n")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    modules = set(json.loads(record.read_text()))
-    for heavy in ("pluggy", "pyroute2", "typing", "dataclasses", "ipaddress", "cnicore.types",
-                  "cni_plugins_builtin.host_local.config", "cni_plugins_builtin.host_local.store"):
-        assert heavy not in modules, heavy
 
 
 @pytest.mark.parametrize("version", ["0.2.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])

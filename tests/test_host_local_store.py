@@ -14,12 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from cni_plugins_builtin.host_local import index, store as store_mod
+from cni_plugins_builtin.host_local import index
+from cni_plugins_builtin.host_local import store as store_mod
 from cni_plugins_builtin.host_local.store import DiskStore
 from cnicore.goip import parse_ip
-
-from test_host_local import GO_HOST_LOCAL, add, addresses, err, exec_plugin, launcher, needs_go, netconf, \
-    records, run, store_dir  # noqa: F401  (launcher is a fixture)
+from test_host_local import (
+    GO_HOST_LOCAL,
+    add,
+    addresses,
+    err,
+    exec_plugin,
+    launcher,  # noqa: F401 - a fixture, used by name
+    needs_go,
+    netconf,
+    records,
+    run,
+    store_dir,
+)
 
 
 def fresh_process() -> None:

@@ -15,7 +15,6 @@ import pytest
 
 from cnicore import rtnl
 from cnicore.testing import Sandbox
-
 from helpers.state import files_under, firewall_rules
 from hostile_cases import CASES, Case, stdin_bytes
 

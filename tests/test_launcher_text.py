@@ -16,7 +16,6 @@ import pytest
 
 from cnicore import rtnl
 from cnicore.testing import run_executable
-
 from helpers.state import snapshot
 
 pytestmark = [pytest.mark.privileged, pytest.mark.interop]

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from cnicore import launchers, rtnl
-from cnicore.launchers import (MANIFEST, LauncherError, install, interpreter, read_header, read_manifest,
-                               render)
+from cnicore.launchers import MANIFEST, LauncherError, install, interpreter, read_header, read_manifest, render
 from cnicore.registry import PluginEntry, get
 from cnicore.testing import run_executable
 from cnicore.version import ALL, greater_or_equal
@@ -126,43 +125,6 @@ def test_launcher_answers_version_exactly(tmp_path: Path) -> None:
     assert about.stdout == b""
     assert b"CNI loopback plugin (cnicore)" in about.stderr
     assert ", ".join(ALL).encode() in about.stderr
-
-
-def test_launcher_version_imports_nothing_heavy(tmp_path: Path) -> None:
-    install(str(tmp_path), entries=[loopback_entry()])
-    launcher = str(tmp_path / "loopback")
-    first = Path(launcher).read_text().splitlines()[0]
-    assert first == f"#!{interpreter()} -IS"
-    proc = subprocess.run([PYTHON, "-IS", "-X", "importtime", launcher], env=version_env(),
-                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == VERSION_ANSWER
-    imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines()
-                if line.startswith("import time:")}
-    assert {"cnicore.launch", "cnicore.host", "cnicore.skel"} <= imported  # importtime works
-    for heavy in HEAVY:
-        assert heavy not in imported, heavy
-    assert not any(name.startswith(tuple(h + "." for h in HEAVY)) for name in imported)
-
-    # importtime does not report modules loaded through importlib.import_module (the
-    # plugin itself), so also look at sys.modules when the launcher's process exits.
-    record = tmp_path / "modules.json"
-    probe = ("import atexit, json, sys\n"
-             f"atexit.register(lambda: open({str(record)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
-             f"sys.argv = [{launcher!r}]\n"
-             f"exec(compile(open({launcher!r}).read(), {launcher!r}, 'exec'))\n")
-    proc = subprocess.run([PYTHON, "-IS", "-c", probe], env=version_env(), capture_output=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == VERSION_ANSWER
-    modules = set(json.loads(record.read_text()))
-    assert "cni_plugins_builtin.loopback" in modules
-    assert not any(name == h or name.startswith(h + ".") for name in modules for h in HEAVY), \
-        sorted(modules)
-
-
-HEAVY = ("pluggy", "pyroute2", "importlib.metadata", "cnicore.hookspecs", "cnicore.registry",
-         "cnicore.rtnl", "cnicore.types", "cnicore.ns", "site", "click")
 
 
 # -- install: idempotence, ownership, atomicity ---------------------------------------

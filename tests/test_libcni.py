@@ -22,9 +22,17 @@ from pathlib import Path
 import pytest
 
 from cnicore.invoke import PluginCancelledError, PluginNotFoundError, PluginTimeoutError
-from cnicore.libcni import (CNIConfig, CacheError, CheckNotSupportedError, LibcniError,
-                            MultiError, RuntimeConf, conf_from_bytes, conf_list_from_dict,
-                            load_conflist)
+from cnicore.libcni import (
+    CacheError,
+    CheckNotSupportedError,
+    CNIConfig,
+    LibcniError,
+    MultiError,
+    RuntimeConf,
+    conf_from_bytes,
+    conf_list_from_dict,
+    load_conflist,
+)
 from cnicore.libcni.cache import KIND, ResultCache, encode_entry
 from cnicore.types import Result, Result040
 

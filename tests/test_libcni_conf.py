@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnicore.errors import CNIError, ERR_INVALID_NETWORK_CONFIG
+from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
 from cnicore.libcni import conf as C
 from cnicore.libcni.errors import ConfigError, NoConfigsFoundError, NotFoundError
 

@@ -18,7 +18,6 @@ import pytest
 
 from cnicore import rtnl
 from cnicore.errors import CNIError
-
 from helpers.state import firewall_rules
 
 pytestmark = [pytest.mark.privileged, pytest.mark.interop]

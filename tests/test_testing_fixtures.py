@@ -19,9 +19,17 @@ from cnicore.errors import CNIError
 from cnicore.launchers import read_header
 from cnicore.registry import discover
 from cnicore.rtnl import RtnlSocket
-from cnicore.testing import (ConflistRunner, as_current_result, assert_netns_address, assert_netns_no_route,
-                             assert_netns_route, assert_result_has_interface, assert_result_has_ip,
-                             assert_result_has_route, netns_routes)
+from cnicore.testing import (
+    ConflistRunner,
+    as_current_result,
+    assert_netns_address,
+    assert_netns_no_route,
+    assert_netns_route,
+    assert_result_has_interface,
+    assert_result_has_ip,
+    assert_result_has_route,
+    netns_routes,
+)
 from cnicore.types import Result
 
 privileged = pytest.mark.privileged

@@ -13,9 +13,24 @@ import json
 import pytest
 
 from cnicore import wire
-from cnicore.types import (DNS, VERSIONS_020, VERSIONS_040, VERSIONS_100, Interface, IPConfig,
-                           IPConfig020, Result, Result020, Result040, ResultError, Route,
-                           family_of, is_ipv4, parse_result, result_from_json)
+from cnicore.types import (
+    DNS,
+    VERSIONS_020,
+    VERSIONS_040,
+    VERSIONS_100,
+    Interface,
+    IPConfig,
+    IPConfig020,
+    Result,
+    Result020,
+    Result040,
+    ResultError,
+    Route,
+    family_of,
+    is_ipv4,
+    parse_result,
+    result_from_json,
+)
 
 
 def text(block: str) -> bytes:

@@ -9,9 +9,20 @@ import pytest
 from cnicore import errors
 from cnicore.args import ArgsError, join_pairs, load_args, parse_bool, split_pairs
 from cnicore.errors import CNIError
-from cnicore.version import (ALL, CURRENT, LEGACY, PluginInfo, config_version,
-                             decode_config_version, greater_or_equal, greater_than,
-                             incompatible_details, negotiate, parse_version, versions_from)
+from cnicore.version import (
+    ALL,
+    CURRENT,
+    LEGACY,
+    PluginInfo,
+    config_version,
+    decode_config_version,
+    greater_or_equal,
+    greater_than,
+    incompatible_details,
+    negotiate,
+    parse_version,
+    versions_from,
+)
 
 # -- parse_version ----------------------------------------------------------------------------
 

@@ -29,9 +29,17 @@ import pytest
 from cni_plugin_template import plugin
 from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
 from cnicore.ns import NetNS
-from cnicore.testing import (SPEC_VERSIONS, assert_netns_no_route, assert_netns_route, assert_plugin_valid,
-                             assert_result_has_ip, assert_result_has_route, spec_has_chaining, spec_has_check,
-                             version_answer)
+from cnicore.testing import (
+    SPEC_VERSIONS,
+    assert_netns_no_route,
+    assert_netns_route,
+    assert_plugin_valid,
+    assert_result_has_ip,
+    assert_result_has_route,
+    spec_has_chaining,
+    spec_has_check,
+    version_answer,
+)
 from cnicore.types import Result
 
 privileged = pytest.mark.privileged

@@ -13,7 +13,7 @@ pyroute2.
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.gojson import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 

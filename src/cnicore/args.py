@@ -8,7 +8,7 @@ plugin does not know are an error unless ``IgnoreUnknown`` is true (``1`` or
 from __future__ import annotations
 
 from cnicore import wire
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from cnicore import __version__, wire
+from cnicore import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -320,7 +320,8 @@ def new_plugin(name: str, dest: str | None) -> None:
       pip install -e '.[test]' && sudo python -m pytest
       sudo cnitool plugins install /opt/cni/bin
     """
-    from cnicore.scaffold import ScaffoldError, new_plugin as scaffold
+    from cnicore.scaffold import ScaffoldError
+    from cnicore.scaffold import new_plugin as scaffold
 
     try:
         path = scaffold(name, dest)

@@ -33,11 +33,10 @@ def _conf_dir() -> str:
 
 def _operate(fn: Callable[..., _T], *args: Any) -> _T:
     """Run ``fn``; config and etcd trouble become one line on stderr, exit 1."""
-    from cnicore.errors import CNIError
-    from cnicore.libcni import LibcniError
-
     from cni_plugins_builtin.cluster_ipam.etcd import EtcdRequestError, EtcdUnavailable
     from cni_plugins_builtin.cluster_ipam.inventory import NotClusterIPAM
+    from cnicore.errors import CNIError
+    from cnicore.libcni import LibcniError
 
     try:
         return fn(*args)
@@ -64,9 +63,8 @@ def show(network: str, as_json: bool) -> None:
     Example:
       cnitool ipam show podnet
     """
-    from cnicore.libcni import load_conflist
-
     from cni_plugins_builtin.cluster_ipam.inventory import usage
+    from cnicore.libcni import load_conflist
 
     def run() -> dict[str, Any]:
         return usage(*_settings(load_conflist(_conf_dir(), network)))
@@ -100,9 +98,9 @@ def reap_node(node: str, names: tuple[str, ...]) -> None:
     Example:
       cnitool ipam reap-node worker-7
     """
+    from cni_plugins_builtin.cluster_ipam.inventory import networks
+    from cni_plugins_builtin.cluster_ipam.inventory import reap_node as reap
     from cnicore.libcni import load_conflist
-
-    from cni_plugins_builtin.cluster_ipam.inventory import networks, reap_node as reap
 
     def run() -> list[tuple[str, int]]:
         lists = [load_conflist(_conf_dir(), name) for name in names] if names else networks(_conf_dir())

@@ -8,7 +8,7 @@ the code and the ``failed to load netconf:`` wording match.
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

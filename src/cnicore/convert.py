@@ -13,8 +13,19 @@
 
 from __future__ import annotations
 
-from cnicore.types import (VERSIONS_020, VERSIONS_040, VERSIONS_100, IPConfig, IPConfig020,
-                           Result, Result020, Result040, ResultError, Route, is_ipv4)
+from cnicore.types import (
+    VERSIONS_020,
+    VERSIONS_040,
+    VERSIONS_100,
+    IPConfig,
+    IPConfig020,
+    Result,
+    Result020,
+    Result040,
+    ResultError,
+    Route,
+    is_ipv4,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

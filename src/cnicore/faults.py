@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.errors import ERR_INTERNAL, CNIError
 
 ENV = "CNICORE_FAULTS"
 

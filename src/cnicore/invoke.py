@@ -16,10 +16,10 @@ import os
 import sys
 import time
 
-from cnicore.errors import CNIError, ERR_DECODING_FAILURE, ERR_INTERNAL, ERR_TRY_AGAIN_LATER
 from cnicore import wire
-from cnicore.wire import go_quote
+from cnicore.errors import ERR_DECODING_FAILURE, ERR_INTERNAL, ERR_TRY_AGAIN_LATER, CNIError
 from cnicore.version import CURRENT, PluginInfo, decode_config_version
+from cnicore.wire import go_quote
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

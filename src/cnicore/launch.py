@@ -9,12 +9,11 @@ def run(type: str, module: str, attr: str = "", policies: list[str] | tuple[str,
     ``__import__`` and ``sys.modules``, not ``importlib.import_module``: same
     result for an absolute name, without importing importlib and warnings
     (~1 ms of every exec)."""
+    import os
     import sys
 
     from cnicore.host import PluginHost
     from cnicore.skel import main
-
-    import os
 
     if os.environ.get("CNICORE_SERVER_LOST"):
         _report_server_lost()

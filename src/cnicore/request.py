@@ -6,7 +6,7 @@ on the fields the command requires being present and well-formed.
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -21,12 +21,11 @@ looked up first).
 
 from __future__ import annotations
 
+# The C module directly: ``socket.py`` pulls in enum and selectors, ~2 ms per exec.
+import _socket as socket
 import errno
 import os
 import struct
-
-# The C module directly: ``socket.py`` pulls in enum and selectors, ~2 ms per exec.
-import _socket as socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -518,7 +517,8 @@ class RtnlSocket:
 
     def link(self, name: str) -> Link:
         """Look a link up by name; :class:`LinkNotFoundError` if absent."""
-        if not name or len(name.encode("utf-8", "surrogateescape")) >= IFNAMSIZ:  # no such link can exist (the kernel says ERANGE)
+        # A name no link can have: the kernel would answer ERANGE.
+        if not name or len(name.encode("utf-8", "surrogateescape")) >= IFNAMSIZ:
             raise LinkNotFoundError(errno.ENODEV, f'Link not found: "{name}"')
         return self._get_link(_IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, name), f'"{name}"')
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.plugin import hookimpl
 
 TYPE_CHECKING = False

@@ -7,9 +7,8 @@ config only if its exact version is in the plugin's list.
 
 from __future__ import annotations
 
-
 from cnicore import wire
-from cnicore.errors import CNIError, ERR_DECODING_FAILURE
+from cnicore.errors import ERR_DECODING_FAILURE, CNIError
 
 CURRENT = "1.1.0"
 ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")

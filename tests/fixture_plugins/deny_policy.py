@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_INVALID_NETWORK_CONFIG
+from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
 from cnicore.plugin import hookimpl
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from cnicore.args import load_args
 from cnicore.config import ConfigError, get_field
-from cnicore.gomac import ethernet_mac
 from cnicore.gojson import BOOL, INT, NETCONF_FIELDS, STRING, Slice, Struct, decode_struct
+from cnicore.gomac import ethernet_mac
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import os
 import time
 
 from cnicore import sysctl
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -32,11 +32,10 @@ from cni_plugins_builtin.host_local.config import fail
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore.goip import IPAddress
-
     from cni_plugins_builtin.cluster_ipam.config import ClusterSettings
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
+    from cnicore.goip import IPAddress
 
 #: Transactions one ADD may lose to concurrent ADDs before giving up.
 MAX_ROUNDS = 50

@@ -21,9 +21,8 @@ not fail because the ranges were edited since the ADD.
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_INTERNAL
-
 from cni_plugins_builtin.cluster_ipam.model import DEFAULT_PREFIX
+from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,10 +13,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from cnicore.libcni import NetworkConfigList
-
     from cni_plugins_builtin.cluster_ipam.config import ClusterSettings
     from cni_plugins_builtin.host_local.config import IPAMConfig
+    from cnicore.libcni import NetworkConfigList
 
 TYPE = "cluster-ipam"
 
@@ -38,7 +37,7 @@ def ipam_config(conf_list: NetworkConfigList) -> dict[str, Any]:
 
 def networks(conf_dir: str) -> list[NetworkConfigList]:
     """Every network list in ``conf_dir`` that uses cluster-ipam."""
-    from cnicore.libcni import conf_files, conf_list_from_conf, conf_list_from_file, conf_from_file
+    from cnicore.libcni import conf_files, conf_from_file, conf_list_from_conf, conf_list_from_file
 
     found = []
     for path in conf_files(conf_dir, [".conflist", ".conf", ".json"]):

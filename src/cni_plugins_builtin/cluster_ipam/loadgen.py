@@ -69,10 +69,9 @@ def main(argv: list[str] | None = None) -> None:
             proc = subprocess.run([args.launcher], input=stdin, env=dict(os.environ, **env), capture_output=True)
             return proc.returncode, proc.stdout
     else:
+        from cni_plugins_builtin.cluster_ipam import plugin
         from cnicore import skel
         from cnicore.host import PluginHost
-
-        from cni_plugins_builtin.cluster_ipam import plugin
 
         host = PluginHost(plugin, "cluster-ipam")
         import etcd3gw.client  # noqa: F401 - loaded once up front, as a warm server would

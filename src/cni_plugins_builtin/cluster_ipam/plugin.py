@@ -30,20 +30,24 @@ once when its operator asks (``CNICORE_SERVER_PRELOAD=cluster-ipam``).
 
 from __future__ import annotations
 
-from cnicore.errors import (CNIError, ERR_INTERNAL, ERR_LIMITED_CONNECTIVITY, ERR_PLUGIN_NOT_AVAILABLE,
-                            ERR_TRY_AGAIN_LATER)
+from cnicore.errors import (
+    ERR_INTERNAL,
+    ERR_LIMITED_CONNECTIVITY,
+    ERR_PLUGIN_NOT_AVAILABLE,
+    ERR_TRY_AGAIN_LATER,
+    CNIError,
+)
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, TypeVar
 
-    from cnicore.request import Request
-    from cnicore.types import Result
-
     from cni_plugins_builtin.cluster_ipam.config import ClusterSettings
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.cluster_ipam.model import Keys
+    from cnicore.request import Request
+    from cnicore.types import Result
 
     _T = TypeVar("_T")
 
@@ -94,11 +98,10 @@ def guarded(fn: Callable[..., _T], *args: Any) -> _T:
 
 @hookimpl
 def cni_add(request: Request) -> Result:
-    from cnicore.types import IPConfig, Result
-
     from cni_plugins_builtin.cluster_ipam.allocate import allocate
     from cni_plugins_builtin.cluster_ipam.config import load_config
     from cni_plugins_builtin.host_local.dns import parse_resolv_conf
+    from cnicore.types import IPConfig, Result
 
     conf, cluster = load_config(request.config, request.args)
     result = Result("1.1.0")

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from typing import Iterator
 
     from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
-    from cnicore.goip import IPAddress
     from cni_plugins_builtin.host_local.store import DiskStore, Record
+    from cnicore.goip import IPAddress
 
 
 class AllocationError(Exception):

@@ -20,18 +20,16 @@ Deliberate differences from the reference:
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_INTERNAL
-
 from cni_plugins_builtin.host_local.gojson import Decoder, fields, lookup
+from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.goip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from cnicore.types import Route
-
     from cnicore.goip import CIDR, IPAddress, IPNetwork
+    from cnicore.types import Route
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 

@@ -13,9 +13,8 @@ if TYPE_CHECKING:
 
 def parse_resolv_conf_text(text: str) -> DNS:
     """The DNS settings in resolv.conf ``text``."""
-    from cnicore.types import DNS
-
     from cni_plugins_builtin.host_local.gotext import go_fields, trim_space
+    from cnicore.types import DNS
 
     dns = DNS()
     for raw in text.split("\n"):
@@ -39,9 +38,8 @@ def parse_resolv_conf_text(text: str) -> DNS:
 
 def parse_resolv_conf(path: str) -> DNS:
     """Read ``path``; an unreadable file is the reference's error (code 999)."""
-    from cnicore.errors import CNIError, ERR_INTERNAL
-
     from cni_plugins_builtin.host_local.gotext import go_os_error
+    from cnicore.errors import ERR_INTERNAL, CNIError
 
     try:
         with open(path, "rb") as fh:

@@ -25,7 +25,7 @@ This module imports only what VERSION needs; the rest loads per verb.
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_INVALID_NETWORK_CONFIG, ERR_PLUGIN_NOT_AVAILABLE
+from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, ERR_PLUGIN_NOT_AVAILABLE, CNIError
 from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -33,10 +33,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from cni_plugins_builtin.host_local.store import Record
     from cnicore.request import Request
     from cnicore.types import Result
-
-    from cni_plugins_builtin.host_local.store import Record
 
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
@@ -50,12 +49,11 @@ def cni_plugin_info() -> PluginInfo:
 
 @hookimpl
 def cni_add(request: Request) -> Result:
-    from cnicore.types import IPConfig, Result
-
     from cni_plugins_builtin.host_local.allocator import allocate
     from cni_plugins_builtin.host_local.config import load_config
     from cni_plugins_builtin.host_local.dns import parse_resolv_conf
     from cni_plugins_builtin.host_local.store import DiskStore
+    from cnicore.types import IPConfig, Result
 
     conf = load_config(request.config, request.args)
     result = Result("1.1.0")

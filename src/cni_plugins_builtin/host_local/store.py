@@ -35,11 +35,10 @@ from __future__ import annotations
 import errno
 import os
 
-from cnicore.errors import CNIError, ERR_INTERNAL
-
 from cni_plugins_builtin.host_local.gotext import errno_text, go_os_error, trim_space
-from cnicore.goip import parse_ip
 from cni_plugins_builtin.host_local.index import Listing, address_key, key_address
+from cnicore.errors import ERR_INTERNAL, CNIError
+from cnicore.goip import parse_ip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,7 +13,6 @@ errors (code 999) unless :mod:`cnicore.sysctl` or a policy says otherwise.
 
 from __future__ import annotations
 
-
 from cnicore import wire
 from cnicore.config import ConfigError
 from cnicore.gojson import BOOL, INT, NETCONF_FIELDS, STRING, Map, Struct, decode_struct, lookup

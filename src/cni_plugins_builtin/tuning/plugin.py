@@ -23,7 +23,7 @@ on the exec path.
 
 from __future__ import annotations
 
-from cnicore.errors import CNIError, ERR_INTERNAL
+from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 

@@ -30,15 +30,33 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore.libcni.api import CNIConfig
     from cnicore.libcni.cache import CACHE_DIR, ResultCache
-    from cnicore.libcni.conf import (DEFAULT_CONF_DIR, NetworkConfigList, PluginConfig,
-                                     conf_files, conf_from_bytes, conf_from_file,
-                                     conf_list_from_bytes, conf_list_from_conf,
-                                     conf_list_from_dict, conf_list_from_file, default_conf_dir,
-                                     inject_conf, load_conf, load_conflist,
-                                     plugin_conf_from_bytes, plugin_confs_from_dir)
-    from cnicore.libcni.errors import (CacheError, CheckNotSupportedError, ConfigError,
-                                       LibcniError, MultiError, NoConfigsFoundError,
-                                       NotFoundError)
+    from cnicore.libcni.conf import (
+        DEFAULT_CONF_DIR,
+        NetworkConfigList,
+        PluginConfig,
+        conf_files,
+        conf_from_bytes,
+        conf_from_file,
+        conf_list_from_bytes,
+        conf_list_from_conf,
+        conf_list_from_dict,
+        conf_list_from_file,
+        default_conf_dir,
+        inject_conf,
+        load_conf,
+        load_conflist,
+        plugin_conf_from_bytes,
+        plugin_confs_from_dir,
+    )
+    from cnicore.libcni.errors import (
+        CacheError,
+        CheckNotSupportedError,
+        ConfigError,
+        LibcniError,
+        MultiError,
+        NoConfigsFoundError,
+        NotFoundError,
+    )
     from cnicore.libcni.runtime import NetworkAttachment, RuntimeConf
 
 _EXPORTS = {

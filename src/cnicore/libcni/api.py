@@ -24,14 +24,12 @@ from __future__ import annotations
 import os
 
 from cnicore import faults, invoke
-from cnicore.errors import CNIError, ERR_INCOMPATIBLE_CNI_VERSION, ERR_IO_FAILURE
+from cnicore.errors import ERR_INCOMPATIBLE_CNI_VERSION, ERR_IO_FAILURE, CNIError
 from cnicore.libcni import gojson
 from cnicore.libcni.cache import CACHE_DIR, ResultCache, _warn
 from cnicore.libcni.conf import inject_conf
-from cnicore.libcni.errors import (CacheError, CheckNotSupportedError, ConfigError,
-                                   LibcniError, MultiError)
-from cnicore.libcni.runtime import (RuntimeConf, validate_container_id,
-                                    validate_interface_name, validate_network_name)
+from cnicore.libcni.errors import CacheError, CheckNotSupportedError, ConfigError, LibcniError, MultiError
+from cnicore.libcni.runtime import RuntimeConf, validate_container_id, validate_interface_name, validate_network_name
 from cnicore.version import greater_or_equal
 
 TYPE_CHECKING = False

@@ -24,7 +24,7 @@ import json
 import os
 import sys
 
-from cnicore.errors import CNIError, ERR_DECODING_FAILURE
+from cnicore.errors import ERR_DECODING_FAILURE, CNIError
 from cnicore.libcni import gojson
 from cnicore.libcni.errors import CacheError
 from cnicore.libcni.runtime import NetworkAttachment

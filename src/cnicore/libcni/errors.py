@@ -9,8 +9,13 @@ same whichever libcni a node runs.
 
 from __future__ import annotations
 
-from cnicore.errors import (CNIError, ERR_INCOMPATIBLE_CNI_VERSION, ERR_INVALID_NETWORK_CONFIG,
-                            ERR_IO_FAILURE, ERR_UNKNOWN)
+from cnicore.errors import (
+    ERR_INCOMPATIBLE_CNI_VERSION,
+    ERR_INVALID_NETWORK_CONFIG,
+    ERR_IO_FAILURE,
+    ERR_UNKNOWN,
+    CNIError,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

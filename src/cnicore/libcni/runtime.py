@@ -9,12 +9,12 @@ runs, with the reference's codes and messages.
 
 from __future__ import annotations
 
+from cnicore.names import validate_container_id, validate_network_name
+from cnicore.names import validate_ifname as validate_interface_name
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping
-
-from cnicore.names import validate_container_id, validate_network_name
-from cnicore.names import validate_ifname as validate_interface_name
 
 __all__ = ["RuntimeConf", "NetworkAttachment", "validate_container_id",
            "validate_network_name", "validate_interface_name"]

@@ -121,14 +121,29 @@ def inherited() -> tuple[socket.socket | None, bool]:
 def preload() -> list[str]:
     """Import everything a request may need; returns the plugin roots to watch."""
     import importlib
-
-    from cnicore import host, hookspecs, invoke, ipam, ns, request, rollback, rtnl, skel, sysctl, types  # noqa: F401
-    from cnicore import convert, iface, launchers, wire  # noqa: F401
-    from cnicore.registry import discover
-
     import json  # noqa: F401 - plugins and their tools use it
-    import pluggy  # noqa: F401
     import subprocess  # noqa: F401
+
+    import pluggy  # noqa: F401
+
+    from cnicore import (  # noqa: F401  # noqa: F401
+        convert,
+        hookspecs,
+        host,
+        iface,
+        invoke,
+        ipam,
+        launchers,
+        ns,
+        request,
+        rollback,
+        rtnl,
+        skel,
+        sysctl,
+        types,
+        wire,
+    )
+    from cnicore.registry import discover
 
     ns._lib()  # ctypes and libc, for setns
     roots = [launchers._root_of("cnicore")]
@@ -296,9 +311,8 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
     bound_path = listener.getsockname() if owned else ""
     roots = preload()
     stamp = code_stamp(roots)
-    from cnicore.launchers import interpreter
-
     from cnicore.host import PluginHost
+    from cnicore.launchers import interpreter
 
     ctx = _worker.WorkerContext(build_id(), frozenset({sys.executable, interpreter()}), timeout,
                                 lambda: code_stamp(roots) != stamp, PluginHost(object(), "warm-up"))

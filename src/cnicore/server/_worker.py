@@ -21,7 +21,6 @@ import socket
 import stat
 import struct
 import sys
-import time
 
 from cnicore.server import _protocol as proto
 
