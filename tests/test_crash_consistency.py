@@ -1,4 +1,5 @@
-"""Crash consistency: SIGKILL at every step of a bridge ADD (the plugin) and of
+"""Crash consistency: SIGKILL at every step of a bridge ADD (the plugin, host-local's
+reservation inside it included) and of
 libcni's cache write (the runtime), then DEL and GC as a runtime would: no
 veth, address, reservation, rule or cache entry may be left, and another
 container on the same network is untouched. Fault points are inert unless
@@ -22,8 +23,9 @@ pytestmark = [pytest.mark.privileged]
 
 #: Every fault point of bridge ADD, in the order ADD passes them.
 BRIDGE_POINTS = ["bridge.add.bridge", "bridge.add.veth", "bridge.add.attached", "bridge.add.spoofcheck",
-                 "bridge.add.ipam", "bridge.add.addresses", "bridge.add.gateway", "bridge.add.masquerade",
-                 "bridge.add.done"]
+                 "host_local.reserve.scratch", "host_local.reserve.linked", "host_local.reserve.cursor",
+                 "host_local.index.save", "bridge.add.ipam", "bridge.add.addresses", "bridge.add.gateway",
+                 "bridge.add.masquerade", "bridge.add.done"]
 #: libcni's ADD after the plugins and before its cache entry, and inside the entry's write.
 LIBCNI_POINTS = ["libcni.add.before_cache", "fsutil.before_rename"]
 

@@ -330,6 +330,7 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
     """
     import fcntl
 
+    from cnicore import faults
     from cnicore.fsutil import write_atomic
 
     if kind not in ("python", "native"):
@@ -401,6 +402,7 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
                 os.makedirs(fallback_dir, mode=0o755, exist_ok=True)
                 write_atomic(fallback, fallback_data, 0o755, fsync=True)
             write_atomic(path, main_data, 0o755, fsync=True)
+            faults.point("launchers.install.written")
             if not fallback_data and "fallback_sha256" in old:
                 _remove_ours(fallback, old, "fallback_sha256")
             (report.updated if mine else report.added).append(plugin_type)

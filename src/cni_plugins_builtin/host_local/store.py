@@ -37,6 +37,7 @@ import os
 
 from cni_plugins_builtin.host_local.gotext import errno_text, go_os_error, trim_space
 from cni_plugins_builtin.host_local.index import Listing, address_key, key_address
+from cnicore import faults
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.goip import parse_ip
 
@@ -219,6 +220,7 @@ class DiskStore:
         from cni_plugins_builtin.host_local import index
 
         _WARM.pop(self.dir, None)
+        faults.point("host_local.index.save")
         try:
             stamp = index.save(self._fd, self._listing, self.dir)
         except OSError:  # a full or read-only disk: the next request reads the records
@@ -295,6 +297,7 @@ class DiskStore:
         except OSError as exc:
             raise CNIError(ERR_INTERNAL, go_os_error("open", path, exc)) from None
         self._dirty = True
+        faults.point("host_local.reserve.scratch")
         try:
             os.link(scratch, path)
         except FileExistsError:
@@ -304,12 +307,14 @@ class DiskStore:
             raise CNIError(ERR_INTERNAL, go_os_error("open", path, exc)) from None
         finally:
             self._unlink(scratch)
+        faults.point("host_local.reserve.linked")
         self.listing.add(name, address_key(ip), key)
         try:
             self.set_cursor(range_id, ip)
         except CNIError:
             self.release([Record(ip, name, key)])
             raise
+        faults.point("host_local.reserve.cursor")
         return True
 
     def _learn(self, name: str, ip: IPAddress) -> None:
