@@ -76,6 +76,10 @@ def cni_del(request):
     _stay(request)
 
 
+#: The same plugin named as an object in its module (an entry point "module:SELF").
+SELF = __import__("sys").modules[__name__]
+
+
 @hookimpl
 def cni_check(request):
     _stay(request)
@@ -283,6 +287,14 @@ def test_worker_takes_the_callers_namespaces_directory_umask_and_environment(bin
     assert view["net"] == cni_sandbox.host.do(lambda: os.readlink("/proc/thread-self/ns/net"))
     assert view["mnt"] == os.readlink("/proc/self/ns/mnt")
     assert (view["cwd"], view["umask"], view["env"], view["argv0"]) == (str(workdir), "0o27", "yes", SPY_TYPE)
+
+
+def test_an_entry_point_naming_an_object_is_served_warm(cni_server, spy_root, cni_sandbox, tmp_path) -> None:
+    entry = PluginEntry("cnitest-spy-attr", f"{PACKAGE}.spy:SELF", "cnicore-tests", "0")
+    native, python = install_both(tmp_path, cni_server.socket, [entry])
+    answers = [run_executable(str(d / "cnitest-spy-attr"), "ADD", spy_conf(type="cnitest-spy-attr"),
+                              host=cni_sandbox.host, netns=cni_sandbox.container()) for d in (native, python)]
+    assert [seen(a)["argv0"] for a in answers] == ["cnitest-spy-attr", "cnitest-spy-attr"]
 
 
 def test_bridge_lands_in_the_callers_namespaces_never_the_servers(bins, cni_server, cni_sandbox, tmp_path) -> None:

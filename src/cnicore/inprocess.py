@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from cnicore.host import PluginHost
     from cnicore.launchers import LauncherHeader
 
-_HOSTS: dict[tuple[str, str, tuple[str, ...]], tuple[object, PluginHost]] = {}
+_HOSTS: dict[tuple[str, str, str, tuple[str, ...]], tuple[object, PluginHost]] = {}
 
 
 def host_for(header: LauncherHeader) -> PluginHost:
@@ -27,7 +27,7 @@ def host_for(header: LauncherHeader) -> PluginHost:
     module and process (a module dropped from ``sys.modules`` is imported again)."""
     import sys
 
-    key = (header.module, header.type, header.policies)
+    key = (header.module, header.attr, header.type, header.policies)
     cached = _HOSTS.get(key)
     if cached is not None and sys.modules.get(header.module) is cached[0]:
         return cached[1]
@@ -36,7 +36,10 @@ def host_for(header: LauncherHeader) -> PluginHost:
     sys.path.extend([p for p in header.path if p not in sys.path])
     __import__(header.module)  # importlib.import_module's work, without importing importlib (~3 ms)
     module = sys.modules[header.module]
-    host = PluginHost(module, header.type, header.policies)
+    plugin: object = module
+    for part in filter(None, header.attr.split(".")):  # an entry point "module:object"
+        plugin = getattr(plugin, part)
+    host = PluginHost(plugin, header.type, header.policies)
     _HOSTS[key] = (module, host)
     return host
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import threading
     from typing import Any, Mapping
 
+    from cnicore.launchers import LauncherHeader
     from cnicore.types import AnyResult
 
 __all__ = [
@@ -391,7 +392,9 @@ def exec_plugin(plugin_path: str, stdin: bytes, env: Mapping[str, str],
     if isinstance(stdin, str):
         stdin = stdin.encode()
     deadline = None if timeout is None else time.monotonic() + timeout
-    warm = _warm(plugin_path, stdin, env, timeout, cancel)
+    from cnicore.launchers import read_header
+
+    warm = _warm(read_header(plugin_path), plugin_path, stdin, env, timeout, cancel)
     if warm is not None:
         returncode, stdout, stderr, reason = warm
     else:
@@ -425,13 +428,11 @@ def _finish(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes, rea
     return stdout
 
 
-def _warm(plugin_path: str, stdin: bytes, env: Mapping[str, str], timeout: float | None,
-          cancel: threading.Event | None) -> tuple[int, bytes, bytes, str] | None:
-    """The plugin run by the warm server when it is a cnicore launcher with a running
-    server: ``(status, stdout, stderr, kill reason)``; None to exec it instead."""
-    from cnicore.launchers import read_header
-
-    header = read_header(plugin_path)
+def _warm(header: LauncherHeader | None, plugin_path: str, stdin: bytes, env: Mapping[str, str],
+          timeout: float | None, cancel: threading.Event | None) -> tuple[int, bytes, bytes, str] | None:
+    """The plugin run by the warm server when ``header`` (the plugin's, if it is a
+    cnicore launcher) names a running one: ``(status, stdout, stderr, kill reason)``;
+    None to exec it instead."""
     if header is None or not header.socket:
         return None
     from cnicore.server import client
@@ -458,7 +459,7 @@ def serve_or_exec(plugin_path: str, stdin: bytes, env: Mapping[str, str],
 
         header = read_header(plugin_path)
         if header is not None and header.runs_here():
-            warm = _warm(plugin_path, stdin, env, timeout, cancel) if header.socket else None
+            warm = _warm(header, plugin_path, stdin, env, timeout, cancel)
             if warm is None:
                 from cnicore import inprocess
 

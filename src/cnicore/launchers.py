@@ -95,7 +95,7 @@ class LauncherHeader:
         global _HERE
         if _HERE is None:  # two realpath() walks; asked on every in-process IPAM call
             _HERE = (sys.executable, interpreter())
-        return self.python in _HERE and not self.attr
+        return self.python in _HERE
 
 
 #: This process's interpreter names (sys.executable, interpreter()): they never change.

@@ -312,9 +312,8 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
     roots = preload()
     stamp = code_stamp(roots)
     from cnicore.host import PluginHost
-    from cnicore.launchers import interpreter
 
-    ctx = _worker.WorkerContext(build_id(), frozenset({sys.executable, interpreter()}), timeout,
+    ctx = _worker.WorkerContext(build_id(), timeout,
                                 lambda: code_stamp(roots) != stamp, PluginHost(object(), "warm-up"))
     gc.collect()
     gc.freeze()

@@ -53,12 +53,11 @@ class Refused(Exception):
 class WorkerContext:
     """What the parent prepared for its workers."""
 
-    def __init__(self, build_id: str, interpreters: frozenset[str], timeout: float,
-                 is_stale: Callable[[], bool], warm_host: object = None) -> None:
+    def __init__(self, build_id: str, timeout: float, is_stale: Callable[[], bool],
+                 warm_host: object = None) -> None:
         self.build_id = build_id
         self.warm_host = warm_host
         self.parent = os.getpid()
-        self.interpreters = interpreters
         self.timeout = timeout
         self.is_stale = is_stale
 
@@ -209,27 +208,21 @@ def _nstype(fd: int) -> int:
         return 0
 
 
-def _load_plugin(req: proto.Request, ctx: WorkerContext) -> object:
-    """The plugin host for the launcher the request names, as the launcher would build it."""
-    import importlib
-
-    from cnicore.host import PluginHost
+def _load_plugin(req: proto.Request) -> object:
+    """The plugin host for the launcher the request names, as the launcher would build it
+    (:func:`cnicore.inprocess.host_for`); a launcher of another interpreter is refused."""
+    from cnicore import inprocess
     from cnicore.launchers import read_header
 
     header = read_header(req.launcher)
     if header is None:
         raise Refused(proto.REFUSE_LAUNCHER, f"{req.launcher} is not a cnicore launcher")
-    if header.python not in ctx.interpreters:
+    if not header.runs_here():
         raise Refused(proto.REFUSE_LAUNCHER, f"{req.launcher} runs with {header.python}")
     try:
-        if header.module not in sys.modules:
-            sys.path.extend(p for p in header.path if p not in sys.path)
-        plugin: object = importlib.import_module(header.module)
-        for part in filter(None, header.attr.split(".")):
-            plugin = getattr(plugin, part)
+        return inprocess.host_for(header)
     except Exception as exc:  # noqa: BLE001 - the cold path reports it as the launcher would
         raise Refused(proto.REFUSE_LAUNCHER, f"cannot import {header.module}: {exc}") from None
-    return PluginHost(plugin, header.type, header.policies)
 
 
 def _enter(req: proto.Request, fds: list[int]) -> None:
@@ -333,7 +326,7 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> None:
             except OSError:
                 pass
             raise Refused(proto.REFUSE_STALE)
-        host = _load_plugin(req, ctx)
+        host = _load_plugin(req)
         _log_fd = os.dup(2)
         _enter(req, fds)
     except Refused as exc:
