@@ -810,3 +810,17 @@ def test_preload_follows_a_plugins_lazy_imports_but_not_its_third_party_ones(tmp
     done = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['cnitest_lazy_pkg.helper', 'colorsys', 'fractions']"
+
+
+def test_build_id_is_hashlibs_sha256() -> None:
+    """The build id is computed without hashlib (OpenSSL costs a libcni caller ~4 ms):
+    it must be exactly hashlib's SHA-256 of the launcher source and the protocol."""
+    import hashlib
+
+    from cnicore.server import _native
+
+    digest = hashlib.sha256()
+    for path in (_native.SOURCE, _native._PROTOCOL):
+        with open(path, "rb") as fh:
+            digest.update(fh.read())
+    assert build_id() == digest.hexdigest()[:24]

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from cnicore.request import Request
     from cnicore.types import AnyResult
 
+#: Keeps no per-request state in the process: a warm server's worker may serve
+#: the next request after this plugin's (cnicore.inprocess.warm_reusable).
+WARM_REUSE = True
+
 LOOPBACK = "lo"
 
 

@@ -281,12 +281,20 @@ def plugins_install(directory: str, policies: tuple[str, ...], native: bool | No
               help="Most requests served at once; more wait (default 16 x workers, at least 64).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds a request may run before its worker is killed.")
-def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeout: float) -> None:
+@click.option("--max-requests", type=click.IntRange(1, 100000), default=200, show_default=True,
+              help="Requests one worker serves at most (1: a fresh worker for every request).")
+@click.option("--idle-exit", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a worker that has served waits for another request before it exits.")
+def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeout: float,
+           max_requests: int, idle_exit: float) -> None:
     """Serve plugin execs warm until SIGTERM: the warm server behind native launchers.
 
     Imports cnicore and every installed plugin once, keeps WORKERS idle
-    pre-forked workers, and runs each request in a fresh worker that enters
-    the caller's mount and network namespaces. Root only.
+    pre-forked workers, and runs each request in a worker that enters the
+    caller's mount and network namespaces. A worker serves further requests
+    only after plugins that declare WARM_REUSE, and only when it returns
+    exactly to its own state; otherwise each request has a fresh worker.
+    Root only.
 
     \b
     Example:
@@ -297,7 +305,8 @@ def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeo
     from cnicore.server import ServerError, serve
 
     try:
-        serve(socket_path or DEFAULT_SOCKET, workers=workers, max_workers=max_workers, timeout=timeout)
+        serve(socket_path or DEFAULT_SOCKET, workers=workers, max_workers=max_workers, timeout=timeout,
+              max_requests=max_requests, idle_exit=idle_exit)
     except ServerError as exc:
         raise click.ClickException(str(exc)) from None
 

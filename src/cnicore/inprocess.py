@@ -44,6 +44,24 @@ def host_for(header: LauncherHeader) -> PluginHost:
     return host
 
 
+def warm_reusable() -> bool:
+    """Whether every plugin hosted in this process, and every policy module of its
+    launcher, declares ``WARM_REUSE = True``: that it keeps no per-request state in
+    the process, so a warm worker may serve another request after it
+    (:mod:`cnicore.server._worker`). An exec runs each request in a new process;
+    this is the plugin's promise that it cannot tell the difference."""
+    import sys
+
+    for module, host in _HOSTS.values():
+        if getattr(module, "WARM_REUSE", False) is not True:
+            return False
+        for policy in host.policies:
+            owner = sys.modules.get(policy) if isinstance(policy, str) else policy
+            if getattr(owner, "WARM_REUSE", False) is not True:
+                return False
+    return True
+
+
 def run(header: LauncherHeader, env: Mapping[str, str], stdin: bytes,
         capture_stderr: bool = False) -> tuple[int, bytes, bytes]:
     """``(exit status, stdout, stderr)`` as the launcher's process would produce them.

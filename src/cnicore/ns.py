@@ -456,6 +456,15 @@ def preopen(path: str, fd: int) -> None:
     _preopened[path] = fd
 
 
+def _forget_preopened() -> None:
+    """Close what :func:`preopen` was given: the request that needed it is over."""
+    while _preopened:
+        try:
+            os.close(_preopened.popitem()[1])
+        except OSError:
+            pass
+
+
 def get_netns(path: str) -> NetNS:
     """Open an existing network namespace file.
 

@@ -70,7 +70,7 @@ from cnicore.errors import CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterator, Mapping
+    from typing import Any, Iterator, Mapping, Sequence
 
     from cnicore.libcni import NetworkConfigList, RuntimeConf
     from cnicore.ns import NetNS
@@ -197,7 +197,7 @@ class WarmServer:
 
     def __init__(self, directory: str, workers: int = 2, timeout: float = 60.0,
                  extra_env: Mapping[str, str] | None = None, prefix: str = "cnitest-srv",
-                 python: str = "") -> None:
+                 python: str = "", extra_args: Sequence[str] = ()) -> None:
         import subprocess
         import sys
         import uuid
@@ -215,7 +215,7 @@ class WarmServer:
                 self.proc = subprocess.Popen(
                     ["ip", "netns", "exec", os.path.basename(self.netns.path), python or sys.executable, "-m",
                      "cnicore.cli", "daemon", "--socket", self.socket, "--workers", str(workers),
-                     "--timeout", str(timeout)],
+                     "--timeout", str(timeout), *extra_args],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
             self.wait_ready()
         except BaseException:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
     from .config import BridgeConf
 
+#: Keeps no per-request state in the process: a warm server's worker may serve
+#: the next request after this plugin's (cnicore.inprocess.warm_reusable).
+WARM_REUSE = True
+
 
 @hookimpl
 def cni_plugin_info() -> PluginInfo:

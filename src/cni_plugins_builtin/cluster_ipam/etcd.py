@@ -18,6 +18,7 @@ made, never when a launcher answers VERSION.
 from __future__ import annotations
 
 import base64
+import os
 import time
 
 TYPE_CHECKING = False
@@ -88,8 +89,10 @@ class Etcd:
 
     def _client(self, index: int) -> Any:
         """The endpoint's client; kept per thread, so a warm process reuses its
-        connections (requests sessions are not shared between threads)."""
-        cache_key = (self.settings.endpoints[index],) + self._tls
+        connections (requests sessions are not shared between threads), and per
+        network namespace: a warm server's worker serves callers in different ones,
+        and a connection belongs to the namespace it was opened in."""
+        cache_key = (_netns_id(), self.settings.endpoints[index]) + self._tls
         client = self._clients.get(cache_key)
         if client is None:
             import requests
@@ -181,6 +184,12 @@ class Etcd:
 
 
 _local: Any = None
+
+
+def _netns_id() -> tuple[int, int]:
+    """The calling thread's network namespace (device and inode of its nsfs file)."""
+    st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino
 
 
 def _reused() -> dict[str, Any]:

@@ -51,6 +51,11 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
+#: Keeps no per-request state in the process, only etcd connections, per network
+#: namespace: a warm server's worker may serve the next request after this plugin's
+#: (cnicore.inprocess.warm_reusable) and reuse them.
+WARM_REUSE = True
+
 
 #: Imported once by the warm server (``cnitool daemon`` with ``CNICORE_SERVER_PRELOAD=cluster-ipam``),
 #: so its workers pay nothing for them.

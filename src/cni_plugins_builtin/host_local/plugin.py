@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from cnicore.request import Request
     from cnicore.types import Result
 
+#: Keeps no per-request state in the process: a warm server's worker may serve
+#: the next request after this plugin's (cnicore.inprocess.warm_reusable).
+WARM_REUSE = True
+
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
 

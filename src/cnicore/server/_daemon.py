@@ -3,9 +3,11 @@
 The parent is single-threaded and never serves a request itself. It imports
 cnicore and every installed plugin once, freezes the heap (``gc.freeze``) so
 forked workers share it copy-on-write, and keeps ``workers`` idle workers
-blocked in ``accept()``. A worker that takes a connection reports itself busy
+waiting to accept. A worker that takes a connection reports itself busy
 through a pipe and the parent forks a replacement, up to ``max_workers`` at
-once; beyond that, connections wait in the listen backlog.
+once; beyond that, connections wait in the listen backlog. A worker that may
+serve again reports itself idle after its request (``_worker``); one that
+stays idle long after serving exits, and the pool shrinks back.
 
 Signals: SIGTERM/SIGINT stop (the socket closes at once, so launchers fall
 back to the cold path; busy workers finish), SIGHUP restarts. A restart
@@ -200,6 +202,9 @@ class Pool:
         self.max_workers = max_workers
         self.workers: dict[int, str] = {}
         self.status_r, self.status_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        # The generation pipe: workers hold the read end; the write end is this parent
+        # image's alone (close-on-exec), so a restart or a death ends the generation.
+        ctx.generation_fd, self.generation_w = os.pipe2(os.O_CLOEXEC)
         self._pending = b""
         self.stale = False
         self.served = 0
@@ -242,9 +247,10 @@ class Pool:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
                 os.close(self.status_r)
+                os.close(self.generation_w)
                 import gc
 
-                gc.disable()  # a worker lives for one request
+                gc.disable()  # requests are short; a worker's garbage goes with it (MAX_REQUESTS)
                 _worker.run(self.listener, self.status_w, self.ctx)
             finally:
                 os._exit(0)
@@ -262,6 +268,8 @@ class Pool:
             self._pending = self._pending[size:]
             if kind == _worker.BUSY and pid in self.workers:
                 self.workers[pid] = "busy"
+            elif kind == _worker.IDLE and pid in self.workers:
+                self.workers[pid] = "idle"
             elif kind == _worker.SERVED:
                 self.served += 1
             elif kind == _worker.STALE:
@@ -278,7 +286,11 @@ class Pool:
             self.workers.pop(pid, None)
 
     def stop_idle(self) -> None:
-        """SIGTERM idle workers (one that just accepted ignores it and finishes)."""
+        """End this generation (no worker takes another request) and SIGTERM idle
+        workers (one that just accepted ignores it and finishes)."""
+        if self.generation_w >= 0:
+            os.close(self.generation_w)
+            self.generation_w = -1
         self.read_status()
         for pid, state in self.workers.items():
             if state == "idle":
@@ -288,8 +300,13 @@ class Pool:
                     pass
 
 
-def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: float = 300.0) -> None:
-    """Run the server in the foreground until SIGTERM or SIGINT."""
+def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: float = 300.0,
+          max_requests: int = _worker.MAX_REQUESTS, idle_exit: float = _worker.IDLE_EXIT_SECONDS) -> None:
+    """Run the server in the foreground until SIGTERM or SIGINT.
+
+    :param max_requests: requests one worker serves at most (1: one worker per request).
+    :param idle_exit: seconds a worker that has served waits for another before it exits.
+    """
     import gc
     import selectors
 
@@ -314,7 +331,8 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
     from cnicore.host import PluginHost
 
     ctx = _worker.WorkerContext(build_id(), timeout,
-                                lambda: code_stamp(roots) != stamp, PluginHost(object(), "warm-up"))
+                                lambda: code_stamp(roots) != stamp, PluginHost(object(), "warm-up"),
+                                max_requests=max_requests, idle_exit=idle_exit)
     gc.collect()
     gc.freeze()
     pool = Pool(listener, ctx, workers, max_workers)

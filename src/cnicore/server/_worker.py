@@ -1,13 +1,23 @@
-"""One request in one fresh process, as an exec would run it.
+"""Requests served in a forked process, each as an exec would run it.
 
 A worker is forked by the server's parent with everything imported. It
-accepts one connection, tells the parent it is busy (so the parent forks its
-replacement), checks the caller and the descriptors, enters the caller's
+accepts one connection, tells the parent it is busy (so the parent may fork
+a replacement), checks the caller and the descriptors, enters the caller's
 mount namespace and then its network namespace (the process is still
 single-threaded, which ``setns(CLONE_NEWNS)`` requires), takes the caller's
 environment, working directory and umask, and runs the plugin through
 :func:`cnicore.skel.run` with the caller's own stdio. It closes that stdio
-before it sends the exit status, and exits.
+before it sends the exit status.
+
+Then it either exits or goes back to ``accept()`` for another request: a
+fork, its copy-on-write faults and its exit cost ~5 ms of CPU per request,
+several times the work of most requests. It goes back only when every plugin
+that ran in it declares ``WARM_REUSE = True`` (it keeps no per-request state
+in the process) and when it could become exactly what it was before the
+request (:class:`Baseline`: namespaces, directory, umask, environment, argv,
+stdio, signal handlers; no thread, child or namespace descriptor left over,
+its memory within bounds), at most :data:`MAX_REQUESTS` times. Otherwise it
+exits as a one-request worker always did.
 
 The kernel kills the worker's process group (SIGIO) when the caller hangs
 up or sends a cancel, and SIGALRM does at the deadline: nothing may keep a
@@ -33,6 +43,20 @@ STATUS = struct.Struct("=iB")
 BUSY = 1
 STALE = 2
 SERVED = 3
+IDLE = 4  # back in accept() after a request
+
+#: Requests one worker serves at most, by default (its heap grows a little with each).
+MAX_REQUESTS = 200
+#: A worker that has served and then waits this long for another request exits, so
+#: the pool shrinks back to its idle target after a burst (the default).
+IDLE_EXIT_SECONDS = 30.0
+#: A worker whose resident memory grew more than this since its first request exits.
+RSS_GROWTH_LIMIT = 32 << 20
+#: Descriptors a plugin may keep open across requests (e.g. pooled connections).
+FD_GROWTH_LIMIT = 16
+#: Signals whose handlers must be what they were before the request (SIGTERM and
+#: SIGINT are switched by the worker itself: :func:`_busy`, :func:`_idle`).
+_WATCHED_SIGNALS = ("SIGHUP", "SIGALRM", "SIGIO", "SIGCHLD", "SIGPIPE", "SIGUSR1", "SIGUSR2", "SIGQUIT")
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
@@ -54,40 +78,218 @@ class WorkerContext:
     """What the parent prepared for its workers."""
 
     def __init__(self, build_id: str, timeout: float, is_stale: Callable[[], bool],
-                 warm_host: object = None) -> None:
+                 warm_host: object = None, generation_fd: int = -1, max_requests: int = MAX_REQUESTS,
+                 idle_exit: float = IDLE_EXIT_SECONDS) -> None:
         self.build_id = build_id
+        self.max_requests = max_requests
+        self.idle_exit = idle_exit
         self.warm_host = warm_host
         self.parent = os.getpid()
         self.timeout = timeout
         self.is_stale = is_stale
+        #: Read end of a pipe whose write end only this parent image holds (close-on-exec):
+        #: at its end of file the parent has stopped, restarted or died, and a worker
+        #: must not take another request for it.
+        self.generation_fd = generation_fd
 
 
 def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn:
-    """The worker's whole life: one accepted connection, then ``_exit``."""
+    """The worker's whole life: requests until one of them may not be followed by
+    another (see the module docstring), then ``_exit``."""
+    global _log_fd
     import signal
 
     _die_with_parent(True)
     if os.getppid() != ctx.parent:
         os._exit(0)
     _warm_up(ctx)
-    try:
-        conn, _ = listener.accept()
-    except BaseException:  # noqa: BLE001 - killed while idle, or the listener closed
-        os._exit(0)
-    # From here a stop (or death) of the server must not cut this request short.
+    _log_fd = os.dup(2)  # the server's stderr, for messages while fd 2 is a caller's
+    signal.signal(signal.SIGALRM, _deadline_passed)
+    waiter = _Waiter(listener, ctx.generation_fd)
+    baseline = Baseline()
+    for served in range(ctx.max_requests):
+        conn = waiter.accept(ctx.idle_exit if served else None)
+        if conn is None:
+            break
+        _busy()
+        try:
+            os.write(status_fd, STATUS.pack(os.getpid(), BUSY))
+        except OSError:
+            pass
+        try:
+            again = _serve(conn, status_fd, ctx)
+        except BaseException as exc:  # noqa: BLE001 - a worker never raises into the parent's loop
+            _log(f"worker {os.getpid()}: {type(exc).__name__}: {exc}")
+            again = False
+        conn.close()
+        if not again or served + 1 >= ctx.max_requests or not baseline.restore() or waiter.generation_ended():
+            break
+        _idle()
+        if os.getppid() != ctx.parent:
+            break
+        try:
+            os.write(status_fd, STATUS.pack(os.getpid(), IDLE))
+        except OSError:
+            break
+    os._exit(0)
+
+
+def _busy() -> None:
+    """From here a stop (or death) of the server must not cut the request short."""
+    import signal
+
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(False)
-    listener.close()
+
+
+def _idle() -> None:
+    """Back to what an idle worker is: ended by SIGTERM, SIGINT or the parent's death."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _die_with_parent(True)
+
+
+class _Waiter:
+    """Waits for a connection on the listener shared by every worker.
+
+    The listener is non-blocking (only workers accept on it) and watched with
+    ``EPOLLEXCLUSIVE``, so one connection wakes one idle worker; the generation
+    pipe is watched too, so a worker of a parent that restarted or stopped
+    never takes another request.
+    """
+
+    def __init__(self, listener: socket.socket, generation_fd: int) -> None:
+        import select
+
+        self.listener = listener
+        self.generation_fd = generation_fd
+        listener.setblocking(False)
+        self.epoll = select.epoll(2)
+        self.epoll.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        if generation_fd >= 0:
+            self.epoll.register(generation_fd, select.EPOLLIN)
+
+    def accept(self, timeout: float | None) -> socket.socket | None:
+        """A connection, or None when the wait timed out or the generation ended."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = -1.0 if deadline is None else deadline - time.monotonic()
+            if deadline is not None and left <= 0:
+                return None
+            events = self.epoll.poll(left)
+            if any(fd == self.generation_fd for fd, _ in events):
+                return None
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                continue  # another worker took it
+            except OSError:
+                return None  # the listener was closed under us
+            conn.setblocking(True)
+            return conn
+
+    def generation_ended(self) -> bool:
+        import select
+
+        if self.generation_fd < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.generation_fd, select.POLLIN)
+        return bool(poller.poll(0))
+
+
+class Baseline:
+    """What an idle worker is, taken before its first request and put back after each
+    (:meth:`restore`), or the verdict that it cannot be put back and the worker must exit."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        self.net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.ns_ids = (_inode("/proc/self/ns/mnt"), _inode("/proc/self/ns/net"))
+        self.cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
+        self.environ = dict(os.environ)
+        self.argv = list(sys.argv)
+        self.handlers = {name: signal.getsignal(getattr(signal, name)) for name in _WATCHED_SIGNALS
+                         if hasattr(signal, name)}
+        self.fds = _open_fds()
+        self.rss = _rss()
+
+    def restore(self) -> bool:
+        """Put the worker back as it was; False when something the request left behind
+        cannot be undone here (a thread, a child, a changed signal handler, descriptors or
+        memory beyond the limits), and the worker must exit instead."""
+        import signal
+
+        from cnicore import ns
+
+        for stream in (sys.stdout, sys.stderr):  # what a plugin printed went to its caller
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        ns._forget_preopened()
+        try:  # first home, by descriptor: the caller's /proc may not show this process
+            if _entered.pop(CLONE_NEWNET, False):
+                ns._setns(self.net, CLONE_NEWNET)
+            if _entered.pop(CLONE_NEWNS, False):
+                ns._setns(self.mnt, CLONE_NEWNS)
+            os.fchdir(self.cwd)
+        except OSError as exc:
+            _log(f"worker {os.getpid()}: cannot return to its own namespaces: {exc}")
+            return False
+        if (_inode("/proc/self/ns/mnt"), _inode("/proc/self/ns/net")) != self.ns_ids:
+            return False
+        if len(os.listdir("/proc/self/task")) != 1 or _has_children():
+            return False
+        if any(signal.getsignal(getattr(signal, name)) != handler for name, handler in self.handlers.items()):
+            return False
+        os.umask(self.umask)
+        _replace_environ(self.environ)
+        sys.argv = list(self.argv)
+        fds = _open_fds()
+        if not self.fds <= fds or len(fds - self.fds) > FD_GROWTH_LIMIT or any(_nstype(fd) for fd in fds - self.fds):
+            return False
+        return _rss() - self.rss <= RSS_GROWTH_LIMIT
+
+
+def _inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def _open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+def _has_children() -> bool:
+    """Whether the request left a child process behind (running, or a zombie reaped here)."""
     try:
-        os.write(status_fd, STATUS.pack(os.getpid(), BUSY))
-    except OSError:
-        pass
-    try:
-        _serve(conn, status_fd, ctx)
-    except BaseException as exc:  # noqa: BLE001 - a worker never raises into the parent's loop
-        _log(f"worker {os.getpid()}: {type(exc).__name__}: {exc}")
-    os._exit(0)
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def _rss() -> int:
+    with open("/proc/self/statm", "rb") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _replace_environ(env: dict[str, str]) -> None:
+    """Make ``os.environ`` (and the C environment) exactly ``env``, touching only what differs."""
+    for key in [k for k in os.environ if k not in env]:
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _die_with_parent(enabled: bool) -> None:
@@ -232,16 +434,13 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
     try:
         for fd, nstype, own in ((fds[3], CLONE_NEWNS, "mnt"), (fds[4], CLONE_NEWNET, "net")):
             if not _same_file(fd, f"/proc/self/ns/{own}"):  # a runtime beside us: nothing to enter
+                _entered[nstype] = True
                 ns._setns(fd, nstype)
         os.chdir(req.cwd or "/")
     except OSError as exc:
         raise Refused(proto.REFUSE_ENTER, str(exc)) from None
     os.umask(req.umask)
-    for key in [k for k in os.environ if k not in req.env]:
-        del os.environ[key]
-    for key, value in req.env.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
+    _replace_environ(req.env)
     netns = req.env.get("CNI_NETNS", "")
     if req.flags & proto.FLAG_NETNS_FD and netns:
         ns.preopen(netns, fds[5])
@@ -251,6 +450,10 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
     os.close(fds[3])
     os.close(fds[4])
     sys.argv = list(req.argv) or [req.launcher]
+
+
+#: The namespace types the current request entered (the worker returns from them).
+_entered: dict[int, bool] = {}
 
 
 def _same_file(fd: int, path: str) -> bool:
@@ -269,7 +472,8 @@ def _read_stdin() -> bytes:
 
 def _arm_cancellation(conn: socket.socket, timeout: float) -> bool:
     """Make the kernel kill this worker's process group when the caller hangs up or sends
-    a cancel (SIGIO, whose default action terminates), and SIGALRM do it at the deadline.
+    a cancel (SIGIO, whose default action terminates), and SIGALRM do it at the deadline
+    (its handler is :func:`_deadline_passed`, set once by :func:`run`).
 
     No watcher thread: a second thread would cost a GIL hand-over on every request.
     False when the caller is already gone.
@@ -280,7 +484,6 @@ def _arm_cancellation(conn: socket.socket, timeout: float) -> bool:
 
     fcntl.fcntl(conn.fileno(), fcntl.F_SETOWN, -os.getpgrp())
     fcntl.fcntl(conn.fileno(), fcntl.F_SETFL, fcntl.fcntl(conn.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
-    signal.signal(signal.SIGALRM, _deadline_passed)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
@@ -302,20 +505,19 @@ def _deadline_passed(signum: int, frame: object) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> None:
-    global _log_fd
-
+def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
+    """One request; True when the worker may serve another after it (see the module docstring)."""
     uid = _peer_uid(conn)
     if uid != 0:
         _refuse(conn, Refused(proto.REFUSE_UID, f"uid {uid}"))
-        return
+        return True
     try:
         req, fds = _receive(conn)
     except EOFError:
-        return
+        return True
     except Refused as exc:
         _refuse(conn, exc)
-        return
+        return True
     try:
         if req.build_id != ctx.build_id:
             raise Refused(proto.REFUSE_BUILD, f"{req.build_id} != {ctx.build_id}")
@@ -327,18 +529,17 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> None:
                 pass
             raise Refused(proto.REFUSE_STALE)
         host = _load_plugin(req)
-        _log_fd = os.dup(2)
         _enter(req, fds)
     except Refused as exc:
         _close_all(fds)
         _refuse(conn, exc)
-        return
-    from cnicore import skel
+        return exc.reason != proto.REFUSE_STALE and not _entered
+    from cnicore import inprocess, skel
 
     conn.settimeout(None)
     conn.sendall(proto.frame(proto.STARTED))
     if not _arm_cancellation(conn, ctx.timeout):
-        return
+        return False
     code, out, err = skel.run(host, os.environ, _read_stdin)  # type: ignore[arg-type]
     if err:
         skel._write_all(2, err)
@@ -357,6 +558,7 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> None:
         os.write(status_fd, STATUS.pack(os.getpid(), SERVED))
     except OSError:
         pass
+    return inprocess.warm_reusable()
 
 
 def _refuse(conn: socket.socket, refusal: Refused) -> None:
