@@ -618,3 +618,19 @@ def test_tls_with_client_certificates(tmp_path, cni_bin_dir):
             cluster.stop()
     finally:
         netns.remove()
+
+
+def test_loadgen_paces_adds_at_the_rate_asked(cluster, tmp_path):
+    """The bench measures latency at a given load with ``--rate``: ADD n starts no
+    earlier than n / rate seconds after the first."""
+    config = net_config(cluster, ranges=[[{"subnet": "10.31.0.0/24"}]])
+    path = tmp_path / "paced.json"
+    path.write_text(json.dumps(config))
+    argv = [sys.executable, "-m", "cni_plugins_builtin.cluster_ipam.loadgen", "--config", str(path),
+            "--node", "node-a", "--count", "6", "--prefix", "paced", "--rate", "10",
+            "--netns", cluster.container_netns.path]
+    lines = collect([cluster.run(lambda: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))])
+    starts = sorted(line["t0"] for line in lines)
+    assert all(line["ok"] for line in lines) and len(starts) == 6
+    for n, t0 in enumerate(starts):
+        assert t0 - starts[0] >= n / 10 - 0.02

@@ -47,6 +47,11 @@ from cnicore.types import Result, Route
 PLUGIN_TYPE = "template-routes"
 #: prevResult first appeared in 0.3.0, so a chained plugin starts there.
 SUPPORTED_VERSIONS = versions_from("0.3.0")
+#: A promise to the warm server: this module keeps no per-request state in the process
+#: (every netlink socket is opened and closed within its request), so a worker may serve
+#: the next request after this one instead of forking a fresh one. Leave it out, or set
+#: it False, if your plugin caches anything between calls.
+WARM_REUSE = True
 
 
 class RouteSpec:

@@ -9,7 +9,10 @@ the launcher, as a runtime does (the cold path); without it the plugin runs
 in this process through ``skel.run``, as a warm server's worker would. The
 config's ``ipam.nodeName`` is set to ``--node``. ``--threads`` splits the
 ADDs over that many concurrent clients; ``--start-at`` lines several
-processes up once their imports are done. A last line ``{"cpu": seconds}``
+processes up once their imports are done; ``--rate R`` paces each
+client to R ADDs per second (ADD n starts at ``start-at + n / R``, or as
+soon as the one before is answered if that is later), so latency can be
+measured at a given load rather than at saturation. A last line ``{"cpu": seconds}``
 gives the CPU time this process and its launchers used.
 """
 
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--netns", required=True, help="CNI_NETNS (not this process's own namespace)")
     parser.add_argument("--start-at", type=float, default=0.0, help="wall-clock time to start ADDing at")
+    parser.add_argument("--rate", type=float, default=0.0, help="ADDs per second per client (0: back to back)")
     args = parser.parse_args(argv)
     with open(args.config, "rb") as fh:
         config = json.load(fh)
@@ -85,11 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     lock = threading.Lock()
     cids = [f"{args.prefix}-{i}" for i in range(args.count)]
 
+    time.sleep(max(0.0, args.start_at - time.time()))
+    began = time.monotonic()
+
     def worker(part: list[str]) -> None:
-        for cid in part:
+        for n, cid in enumerate(part):
+            if args.rate > 0:
+                time.sleep(max(0.0, began + n / args.rate - time.monotonic()))
             _one(add, cid, args.netns, lock)
 
-    time.sleep(max(0.0, args.start_at - time.time()))
     threads = [threading.Thread(target=worker, args=(cids[i::args.threads],)) for i in range(args.threads)]
     for thread in threads:
         thread.start()
