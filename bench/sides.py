@@ -45,9 +45,11 @@ class Ours:
 
 def build_venv(path: str) -> str:
     """cnicore installed non-editable into ``path``; its python."""
+    pip = [os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     if not os.path.exists(os.path.join(path, "bin", "python")):
         subprocess.run([sys.executable, "-m", "venv", path], check=True)
-    pip = [os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        # A current pip writes console scripts that do not import re (~8 ms of every cnitool run).
+        subprocess.run(pip + ["--upgrade", "pip"], check=True)
     subprocess.run(pip + ["--force-reinstall", "--no-deps", REPO], check=True)
     subprocess.run(pip + [REPO], check=True)
     return os.path.join(path, "bin", "python")

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from cnicore.invoke import PluginCancelledError, PluginNotFoundError, PluginTimeoutError
@@ -834,3 +836,27 @@ def test_go_plugins_gc_deletes_stale_attachment(cni_sandbox, tmp_path):
     assert [a.container_id for a in cni.get_cached_attachments()] == ["keep"]
     cni_sandbox.host.do(cni.del_network_list, net, rt_keep)
     assert ipam_reservations(tmp_path) == []
+
+
+@hypothesis.given(hypothesis.strategies.binary(max_size=300))
+def test_cache_base64_encoding_is_base64s(data: bytes) -> None:
+    from cnicore.libcni.cache import b64encode
+
+    assert b64encode(data) == base64.b64encode(data).decode()
+
+
+@hypothesis.given(hypothesis.strategies.one_of(
+    hypothesis.strategies.text(alphabet="ABCDabcd0189+/=\\n é%", max_size=40),
+    hypothesis.strategies.binary(max_size=60).map(lambda b: base64.b64encode(b).decode())))
+def test_cache_base64_decoding_is_base64s_strict_mode(text: str) -> None:
+    """Go rejects what is not canonical base64; the cache reader must refuse exactly what
+    ``base64.b64decode(validate=True)`` refuses, with its message."""
+    from cnicore.libcni.cache import b64decode
+
+    def outcome(decode):
+        try:
+            return decode(text)
+        except ValueError as exc:  # binascii.Error is a ValueError
+            return str(exc)
+
+    assert outcome(b64decode) == outcome(lambda t: base64.b64decode(t, validate=True))
