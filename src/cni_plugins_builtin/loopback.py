@@ -13,8 +13,8 @@ pyroute2.
 
 from __future__ import annotations
 
+from cnicore._go.json import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.gojson import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False

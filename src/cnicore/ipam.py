@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def ipam_type(request: Request) -> str:
     """``config["ipam"]["type"]``, or a config error."""
-    from cnicore.gojson import lookup
+    from cnicore._go.json import lookup
 
     kind = lookup(lookup(request.config, "ipam"), "type")
     if not kind or not isinstance(kind, str):

@@ -86,7 +86,7 @@ class Request:
 
     def prev_result_as_sent(self) -> AnyResult | None:
         """``prevResult`` parsed in the config's own version family (no conversion)."""
-        from cnicore.gojson import lookup
+        from cnicore._go.json import lookup
 
         raw = lookup(self.config, "prevResult")
         if raw is None:

@@ -26,8 +26,8 @@ nothing is changed in the wrong namespace.
 from __future__ import annotations
 
 from cnicore import errors, wire
+from cnicore._go.json import Decoder, lookup
 from cnicore.errors import CNIError
-from cnicore.gojson import Decoder, lookup
 from cnicore.names import validate_container_id, validate_ifname, validate_network_name
 from cnicore.version import ALL, CURRENT, PluginInfo, config_version, greater_or_equal, incompatible_details
 
@@ -96,7 +96,7 @@ def decode_config(stdin: bytes) -> dict[str, object]:
         # a syntax error), NaN/Infinity are not JSON.
         config = wire.loads(stdin.decode("utf-8", "replace"))
     except ValueError as exc:
-        from cnicore.gosyntax import syntax_error
+        from cnicore._go.jsonsyntax import syntax_error
 
         # Go's words for the first syntax error (ours only if Go would have none).
         raise CNIError(errors.ERR_DECODING_FAILURE,

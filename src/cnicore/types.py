@@ -53,7 +53,7 @@ class ResultError(ValueError):
 
 def _ip_str(value: object, what: str) -> str:
     """Normalise an IP address string as Go's ``net.IP.String`` prints it."""
-    from cnicore.goip import parse_ip
+    from cnicore._go.ip import parse_ip
 
     ip = parse_ip(value) if isinstance(value, str) else None
     if ip is None:
@@ -65,7 +65,7 @@ def _cidr_str(value: object, what: str) -> str:
     """Normalise ``ip/prefix`` as Go's ``IPNet.String`` prints a parsed CIDR
     (``net.ParseCIDR``'s rules: a decimal prefix, no zone; an IPv4-mapped
     address prints as IPv4 with the prefix reduced by 96)."""
-    from cnicore.goip import parse_cidr
+    from cnicore._go.ip import parse_cidr
 
     cidr = parse_cidr(value) if isinstance(value, str) else None
     if cidr is None:

@@ -65,7 +65,7 @@ def versions_from(minimum: str) -> tuple[str, ...]:
 
 def config_version(config: dict[str, object]) -> str:
     """The ``cniVersion`` of a decoded config; missing or empty means 0.1.0."""
-    from cnicore.gojson import Decoder, lookup
+    from cnicore._go.json import Decoder, lookup
 
     version = lookup(config, "cniVersion")  # Go's struct{CNIVersion string}: any key case
     if version in (None, ""):
@@ -81,7 +81,7 @@ def decode_config_version(data: bytes) -> str:
     try:
         config = wire.loads(data)
     except ValueError as exc:
-        from cnicore.gosyntax import syntax_error
+        from cnicore._go.jsonsyntax import syntax_error
 
         raise CNIError(ERR_DECODING_FAILURE,
                        f"decoding version from network config: {syntax_error(bytes(data)) or exc}") from None

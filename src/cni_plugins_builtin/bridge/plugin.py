@@ -20,7 +20,7 @@ on the exec path.
 from __future__ import annotations
 
 from cnicore import faults
-from cnicore.gojson import lookup
+from cnicore._go.json import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -118,16 +118,15 @@ def cni_add(request: Request) -> Result:
 
 def _dns(conf: BridgeConf) -> DNS | None:
     """The config's ``dns`` (None if unset), decoded before anything is changed."""
+    from cnicore._go.json import NetConfError
     from cnicore.types import DNS, ResultError
-
-    from .config import ConfigError
 
     if not conf.dns:
         return None
     try:
         return DNS.from_dict(conf.dns)
     except (ResultError, ValueError) as exc:
-        raise ConfigError(f"failed to load netconf: {exc}") from None
+        raise NetConfError(f"failed to load netconf: {exc}") from None
 
 
 def _firewall(fn: Callable[..., None], *args: object) -> None:

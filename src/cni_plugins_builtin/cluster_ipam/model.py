@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from cnicore.goip import IPAddress
+    from cnicore._go.ip import IPAddress
 
 DEFAULT_PREFIX = "/cni-ipam/v1"
 

@@ -22,7 +22,7 @@ Deliberate differences from the reference (both strictly safer):
 from __future__ import annotations
 
 from cni_plugins_builtin.host_local.config import fail
-from cnicore.goip import canonical
+from cnicore._go.ip import canonical
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
     from cni_plugins_builtin.host_local.store import DiskStore, Record
-    from cnicore.goip import IPAddress
+    from cnicore._go.ip import IPAddress
 
 
 class AllocationError(Exception):

@@ -2,7 +2,7 @@
 
 :func:`load_config` turns the network config (plus CNI_ARGS) into an
 :class:`IPAMConfig` or raises the reference's error, message for message:
-the JSON is decoded with Go's rules (:mod:`.gojson`), then requested
+the JSON is decoded with Go's rules (:mod:`cnicore._go.json`), then requested
 addresses are collected, range sets built and checked. Pure: no I/O.
 
 Deliberate differences from the reference:
@@ -20,15 +20,15 @@ Deliberate differences from the reference:
 
 from __future__ import annotations
 
-from cni_plugins_builtin.host_local.gojson import Decoder, fields, lookup
+from cnicore._go.ip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
+from cnicore._go.json import Decoder, fields, lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.goip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from cnicore.goip import CIDR, IPAddress, IPNetwork
+    from cnicore._go.ip import CIDR, IPAddress, IPNetwork
     from cnicore.types import Route
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
@@ -184,7 +184,7 @@ class RangeSet:
         return f"RangeSet({self})"
 
 
-# -- decoding (Go's rules, see gojson) --------------------------------------------------
+# -- decoding (Go's rules, see cnicore._go.json) -------------------------------------------
 
 class IPAMSpec:
     """The ``ipam`` object as decoded, before validation."""

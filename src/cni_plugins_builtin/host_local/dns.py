@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def parse_resolv_conf_text(text: str) -> DNS:
     """The DNS settings in resolv.conf ``text``."""
-    from cni_plugins_builtin.host_local.gotext import go_fields, trim_space
+    from cnicore._go import go_fields, trim_space
     from cnicore.types import DNS
 
     dns = DNS()
@@ -38,7 +38,7 @@ def parse_resolv_conf_text(text: str) -> DNS:
 
 def parse_resolv_conf(path: str) -> DNS:
     """Read ``path``; an unreadable file is the reference's error (code 999)."""
-    from cni_plugins_builtin.host_local.gotext import go_os_error
+    from cnicore._go import go_os_error
     from cnicore.errors import ERR_INTERNAL, CNIError
 
     try:

@@ -41,7 +41,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore.goip import IPAddress
+    from cnicore._go.ip import IPAddress
 
 MAGIC = b"cnicore-host-local-index 1 "
 V6_FLAG = 1 << 128

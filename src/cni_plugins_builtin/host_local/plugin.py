@@ -25,8 +25,8 @@ This module imports only what VERSION needs; the rest loads per verb.
 
 from __future__ import annotations
 
+from cnicore._go.json import lookup
 from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, ERR_PLUGIN_NOT_AVAILABLE, CNIError
-from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False

@@ -35,15 +35,15 @@ from __future__ import annotations
 import errno
 import os
 
-from cni_plugins_builtin.host_local.gotext import errno_text, go_os_error, trim_space
 from cni_plugins_builtin.host_local.index import Listing, address_key, key_address
 from cnicore import faults
+from cnicore._go import errno_text, go_os_error, trim_space
+from cnicore._go.ip import parse_ip
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.goip import parse_ip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore.goip import IPAddress
+    from cnicore._go.ip import IPAddress
 
 LAST_IP_PREFIX = "last_reserved_ip."
 LINE_BREAK = "\r\n"

@@ -23,8 +23,8 @@ on the exec path.
 
 from __future__ import annotations
 
+from cnicore._go.json import lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
