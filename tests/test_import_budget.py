@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cnicore.launchers import install
+from cnicore.cli.install import install
 from cnicore.registry import get
 
 #: Never on any exec path.
@@ -61,8 +61,8 @@ BUDGET: dict[str, tuple[str, ...]] = {
 #: cnitool's network verbs are not a plugin's exec path (ALWAYS does not apply), but they
 #: must start fast too: click only for the other commands and for errors.
 CNITOOL_BUDGET: dict[str, tuple[str, ...]] = {
-    "cnicore.cnitool": ("click", "pluggy"),
-    "cnicore.netverbs": ("click", "pluggy"),
+    "cnicore.cli.cnitool": ("click", "pluggy"),
+    "cnicore.cli.netverbs": ("click", "pluggy"),
     "cnicore.libcni": ("click", "pluggy"),
 }
 

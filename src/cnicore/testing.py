@@ -732,10 +732,10 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def cni_install(request: Any) -> Any:
-        """``cni_install(directory, entries=None, policies=())``: :func:`cnicore.launchers.install`
+        """``cni_install(directory, entries=None, policies=())``: :func:`cnicore.cli.install.install`
         with this run's launcher kind — Python launchers (cold), or with
         ``CNICORE_TEST_LAUNCHERS=native`` native launchers served by ``cni_server``."""
-        from cnicore.launchers import install
+        from cnicore.cli.install import install
 
         kind = launcher_kind()
         socket = request.getfixturevalue("cni_server").socket if kind == "native" else ""
