@@ -26,6 +26,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 DEFAULT_DIR = "/opt/cni/bin"
 DEFAULT_SOCKET = "/run/cnicore/cnicore.sock"
 #: Where a native launcher's Python fallback lives, relative to the bin dir.

@@ -25,6 +25,9 @@ nothing is changed in the wrong namespace.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from cnicore import errors, wire
 from cnicore._go.json import Decoder, lookup
 from cnicore.errors import CNIError
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
         def call(self, verb: str, request: Request) -> AnyResult | None: ...
 
     Stdin = Union[bytes, Callable[[], bytes]]
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 VERBS = ("ADD", "CHECK", "DEL", "GC", "STATUS")
 #: Per variable: the commands that require it. A present value is validated
@@ -230,8 +235,6 @@ def _error_version(config: dict[str, object] | None) -> str:
 
 
 def _error_bytes(err: CNIError, config: dict[str, object] | None) -> bytes:
-    from cnicore import wire
-
     return wire.dumps_indent(err.to_dict(_error_version(config)))
 
 
@@ -239,9 +242,6 @@ def _error_bytes(err: CNIError, config: dict[str, object] | None) -> bytes:
 
 def main(plugin: Plugin) -> None:
     """Run ``plugin`` as this process: os.environ and stdin in, stdout/stderr and exit status out."""
-    import os
-    import sys
-
     code, out, err = run(plugin, os.environ, sys.stdin.buffer.read)
     if err:
         _write_all(2, err)
@@ -251,8 +251,6 @@ def main(plugin: Plugin) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    import os
-
     view = memoryview(data)
     while view:
         try:

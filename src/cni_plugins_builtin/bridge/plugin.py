@@ -19,8 +19,9 @@ on the exec path.
 
 from __future__ import annotations
 
-from cnicore import faults
-from cnicore._go.json import lookup
+from cnicore import __version__, faults
+from cnicore._go.json import NetConfError, lookup
+from cnicore.errors import CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -33,11 +34,11 @@ if TYPE_CHECKING:
 
     from .config import BridgeConf
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
-    from cnicore import __version__
-
     return PluginInfo(ALL, about=f"CNI bridge plugin (cnicore) v{__version__}")
 
 
@@ -118,7 +119,6 @@ def cni_add(request: Request) -> Result:
 
 def _dns(conf: BridgeConf) -> DNS | None:
     """The config's ``dns`` (None if unset), decoded before anything is changed."""
-    from cnicore._go.json import NetConfError
     from cnicore.types import DNS, ResultError
 
     if not conf.dns:
@@ -235,7 +235,6 @@ def _calc_gateways(result: Result, conf: BridgeConf) -> dict[int, list[str]]:
 def _setup_gateways(request: Request, conf: BridgeConf, result: Result, bridge: Link,
                     gateways: dict[int, list[str]]) -> None:
     from cnicore import sysctl
-    from cnicore.errors import CNIError
     from cnicore.types import Interface
 
     from . import links

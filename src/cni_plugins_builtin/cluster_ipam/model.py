@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     from cnicore._go.ip import IPAddress
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 DEFAULT_PREFIX = "/cni-ipam/v1"
 
 

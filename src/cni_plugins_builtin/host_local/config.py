@@ -23,6 +23,7 @@ from __future__ import annotations
 from cnicore._go.ip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
 from cnicore._go.json import Decoder, fields, lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
+from cnicore.version import greater_or_equal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
     from cnicore._go.ip import CIDR, IPAddress, IPNetwork
     from cnicore.types import Route
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
@@ -445,8 +448,6 @@ def store_location(config: dict[str, Any]) -> tuple[str, str]:
 def load_config(config: dict[str, Any], cni_args: str = "") -> IPAMConfig:
     """The validated IPAM config (``config`` is the decoded stdin, already
     checked by skel); raises the reference's CNIError."""
-    from cnicore.version import greater_or_equal
-
     net = decode(config)
     ipam = net.ipam
     if ipam is None:

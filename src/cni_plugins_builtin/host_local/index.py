@@ -43,6 +43,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore._go.ip import IPAddress
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 MAGIC = b"cnicore-host-local-index 1 "
 V6_FLAG = 1 << 128
 HEADER_SIZE = 64

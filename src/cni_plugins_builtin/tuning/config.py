@@ -13,12 +13,16 @@ errors (code 999) unless :mod:`cnicore.sysctl` or a policy says otherwise.
 
 from __future__ import annotations
 
+import posixpath
+
 from cnicore import wire
 from cnicore._go.json import BOOL, INT, NETCONF_FIELDS, STRING, Map, NetConfError, Struct, decode_struct, lookup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 #: Where ADD saves the link settings it changes, for DEL to restore (``dataDir`` overrides).
 DEFAULT_DATA_DIR = "/run/cni/tuning"
@@ -182,8 +186,6 @@ def sysctl_path(key: str, ifname: str) -> str:
     error text), then :func:`cnicore.sysctl.key_to_path`, which also refuses
     keys the reference would let through (``/`` in a key, empty components).
     """
-    import posixpath
-
     from cnicore.sysctl import key_to_path
 
     slashed = key.replace(".", "/").replace("IFNAME", ifname, 1)
@@ -233,8 +235,6 @@ def check_allowlist(sysctls: dict[str, str], path: str | None = None) -> None:
 
 def backup_path(data_dir: str, container_id: str, ifname: str) -> str:
     """``<dataDir>/<containerID>_<ifname>.json``, as the reference names it."""
-    import posixpath
-
     return posixpath.join(data_dir, f"{container_id}_{ifname}.json")
 
 

@@ -23,6 +23,9 @@ on the exec path.
 
 from __future__ import annotations
 
+import os
+
+from cnicore import __version__
 from cnicore._go.json import lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
@@ -37,11 +40,11 @@ if TYPE_CHECKING:
 
     from .config import TuningConf
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
-    from cnicore import __version__
-
     return PluginInfo(ALL, about=f"CNI tuning plugin (cnicore) v{__version__}")
 
 
@@ -170,8 +173,6 @@ def _set_link(rtnl: RtnlSocket, index: int, settings: dict[str, Any]) -> None:
 
 def _save_backup(path: str, data: bytes, ifname: str) -> bytes | None:
     """Write the backup atomically; return what the file held before (None: no file)."""
-    import os
-
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -206,8 +207,6 @@ def _put_back_backup(path: str, previous: bytes | None) -> None:
 
 
 def _unlink(path: str) -> None:
-    import os
-
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -220,8 +219,6 @@ def _unlink(path: str) -> None:
 def cni_del(request: Request) -> None:
     """Restore the saved link settings. Like the reference, a failure to restore
     does not fail DEL (the backup file is then kept)."""
-    import os
-
     from cnicore.ns import NetNSNotFoundError, with_netns_path
 
     from .config import backup_path

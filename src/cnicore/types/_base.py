@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     AnyResult = Union[Result020, Result040, Result]
     Converter = Callable[[Any, str], AnyResult]
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 
 class ResultError(ValueError):
     """A result that cannot be parsed or converted."""
