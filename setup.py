@@ -5,9 +5,9 @@ copy, ``cni_plugin_template/`` at the root of the source tree (a project of
 its own: ``pip install ./cni_plugin_template`` and its tests run as they
 are). Building cnicore copies it into the package as ``cnicore/_template/``,
 where ``cnitool new-plugin`` finds it in an installed cnicore; which files are
-copied is decided by ``cnicore.scaffold.template_files``, loaded from source
+copied is decided by ``cnicore.cli.scaffold.template_files``, loaded from source
 here because cnicore is not importable while it is being built. Editable
-installs skip the copy: ``cnicore.scaffold`` then reads the root directly.
+installs skip the copy: ``cnicore.cli.scaffold`` then reads the root directly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ TEMPLATE = os.path.join(HERE, "cni_plugin_template")
 
 def _scaffold():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("_cnicore_scaffold_for_build",
-                                                  os.path.join(HERE, "src", "cnicore", "scaffold.py"))
+                                                  os.path.join(HERE, "src", "cnicore", "cli", "scaffold.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -174,7 +174,7 @@ def main() -> int:
         return 2
 
     from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
-    from cnicore.launchers import install
+    from cnicore.cli.install import install
     from cnicore.ns import new_netns
     from cnicore.testing import WarmServer
 

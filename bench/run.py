@@ -57,7 +57,7 @@ def machine() -> dict[str, Any]:
 
 def warm_launchers() -> str:
     """host-local's launcher for *this* interpreter, so warm bridge runs IPAM in-process."""
-    from cnicore.launchers import install
+    from cnicore.cli.install import install
     from cnicore.registry import get
 
     path = tempfile.mkdtemp(prefix="cnicore-bench-warm-")

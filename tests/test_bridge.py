@@ -24,9 +24,10 @@ import pytest
 
 import cni_plugins_builtin.bridge.plugin as bridge_plugin
 from cni_plugins_builtin.bridge import links as bridge_links
-from cni_plugins_builtin.bridge.config import BridgeConf, ConfigError, collect_vlan_trunk
+from cni_plugins_builtin.bridge.config import BridgeConf, collect_vlan_trunk
 from cni_plugins_builtin.firewall import naming
 from cnicore import rtnl as rt
+from cnicore._go.json import NetConfError
 from cnicore.errors import CNIError
 from cnicore.rtnl import RtnlSocket
 from cnicore.testing import in_netns as in_ns
@@ -238,7 +239,7 @@ def test_vlan_trunk_parsing(trunk, expected) -> None:
     ([{"id": "5"}], "failed to load netconf: json: cannot unmarshal string into Go struct field VlanTrunk.vlanTrunk.id of type int"),
 ])
 def test_vlan_trunk_validation_messages(trunk, message) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(NetConfError) as info:
         BridgeConf({"name": NET, "vlanTrunk": trunk})
     assert info.value.code == 999 and info.value.msg == message
 
@@ -258,14 +259,14 @@ def test_config_defaults_and_flags() -> None:
     ("runtimeConfig", []), ("args", "x"),
 ])
 def test_config_type_errors(field, value) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(NetConfError) as info:
         BridgeConf({"name": NET, field: value})
     assert info.value.code == 999 and info.value.msg.startswith("failed to load netconf: ")
 
 
 @pytest.mark.parametrize("vlan", [-1, 4095, 10000])
 def test_vlan_out_of_range(vlan) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(NetConfError) as info:
         BridgeConf({"name": NET, "vlan": vlan})
     assert info.value.msg == f"invalid VLAN ID {vlan} (must be between 0 and 4094)"
 
@@ -297,7 +298,7 @@ def test_cni_args_errors() -> None:
      "cannot use IPAM when DisableContainerInterface flag is set"),
 ])
 def test_refused_combinations(conf, message) -> None:
-    with pytest.raises(ConfigError, match=f"^{message}$"):
+    with pytest.raises(NetConfError, match=f"^{message}$"):
         BridgeConf(dict(conf, name=NET)).check_for_add()
 
 

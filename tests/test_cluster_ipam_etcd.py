@@ -477,7 +477,7 @@ def test_runtime_gc_through_the_bridge_chain(cluster, cni_bin_dir, cni_sandbox, 
 def test_warm_server_serves_cluster_ipam_and_the_bridge_chain(cluster, cni_sandbox, tmp_path):
     """Native launchers to a warm server: cluster-ipam exec'd alone, and bridge with
     cluster-ipam as its ipam through libcni; every request served warm, none refused."""
-    from cnicore.launchers import install
+    from cnicore.cli.install import install
     from cnicore.testing import ConflistRunner, WarmServer
 
     server = WarmServer(str(tmp_path / "server"), workers=2, extra_env={"CNICORE_SERVER_PRELOAD": "cluster-ipam"})
@@ -533,7 +533,7 @@ def test_go_bridge_execs_cluster_ipam_launcher(cluster, cni_bin_dir, cni_sandbox
 def test_cnitool_ipam_show_and_reap_node(cluster, cni_bin_dir, tmp_path):
     from click.testing import CliRunner
 
-    from cnicore.cli import main
+    from cnicore.cli.commands import main
 
     config = net_config(cluster, ranges=[[{"subnet": "10.28.0.0/28"}], [{"subnet": "fd28::/120"}]])
     conf_dir = tmp_path / "net.d"

@@ -665,7 +665,7 @@ def test_netns_list_prints_nothing_for_no_namespaces(tmp_path, monkeypatch) -> N
     from click.testing import CliRunner
 
     from cnicore import ns
-    from cnicore.cli import main
+    from cnicore.cli.commands import main
 
     monkeypatch.setattr(ns, "list_netns", lambda: [])
     assert CliRunner().invoke(main, ["netns", "list"]).output == ""
@@ -692,7 +692,7 @@ def test_plugins_list_json_keeps_a_load_error_whole(monkeypatch) -> None:
     from click.testing import CliRunner
 
     from cnicore import registry
-    from cnicore.cli import main
+    from cnicore.cli.commands import main
 
     class Broken:
         type, distribution, version, value = "broken", "dist", "1.0", "mod"

@@ -14,8 +14,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from cnicore import cli, netverbs
-from cnicore.cnitool import fast_argv
+from cnicore.cli import commands, netverbs
+from cnicore.cli.cnitool import fast_argv
 
 PLAIN = [
     ["add", "net", "/var/run/netns/x"],
@@ -43,7 +43,7 @@ DECLINED = [
 def test_fast_parse_equals_clicks(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, str, str, str | None]] = []
     monkeypatch.setattr(netverbs, "run_verb", lambda *args: seen.append(args))
-    result = CliRunner().invoke(cli.main, argv)
+    result = CliRunner().invoke(commands.main, argv)
     assert result.exit_code == 0, result.output
     assert [fast_argv(argv)] == seen
 
@@ -57,7 +57,7 @@ def test_everything_else_goes_to_click(argv: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def launchers(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from cnicore.launchers import install
+    from cnicore.cli.install import install
     from cnicore.registry import get
 
     path = tmp_path_factory.mktemp("bin")

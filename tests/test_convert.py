@@ -17,7 +17,6 @@ import itertools
 
 import pytest
 
-from cnicore.convert import convert
 from cnicore.types import (
     VERSIONS_020,
     VERSIONS_040,
@@ -30,6 +29,7 @@ from cnicore.types import (
     Route,
     parse_result,
 )
+from cnicore.types._base import convert
 
 ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 CLASS = {**{v: Result020 for v in VERSIONS_020}, **{v: Result040 for v in VERSIONS_040},
@@ -305,3 +305,16 @@ def test_chain_through_every_version() -> None:
     for version in ("0.3.1", "0.4.0", "1.0.0", "1.1.0", "1.0.0", "0.4.0", "0.3.0"):
         result = convert(result, version)
     assert result == build("0.3.0")
+
+
+def test_every_family_registers_its_own_converters() -> None:
+    """Each family module registers the conversions it knows (Go's per-package init):
+    together they cover every ordered pair, and each pair is served by the newer side."""
+    from cnicore.types import _base, _v020, _v040, _v100
+
+    assert set(_base._CONVERTERS) == set(itertools.product(ALL, ALL))
+    owner = {_v020: VERSIONS_020, _v040: VERSIONS_040, _v100: VERSIONS_100}
+    for (src, dst), fn in _base._CONVERTERS.items():
+        module = next(m for m in owner if fn.__module__ == m.__name__)
+        newest = max(src, dst, key=ALL.index)
+        assert newest in owner[module], (src, dst, fn)

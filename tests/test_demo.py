@@ -18,7 +18,7 @@ def _demo_namespaces() -> list[str]:
 
 def test_demo_builds_pings_and_cleans_up():
     before = _demo_namespaces()
-    proc = subprocess.run([sys.executable, "-m", "cnicore.demo"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "cnicore.cli.demo"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count(": ok") == 4
     assert "loopback (cnicore)" in proc.stdout

@@ -1,5 +1,5 @@
 """Config keys and kinds mean what they mean to Go's ``encoding/json``, for
-every plugin through one mechanism (:mod:`cnicore.gojson`): keys match
+every plugin through one mechanism (:mod:`cnicore._go.json`): keys match
 case-insensitively with Go's simple folding (not Python's casefold), and a
 wrong JSON kind is refused with Go's code and text — checked side by side
 with Debian's Go plugins, through real launchers."""
@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from cnicore import gojson
+from cnicore._go import json as gojson
 from cnicore.testing import Sandbox, run_executable, run_in
 
 GO = "/usr/lib/cni"

@@ -1,6 +1,6 @@
 """Our syntax errors read exactly like Go's ``encoding/json`` ones: generated
 valid and broken documents go through a tiny Go program (tests/go/gojsonsyntax)
-and through :func:`cnicore.gosyntax.syntax_error`, and the texts must match."""
+and through :func:`cnicore._go.jsonsyntax.syntax_error`, and the texts must match."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnicore.gosyntax import syntax_error
+from cnicore._go.jsonsyntax import syntax_error
 from test_wire_exec_env import invalid_documents, valid_documents
 
 HERE = os.path.dirname(__file__)

@@ -28,9 +28,9 @@ import pytest
 
 from cnicore import hookspecs
 from cnicore import host as host_module
+from cnicore.cli.install import render
 from cnicore.errors import CNIError
 from cnicore.host import FIRSTRESULT_HOOKS, HOOK_ARGS, PluginHost
-from cnicore.launchers import render
 from cnicore.plugin import PROJECT, hookimpl
 from cnicore.registry import PluginEntry
 from cnicore.testing import cni_env, run_executable

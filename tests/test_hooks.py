@@ -23,9 +23,10 @@ from typing import Any, Iterator
 import pytest
 
 from cnicore import ipam, skel, sysctl
+from cnicore.cli.install import install
 from cnicore.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError
 from cnicore.host import DEFAULT_POLICIES, PluginHost
-from cnicore.launchers import install, read_header
+from cnicore.launchers import read_header
 from cnicore.ns import NetNS
 from cnicore.plugin import hookimpl
 from cnicore.registry import PluginEntry

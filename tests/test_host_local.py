@@ -22,7 +22,7 @@ from cni_plugins_builtin.host_local.allocator import candidates
 from cni_plugins_builtin.host_local.config import RangeSet, RangeSpec, load_config
 from cni_plugins_builtin.host_local.dns import parse_resolv_conf_text
 from cnicore import skel
-from cnicore.goip import parse_cidr, parse_ip
+from cnicore._go.ip import parse_cidr, parse_ip
 from cnicore.host import PluginHost
 from cnicore.testing import Outcome, cni_env
 from cnicore.version import ALL

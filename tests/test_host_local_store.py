@@ -17,7 +17,7 @@ import pytest
 from cni_plugins_builtin.host_local import index
 from cni_plugins_builtin.host_local import store as store_mod
 from cni_plugins_builtin.host_local.store import DiskStore
-from cnicore.goip import parse_ip
+from cnicore._go.ip import parse_ip
 from test_host_local import (
     GO_HOST_LOCAL,
     add,

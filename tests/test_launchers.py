@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from cnicore import launchers, rtnl
-from cnicore.launchers import MANIFEST, LauncherError, install, interpreter, read_header, read_manifest, render
+from cnicore import rtnl
+from cnicore.cli.install import LOCK, MANIFEST, LauncherError, install, read_manifest, render
+from cnicore.launchers import interpreter, read_header
 from cnicore.registry import PluginEntry, get
 from cnicore.testing import run_executable
 from cnicore.version import ALL, greater_or_equal
@@ -190,7 +191,7 @@ def test_install_is_idempotent_and_tracks_changes(foreign_bridge: Path) -> None:
     assert os.stat(bindir / "bridge").st_ino == bridge_stat.st_ino
     assert os.stat(bindir / "bridge").st_mtime_ns == bridge_stat.st_mtime_ns
     assert [n for n in dir_listing(bindir) if n.endswith(".tmp")] == []
-    assert dir_listing(bindir) == sorted(["bridge", MANIFEST, launchers.LOCK])
+    assert dir_listing(bindir) == sorted(["bridge", MANIFEST, LOCK])
 
 
 @needs_go_plugins
@@ -254,7 +255,7 @@ def test_another_interpreters_launchers_are_not_ours(tmp_path: Path) -> None:
 
     # The other environment still manages its own launchers.
     assert install(str(bindir), entries=[], python=other_python).removed == ["mine", "theirs"]
-    assert dir_listing(bindir) == sorted([MANIFEST, launchers.LOCK])
+    assert dir_listing(bindir) == sorted([MANIFEST, LOCK])
 
 
 def test_manifest_survives_garbage_and_invalid_names(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cnicore.launchers import MANIFEST, PYTHON_DIR, install, read_manifest
+from cnicore.cli.install import MANIFEST, install, read_manifest
+from cnicore.launchers import PYTHON_DIR
 from cnicore.registry import discover, get
 
 CNITOOL = os.path.join(os.path.dirname(sys.executable), "cnitool")

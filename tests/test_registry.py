@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnicore import registry
-from cnicore.cli import main as cli_main
+from cnicore.cli.commands import main as cli_main
 from cnicore.registry import PluginEntry, RegistryError
 from cnicore.version import ALL
 
@@ -279,8 +279,8 @@ def test_cnitool_plugins_install_refuses_what_pluggy_refuses(tmp_path: Path, mon
                                                              forget_install_plugins: None) -> None:
     import pluggy
 
+    from cnicore.cli.install import install, read_manifest
     from cnicore.host import PluginHost
-    from cnicore.launchers import install, read_manifest
 
     broken = {"cnitest-misnamed": "cnitest_inst_misnamed", "cnitest-unknown-hook": "cnitest_inst_unknown"}
     site = make_dist(tmp_path / "site", "cnitest-install-mix", "1.0",
@@ -338,7 +338,7 @@ def test_cnitool_plugins_install_refuses_what_pluggy_refuses(tmp_path: Path, mon
 
 def test_install_refuses_a_plugin_that_cannot_be_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           forget_install_plugins: None) -> None:
-    from cnicore.launchers import install
+    from cnicore.cli.install import install
 
     site = make_dist(tmp_path / "site", "cnitest-install-raises", "1.0", {"cnitest-raises": "cnitest_inst_raises"},
                      {"cnitest_inst_raises": "raise RuntimeError('no import for you')\n"})

@@ -1,4 +1,4 @@
-"""``cnitool new-plugin`` and :mod:`cnicore.scaffold`: names, substitution, refusals,
+"""``cnitool new-plugin`` and :mod:`cnicore.cli.scaffold`: names, substitution, refusals,
 and the whole life of a scaffolded plugin in a fresh virtualenv.
 
 The end-to-end test installs cnicore from this checkout (not editable, so the
@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cnicore import scaffold
-from cnicore.cli import main
+from cnicore.cli import scaffold
+from cnicore.cli.commands import main
+from cnicore.cli.scaffold import ScaffoldError, new_plugin, template_files, validate_name
 from cnicore.launchers import read_header
 from cnicore.rtnl import AF_INET, RtnlSocket
-from cnicore.scaffold import ScaffoldError, new_plugin, template_files, validate_name
 from cnicore.testing import assert_result_has_route, run_executable
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 
 from cnicore import launchers
-from cnicore.launchers import install, read_header
+from cnicore.cli import install as installer
+from cnicore.cli.install import install
+from cnicore.launchers import read_header
 from cnicore.libcni import CNIConfig, RuntimeConf
 from cnicore.libcni.conf import conf_list_from_bytes
 from cnicore.registry import PluginEntry, get
@@ -739,7 +741,7 @@ def test_systemd_socket_activation(tmp_path, cni_sandbox) -> None:
 def test_native_launcher_without_a_compiler_is_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CC", raising=False)
-    with pytest.raises(launchers.LauncherError, match="no C compiler"):
+    with pytest.raises(installer.LauncherError, match="no C compiler"):
         install(str(tmp_path / "bin"), [get("loopback")], kind="native", socket="/run/x.sock")
     assert not (tmp_path / "bin" / "loopback").exists()
 
@@ -752,7 +754,7 @@ def test_cnitool_installs_native_launchers_by_default(tmp_path) -> None:
         assert fh.read(4) == b"\x7fELF"
     header = read_header(str(tmp_path / "loopback"))
     assert header is not None and header.native and header.socket == "/run/cnitest/s.sock"
-    manifest = json.loads((tmp_path / launchers.MANIFEST).read_text())["launchers"]["loopback"]
+    manifest = json.loads((tmp_path / installer.MANIFEST).read_text())["launchers"]["loopback"]
     assert manifest["kind"] == "native" and set(manifest) == {"sha256", "fallback_sha256", "python", "kind"}
     # No server: the native launcher runs the plugin cold, and says the same.
     version = subprocess.run([str(tmp_path / "loopback")], env={"CNI_COMMAND": "VERSION"}, capture_output=True,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cnicore.launchers import install
+from cnicore.cli.install import install
 from cnicore.registry import PluginEntry
 from cnicore.testing import Sandbox, WarmServer
 

@@ -17,7 +17,8 @@ import pytest
 
 from cni_plugins_builtin.tuning import config as tuning_config
 from cni_plugins_builtin.tuning import plugin as tuning
-from cni_plugins_builtin.tuning.config import ConfigError, parse_conf
+from cni_plugins_builtin.tuning.config import parse_conf
+from cnicore._go.json import NetConfError
 from cnicore.errors import CNIError
 from cnicore.host import PluginHost
 from cnicore.plugin import hookimpl
@@ -189,7 +190,7 @@ def test_precedence_of_overrides():
     ({"txQLen": 2**32}, "failed to load netconf: txQLen 4294967296 is out of range"),
 ])
 def test_bad_types_are_internal_errors(config, message):
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(NetConfError) as info:
         parse_conf(dict({"name": "n"}, **config))
     assert (info.value.code, info.value.msg) == (999, message)
 
@@ -203,10 +204,10 @@ def test_cni_args():
 
 def test_duplicate_sysctl_keys():
     text = '{"name": "n", "sysctl": {"net.a": "1", "net.b": "1", "net.a": "2"}}'
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(NetConfError) as info:
         parse_conf(text)
     assert (info.value.code, info.value.msg) == (999, "duplicated sysctl keys are not allowed")
-    with pytest.raises(ConfigError):
+    with pytest.raises(NetConfError):
         parse_conf('{"name": "n", "args": {"cni": {"sysctl": {"net.a": "1", "net.a": "1"}}}}')
     # Duplicates elsewhere are JSON's usual last-wins, and DEL does not check.
     assert parse_conf('{"name": "n", "mtu": 1, "mtu": 2}').mtu == 2
@@ -226,13 +227,13 @@ def test_parse_mac_like_go(text, raw):
 def test_bad_mac(text):
     with pytest.raises(ValueError, match=f"^address {text}: invalid MAC address$"):
         tuning_config.parse_mac(text)
-    with pytest.raises(ConfigError, match="^invalid args .* for MAC addr: address"):
+    with pytest.raises(NetConfError, match="^invalid args .* for MAC addr: address"):
         tuning_config.ethernet_mac(text)
 
 
 def test_ethernet_mac_is_canonical_and_six_bytes():
     assert tuning_config.ethernet_mac("C2-11-22-33-44-55") == NEW_MAC
-    with pytest.raises(ConfigError, match="8-byte address"):
+    with pytest.raises(NetConfError, match="8-byte address"):
         tuning_config.ethernet_mac("02:00:5e:10:00:00:00:01")
 
 
@@ -273,12 +274,12 @@ def test_allowlist(tmp_path):
     tuning_config.check_allowlist({"net.anything": "1"}, str(path))  # no file: no restriction
     path.write_text("\n  ^net\\.ipv4\\.conf\\.all\\.[a-z_]*$  \n\nnet\\.core\\.\n")
     tuning_config.check_allowlist({"net.ipv4.conf.all.log_martians": "1", "x.net.core.somaxconn": "1"}, str(path))
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(NetConfError) as info:
         tuning_config.check_allowlist({"net.ipv4.conf.eth0.log_martians": "1"}, str(path))
     assert info.value.msg == ("Sysctl net.ipv4.conf.eth0.log_martians is not allowed. Only the following sysctls "
                               "are allowed: [^net\\.ipv4\\.conf\\.all\\.[a-z_]*$ net\\.core\\.]")
     path.write_text("net.(\n")
-    with pytest.raises(ConfigError, match="^error parsing regexp"):
+    with pytest.raises(NetConfError, match="^error parsing regexp"):
         tuning_config.check_allowlist({"net.a": "1"}, str(path))
 
 

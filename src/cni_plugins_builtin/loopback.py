@@ -13,14 +13,17 @@ pyroute2.
 
 from __future__ import annotations
 
+from cnicore import __version__
+from cnicore._go.json import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.gojson import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore.request import Request
     from cnicore.types import AnyResult
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 #: Keeps no per-request state in the process: a warm server's worker may serve
 #: the next request after this plugin's (cnicore.inprocess.warm_reusable).
@@ -35,8 +38,6 @@ NETCONF = Struct("NetConf", NETCONF_FIELDS)
 
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
-    from cnicore import __version__
-
     return PluginInfo(ALL, about=f"CNI loopback plugin (cnicore) v{__version__}")
 
 

@@ -14,6 +14,8 @@ import os
 
 from cnicore.errors import ERR_INTERNAL, CNIError
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 ENV = "CNICORE_FAULTS"
 
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from cnicore.rtnl import RtnlSocket
     from cnicore.types import Result
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 DAD_SETTLE_TIMEOUT = 5.0
 SETTLE_INTERVAL = 0.05
 

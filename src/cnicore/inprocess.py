@@ -12,6 +12,9 @@ plugin that kills its process takes the caller with it.
 
 from __future__ import annotations
 
+import io
+import sys
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Mapping
@@ -19,14 +22,14 @@ if TYPE_CHECKING:
     from cnicore.host import PluginHost
     from cnicore.launchers import LauncherHeader
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 _HOSTS: dict[tuple[str, str, str, tuple[str, ...]], tuple[object, PluginHost]] = {}
 
 
 def host_for(header: LauncherHeader) -> PluginHost:
     """The launcher's plugin hosted as the launcher hosts it; one host per plugin
     module and process (a module dropped from ``sys.modules`` is imported again)."""
-    import sys
-
     key = (header.module, header.attr, header.type, header.policies)
     cached = _HOSTS.get(key)
     if cached is not None and sys.modules.get(header.module) is cached[0]:
@@ -69,9 +72,6 @@ def run(header: LauncherHeader, env: Mapping[str, str], stdin: bytes,
     ``capture_stderr``: what the plugin writes to ``sys.stderr`` itself is
     captured too, as a pipe would (swaps the process-wide ``sys.stderr``:
     single-threaded callers only)."""
-    import io
-    import sys
-
     from cnicore import skel
 
     if not capture_stderr:

@@ -370,7 +370,7 @@ def _failure(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes) ->
             parsed = CNIError.from_dict({} if obj is None else obj)
             code, msg, details = parsed.code, parsed.msg, parsed.details
         except ValueError as exc:
-            from cnicore.gosyntax import syntax_error
+            from cnicore._go.jsonsyntax import syntax_error
 
             msg = (f"netplugin failed but error parsing its diagnostic message "
                    f"{go_quote(stdout)}: {syntax_error(stdout) or exc}")
@@ -482,7 +482,7 @@ def fixup_result_version(netconf: bytes, result: bytes) -> tuple[str, dict[str, 
     try:
         raw = wire.loads(result)
     except ValueError as exc:
-        from cnicore.gosyntax import syntax_error
+        from cnicore._go.jsonsyntax import syntax_error
 
         raise CNIError(ERR_INTERNAL, f"failed to unmarshal raw result: {syntax_error(result) or exc}") from None
     if raw is None:

@@ -11,6 +11,9 @@ changed, as delegation requires.
 
 from __future__ import annotations
 
+import sys
+
+from cnicore._go.json import lookup
 from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
 from cnicore.plugin import hookimpl
 
@@ -20,11 +23,11 @@ if TYPE_CHECKING:
     from cnicore.request import Request
     from cnicore.types import AnyResult
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 
 def ipam_type(request: Request) -> str:
     """``config["ipam"]["type"]``, or a config error."""
-    from cnicore.gojson import lookup
-
     kind = lookup(lookup(request.config, "ipam"), "type")
     if not kind or not isinstance(kind, str):
         raise CNIError(ERR_INVALID_NETWORK_CONFIG, "missing ipam type in network config")
@@ -71,8 +74,6 @@ def cni_ipam(command: str, ipam_type: str, request: Request) -> AnyResult | bool
 def _run_in_process(header: LauncherHeader, command: str, stdin: bytes,
                     env: dict[str, str]) -> AnyResult | bool:
     """Serve the request as the launcher would (:mod:`cnicore.inprocess`)."""
-    import sys
-
     from cnicore import inprocess, invoke, wire
 
     name = header.type

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+from cnicore import errors, skel
+from cnicore.errors import CNIError
+from cnicore.host import PluginHost
+from cnicore.skel import main
+
 
 def run(type: str, module: str, attr: str = "", policies: list[str] | tuple[str, ...] = ()) -> None:
     """Import ``module`` (and ``attr`` in it), then run it as this process via skel.
@@ -9,12 +17,6 @@ def run(type: str, module: str, attr: str = "", policies: list[str] | tuple[str,
     ``__import__`` and ``sys.modules``, not ``importlib.import_module``: same
     result for an absolute name, without importing importlib and warnings
     (~1 ms of every exec)."""
-    import os
-    import sys
-
-    from cnicore.host import PluginHost
-    from cnicore.skel import main
-
     if os.environ.get("CNICORE_SERVER_LOST"):
         _report_server_lost()
     __import__(module)
@@ -27,11 +29,6 @@ def run(type: str, module: str, attr: str = "", policies: list[str] | tuple[str,
 def _report_server_lost() -> None:
     """The native launcher lost the warm server during ADD: the plugin may have done
     part of its work, so the runtime must retry (CNI code 11), not have it rerun."""
-    import sys
-
-    from cnicore import errors, skel
-    from cnicore.errors import CNIError
-
     try:
         config = skel.decode_config(sys.stdin.buffer.read())
     except CNIError:

@@ -9,12 +9,10 @@ plugin exec ~3 ms to import.
 from __future__ import annotations
 
 from cnicore import errors
+from cnicore._go import GO_SPACE
 from cnicore.errors import CNIError
 
 MAX_IFNAME_LEN = 15
-#: Go's ``unicode.IsSpace``: ``str.isspace`` without the separators U+001C..U+001F.
-GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-                     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 _NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _NAME_REST = _NAME_FIRST | frozenset("_.-")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
     _P = ParamSpec("_P")
     _T = TypeVar("_T")
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 __all__ = [
     "NETNS_RUN_DIR",
@@ -471,8 +474,6 @@ def get_netns(path: str) -> NetNS:
     Raises NetNSNotFoundError if the path is missing and NotANetNSError if it
     is not a network namespace (a plain file, another namespace type...).
     """
-    import stat
-
     if path in _preopened:
         return _checked(path, os.dup(_preopened[path]))
     try:

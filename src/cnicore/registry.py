@@ -6,12 +6,17 @@ distribution metadata only: listing imports no plugin, loading one type
 imports only that plugin. Two distributions claiming one type is an error
 (a runtime could not know which one it execs).
 
-This module is for cnitool and launcher generation; the exec path never scans
-entry points.
+Used by tooling (``cnitool plugins``, launcher installation), by the warm
+server's parent (to import every plugin before it forks) and by
+:mod:`cnicore.testing`; the exec path never scans entry points.
 """
 
 from __future__ import annotations
 
+import importlib
+from importlib.metadata import entry_points
+
+from cnicore.host import PluginHost
 from cnicore.plugin import ENTRY_POINT_GROUP
 
 TYPE_CHECKING = False
@@ -49,16 +54,12 @@ class PluginEntry:
 
     def load(self) -> Any:
         """Import the plugin's module (and nothing else) and return the plugin object."""
-        import importlib
-
         obj: Any = importlib.import_module(self.module)
         for part in filter(None, self.attr.split(".")):
             obj = getattr(obj, part)
         return obj
 
     def info(self) -> PluginInfo:
-        from cnicore.host import PluginHost
-
         return PluginHost(self.load(), self.type).info()
 
 
@@ -71,8 +72,6 @@ def _dist_name(ep: Any) -> tuple[str, str]:
 
 def discover() -> dict[str, PluginEntry]:
     """Every registered plugin type; :class:`RegistryError` on conflicting claims."""
-    from importlib.metadata import entry_points
-
     found: dict[str, PluginEntry] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist, version = _dist_name(ep)

@@ -6,6 +6,9 @@ on the fields the command requires being present and well-formed.
 
 from __future__ import annotations
 
+import os
+
+from cnicore._go.json import lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
@@ -14,6 +17,8 @@ if TYPE_CHECKING:
 
     from cnicore.host import PluginHost
     from cnicore.types import AnyResult, Result
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 
 __all__ = [
@@ -58,8 +63,6 @@ class Request:
     @property
     def paths(self) -> list[str]:
         """CNI_PATH split into directories."""
-        import os
-
         return [p for p in self.path.split(os.pathsep) if p]
 
     @property
@@ -86,8 +89,6 @@ class Request:
 
     def prev_result_as_sent(self) -> AnyResult | None:
         """``prevResult`` parsed in the config's own version family (no conversion)."""
-        from cnicore.gojson import lookup
-
         raw = lookup(self.config, "prevResult")
         if raw is None:
             return None

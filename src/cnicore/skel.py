@@ -25,9 +25,12 @@ nothing is changed in the wrong namespace.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from cnicore import errors, wire
+from cnicore._go.json import Decoder, lookup
 from cnicore.errors import CNIError
-from cnicore.gojson import Decoder, lookup
 from cnicore.names import validate_container_id, validate_ifname, validate_network_name
 from cnicore.version import ALL, CURRENT, PluginInfo, config_version, greater_or_equal, incompatible_details
 
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
         def call(self, verb: str, request: Request) -> AnyResult | None: ...
 
     Stdin = Union[bytes, Callable[[], bytes]]
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 VERBS = ("ADD", "CHECK", "DEL", "GC", "STATUS")
 #: Per variable: the commands that require it. A present value is validated
@@ -96,7 +101,7 @@ def decode_config(stdin: bytes) -> dict[str, object]:
         # a syntax error), NaN/Infinity are not JSON.
         config = wire.loads(stdin.decode("utf-8", "replace"))
     except ValueError as exc:
-        from cnicore.gosyntax import syntax_error
+        from cnicore._go.jsonsyntax import syntax_error
 
         # Go's words for the first syntax error (ours only if Go would have none).
         raise CNIError(errors.ERR_DECODING_FAILURE,
@@ -230,8 +235,6 @@ def _error_version(config: dict[str, object] | None) -> str:
 
 
 def _error_bytes(err: CNIError, config: dict[str, object] | None) -> bytes:
-    from cnicore import wire
-
     return wire.dumps_indent(err.to_dict(_error_version(config)))
 
 
@@ -239,9 +242,6 @@ def _error_bytes(err: CNIError, config: dict[str, object] | None) -> bytes:
 
 def main(plugin: Plugin) -> None:
     """Run ``plugin`` as this process: os.environ and stdin in, stdout/stderr and exit status out."""
-    import os
-    import sys
-
     code, out, err = run(plugin, os.environ, sys.stdin.buffer.read)
     if err:
         _write_all(2, err)
@@ -251,8 +251,6 @@ def main(plugin: Plugin) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    import os
-
     view = memoryview(data)
     while view:
         try:

@@ -63,19 +63,34 @@ Example, a chained plugin after bridge + host-local::
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
 
+from cnicore import skel
+from cnicore.cli.install import install
 from cnicore.errors import CNIError
+from cnicore.host import PluginHost
+from cnicore.libcni import CNIConfig, NetworkConfigList, RuntimeConf, conf_list_from_bytes, conf_list_from_dict
+from cnicore.ns import new_netns
+from cnicore.registry import load
+from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+from cnicore.types import Result, Result020, Result040, result_from_json
+from cnicore.version import greater_or_equal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterator, Mapping, Sequence
 
-    from cnicore.libcni import NetworkConfigList, RuntimeConf
     from cnicore.ns import NetNS
     from cnicore.rtnl import Route as KernelRoute
-    from cnicore.types import AnyResult, Result
+    from cnicore.types import AnyResult
 
 DEFAULT_PATH = "/opt/cni/bin:/usr/lib/cni"
 
@@ -96,8 +111,6 @@ SPEC_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "
 
 
 def _at_least(version: str, minimum: str) -> bool:
-    from cnicore.version import greater_or_equal
-
     return greater_or_equal(version, minimum)
 
 
@@ -128,9 +141,6 @@ def spec_has_status(version: str) -> bool:
 
 def version_answer(plugin: Any, name: str = "plugin") -> dict[str, Any]:
     """The plugin's VERSION answer, decoded, exactly as a launcher would print it."""
-    from cnicore import skel
-    from cnicore.host import PluginHost
-
     status, out, err = skel.run(PluginHost(plugin, name), {"CNI_COMMAND": "VERSION"}, b"")
     if status != 0:
         raise AssertionError(f"VERSION failed ({status}): {out!r} {err!r}")
@@ -141,8 +151,6 @@ def version_answer(plugin: Any, name: str = "plugin") -> dict[str, Any]:
 def assert_plugin_valid(plugin: Any, name: str = "plugin") -> None:
     """pluggy's validation of every hook implementation against :mod:`cnicore.hookspecs`
     (names, arguments): raises ``pluggy.PluginValidationError`` with pluggy's message."""
-    from cnicore.host import PluginHost
-
     PluginHost(plugin, name).validate()
 
 
@@ -155,10 +163,6 @@ class Sandbox:
         self.host = self._new("host")
 
     def _new(self, role: str) -> NetNS:
-        import uuid
-
-        from cnicore.ns import new_netns
-
         netns = new_netns(f"{self.prefix}-{role}-{uuid.uuid4().hex[:10]}")
         self._made.append(netns)
         return netns
@@ -198,12 +202,6 @@ class WarmServer:
     def __init__(self, directory: str, workers: int = 2, timeout: float = 60.0,
                  extra_env: Mapping[str, str] | None = None, prefix: str = "cnitest-srv",
                  python: str = "", extra_args: Sequence[str] = ()) -> None:
-        import subprocess
-        import sys
-        import uuid
-
-        from cnicore.ns import new_netns
-
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         self.socket = os.path.join(directory, "cnicore.sock")
@@ -228,9 +226,6 @@ class WarmServer:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the socket accepts a connection (or the server died)."""
-        import socket
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -255,8 +250,6 @@ class WarmServer:
 
     def served(self) -> int:
         """How many requests the stopped server reported having run (-1: no report)."""
-        import re
-
         found = re.findall(r"stopped after serving (\d+) requests", self.log())
         return int(found[-1]) if found else -1
 
@@ -269,8 +262,6 @@ class WarmServer:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM and wait; SIGKILL if it does not stop; remove its namespace."""
-        import subprocess
-
         proc = getattr(self, "proc", None)
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -353,8 +344,6 @@ class PluginRunner:
     """Runs one plugin in-process, with the sandbox's host namespace as its own."""
 
     def __init__(self, plugin: Any, name: str, host: NetNS, path: str = DEFAULT_PATH) -> None:
-        from cnicore.host import PluginHost
-
         self.host_netns = host
         self.path = path
         self.plugin = plugin if hasattr(plugin, "call") and hasattr(plugin, "info") else PluginHost(plugin, name)
@@ -362,8 +351,6 @@ class PluginRunner:
     def run(self, command: str, config: bytes | str | Mapping[str, Any], *, netns: NetNS | str = "",
             **env_kw: Any) -> Outcome:
         """``skel.run`` for ``command`` inside the host namespace; never raises for plugin errors."""
-        from cnicore import skel
-
         env_kw.setdefault("path", self.path)
         env = cni_env(command, netns=netns if isinstance(netns, str) else netns.path, **env_kw)
         data = _stdin(config)
@@ -387,8 +374,6 @@ def run_executable(executable: str, command: str, config: bytes | str | Mapping[
 
     ``env_kw`` are :func:`cni_env`'s keywords (``path=`` sets CNI_PATH; by
     default the executable's own directory, then the usual ones)."""
-    import subprocess
-
     env_kw.setdefault("path", os.path.dirname(executable) + ":" + DEFAULT_PATH)
     env = dict(os.environ, **cni_env(command, netns=netns if isinstance(netns, str) else netns.path, **env_kw))
     env.pop("PYTHONPATH", None)
@@ -414,8 +399,6 @@ class ConflistRunner:
 
     def __init__(self, conflist: bytes | str | Mapping[str, Any] | NetworkConfigList, host: NetNS,
                  cni_path: str | list[str], cache_dir: str, timeout: float | None = 60.0) -> None:
-        from cnicore.libcni import CNIConfig, NetworkConfigList, conf_list_from_bytes, conf_list_from_dict
-
         if isinstance(conflist, NetworkConfigList):
             self.conf_list = conflist
         elif isinstance(conflist, (bytes, str)):
@@ -437,8 +420,6 @@ class ConflistRunner:
                      args: Mapping[str, str] | None = None,
                      capability_args: Mapping[str, Any] | None = None) -> RuntimeConf:
         """The :class:`~cnicore.libcni.RuntimeConf` for one attachment."""
-        from cnicore.libcni import RuntimeConf
-
         path = netns if isinstance(netns, str) else netns.path
         return RuntimeConf(container_id or os.path.basename(path) or "cnitest-ctr", path, ifname,
                            list((args or {}).items()), capability_args)
@@ -490,8 +471,6 @@ def run_in(netns: NetNS, *argv: str, check: bool = True) -> str:
 
     With ``check`` a non-zero exit fails the test with the command's output.
     """
-    import subprocess
-
     proc = in_netns(netns, subprocess.run, list(argv), capture_output=True, text=True,
                     stdin=subprocess.DEVNULL)
     if check:
@@ -502,8 +481,6 @@ def run_in(netns: NetNS, *argv: str, check: bool = True) -> str:
 def as_current_result(result: AnyResult | Mapping[str, Any] | bytes | str) -> Result:
     """Any result (decoded JSON, JSON text or a :mod:`cnicore.types` object, any
     spec version) as the current 1.x model, for version-independent assertions."""
-    from cnicore.types import Result, Result020, Result040, result_from_json
-
     if isinstance(result, (Result, Result020, Result040)):
         parsed: AnyResult = result
     else:
@@ -538,8 +515,6 @@ def assert_result_has_ip(result: AnyResult | Mapping[str, Any], cidr: str, *, ga
     """Assert the result holds address ``cidr`` (compared as a value: ``10.0.0.2/24``),
     with ``gateway`` and on interface ``ifname`` when given. Works for every spec
     version (0.2.0 results have no interfaces, so ``ifname`` cannot be checked there)."""
-    import ipaddress
-
     current = as_current_result(result)
     wanted = ipaddress.ip_interface(cidr)
     for ip in current.ips:
@@ -561,8 +536,6 @@ def assert_result_has_ip(result: AnyResult | Mapping[str, Any], cidr: str, *, ga
 def assert_result_has_route(result: AnyResult | Mapping[str, Any], dst: str, gw: str | None = None) -> None:
     """Assert the result holds a route to ``dst`` (a CIDR, compared as a network),
     via ``gw`` when given (``""`` asserts a route without gateway)."""
-    import ipaddress
-
     current = as_current_result(result)
     wanted = ipaddress.ip_network(dst, strict=False)
     for route in current.routes:
@@ -581,8 +554,6 @@ def netns_routes(netns: NetNS, family: int = 0, *, table: int | None = 254) -> l
     read with :mod:`cnicore.rtnl` inside the namespace."""
 
     def read() -> list[KernelRoute]:
-        from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
-
         with RtnlSocket() as rtnl:
             families = (family,) if family else (AF_INET, AF_INET6)
             return [r for f in families for r in rtnl.routes(f, table=table)]
@@ -592,8 +563,6 @@ def netns_routes(netns: NetNS, family: int = 0, *, table: int | None = 254) -> l
 
 def _ifindex(netns: NetNS, ifname: str) -> int:
     def read() -> int:
-        from cnicore.rtnl import RtnlSocket
-
         with RtnlSocket() as rtnl:
             return rtnl.link(ifname).index
 
@@ -601,10 +570,6 @@ def _ifindex(netns: NetNS, ifname: str) -> int:
 
 
 def _matching_routes(netns: NetNS, dst: str, gw: str | None, dev: str | None) -> tuple[list[Any], list[Any]]:
-    import ipaddress
-
-    from cnicore.rtnl import AF_INET, AF_INET6
-
     wanted = ipaddress.ip_network(dst, strict=False)
     family = AF_INET6 if wanted.version == 6 else AF_INET
     every = netns_routes(netns, family)
@@ -633,13 +598,9 @@ def assert_netns_no_route(netns: NetNS, dst: str) -> None:
 
 def assert_netns_address(netns: NetNS, ifname: str, cidr: str) -> None:
     """Assert interface ``ifname`` in ``netns`` has address ``cidr`` (compared as a value)."""
-    import ipaddress
-
     wanted = ipaddress.ip_interface(cidr)
 
     def read() -> list[str]:
-        from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
-
         with RtnlSocket() as rtnl:
             return rtnl.addresses(ifname, AF_INET6 if wanted.version == 6 else AF_INET)
 
@@ -707,8 +668,6 @@ if pytest is not None:
 
         def make(plugin: Any, name: str | None = None, path: str = DEFAULT_PATH) -> PluginRunner:
             if isinstance(plugin, str):
-                from cnicore.registry import load
-
                 name = name or plugin
                 plugin = load(plugin)
             label = name or str(getattr(plugin, "__name__", "plugin"))
@@ -732,11 +691,9 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def cni_install(request: Any) -> Any:
-        """``cni_install(directory, entries=None, policies=())``: :func:`cnicore.launchers.install`
+        """``cni_install(directory, entries=None, policies=())``: :func:`cnicore.cli.install.install`
         with this run's launcher kind — Python launchers (cold), or with
         ``CNICORE_TEST_LAUNCHERS=native`` native launchers served by ``cni_server``."""
-        from cnicore.launchers import install
-
         kind = launcher_kind()
         socket = request.getfixturevalue("cni_server").socket if kind == "native" else ""
 

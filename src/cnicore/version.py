@@ -8,7 +8,10 @@ config only if its exact version is in the plugin's list.
 from __future__ import annotations
 
 from cnicore import wire
+from cnicore._go.json import Decoder, lookup
 from cnicore.errors import ERR_DECODING_FAILURE, CNIError
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 CURRENT = "1.1.0"
 ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -65,8 +68,6 @@ def versions_from(minimum: str) -> tuple[str, ...]:
 
 def config_version(config: dict[str, object]) -> str:
     """The ``cniVersion`` of a decoded config; missing or empty means 0.1.0."""
-    from cnicore.gojson import Decoder, lookup
-
     version = lookup(config, "cniVersion")  # Go's struct{CNIVersion string}: any key case
     if version in (None, ""):
         return "0.1.0"
@@ -81,7 +82,7 @@ def decode_config_version(data: bytes) -> str:
     try:
         config = wire.loads(data)
     except ValueError as exc:
-        from cnicore.gosyntax import syntax_error
+        from cnicore._go.jsonsyntax import syntax_error
 
         raise CNIError(ERR_DECODING_FAILURE,
                        f"decoding version from network config: {syntax_error(bytes(data)) or exc}") from None

@@ -30,6 +30,7 @@ again, so the message is the scanner's own.
 from __future__ import annotations
 
 import _json
+import _thread
 import sys
 
 TYPE_CHECKING = False
@@ -156,8 +157,6 @@ _DEEP_STACK = 64 << 20
 
 
 def _new_lock() -> Any:
-    import _thread
-
     return _thread.allocate_lock()
 
 
@@ -172,8 +171,6 @@ def _scan_deep(scan: Callable[[str, int], tuple[Any, int]], text: str, start: in
     levels (the caller's thread may have a small one), under a recursion
     limit raised just enough; what it cannot reach is past MAX_DEPTH anyway.
     """
-    import _thread
-
     too_deep = _depth_exceeded_at(text, start)
     box: list[Any] = []
     done = _thread.allocate_lock()

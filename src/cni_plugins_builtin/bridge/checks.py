@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
     from .config import BridgeConf
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 
 def _lookup(intf: Interface, in_sandbox: bool) -> Link:
     from cnicore.rtnl import RtnlSocket

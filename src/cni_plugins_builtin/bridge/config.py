@@ -8,10 +8,9 @@ for the container side comes from, in increasing precedence, CNI_ARGS
 
 from __future__ import annotations
 
+from cnicore._go.json import BOOL, INT, NETCONF_FIELDS, STRING, NetConfError, Slice, Struct, decode_struct, get_field
+from cnicore._go.mac import ethernet_mac
 from cnicore.args import load_args
-from cnicore.config import ConfigError, get_field
-from cnicore.gojson import BOOL, INT, NETCONF_FIELDS, STRING, Slice, Struct, decode_struct
-from cnicore.gomac import ethernet_mac
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,23 +50,23 @@ def collect_vlan_trunk(trunk: list[Any] | None) -> list[int]:
     vlans: set[int] = set()
     for item in trunk:
         if not isinstance(item, dict):
-            raise ConfigError("failed to load netconf: vlanTrunk entries must be objects")
+            raise NetConfError("failed to load netconf: vlanTrunk entries must be objects")
         low, high, one = item.get("minID"), item.get("maxID"), item.get("id")
         if low is not None and high is not None:
             if not _is_vid(low):
-                raise ConfigError("incorrect trunk minID parameter")
+                raise NetConfError("incorrect trunk minID parameter")
             if not _is_vid(high):
-                raise ConfigError("incorrect trunk maxID parameter")
+                raise NetConfError("incorrect trunk maxID parameter")
             if high < low:
-                raise ConfigError("minID is greater than maxID in trunk parameter")
+                raise NetConfError("minID is greater than maxID in trunk parameter")
             vlans.update(range(low, high + 1))
         elif low is None and high is not None:
-            raise ConfigError("minID and maxID should be configured simultaneously, minID is missing")
+            raise NetConfError("minID and maxID should be configured simultaneously, minID is missing")
         elif low is not None and high is None:
-            raise ConfigError("minID and maxID should be configured simultaneously, maxID is missing")
+            raise NetConfError("minID and maxID should be configured simultaneously, maxID is missing")
         if one is not None:
             if not _is_vid(one):
-                raise ConfigError("incorrect trunk id parameter")
+                raise NetConfError("incorrect trunk id parameter")
             vlans.add(one)
     return sorted(vlans)
 
@@ -94,7 +93,7 @@ class BridgeConf:
         self.promisc: bool = _get(conf, "promiscMode", bool, False)
         self.vlan: int = _get(conf, "vlan", int, 0)
         if self.vlan < 0 or self.vlan > MAX_VLAN:
-            raise ConfigError(f"invalid VLAN ID {self.vlan} (must be between 0 and {MAX_VLAN})")
+            raise NetConfError(f"invalid VLAN ID {self.vlan} (must be between 0 and {MAX_VLAN})")
         trunk = _get(conf, "vlanTrunk", list, None)
         self.trunk_given = trunk is not None
         self.vlans = collect_vlan_trunk(trunk)
@@ -116,9 +115,9 @@ class BridgeConf:
             try:
                 ethernet_mac(self.mac)
             except ValueError as exc:
-                raise ConfigError(f"failed to make veth pair: {exc}") from None
+                raise NetConfError(f"failed to make veth pair: {exc}") from None
         if not 0 <= self.mtu <= MAX_MTU:  # the kernel's bound (Go fails later, after making the bridge)
-            raise ConfigError(f"failed to load netconf: invalid mtu {self.mtu} (must be 0..{MAX_MTU})")
+            raise NetConfError(f"failed to load netconf: invalid mtu {self.mtu} (must be 0..{MAX_MTU})")
 
     @property
     def is_layer3(self) -> bool:
@@ -131,6 +130,6 @@ class BridgeConf:
     def check_for_add(self) -> None:
         """Combinations ADD refuses before touching anything."""
         if self.is_layer3 and self.disable_container_interface:
-            raise ConfigError("cannot use IPAM when DisableContainerInterface flag is set")
+            raise NetConfError("cannot use IPAM when DisableContainerInterface flag is set")
         if self.hairpin and self.promisc:
-            raise ConfigError("cannot set hairpin mode and promiscuous mode at the same time")
+            raise NetConfError("cannot set hairpin mode and promiscuous mode at the same time")

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from cnicore.request import Request
     from cnicore.rtnl import Link
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: Waits (seconds) for the host veth to report operstate UP, as the reference.
 OPER_UP_WAITS = (0, 0.05, 0.5, 1.0, 1.0)
 IF_OPER_UP = 6

@@ -19,8 +19,9 @@ on the exec path.
 
 from __future__ import annotations
 
-from cnicore import faults
-from cnicore.gojson import lookup
+from cnicore import __version__, faults
+from cnicore._go.json import NetConfError, lookup
+from cnicore.errors import CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
     from .config import BridgeConf
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: Keeps no per-request state in the process: a warm server's worker may serve
 #: the next request after this plugin's (cnicore.inprocess.warm_reusable).
 WARM_REUSE = True
@@ -40,8 +43,6 @@ WARM_REUSE = True
 
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
-    from cnicore import __version__
-
     return PluginInfo(ALL, about=f"CNI bridge plugin (cnicore) v{__version__}")
 
 
@@ -124,14 +125,12 @@ def _dns(conf: BridgeConf) -> DNS | None:
     """The config's ``dns`` (None if unset), decoded before anything is changed."""
     from cnicore.types import DNS, ResultError
 
-    from .config import ConfigError
-
     if not conf.dns:
         return None
     try:
         return DNS.from_dict(conf.dns)
     except (ResultError, ValueError) as exc:
-        raise ConfigError(f"failed to load netconf: {exc}") from None
+        raise NetConfError(f"failed to load netconf: {exc}") from None
 
 
 def _firewall(fn: Callable[..., None], *args: object) -> None:
@@ -240,7 +239,6 @@ def _calc_gateways(result: Result, conf: BridgeConf) -> dict[int, list[str]]:
 def _setup_gateways(request: Request, conf: BridgeConf, result: Result, bridge: Link,
                     gateways: dict[int, list[str]]) -> None:
     from cnicore import sysctl
-    from cnicore.errors import CNIError
     from cnicore.types import Interface
 
     from . import links

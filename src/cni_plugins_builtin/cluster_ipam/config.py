@@ -21,6 +21,8 @@ not fail because the ranges were edited since the ADD.
 
 from __future__ import annotations
 
+import os
+
 from cni_plugins_builtin.cluster_ipam.model import DEFAULT_PREFIX
 from cnicore.errors import ERR_INTERNAL, CNIError
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from cni_plugins_builtin.host_local.config import IPAMConfig
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_GC_GRACE = 60.0
@@ -102,15 +106,11 @@ def _seconds(obj: dict[str, Any], key: str, where: str, default: float, minimum:
 
 
 def _readable(path: str, what: str) -> None:
-    import os
-
     if path and not os.access(path, os.R_OK):
         raise fail(f"etcd.{what} {path}: not readable")
 
 
 def _node_name(ipam: dict[str, Any]) -> str:
-    import os
-
     node = _text(ipam, "nodeName", "") or os.uname().nodename
     if "/" in node or not node.isprintable() or len(node) > 253:
         raise fail(f"invalid nodeName {node!r}")

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     from cni_plugins_builtin.cluster_ipam.config import EtcdSettings
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: The longest one request may take before the next endpoint is tried.
 MAX_TRY_SECONDS = 2.0
 

@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cni_plugins_builtin.cluster_ipam.config import ClusterSettings
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: How long one endpoint may take to answer ``status``.
 STATUS_SECONDS = 1.0
 

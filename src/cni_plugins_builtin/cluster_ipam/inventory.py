@@ -9,6 +9,13 @@ than a page at once.
 
 from __future__ import annotations
 
+import json
+
+from cni_plugins_builtin.cluster_ipam.etcd import Etcd, kvs
+from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, prefix_end
+from cni_plugins_builtin.cluster_ipam.release import collect
+from cnicore.libcni import conf_files, conf_from_file, conf_list_from_conf, conf_list_from_file
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -37,8 +44,6 @@ def ipam_config(conf_list: NetworkConfigList) -> dict[str, Any]:
 
 def networks(conf_dir: str) -> list[NetworkConfigList]:
     """Every network list in ``conf_dir`` that uses cluster-ipam."""
-    from cnicore.libcni import conf_files, conf_from_file, conf_list_from_conf, conf_list_from_file
-
     found = []
     for path in conf_files(conf_dir, [".conflist", ".conf", ".json"]):
         conf_list = conf_list_from_file(path) if path.endswith(".conflist") else conf_list_from_conf(
@@ -52,8 +57,6 @@ def networks(conf_dir: str) -> list[NetworkConfigList]:
 
 
 def _scan(etcd: Any, start: str, end: str) -> list[Any]:
-    from cni_plugins_builtin.cluster_ipam.etcd import kvs
-
     items: list[Any] = []
     while True:
         answer = etcd.range(start, end, limit=1000)
@@ -68,9 +71,6 @@ def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
     """``{"network", "ranges": [{"range", "size", "used", "free", "byNode": {node: used}}], "nodes":
     {node: {"attachments", "addresses"}}, "outside": addresses held outside
     every configured range}``."""
-    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
-    from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, prefix_end
-
     keys = Keys(cluster.prefix, cluster.network)
     etcd = Etcd(cluster.etcd)
     owner: dict[Any, str] = {}
@@ -107,8 +107,6 @@ def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
 
 
 def _node_of(value: bytes) -> str:
-    import json
-
     try:
         node = json.loads(value).get("node")
     except (ValueError, AttributeError):
@@ -118,9 +116,5 @@ def _node_of(value: bytes) -> str:
 
 def reap_node(cluster: ClusterSettings, node: str) -> list[str]:
     """Release every attachment ``node`` holds in this network (the keys released)."""
-    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
-    from cni_plugins_builtin.cluster_ipam.model import Keys
-    from cni_plugins_builtin.cluster_ipam.release import collect
-
     keys = Keys(cluster.prefix, cluster.network)
     return collect(Etcd(cluster.etcd), keys, node, set(), grace=0.0)

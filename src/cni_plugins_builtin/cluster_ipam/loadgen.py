@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -73,14 +74,14 @@ def main(argv: list[str] | None = None) -> None:
             proc = subprocess.run([args.launcher], input=stdin, env=dict(os.environ, **env), capture_output=True)
             return proc.returncode, proc.stdout
     else:
-        from cni_plugins_builtin.cluster_ipam import plugin
+        # In-process mode only: a run through launchers must not pay for them (its CPU is reported).
+        import etcd3gw.client  # noqa: F401 - loaded once up front, as a warm server would
+
+        from cni_plugins_builtin.cluster_ipam import allocate, plugin  # noqa: F401
         from cnicore import skel
         from cnicore.host import PluginHost
 
         host = PluginHost(plugin, "cluster-ipam")
-        import etcd3gw.client  # noqa: F401 - loaded once up front, as a warm server would
-
-        from cni_plugins_builtin.cluster_ipam import allocate  # noqa: F401
 
         def add(env: dict[str, str]) -> tuple[int, bytes]:
             code, out, _ = skel.run(host, dict(os.environ, **env), stdin)
@@ -103,8 +104,6 @@ def main(argv: list[str] | None = None) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    import resource
-
     used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     sys.stdout.write(json.dumps({"cpu": round(sum(u.ru_utime + u.ru_stime for u in used), 3)}) + "\n")
 

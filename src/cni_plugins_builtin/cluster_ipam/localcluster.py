@@ -12,10 +12,16 @@ PID, never by name.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import time
+import urllib.request
+
+from cnicore.rtnl import RtnlSocket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -226,8 +232,6 @@ class LocalCluster:
 
 def free_ports(count: int) -> list[int]:
     """``count`` distinct ports free on 127.0.0.1 right now (bound, then released)."""
-    import socket
-
     socks = []
     try:
         for _ in range(count):
@@ -241,23 +245,16 @@ def free_ports(count: int) -> list[int]:
 
 
 def _lo_up() -> None:
-    from cnicore.rtnl import RtnlSocket
-
     with RtnlSocket() as rtnl:
         rtnl.set_up(rtnl.link("lo"), True)
 
 
 def _post(url: str, body: dict[str, Any], timeout: float, tls: TLSFiles | None = None) -> dict[str, Any] | None:
     """One JSON POST with the standard library; None on any failure."""
-    import json
-    import urllib.request
-
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     handlers: list[Any] = [urllib.request.ProxyHandler({})]  # never via a proxy
     if tls is not None:
-        import ssl
-
         context = ssl.create_default_context(cafile=tls.ca)
         context.load_cert_chain(tls.client_cert, tls.client_key)
         handlers.append(urllib.request.HTTPSHandler(context=context))

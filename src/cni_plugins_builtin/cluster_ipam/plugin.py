@@ -30,6 +30,9 @@ once when its operator asks (``CNICORE_SERVER_PRELOAD=cluster-ipam``).
 
 from __future__ import annotations
 
+import time
+
+from cnicore import __version__
 from cnicore.errors import (
     ERR_INTERNAL,
     ERR_LIMITED_CONNECTIVITY,
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: Keeps no per-request state in the process, only etcd connections, per network
 #: namespace: a warm server's worker may serve the next request after this plugin's
 #: (cnicore.inprocess.warm_reusable) and reuse them.
@@ -68,8 +73,6 @@ WARM_IMPORTS = ("etcd3gw.client", "cni_plugins_builtin.cluster_ipam.config",
 
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
-    from cnicore import __version__
-
     return PluginInfo(ALL, about=f"CNI cluster-ipam plugin (cnicore) v{__version__}")
 
 
@@ -78,8 +81,6 @@ def connect(cluster: ClusterSettings) -> tuple[Etcd, Keys]:
 
     The client library is imported first: the budget is for talking to etcd,
     not for an interpreter starved of CPU loading ``requests``."""
-    import time
-
     import etcd3gw.client  # noqa: F401
 
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd

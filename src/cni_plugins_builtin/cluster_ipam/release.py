@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from cni_plugins_builtin.cluster_ipam.etcd import KV, Etcd
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: Guarded deletes that may lose to concurrent writers before DEL gives up.
 MAX_ROUNDS = 10
 PAGE = 500

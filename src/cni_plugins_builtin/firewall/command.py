@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Sequence
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: Upper bound for one tool run; Go's spoof checker uses 55 s for nft, and a
 #: hung tool must not hang the plugin (the runtime would kill it with no error).
 TIMEOUT = 55.0

@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Sequence
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 __all__ = ["IPTables", "is_not_exist", "split_rule"]
 
 # go-iptables' isNotExistPatterns: any of these in stderr means "no such rule/chain".

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
     IPNet = Union[IPv4Interface, IPv6Interface]
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 __all__ = [
     "IPTABLES",
     "NFTABLES",

@@ -8,6 +8,8 @@ reference, including Go's ``%q`` quoting.
 
 from __future__ import annotations
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: Every chain name made by :func:`format_chain_name` has exactly this length.
 MAX_CHAIN_LENGTH = 28
 CHAIN_PREFIX = "CNI-"

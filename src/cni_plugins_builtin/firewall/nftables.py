@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 __all__ = ["apply_script", "apply_json", "list_objects", "is_not_found", "supported", "quote"]
 
 

@@ -23,6 +23,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 __all__ = ["setup_mac_spoof_check", "teardown_mac_spoof_check", "iface_chain_name",
            "mac_chain_name", "rule_comment"]
 

@@ -6,14 +6,14 @@ on-disk store: both can serve one data directory at the same time. See
 
 Modules, one job each (all pure but :mod:`.store` and :mod:`.plugin`):
 
-* :mod:`cnicore.goip` (shared) — IP and CIDR parsing with Go's ``net`` rules;
-* :mod:`.gojson` — Go ``encoding/json`` decoding rules and error texts;
-* :mod:`.gotext` — Go's whitespace and OS-error wording;
 * :mod:`.config` — the IPAM config: decoding, defaults and validation;
 * :mod:`.dns` — ``resolvConf`` parsing;
 * :mod:`.store` — the on-disk store (files, lock);
 * :mod:`.allocator` — round-robin allocation over a store;
 * :mod:`.plugin` — the hook implementations.
+
+Go's rules it shares with the other plugins (``net`` parsing, ``encoding/json``
+decoding, whitespace and OS-error wording) are in :mod:`cnicore._go`.
 
 Nothing is imported here, so loading the plugin module stays cheap.
 """

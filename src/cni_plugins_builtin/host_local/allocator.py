@@ -22,7 +22,8 @@ Deliberate differences from the reference (both strictly safer):
 from __future__ import annotations
 
 from cni_plugins_builtin.host_local.config import fail
-from cnicore.goip import canonical
+from cnicore._go.ip import canonical
+from cnicore.errors import CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 
     from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
     from cni_plugins_builtin.host_local.store import DiskStore, Record
-    from cnicore.goip import IPAddress
+    from cnicore._go.ip import IPAddress
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 
 class AllocationError(Exception):
@@ -126,8 +129,6 @@ def allocate(store: DiskStore, conf: IPAMConfig, container_id: str,
              ifname: str) -> list[tuple[IPAddress, Range]]:
     """ADD: one address per range set (a requested one where a request falls in
     the set), all or nothing. Call with the store locked."""
-    from cnicore.errors import CNIError
-
     held = store.owned(container_id, ifname)
     pending = list(conf.requested)
     wanted: list[IPAddress | None] = []

@@ -2,7 +2,7 @@
 
 :func:`load_config` turns the network config (plus CNI_ARGS) into an
 :class:`IPAMConfig` or raises the reference's error, message for message:
-the JSON is decoded with Go's rules (:mod:`.gojson`), then requested
+the JSON is decoded with Go's rules (:mod:`cnicore._go.json`), then requested
 addresses are collected, range sets built and checked. Pure: no I/O.
 
 Deliberate differences from the reference:
@@ -20,16 +20,19 @@ Deliberate differences from the reference:
 
 from __future__ import annotations
 
-from cni_plugins_builtin.host_local.gojson import Decoder, fields, lookup
+from cnicore._go.ip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
+from cnicore._go.json import Decoder, fields, lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.goip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
+from cnicore.version import greater_or_equal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from cnicore.goip import CIDR, IPAddress, IPNetwork
+    from cnicore._go.ip import CIDR, IPAddress, IPNetwork
     from cnicore.types import Route
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
@@ -184,7 +187,7 @@ class RangeSet:
         return f"RangeSet({self})"
 
 
-# -- decoding (Go's rules, see gojson) --------------------------------------------------
+# -- decoding (Go's rules, see cnicore._go.json) -------------------------------------------
 
 class IPAMSpec:
     """The ``ipam`` object as decoded, before validation."""
@@ -445,8 +448,6 @@ def store_location(config: dict[str, Any]) -> tuple[str, str]:
 def load_config(config: dict[str, Any], cni_args: str = "") -> IPAMConfig:
     """The validated IPAM config (``config`` is the decoded stdin, already
     checked by skel); raises the reference's CNIError."""
-    from cnicore.version import greater_or_equal
-
     net = decode(config)
     ipam = net.ipam
     if ipam is None:

@@ -7,13 +7,17 @@ with fewer than two fields are skipped.
 
 from __future__ import annotations
 
+from cnicore._go import go_fields, go_os_error, trim_space
+from cnicore.errors import ERR_INTERNAL, CNIError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore.types import DNS
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 def parse_resolv_conf_text(text: str) -> DNS:
     """The DNS settings in resolv.conf ``text``."""
-    from cni_plugins_builtin.host_local.gotext import go_fields, trim_space
     from cnicore.types import DNS
 
     dns = DNS()
@@ -38,9 +42,6 @@ def parse_resolv_conf_text(text: str) -> DNS:
 
 def parse_resolv_conf(path: str) -> DNS:
     """Read ``path``; an unreadable file is the reference's error (code 999)."""
-    from cni_plugins_builtin.host_local.gotext import go_os_error
-    from cnicore.errors import ERR_INTERNAL, CNIError
-
     try:
         with open(path, "rb") as fh:
             data = fh.read()

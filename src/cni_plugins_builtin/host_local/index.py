@@ -41,7 +41,9 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore.goip import IPAddress
+    from cnicore._go.ip import IPAddress
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 MAGIC = b"cnicore-host-local-index 1 "
 V6_FLAG = 1 << 128

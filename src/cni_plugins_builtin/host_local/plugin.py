@@ -25,8 +25,11 @@ This module imports only what VERSION needs; the rest loads per verb.
 
 from __future__ import annotations
 
+import os
+
+from cnicore import __version__
+from cnicore._go.json import lookup
 from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, ERR_PLUGIN_NOT_AVAILABLE, CNIError
-from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
     from cnicore.request import Request
     from cnicore.types import Result
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: Keeps no per-request state in the process: a warm server's worker may serve
 #: the next request after this plugin's (cnicore.inprocess.warm_reusable).
 WARM_REUSE = True
@@ -46,8 +51,6 @@ VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
-    from cnicore import __version__
-
     return PluginInfo(ALL, about=f"CNI host-local plugin (cnicore) v{__version__}")
 
 
@@ -135,8 +138,6 @@ def cni_gc(request: Request) -> None:
 def check_writable(path: str) -> None:
     """``path`` is a writable directory, or its nearest existing ancestor is one
     (so ADD could create it); else code 50."""
-    import os
-
     probe = os.path.abspath(path)
     while not os.path.lexists(probe):
         parent = os.path.dirname(probe)

@@ -34,16 +34,20 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
-from cni_plugins_builtin.host_local.gotext import errno_text, go_os_error, trim_space
+from cni_plugins_builtin.host_local import index
 from cni_plugins_builtin.host_local.index import Listing, address_key, key_address
 from cnicore import faults
+from cnicore._go import errno_text, go_os_error, trim_space
+from cnicore._go.ip import parse_ip
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.goip import parse_ip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore.goip import IPAddress
+    from cnicore._go.ip import IPAddress
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 LAST_IP_PREFIX = "last_reserved_ip."
 LINE_BREAK = "\r\n"
@@ -63,9 +67,6 @@ def clean_join(data_dir: str, network: str) -> str:
 
 def mkdir_all(path: str, mode: int = DIR_MODE) -> None:
     """Go's ``os.MkdirAll``, failing with the same text (``mkdir /a/f: not a directory``)."""
-    import errno
-    import stat
-
     try:
         st = os.stat(path)
     except OSError:
@@ -172,8 +173,6 @@ class DiskStore:
         return self._listing
 
     def _load(self) -> Listing:
-        from cni_plugins_builtin.host_local import index
-
         if self._indexed:
             stamp = os.stat(self.dir).st_mtime_ns
             warm = _WARM.get(self.dir)
@@ -217,8 +216,6 @@ class DiskStore:
     def _save(self) -> None:
         if not (self._dirty and self._indexed and self._listing is not None):
             return
-        from cni_plugins_builtin.host_local import index
-
         _WARM.pop(self.dir, None)
         faults.point("host_local.index.save")
         try:

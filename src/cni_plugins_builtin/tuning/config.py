@@ -13,13 +13,16 @@ errors (code 999) unless :mod:`cnicore.sysctl` or a policy says otherwise.
 
 from __future__ import annotations
 
+import posixpath
+
 from cnicore import wire
-from cnicore.config import ConfigError
-from cnicore.gojson import BOOL, INT, NETCONF_FIELDS, STRING, Map, Struct, decode_struct, lookup
+from cnicore._go.json import BOOL, INT, NETCONF_FIELDS, STRING, Map, NetConfError, Struct, decode_struct, lookup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 #: Where ADD saves the link settings it changes, for DEL to restore (``dataDir`` overrides).
 DEFAULT_DATA_DIR = "/run/cni/tuning"
@@ -60,9 +63,9 @@ def decode(stdin: bytes | str | dict[str, Any]) -> dict[str, Any]:
     try:
         obj = wire.loads(stdin, object_pairs_hook=_object_pairs)
     except ValueError as exc:
-        raise ConfigError(f"failed to load netconf: {exc}") from None
+        raise NetConfError(f"failed to load netconf: {exc}") from None
     if not isinstance(obj, dict):
-        raise ConfigError("failed to load netconf: expected a JSON object")
+        raise NetConfError("failed to load netconf: expected a JSON object")
     return obj
 
 
@@ -72,7 +75,7 @@ def check_duplicate_sysctls(obj: dict[str, Any]) -> None:
     sysctls = [lookup(obj, "sysctl"), lookup(lookup(lookup(obj, "args"), "cni"), "sysctl")]
     for value in sysctls:
         if getattr(value, "duplicates", None):
-            raise ConfigError("duplicated sysctl keys are not allowed")
+            raise NetConfError("duplicated sysctl keys are not allowed")
 
 
 _SYSCTL = Map(STRING)
@@ -96,7 +99,7 @@ SCHEMA = Struct("TuningConf", {
 
 def _u32(value: int | None, what: str) -> int | None:
     if value is not None and not 0 <= value <= MAX_U32:
-        raise ConfigError(f"failed to load netconf: {what} {value} is out of range")
+        raise NetConfError(f"failed to load netconf: {what} {value} is out of range")
     return value
 
 
@@ -152,7 +155,7 @@ def parse_conf(stdin: bytes | str | dict[str, Any], cni_args: str = "", *,
 
 # -- MAC addresses ---------------------------------------------------------------------
 
-from cnicore.gomac import mac_string, parse_mac  # noqa: E402 - re-exported for callers and tests
+from cnicore._go.mac import mac_string, parse_mac  # noqa: E402 - re-exported for callers and tests
 
 
 def ethernet_mac(text: str) -> str:
@@ -160,9 +163,9 @@ def ethernet_mac(text: str) -> str:
     try:
         raw = parse_mac(text)
     except ValueError as exc:
-        raise ConfigError(f"invalid args {text} for MAC addr: {exc}") from None
+        raise NetConfError(f"invalid args {text} for MAC addr: {exc}") from None
     if len(raw) != 6:
-        raise ConfigError(f"invalid args {text} for MAC addr: a {len(raw)}-byte address cannot be set "
+        raise NetConfError(f"invalid args {text} for MAC addr: a {len(raw)}-byte address cannot be set "
                           "on an Ethernet interface")
     return mac_string(raw)
 
@@ -172,7 +175,7 @@ def ethernet_mac(text: str) -> str:
 def validate_ifname(ifname: str) -> None:
     """Go's validateArgs (skel already refuses such names; kept for direct callers)."""
     if "/" in ifname:
-        raise ConfigError(f"Interface name ({ifname}) contains an invalid character /")
+        raise NetConfError(f"Interface name ({ifname}) contains an invalid character /")
 
 
 def sysctl_path(key: str, ifname: str) -> str:
@@ -183,16 +186,14 @@ def sysctl_path(key: str, ifname: str) -> str:
     error text), then :func:`cnicore.sysctl.key_to_path`, which also refuses
     keys the reference would let through (``/`` in a key, empty components).
     """
-    import posixpath
-
     from cnicore.sysctl import key_to_path
 
     slashed = key.replace(".", "/").replace("IFNAME", ifname, 1)
     if not posixpath.normpath(posixpath.join("/proc/sys", slashed)).startswith(NET_PREFIX):
-        raise ConfigError(f"invalid net sysctl key: {wire.go_quote(slashed)}")
+        raise NetConfError(f"invalid net sysctl key: {wire.go_quote(slashed)}")
     path = key_to_path(key, ifname)
     if ".." in path.split("/") or not posixpath.normpath(path).startswith(NET_PREFIX):
-        raise ConfigError(f"invalid net sysctl key: {wire.go_quote(slashed)}")
+        raise NetConfError(f"invalid net sysctl key: {wire.go_quote(slashed)}")
     return path
 
 
@@ -207,7 +208,7 @@ def read_allowlist(path: str | None = None) -> list[str] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ConfigError(f"open {path}: {exc.strerror}") from None
+        raise NetConfError(f"open {path}: {exc.strerror}") from None
     return [line.strip() for line in text.split("\n") if line.strip()]
 
 
@@ -224,9 +225,9 @@ def check_allowlist(sysctls: dict[str, str], path: str | None = None) -> None:
                 if re.search(pattern, key):
                     break
             except re.error as exc:
-                raise ConfigError(f"error parsing regexp: {exc}: `{pattern}`") from None
+                raise NetConfError(f"error parsing regexp: {exc}: `{pattern}`") from None
         else:
-            raise ConfigError(f"Sysctl {key} is not allowed. Only the following sysctls are allowed: "
+            raise NetConfError(f"Sysctl {key} is not allowed. Only the following sysctls are allowed: "
                               f"[{' '.join(patterns)}]")
 
 
@@ -234,8 +235,6 @@ def check_allowlist(sysctls: dict[str, str], path: str | None = None) -> None:
 
 def backup_path(data_dir: str, container_id: str, ifname: str) -> str:
     """``<dataDir>/<containerID>_<ifname>.json``, as the reference names it."""
-    import posixpath
-
     return posixpath.join(data_dir, f"{container_id}_{ifname}.json")
 
 

@@ -23,8 +23,11 @@ on the exec path.
 
 from __future__ import annotations
 
+import os
+
+from cnicore import __version__
+from cnicore._go.json import lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.gojson import lookup
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
     from .config import TuningConf
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
 #: Keeps no per-request state in the process: a warm server's worker may serve
 #: the next request after this plugin's (cnicore.inprocess.warm_reusable).
 WARM_REUSE = True
@@ -44,8 +49,6 @@ WARM_REUSE = True
 
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
-    from cnicore import __version__
-
     return PluginInfo(ALL, about=f"CNI tuning plugin (cnicore) v{__version__}")
 
 
@@ -174,8 +177,6 @@ def _set_link(rtnl: RtnlSocket, index: int, settings: dict[str, Any]) -> None:
 
 def _save_backup(path: str, data: bytes, ifname: str) -> bytes | None:
     """Write the backup atomically; return what the file held before (None: no file)."""
-    import os
-
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -210,8 +211,6 @@ def _put_back_backup(path: str, previous: bytes | None) -> None:
 
 
 def _unlink(path: str) -> None:
-    import os
-
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -224,8 +223,6 @@ def _unlink(path: str) -> None:
 def cni_del(request: Request) -> None:
     """Restore the saved link settings. Like the reference, a failure to restore
     does not fail DEL (the backup file is then kept)."""
-    import os
-
     from cnicore.ns import NetNSNotFoundError, with_netns_path
 
     from .config import backup_path

@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 
 from cnicore import faults, invoke
+from cnicore._go import json as gojson
 from cnicore.errors import ERR_INCOMPATIBLE_CNI_VERSION, ERR_IO_FAILURE, CNIError
-from cnicore.libcni import gojson
 from cnicore.libcni.cache import CACHE_DIR, ResultCache, _warn
 from cnicore.libcni.conf import inject_conf
 from cnicore.libcni.errors import CacheError, CheckNotSupportedError, ConfigError, LibcniError, MultiError

@@ -23,8 +23,8 @@ import json
 import os
 import sys
 
+from cnicore._go import json as gojson
 from cnicore.errors import ERR_DECODING_FAILURE, CNIError
-from cnicore.libcni import gojson
 from cnicore.libcni.errors import CacheError
 from cnicore.libcni.runtime import NetworkAttachment
 

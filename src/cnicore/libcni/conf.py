@@ -24,8 +24,8 @@ import json
 import os
 
 from cnicore import version as _version
+from cnicore._go import json as gojson
 from cnicore.errors import ERR_IO_FAILURE
-from cnicore.libcni import gojson
 from cnicore.libcni.errors import ConfigError, NoConfigsFoundError, NotFoundError
 from cnicore.wire import json_kind
 

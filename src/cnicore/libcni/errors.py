@@ -30,7 +30,9 @@ class ConfigError(CNIError):
 
     ``path`` names the offending file (empty when parsing bytes), and is put
     in front of the message: with dozens of files in a conf dir, "no name"
-    alone does not tell an operator which one to fix.
+    alone does not tell an operator which one to fix. (A plugin refusing
+    its config is another error, :class:`cnicore._go.json.NetConfError`:
+    code 999, as the reference plugins report it.)
     """
 
     def __init__(self, msg: str, path: str = "", code: int = ERR_INVALID_NETWORK_CONFIG) -> None:

@@ -129,7 +129,6 @@ def preload() -> list[str]:
     import pluggy  # noqa: F401
 
     from cnicore import (  # noqa: F401  # noqa: F401
-        convert,
         hookspecs,
         host,
         iface,

@@ -18,8 +18,7 @@ import importlib
 import sys
 
 #: cnicore's tooling: never on a request's path, and it pulls in click or pytest.
-TOOLING = ("cnicore.cli", "cnicore.cli_ipam", "cnicore.cnitool", "cnicore.netverbs", "cnicore.testing",
-           "cnicore.scaffold", "cnicore.demo", "cnicore.registry", "cnicore.server._daemon")
+TOOLING = ("cnicore.cli", "cnicore.testing", "cnicore.registry", "cnicore.server._daemon")
 
 
 def lazy_imports(source: str, package: str) -> set[str]:

@@ -23,13 +23,17 @@ in file contents and paths alike. Build and cache leftovers (``build/``,
 
 This module imports only the standard library at the top, because
 ``setup.py`` loads it from source (for :func:`template_files`) before
-cnicore or its dependencies are installed.
+cnicore or its dependencies are installed; the two cnicore imports are
+inside the functions that need them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+from importlib.metadata import PackageNotFoundError, distribution
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,9 +88,9 @@ def template_files(root: str) -> list[str]:
 def template_root() -> str:
     """The example project's directory: the copy inside the installed package, else
     the source checkout's ``cni_plugin_template/`` (editable installs)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.path.join(here, PACKAGED_DIR),
-                  os.path.join(os.path.dirname(os.path.dirname(here)), TEMPLATE_PACKAGE)]
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # cnicore/
+    candidates = [os.path.join(package, PACKAGED_DIR),
+                  os.path.join(os.path.dirname(os.path.dirname(package)), TEMPLATE_PACKAGE)]
     for candidate in candidates:
         if os.path.isfile(os.path.join(candidate, "pyproject.toml")):
             return candidate
@@ -96,9 +100,7 @@ def template_root() -> str:
 
 def builtin_types() -> frozenset[str]:
     """The plugin types cnicore itself registers."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    from cnicore.plugin import ENTRY_POINT_GROUP
+    from cnicore.plugin import ENTRY_POINT_GROUP  # not at the top: see the module docstring
 
     try:
         names = {ep.name for ep in distribution("cnicore").entry_points if ep.group == ENTRY_POINT_GROUP}
@@ -120,7 +122,7 @@ def validate_name(name: str) -> None:
     if name in REFERENCE_TYPES:
         raise ScaffoldError(f"{name!r} is a reference CNI plugin type (its Go binary uses that file "
                             "in CNI bin dirs); choose another name")
-    from cnicore.registry import RegistryError, discover
+    from cnicore.registry import RegistryError, discover  # not at the top: see the module docstring
 
     try:
         installed = discover().get(name)
@@ -162,9 +164,6 @@ def new_plugin(name: str, dest: str | os.PathLike[str] | None = None, *, templat
     empty directory. The project appears whole or not at all: it is written
     to a temporary sibling directory that is renamed into place at the end.
     """
-    import shutil
-    import tempfile
-
     validate_name(name)
     root = template or template_root()
     target = os.path.abspath(os.fspath(dest) if dest is not None else distribution_name(name))

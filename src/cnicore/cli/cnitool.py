@@ -67,7 +67,7 @@ def fast_argv(args: Sequence[str]) -> tuple[str, str, str, str | None] | None:
 def main() -> None:
     fast = fast_argv(sys.argv[1:])
     if fast is not None:
-        from cnicore.netverbs import run_verb
+        from cnicore.cli.netverbs import run_verb  # lazy: the only import the network verbs need
 
         try:
             run_verb(*fast)
@@ -75,7 +75,7 @@ def main() -> None:
             sys.stderr.write("\nAborted!\n")
             sys.exit(1)
         return
-    from cnicore.cli import main as click_main
+    from cnicore.cli.commands import main as click_main  # lazy: click costs ~35 ms
 
     click_main()
 

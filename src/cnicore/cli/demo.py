@@ -19,7 +19,7 @@ what it built, deletes every attachment, stops the server and removes the
 namespaces. The machine's own network is never touched. Without a C
 compiler it installs Python launchers and runs everything cold instead.
 
-Run: ``sudo python -m cnicore.demo`` (or ``scripts/dev demo``).
+Run: ``sudo python -m cnicore.cli.demo`` (or ``scripts/dev demo``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,17 @@ import subprocess
 import sys
 import tempfile
 
+from cnicore.cli.install import install
+from cnicore.invoke import find_in_path
+from cnicore.launchers import read_header
+from cnicore.libcni import CNIConfig, RuntimeConf, conf_list_from_dict
+from cnicore.registry import discover
+from cnicore.server._native import compiler
+from cnicore.testing import Sandbox, WarmServer
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore.libcni import CNIConfig, NetworkConfigList, RuntimeConf
+    from cnicore.libcni import NetworkConfigList
     from cnicore.ns import NetNS
 
 SUBNET = "10.231.0.0/24"
@@ -60,21 +68,15 @@ def _ping(netns: NetNS, address: str) -> bool:
 
 
 def _who(path: str) -> str:
-    from cnicore.launchers import read_header
-
     return "cnicore" if read_header(path) else "Go"
 
 
 def main() -> int:
-    from cnicore.testing import WarmServer
-
     if os.geteuid() != 0:
         print("the demo creates network namespaces: run it as root", file=sys.stderr)
         return 1
     work = tempfile.mkdtemp(prefix="cnicore-demo-")
     try:
-        from cnicore.server._native import compiler
-
         if compiler() is None:
             print("no C compiler: Python launchers, every plugin runs cold")
             return _demo(work, None)
@@ -88,15 +90,9 @@ def main() -> int:
 
 
 def _demo(work: str, socket: str | None) -> int:
-    from cnicore import launchers
-    from cnicore.invoke import find_in_path
-    from cnicore.libcni import CNIConfig, RuntimeConf, conf_list_from_dict
-    from cnicore.registry import discover
-    from cnicore.testing import Sandbox
-
     bin_dir = os.path.join(work, "bin")
     kind = "native" if socket else "python"
-    report = launchers.install(bin_dir, discover().values(), kind=kind, socket=socket or "")
+    report = install(bin_dir, discover().values(), kind=kind, socket=socket or "")
     paths = [bin_dir, "/usr/lib/cni"]
     print(f"{kind} launchers in {bin_dir}: {', '.join(report.added)}")
     cni = CNIConfig(paths, cache_dir=os.path.join(work, "cache"))

@@ -1,15 +1,17 @@
-"""CNI result models, one per spec version family, parsed and printed like the reference.
+"""What every result family shares, and the two registries the families fill in.
 
-* :class:`Result020` — 0.1.0 and 0.2.0: ``ip4`` / ``ip6`` each with routes.
-* :class:`Result040` — 0.3.0, 0.3.1 and 0.4.0: ``interfaces``, ``ips`` with ``version``.
-* :class:`Result` — 1.0.0 and 1.1.0 (the current model plugins build): interfaces
-  with ``mtu``/``socketPath``/``pciID``, ``ips`` without ``version``.
+* Field helpers and the pieces every family uses: :class:`Route`,
+  :class:`DNS`, :class:`Interface`, :class:`IPConfig`, and the result base
+  classes.
+* The family registry (the reference's ``pkg/types/create``): which class
+  parses which ``cniVersion`` (:func:`family_of`, :func:`parse_result`).
+* The converter registry (the reference's ``pkg/types/internal/convert``):
+  ``(from version, to version) -> function``. Each family module registers
+  the conversions it knows, as each Go package does in its ``init``;
+  :func:`convert` looks them up.
 
-Parsing validates addresses and normalises them the way Go's ``net`` package
-prints them; printing omits empty fields exactly as the reference does (the
-1.x result goes through a map in Go, so its keys come out sorted and an empty
-``dns`` is dropped; the older families keep struct order and always print
-``dns``). Conversion between versions lives in :mod:`cnicore.convert`.
+Importing :mod:`cnicore.types` imports every family, so both registries are
+complete before anything parses or converts.
 """
 
 from __future__ import annotations
@@ -20,30 +22,17 @@ from cnicore import wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Union
+    from typing import Any, Callable, Iterable, Union
 
-    AnyResult = Union["Result020", "Result040", "Result"]
+    from cnicore.types._v020 import Result020
+    from cnicore.types._v040 import Result040
+    from cnicore.types._v100 import Result
 
-VERSIONS_020 = ("0.1.0", "0.2.0")
-VERSIONS_040 = ("0.3.0", "0.3.1", "0.4.0")
-VERSIONS_100 = ("1.0.0", "1.1.0")
+    AnyResult = Union[Result020, Result040, Result]
+    Converter = Callable[[Any, str], AnyResult]
 
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
-__all__ = [
-    "ResultError",
-    "Route",
-    "DNS",
-    "Interface",
-    "IPConfig",
-    "Result",
-    "Result040",
-    "IPConfig020",
-    "Result020",
-    "is_ipv4",
-    "family_of",
-    "parse_result",
-    "result_from_json",
-]
 
 class ResultError(ValueError):
     """A result that cannot be parsed or converted."""
@@ -53,7 +42,7 @@ class ResultError(ValueError):
 
 def _ip_str(value: object, what: str) -> str:
     """Normalise an IP address string as Go's ``net.IP.String`` prints it."""
-    from cnicore.goip import parse_ip
+    from cnicore._go.ip import parse_ip
 
     ip = parse_ip(value) if isinstance(value, str) else None
     if ip is None:
@@ -65,7 +54,7 @@ def _cidr_str(value: object, what: str) -> str:
     """Normalise ``ip/prefix`` as Go's ``IPNet.String`` prints a parsed CIDR
     (``net.ParseCIDR``'s rules: a decimal prefix, no zone; an IPv4-mapped
     address prints as IPv4 with the prefix reduced by 96)."""
-    from cnicore.goip import parse_cidr
+    from cnicore._go.ip import parse_cidr
 
     cidr = parse_cidr(value) if isinstance(value, str) else None
     if cidr is None:
@@ -342,9 +331,7 @@ class _ResultBase:
         return wire.dumps_indent(self.to_dict(), sort_keys=self.implemented == "1.1.0")
 
     def convert(self, to_version: str) -> AnyResult:
-        """This result as ``to_version`` (see :func:`cnicore.convert.convert`)."""
-        from cnicore.convert import convert
-
+        """This result as ``to_version`` (see :func:`convert`)."""
         return convert(self, to_version)  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
@@ -414,101 +401,44 @@ class _InterfacesResult(_ResultBase):
         return out
 
 
-class Result(_InterfacesResult):
-    """A 1.0.0 / 1.1.0 result: the model plugins build and return."""
-
-    family = VERSIONS_100
-    accepted = VERSIONS_100
-    implemented = "1.1.0"
-    __slots__ = ()
-
-
-class Result040(_InterfacesResult):
-    """A 0.3.0 / 0.3.1 / 0.4.0 result."""
-
-    family = VERSIONS_040
-    accepted = VERSIONS_040
-    implemented = "0.4.0"
-    _full_interfaces = False
-    _ip_version = True
-    _empty_dns_printed = True
-    __slots__ = ()
-
-
-class IPConfig020:
-    """The 0.1.0 / 0.2.0 ``ip4`` / ``ip6`` object: an address, gateway and routes."""
-
-    __slots__ = ("ip", "gateway", "routes")
-
-    def __init__(self, ip: str, gateway: str = "", routes: list[Route] | None = None) -> None:
-        self.ip = ip
-        self.gateway = gateway
-        self.routes = list(routes or [])
-
-    @classmethod
-    def from_dict(cls, value: object) -> IPConfig020:
-        obj = _obj(value, "ip4/ip6")
-        if "ip" not in obj:
-            raise ResultError("ip4/ip6: missing ip")
-        gateway = obj.get("gateway")
-        return cls(_cidr_str(obj["ip"], "ip"),
-                   _ip_str(gateway, "gateway") if gateway not in (None, "") else "",
-                   [Route.from_dict(r) for r in _list(obj, "routes", "ip4/ip6")])
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ip": self.ip}
-        if self.gateway:
-            out["gateway"] = self.gateway
-        if self.routes:
-            out["routes"] = [r.to_dict() for r in self.routes]
-        return out
-
-    def copy(self) -> IPConfig020:
-        return IPConfig020(self.ip, self.gateway, [r.copy() for r in self.routes])
-
-
-class Result020(_ResultBase):
-    """A 0.1.0 / 0.2.0 result."""
-
-    family = VERSIONS_020
-    accepted = ("",) + VERSIONS_020
-    implemented = "0.2.0"
-
-    __slots__ = ("cni_version", "ip4", "ip6", "dns")
-
-    def __init__(self, cni_version: str = "", ip4: IPConfig020 | None = None,
-                 ip6: IPConfig020 | None = None, dns: DNS | None = None) -> None:
-        self.cni_version = cni_version
-        self.ip4 = ip4
-        self.ip6 = ip6
-        self.dns = dns or DNS()
-
-    @classmethod
-    def from_dict(cls, value: object) -> Result020:
-        obj = _obj(value, "result")
-        version = cls._check_version(obj)
-        return cls(version or "0.1.0",
-                   IPConfig020.from_dict(obj["ip4"]) if obj.get("ip4") is not None else None,
-                   IPConfig020.from_dict(obj["ip6"]) if obj.get("ip6") is not None else None,
-                   DNS.from_dict(obj.get("dns")))
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.ip4 is not None:
-            out["ip4"] = self.ip4.to_dict()
-        if self.ip6 is not None:
-            out["ip6"] = self.ip6.to_dict()
-        out["dns"] = self.dns.to_dict()
-        return out
-
+# -- the registries (filled in by the family modules) --------------------------------
 
 _FAMILIES: dict[str, type[_ResultBase]] = {}
-for _cls in (Result020, Result040, Result):
-    for _v in _cls.family:
-        _FAMILIES[_v] = _cls
-_FAMILIES[""] = Result020
+_CONVERTERS: dict[tuple[str, str], Converter] = {}
+
+
+def register_family(cls: type[_ResultBase], versions: Iterable[str]) -> None:
+    """``cls`` parses results of ``versions``."""
+    for version in versions:
+        _FAMILIES[version] = cls
+
+
+def register_converter(from_versions: Iterable[str], to_versions: Iterable[str], fn: Converter) -> None:
+    """``fn(result, to_version)`` converts a result of any of ``from_versions``
+    into any of ``to_versions`` (Go's ``convert.RegisterConverter``)."""
+    to_versions = tuple(to_versions)
+    for from_version in from_versions:
+        for to_version in to_versions:
+            _CONVERTERS[(from_version, to_version)] = fn
+
+
+def convert(result: AnyResult, to_version: str) -> AnyResult:
+    """Return ``result`` as ``to_version`` (empty means 0.1.0).
+
+    The same object is returned when the version already matches; otherwise a
+    new one. A result without ``cniVersion`` counts as its family's newest
+    version. Raises :class:`ResultError` when no converter is registered.
+    """
+    if not to_version:
+        to_version = "0.1.0"
+    if not result.cni_version:
+        result.cni_version = result.implemented
+    if result.cni_version == to_version:
+        return result
+    fn = _CONVERTERS.get((result.cni_version, to_version)) if result.cni_version in result.family else None
+    if fn is None:
+        raise ResultError(f"no converter for CNI result version {result.cni_version} to {to_version}")
+    return fn(result, to_version)
 
 
 def family_of(version: str) -> type[_ResultBase]:

@@ -11,6 +11,12 @@ import json
 
 import click
 
+from cni_plugins_builtin.cluster_ipam import inventory
+from cni_plugins_builtin.cluster_ipam.config import load_config
+from cni_plugins_builtin.cluster_ipam.etcd import EtcdRequestError, EtcdUnavailable
+from cnicore.errors import CNIError
+from cnicore.libcni import LibcniError, default_conf_dir, load_conflist
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, TypeVar
@@ -26,31 +32,21 @@ def ipam() -> None:
 
 
 def _conf_dir() -> str:
-    from cnicore.libcni import default_conf_dir
-
     return default_conf_dir()
 
 
 def _operate(fn: Callable[..., _T], *args: Any) -> _T:
     """Run ``fn``; config and etcd trouble become one line on stderr, exit 1."""
-    from cni_plugins_builtin.cluster_ipam.etcd import EtcdRequestError, EtcdUnavailable
-    from cni_plugins_builtin.cluster_ipam.inventory import NotClusterIPAM
-    from cnicore.errors import CNIError
-    from cnicore.libcni import LibcniError
-
     try:
         return fn(*args)
     except EtcdUnavailable as exc:
         raise click.ClickException(f"etcd cluster unavailable: {exc}") from None
-    except (CNIError, LibcniError, EtcdRequestError, NotClusterIPAM, OSError) as exc:
+    except (CNIError, LibcniError, EtcdRequestError, inventory.NotClusterIPAM, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
 def _settings(conf_list: NetworkConfigList) -> tuple[Any, Any]:
-    from cni_plugins_builtin.cluster_ipam.config import load_config
-    from cni_plugins_builtin.cluster_ipam.inventory import ipam_config
-
-    return load_config(ipam_config(conf_list))
+    return load_config(inventory.ipam_config(conf_list))
 
 
 @ipam.command("show")
@@ -63,11 +59,8 @@ def show(network: str, as_json: bool) -> None:
     Example:
       cnitool ipam show podnet
     """
-    from cni_plugins_builtin.cluster_ipam.inventory import usage
-    from cnicore.libcni import load_conflist
-
     def run() -> dict[str, Any]:
-        return usage(*_settings(load_conflist(_conf_dir(), network)))
+        return inventory.usage(*_settings(load_conflist(_conf_dir(), network)))
 
     report = _operate(run)
     if as_json:
@@ -98,18 +91,14 @@ def reap_node(node: str, names: tuple[str, ...]) -> None:
     Example:
       cnitool ipam reap-node worker-7
     """
-    from cni_plugins_builtin.cluster_ipam.inventory import networks
-    from cni_plugins_builtin.cluster_ipam.inventory import reap_node as reap
-    from cnicore.libcni import load_conflist
-
     def run() -> list[tuple[str, int]]:
-        lists = [load_conflist(_conf_dir(), name) for name in names] if names else networks(_conf_dir())
+        lists = [load_conflist(_conf_dir(), name) for name in names] if names else inventory.networks(_conf_dir())
         if not lists:
             raise click.ClickException(f"no cluster-ipam network in {_conf_dir()}")
         done = []
         for conf_list in lists:
             _, cluster = _settings(conf_list)
-            done.append((conf_list.name, len(reap(cluster, node))))
+            done.append((conf_list.name, len(inventory.reap_node(cluster, node))))
         return done
 
     for name, count in _operate(run):

@@ -1,7 +1,9 @@
-"""Go ``encoding/json`` struct decoding, emulated over decoded JSON: one set of
-rules for every plugin, so a config means to us what it means to Go.
+"""Go's ``encoding/json``, as far as it shows in behaviour and error texts.
 
-The reference plugins decode their config straight into Go structs, so:
+Two sides of it, one module:
+
+**Decoding a plugin's config into Go structs.** The reference plugins decode
+their config straight into Go structs, so, for every plugin here:
 
 * a key matches a struct field exactly or, failing that, case-insensitively
   with Go's *simple* folding (``bytes.EqualFold``): ASCII case, plus ``ſ``
@@ -18,17 +20,60 @@ The reference plugins decode their config straight into Go structs, so:
 Types are small objects (:class:`Scalar`, :class:`Slice`, :class:`Map`,
 :class:`Struct`, :data:`ANY`; a pointer field is its element type, as Go
 names it in errors); :func:`decode_struct` returns the fields found, under
-their canonical names, for plain ``dict`` reads.
+their canonical names, for plain ``dict`` reads. A config a plugin refuses
+is a :class:`NetConfError` (code 999, as the reference reports it).
+
+**Re-encoding as libcni does** (:func:`normalise`, :func:`marshal`). Go's
+libcni decodes configs into ``map[string]interface{}`` and encodes them
+again, so what a plugin receives (and what the result cache holds) has every
+object's keys sorted, no whitespace, Go's HTML-safe escapes, and numbers as
+float64 prints them. Producing the same bytes keeps our plugin stdin and
+cache files interchangeable with the reference's.
 """
 
 from __future__ import annotations
 
 from cnicore import wire
-from cnicore.config import ConfigError
+from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator, Mapping
+
+
+class NetConfError(CNIError):
+    """A plugin config the reference plugin rejects; like it, reported as 999.
+
+    A Go plugin returns a plain ``error`` for a config it cannot use (a wrong
+    kind, a value out of range, a conflict between fields), and ``skel`` turns
+    every plain error into code 999 ("internal"). This is that error, for the
+    plugin side. It is not :class:`cnicore.libcni.ConfigError`: that one is the
+    *runtime's* refusal of a network configuration file (code 1, "invalid
+    network config", with the offending file's path in front of the message),
+    raised by libcni before any plugin runs. Same subject, two different
+    answers on the wire, so two classes.
+    """
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(ERR_INTERNAL, msg)
+
+
+_TYPE_NAMES = {bool: "bool", int: "int", str: "string", list: "array", dict: "object"}
+
+
+def get_field(obj: dict[str, Any], key: str, kind: type, default: Any, where: str = "") -> Any:
+    """``obj[key]`` if it is a ``kind`` (``null`` or absent: ``default``); a bool
+    is not an int. ``where`` prefixes the key in the message (``args.cni.``)."""
+    value = obj.get(key)
+    if value is None:
+        return default
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise NetConfError(f"failed to load netconf: {where}{key} must be of type "
+                           f"{_TYPE_NAMES.get(kind, kind.__name__)}, got {type(value).__name__}")
+    return value
+
+
+# -- decoding into structs ---------------------------------------------------------------
 
 kind = wire.json_kind
 
@@ -82,14 +127,14 @@ class Decoder:
         if self.saved is None:
             self.saved = self.mismatch_text(value, go_type, struct, path)
 
-    def fail(self, value: object, go_type: str, struct: str, path: Iterable[str]) -> ConfigError:
+    def fail(self, value: object, go_type: str, struct: str, path: Iterable[str]) -> NetConfError:
         """A kind mismatch inside a custom unmarshaller: stops decoding (raise the result)."""
-        return ConfigError(self.mismatch_text(value, go_type, struct, path))
+        return NetConfError(self.mismatch_text(value, go_type, struct, path))
 
     def finish(self, prefix: str = "") -> None:
         """Raise the remembered mismatch, if any, once decoding is over."""
         if self.saved is not None:
-            raise ConfigError(prefix + self.saved)
+            raise NetConfError(prefix + self.saved)
 
 
 # -- types ---------------------------------------------------------------------------
@@ -210,8 +255,29 @@ def decode_struct(obj: Any, struct: Struct, prefix: str = "") -> dict[str, Any]:
     if obj is None:
         return {}
     if not isinstance(obj, dict):
-        raise ConfigError(prefix + f"json: cannot unmarshal {kind(obj)} into Go value of type "
-                                              f"{struct.name}")
+        raise NetConfError(prefix + f"json: cannot unmarshal {kind(obj)} into Go value of type "
+                                    f"{struct.name}")
     out = struct.decode(d, obj, struct.go_name, ())
     d.finish(prefix)
     return out
+
+
+# -- libcni's map round-trip ---------------------------------------------------------------
+
+def normalise(value: Any) -> Any:
+    """``value`` as a Go ``interface{}`` re-encodes it: dicts sorted by key
+    (recursively), tuples as lists, and integral floats as integers (Go prints
+    float64 ``1.0`` as ``1``). Anything else is returned unchanged."""
+    if isinstance(value, dict):
+        return {str(k): normalise(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [normalise(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    return value
+
+
+def marshal(value: Any) -> bytes:
+    """Compact bytes of an already :func:`normalise`-d value, keys in the
+    order given (so a caller can keep a struct's field order where Go does)."""
+    return wire.dumps_compact(value)

@@ -8,11 +8,21 @@ program does.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
-from cnicore import __version__
+from cnicore import __version__, ns, registry
+from cnicore.cli import netverbs
+from cnicore.cli.install import LauncherError, install
+from cnicore.cli.ipam import ipam
+from cnicore.cli.scaffold import ScaffoldError
+from cnicore.cli.scaffold import new_plugin as scaffold
+from cnicore.launchers import DEFAULT_SOCKET
+from cnicore.libcni import load_conflist
+from cnicore.server import ServerError, serve
+from cnicore.server._native import compiler
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,12 +41,10 @@ def main(root_ifname: str | None) -> None:
     """
 
 
-# -- the reference cnitool's commands (their work: cnicore.netverbs) ---------------------
+# -- the reference cnitool's commands (their work: cnicore.cli.netverbs) ---------------------
 
 def _cni() -> object:
-    from cnicore.netverbs import cni
-
-    return cni()
+    return netverbs.cni()
 
 
 #: The reference cnitool's network commands: (name, summary, example) for their help.
@@ -55,18 +63,16 @@ NETWORK_COMMANDS = [
 
 
 def _network_command(name: str, summary: str, example: str) -> None:
-    """Register one network command; :func:`cnicore.netverbs.run_verb` does its work
-    (``cnicore.cnitool`` calls that directly, without click, for the common forms)."""
+    """Register one network command; :func:`cnicore.cli.netverbs.run_verb` does its work
+    (:mod:`cnicore.cli.cnitool` calls that directly, without click, for the common forms)."""
     @main.command(name, help=f"{summary}\n\n\b\nExample:\n  {example}")
     @click.argument("network")
     @click.argument("netns")
     @click.option("-i", "--ifname", default=None,
                   help="Interface name (defaults to env var CNI_IFNAME or 'eth0').")
     def command(network: str, netns: str, ifname: str | None) -> None:
-        from cnicore.netverbs import run_verb
-
         root_ifname = click.get_current_context().find_root().params.get("root_ifname")
-        run_verb(name, network, netns, ifname or root_ifname)
+        netverbs.run_verb(name, network, netns, ifname or root_ifname)
 
 
 for _name, _summary, _example in NETWORK_COMMANDS:
@@ -85,10 +91,6 @@ def validate(network: str, as_json: bool) -> None:
     Example:
       NETCONFPATH=./net.d CNI_PATH=/opt/cni/bin cnitool validate mynet
     """
-    import os
-
-    from cnicore.libcni import load_conflist
-
     try:
         conf_list = load_conflist(os.environ.get("NETCONFPATH") or "/etc/cni/net.d", network)
         caps = _cni().validate_network_list(conf_list)  # type: ignore[attr-defined]
@@ -138,11 +140,9 @@ def netns_add(name: str) -> None:
     Example:
       cnitool netns add ctr1 && cnitool add mynet /var/run/netns/ctr1
     """
-    from cnicore.ns import NetNSError, new_netns
-
     try:
-        created = new_netns(name)
-    except NetNSError as exc:
+        created = ns.new_netns(name)
+    except ns.NetNSError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(created.path)
     created.close()
@@ -157,13 +157,9 @@ def netns_del(name: str) -> None:
     Example:
       cnitool del mynet /var/run/netns/ctr1 && cnitool netns del ctr1
     """
-    import os
-
-    from cnicore.ns import NETNS_RUN_DIR, NetNSError, get_netns
-
     try:
-        get_netns(os.path.join(NETNS_RUN_DIR, name)).remove()
-    except NetNSError as exc:
+        ns.get_netns(os.path.join(ns.NETNS_RUN_DIR, name)).remove()
+    except ns.NetNSError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -171,9 +167,7 @@ def netns_del(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def netns_list(as_json: bool) -> None:
     """List the named namespaces under /var/run/netns."""
-    from cnicore.ns import list_netns
-
-    names = list_netns()
+    names = ns.list_netns()
     if as_json:
         click.echo(json.dumps(names))
     elif names:
@@ -195,11 +189,9 @@ def plugins_list(as_json: bool) -> None:
       cnitool plugins list
       cnitool plugins list --json
     """
-    from cnicore.registry import RegistryError, discover
-
     try:
-        entries = discover()
-    except RegistryError as exc:
+        entries = registry.discover()
+    except registry.RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     rows: list[dict[str, object]] = []
     for entry in entries.values():
@@ -247,16 +239,12 @@ def plugins_install(directory: str, policies: tuple[str, ...], native: bool | No
       cnitool plugins install /opt/cni/bin
       CNI_PATH=/opt/cni/bin CNI_COMMAND=VERSION /opt/cni/bin/loopback
     """
-    from cnicore.launchers import DEFAULT_SOCKET, LauncherError, install
-    from cnicore.registry import RegistryError
-    from cnicore.server._native import compiler
-
     if native is None:
         native = compiler() is not None
     try:
         report = install(directory, policies=policies, kind="native" if native else "python",
                          socket=socket_path or DEFAULT_SOCKET)
-    except (RegistryError, LauncherError, OSError) as exc:
+    except (registry.RegistryError, LauncherError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
@@ -301,9 +289,6 @@ def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeo
       cnitool daemon --workers 4 &
       cnitool plugins install /opt/cni/bin
     """
-    from cnicore.launchers import DEFAULT_SOCKET
-    from cnicore.server import ServerError, serve
-
     try:
         serve(socket_path or DEFAULT_SOCKET, workers=workers, max_workers=max_workers, timeout=timeout,
               max_requests=max_requests, idle_exit=idle_exit)
@@ -329,9 +314,6 @@ def new_plugin(name: str, dest: str | None) -> None:
       pip install -e '.[test]' && sudo python -m pytest
       sudo cnitool plugins install /opt/cni/bin
     """
-    from cnicore.scaffold import ScaffoldError
-    from cnicore.scaffold import new_plugin as scaffold
-
     try:
         path = scaffold(name, dest)
     except (ScaffoldError, OSError) as exc:
@@ -348,9 +330,4 @@ def _table(rows: list[dict[str, object]], keys: list[str], headers: list[str]) -
         click.echo("  ".join(str(row[k]).ljust(w) for k, w in zip(keys, widths)).rstrip())
 
 
-from cnicore.cli_ipam import ipam  # noqa: E402 - cluster-ipam's commands, in their own module
-
-main.add_command(ipam)
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+main.add_command(ipam)  # cluster-ipam's commands, in their own module

@@ -2,16 +2,19 @@
 
 Why a module of its own: ``cnitool add`` is on a runtime's or an operator's
 hot path, and importing click costs ~35 ms — more than Go's whole cnitool
-run. :mod:`cnicore.cnitool` calls :func:`run_verb` straight from ``argv`` for
-the usual forms; :mod:`cnicore.cli` (click) calls the same function for every
-other form, so both behave identically.
+run. :mod:`cnicore.cli.cnitool` calls :func:`run_verb` straight from ``argv``
+for the usual forms; :mod:`cnicore.cli.commands` (click) calls the same
+function for every other form, so both behave identically.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 from cnicore import wire
+from cnicore.libcni import CNIConfig, RuntimeConf, load_conflist
 
 VERBS = ("add", "check", "del", "gc", "status")
 
@@ -22,7 +25,7 @@ def sha512_hex(data: bytes) -> str:
     try:
         import _sha512
     except ImportError:  # an interpreter built without it
-        import hashlib
+        import hashlib  # lazy: the fallback only
 
         return hashlib.sha512(data).hexdigest()
     return _sha512.sha512(data).hexdigest()
@@ -31,8 +34,6 @@ def sha512_hex(data: bytes) -> str:
 def _capability_args(text: str) -> dict[str, object]:
     """CAP_ARGS decoded as Go decodes it into a ``map[string]interface{}``:
     an object, or ``null`` for none."""
-    import json
-
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -59,8 +60,6 @@ def _getwd() -> str:
     """Go's ``os.Getwd``: ``$PWD`` when it is absolute and names the current
     directory (so a shell's logical path such as /var/run/netns survives a
     symlink), else the physical path."""
-    import os
-
     pwd = os.environ.get("PWD", "")
     if pwd.startswith("/"):
         try:
@@ -76,8 +75,6 @@ def _abs_netns(netns: str) -> str:
     """Go's ``filepath.Abs``: joined to :func:`_getwd` and cleaned (POSIX
     ``normpath`` keeps a leading ``//``, Go's ``Clean`` does not). The container
     ID is a hash of this string, so it must be spelled as Go spells it."""
-    import os
-
     path = os.path.normpath(netns if os.path.isabs(netns) else os.path.join(_getwd(), netns))
     return "/" + path.lstrip("/") if path.startswith("//") else path
 
@@ -85,10 +82,6 @@ def _abs_netns(netns: str) -> str:
 def runtime(network: str, netns: str, ifname: str | None) -> tuple[object, object]:
     """The network list and runtime config, exactly as the Go cnitool builds them
     (``ifname``: the ``-i`` flag after the command, else before it)."""
-    import os
-
-    from cnicore.libcni import RuntimeConf, load_conflist
-
     conf_list = load_conflist(os.environ.get("NETCONFPATH") or "/etc/cni/net.d", network)
     capability_args = _capability_args(os.environ["CAP_ARGS"]) if os.environ.get("CAP_ARGS") else {}
     cni_args = _cni_args(os.environ["CNI_ARGS"]) if os.environ.get("CNI_ARGS") else []
@@ -102,10 +95,6 @@ def cni(in_process: bool = False) -> object:
     """libcni as the Go tool configures it. ``in_process``: our own launchers are
     served in this process rather than exec'd (two interpreter starts saved per
     chain; see :mod:`cnicore.inprocess`), unless ``CNICORE_CNITOOL_EXEC=1``."""
-    import os
-
-    from cnicore.libcni import CNIConfig
-
     # CNI_CACHE_DIR is our addition (the Go tool always uses /var/lib/cni).
     return CNIConfig([p for p in os.environ.get("CNI_PATH", "").split(os.pathsep) if p],
                      cache_dir=os.environ.get("CNI_CACHE_DIR", ""),
@@ -145,7 +134,7 @@ def run_verb(verb: str, network: str, netns: str, ifname: str | None) -> None:
         conf_list, rt = runtime(network, netns, ifname)
         _RUN[verb](cni(in_process=True), conf_list, rt)
     except Exception as exc:  # noqa: BLE001 - like the Go tool: message on stderr, exit 1
-        import click
+        import click  # lazy: only on error (~35 ms)
 
         click.echo(str(exc), err=True)
         sys.exit(1)
