@@ -512,7 +512,8 @@ def raw_server(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", ["directory as stdout", "file as mount ns", "net ns as mount ns",
-                                  "too few descriptors", "old protocol", "other build", "bad magic"])
+                                  "too few descriptors", "old protocol", "other build", "bad magic",
+                                  "cnitool of another environment"])
 def test_server_checks_every_descriptor_and_the_build(raw_server, bins, tmp_path, case) -> None:
     _, python = bins
     launcher = str(python / "loopback")
@@ -526,7 +527,7 @@ def test_server_checks_every_descriptor_and_the_build(raw_server, bins, tmp_path
     expected = {"directory as stdout": proto.REFUSE_FDS, "file as mount ns": proto.REFUSE_FDS,
                 "net ns as mount ns": proto.REFUSE_FDS, "too few descriptors": proto.REFUSE_FDS,
                 "old protocol": proto.REFUSE_VERSION, "other build": proto.REFUSE_BUILD,
-                "bad magic": proto.REFUSE_MALFORMED}[case]
+                "bad magic": proto.REFUSE_MALFORMED, "cnitool of another environment": proto.REFUSE_LAUNCHER}[case]
     if case == "directory as stdout":
         fds[1] = directory
     elif case == "file as mount ns":
@@ -541,6 +542,9 @@ def test_server_checks_every_descriptor_and_the_build(raw_server, bins, tmp_path
         message = proto.encode_request("0" * 24, 0o22, 0, "/", launcher, ["loopback"], {"CNI_COMMAND": "VERSION"})
     elif case == "bad magic":
         message = b"HTTP" + message[4:]
+    elif case == "cnitool of another environment":  # the server runs a command with its own code only
+        message = proto.encode_request(build, 0o22, proto.FLAG_CNITOOL, "/", "/usr/bin/python3",
+                                       ["cnitool", "status", "n", "/x"], {})
     try:
         assert raw_request(raw_server.socket, message, fds) == (proto.REFUSED, expected)
     finally:
@@ -692,21 +696,40 @@ def test_libcni_sends_requests_to_the_server_without_exec(own_server, cni_sandbo
     assert server.served() == 6  # bridge and tuning, for ADD, CHECK and DEL
 
 
-def test_cnitool_add_and_del_run_through_the_server(own_server, cni_sandbox, tmp_path) -> None:
+def test_cnitool_network_commands_are_served_whole_by_the_server(own_server, cni_sandbox, tmp_path) -> None:
+    """``cnitool add|del`` go to the server as one request each (the chain's plugins run
+    in its worker); the cnitool process itself never loads libcni; output, errors and
+    exit statuses are the ones the command gives when it runs itself."""
     server = own_server()
     native, _ = install_both(tmp_path / "b", server.socket, [get(t) for t in BUILTINS])
     confdir = tmp_path / "net.d"
     confdir.mkdir()
     (confdir / "10-warm.conflist").write_text(json.dumps(chain(tmp_path)))
-    ctr = cni_sandbox.container()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CNI_")},
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))},
            "NETCONFPATH": str(confdir), "CNI_PATH": str(native), "CNI_CACHE_DIR": str(tmp_path / "cache")}
-    for verb in ("add", "del"):
-        done = cni_sandbox.host.do(lambda v=verb: subprocess.run([CNITOOL, v, "warm-chain", ctr.path], env=env,
-                                                                 capture_output=True, text=True, timeout=60))
-        assert done.returncode == 0, done.stderr
+
+    def cnitool(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return cni_sandbox.host.do(lambda: subprocess.run([CNITOOL, *args], env=dict(env, **extra),
+                                                          capture_output=True, text=True, timeout=60))
+
+    warm_ctr, local_ctr = cni_sandbox.container(), cni_sandbox.container()
+    added = cnitool("add", "warm-chain", warm_ctr.path, PYTHONPROFILEIMPORTTIME="1")
+    assert added.returncode == 0, added.stderr
+    assert "cnicore.libcni" not in added.stderr and "cnicore.cli.netverbs" not in added.stderr
+    here = cnitool("add", "warm-chain", local_ctr.path, CNICORE_CNITOOL_EXEC="1")
+    assert here.returncode == 0, here.stderr
+
+    def shape(out: str) -> list[str]:
+        return sorted(json.loads(out))
+
+    assert shape(added.stdout) == shape(here.stdout)  # the same result (other addresses)
+    assert json.loads(added.stdout)["interfaces"][0]["name"] == "cniwarm1"
+    for args in (("del", "warm-chain", warm_ctr.path), ("check", "no-such-net", warm_ctr.path),
+                 ("del", "warm-chain", local_ctr.path)):
+        warm, local = cnitool(*args), cnitool(*args, CNICORE_CNITOOL_EXEC="1")
+        assert (warm.returncode, warm.stdout, warm.stderr) == (local.returncode, local.stdout, local.stderr)
     server.stop()
-    assert server.served() == 4
+    assert "refused" not in server.log()
 
 
 def test_systemd_socket_activation(tmp_path, cni_sandbox) -> None:
@@ -755,7 +778,8 @@ def test_cnitool_installs_native_launchers_by_default(tmp_path) -> None:
     header = read_header(str(tmp_path / "loopback"))
     assert header is not None and header.native and header.socket == "/run/cnitest/s.sock"
     manifest = json.loads((tmp_path / installer.MANIFEST).read_text())["launchers"]["loopback"]
-    assert manifest["kind"] == "native" and set(manifest) == {"sha256", "fallback_sha256", "python", "kind"}
+    assert manifest["kind"] == "native" and set(manifest) == {"sha256", "fallback_sha256", "python", "kind", "socket"}
+    assert manifest["socket"] == "/run/cnitest/s.sock"  # where cnitool sends whole commands
     # No server: the native launcher runs the plugin cold, and says the same.
     version = subprocess.run([str(tmp_path / "loopback")], env={"CNI_COMMAND": "VERSION"}, capture_output=True,
                              timeout=30)

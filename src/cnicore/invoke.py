@@ -428,12 +428,17 @@ def _finish(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes, rea
     return stdout
 
 
+#: False in a warm server's worker: a cnicore plugin it runs is served in-process there,
+#: never sent back to the server as another request.
+use_warm_server = True
+
+
 def _warm(header: LauncherHeader | None, plugin_path: str, stdin: bytes, env: Mapping[str, str],
           timeout: float | None, cancel: threading.Event | None) -> tuple[int, bytes, bytes, str] | None:
     """The plugin run by the warm server when ``header`` (the plugin's, if it is a
     cnicore launcher) names a running one: ``(status, stdout, stderr, kill reason)``;
     None to exec it instead."""
-    if header is None or not header.socket:
+    if header is None or not header.socket or not use_warm_server:
         return None
     from cnicore.server import client
 

@@ -1,5 +1,10 @@
 """The ``cnitool`` entry point: network commands straight from argv, the rest through click.
 
+A network command goes whole to the warm server when the launchers in
+CNI_PATH name one (:func:`served_warm`): a worker runs it with this process's
+stdio, namespaces, directory and environment, and this process only waits
+for its exit status.
+
 Why: click takes ~35 ms to import, more than Go's whole cnitool run, and
 ``cnitool add NET NETNS`` is what runtimes' tooling and operators run most.
 :func:`fast_argv` recognises only the plain forms of the five network
@@ -64,9 +69,48 @@ def fast_argv(args: Sequence[str]) -> tuple[str, str, str, str | None] | None:
     return verb, positional[0], positional[1], ifname or root
 
 
+def served_warm(verb: str) -> int | None:
+    """The exit status of this command run whole by the warm server that the launchers in
+    CNI_PATH name (its worker has libcni and every plugin loaded: this process then
+    imports almost nothing), or None to run it here: no server, a refusal, a server
+    of another environment, or ``CNICORE_CNITOOL_EXEC=1`` (plugins exec'd, as a test asks)."""
+    import os
+
+    if os.environ.get("CNICORE_CNITOOL_EXEC") == "1":
+        return None
+    from cnicore.server import client
+
+    socket_path = client.socket_for(os.environ.get("CNI_PATH", ""))
+    if not socket_path:
+        return None
+    try:
+        return client.run_command(socket_path, sys.executable, sys.argv, os.environ, verb)
+    except client.ServerLost as exc:  # part of the add may be done: never rerun it
+        sys.stderr.write(f"{exc}\n")
+        return 1
+
+
+def run_served(argv: list[str]) -> int:
+    """A network command (``argv``) in a warm server's worker, as :func:`main` runs it
+    here; its exit status (``cnitool daemon`` hands this to the server)."""
+    fast = fast_argv(argv[1:])
+    if fast is None:
+        return 2  # the client sends only what fast_argv recognised
+    from cnicore.cli.netverbs import run_verb
+
+    try:
+        run_verb(*fast)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
 def main() -> None:
     fast = fast_argv(sys.argv[1:])
     if fast is not None:
+        status = served_warm(fast[0])
+        if status is not None:
+            sys.exit(status)
         from cnicore.cli.netverbs import run_verb  # lazy: the only import the network verbs need
 
         try:

@@ -14,7 +14,7 @@ import sys
 import click
 
 from cnicore import __version__, ns, registry
-from cnicore.cli import netverbs
+from cnicore.cli import cnitool, netverbs
 from cnicore.cli.install import LauncherError, install
 from cnicore.cli.ipam import ipam
 from cnicore.cli.scaffold import ScaffoldError
@@ -291,7 +291,7 @@ def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeo
     """
     try:
         serve(socket_path or DEFAULT_SOCKET, workers=workers, max_workers=max_workers, timeout=timeout,
-              max_requests=max_requests, idle_exit=idle_exit)
+              max_requests=max_requests, idle_exit=idle_exit, run_command=cnitool.run_served)
     except ServerError as exc:
         raise click.ClickException(str(exc)) from None
 

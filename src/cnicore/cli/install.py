@@ -257,6 +257,8 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
             entry_record = {"sha256": _sha256(main_data), "python": python, "kind": kind}
             if fallback_data:
                 entry_record["fallback_sha256"] = _sha256(fallback_data)
+            if socket and kind == "native":  # where cnitool sends a whole command (server.client.socket_for)
+                entry_record["socket"] = socket
             if mine and old.get("sha256") == entry_record["sha256"] and \
                     old.get("fallback_sha256") == entry_record.get("fallback_sha256") and \
                     (not fallback_data or _ours(fallback, old, "fallback_sha256")):

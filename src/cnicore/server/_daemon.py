@@ -27,6 +27,10 @@ import sys
 from cnicore.server import _worker
 from cnicore.server._native import build_id
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 #: The listening socket inherited across our own restart.
 LISTEN_FD_ENV = "CNICORE_LISTEN_FD"
 SD_LISTEN_FDS_START = 3
@@ -300,11 +304,15 @@ class Pool:
 
 
 def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: float = 300.0,
-          max_requests: int = _worker.MAX_REQUESTS, idle_exit: float = _worker.IDLE_EXIT_SECONDS) -> None:
+          max_requests: int = _worker.MAX_REQUESTS, idle_exit: float = _worker.IDLE_EXIT_SECONDS,
+          run_command: Callable[[list[str]], int] | None = None) -> None:
     """Run the server in the foreground until SIGTERM or SIGINT.
 
     :param max_requests: requests one worker serves at most (1: one worker per request).
     :param idle_exit: seconds a worker that has served waits for another before it exits.
+    :param run_command: runs a whole ``cnitool`` network command (its argv) in a worker,
+        with the caller's stdio, and returns its exit status; without it such requests
+        are refused (the caller runs the command itself).
     """
     import gc
     import selectors
@@ -331,7 +339,7 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
 
     ctx = _worker.WorkerContext(build_id(), timeout,
                                 lambda: code_stamp(roots) != stamp, PluginHost(object(), "warm-up"),
-                                max_requests=max_requests, idle_exit=idle_exit)
+                                max_requests=max_requests, idle_exit=idle_exit, run_command=run_command)
     gc.collect()
     gc.freeze()
     pool = Pool(listener, ctx, workers, max_workers)

@@ -33,6 +33,9 @@ FRAME = struct.Struct("=c3xi")
 #: Flags in the request.
 FLAG_NETNS_FD = 1
 FLAG_STDIN_SNAPSHOT = 2
+#: A whole ``cnitool`` network command (argv) rather than one plugin exec; the launcher
+#: field then names the caller's interpreter, which must be the server's.
+FLAG_CNITOOL = 4
 #: Descriptors: stdin, stdout, stderr, mount ns, net ns, and optionally CNI_NETNS.
 MIN_FDS = 5
 MAX_FDS = 6

@@ -79,8 +79,12 @@ class WorkerContext:
 
     def __init__(self, build_id: str, timeout: float, is_stale: Callable[[], bool],
                  warm_host: object = None, generation_fd: int = -1, max_requests: int = MAX_REQUESTS,
-                 idle_exit: float = IDLE_EXIT_SECONDS) -> None:
+                 idle_exit: float = IDLE_EXIT_SECONDS, run_command: Callable[[list[str]], int] | None = None
+                 ) -> None:
         self.build_id = build_id
+        #: Runs a whole ``cnitool`` command (argv) here, with the caller's stdio; its exit
+        #: status. Given by the tooling that starts the server (``cnitool daemon``).
+        self.run_command = run_command
         self.max_requests = max_requests
         self.idle_exit = idle_exit
         self.warm_host = warm_host
@@ -105,6 +109,9 @@ def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn
     _warm_up(ctx)
     _log_fd = os.dup(2)  # the server's stderr, for messages while fd 2 is a caller's
     signal.signal(signal.SIGALRM, _deadline_passed)
+    from cnicore import invoke
+
+    invoke.use_warm_server = False  # what a request runs in-process stays here
     waiter = _Waiter(listener, ctx.generation_fd)
     baseline = Baseline()
     for served in range(ctx.max_requests):
@@ -427,6 +434,16 @@ def _load_plugin(req: proto.Request) -> object:
         raise Refused(proto.REFUSE_LAUNCHER, f"cannot import {header.module}: {exc}") from None
 
 
+def _check_interpreter(req: proto.Request) -> None:
+    """A command is run with this server's code only for a caller of this server's own
+    environment (its interpreter in the launcher field)."""
+    from cnicore.launchers import interpreter
+
+    ours = {os.path.realpath(sys.executable), os.path.realpath(interpreter())}
+    if os.path.realpath(req.launcher) not in ours:
+        raise Refused(proto.REFUSE_LAUNCHER, f"cnitool of {req.launcher}")
+
+
 def _enter(req: proto.Request, fds: list[int]) -> None:
     """Become the caller: namespaces, directory, umask, environment, stdio, argv."""
     from cnicore import ns
@@ -528,7 +545,13 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
             except OSError:
                 pass
             raise Refused(proto.REFUSE_STALE)
-        host = _load_plugin(req)
+        host = None
+        if req.flags & proto.FLAG_CNITOOL:
+            if ctx.run_command is None:
+                raise Refused(proto.REFUSE_LAUNCHER, "this server runs no commands")
+            _check_interpreter(req)
+        else:
+            host = _load_plugin(req)
         _enter(req, fds)
     except Refused as exc:
         _close_all(fds)
@@ -540,11 +563,20 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
     conn.sendall(proto.frame(proto.STARTED))
     if not _arm_cancellation(conn, ctx.timeout):
         return False
-    code, out, err = skel.run(host, os.environ, _read_stdin)  # type: ignore[arg-type]
-    if err:
-        skel._write_all(2, err)
-    if out:
-        skel._write_all(1, out)
+    if host is None:
+        assert ctx.run_command is not None
+        code = ctx.run_command(list(req.argv))
+        for stream in (sys.stdout, sys.stderr):  # before stdio goes back to /dev/null
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    else:
+        code, out, err = skel.run(host, os.environ, _read_stdin)  # type: ignore[arg-type]
+        if err:
+            skel._write_all(2, err)
+        if out:
+            skel._write_all(1, out)
     _disarm_cancellation(conn)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):

@@ -180,3 +180,84 @@ def _collect(sock: _socket.socket, out_r: int, err_r: int, command: str, timeout
         if deadline is not None and time.monotonic() >= deadline:
             raise Cancelled("timeout")
     return status, b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
+# -- a whole cnitool command --------------------------------------------------------
+
+def socket_for(cni_path: str) -> str:
+    """The warm server named by the launchers ``cnitool plugins install`` wrote in the
+    first directory of ``cni_path`` that has any ("" when none names one): the server the
+    plugins of a ``cnitool add`` would be sent to anyway."""
+    from cnicore import wire
+
+    for directory in filter(None, cni_path.split(os.pathsep)):
+        try:
+            with open(os.path.join(directory, MANIFEST), "rb") as fh:
+                launchers = wire.loads(fh.read()).get("launchers", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        for meta in launchers.values() if isinstance(launchers, dict) else ():
+            if isinstance(meta, dict) and isinstance(meta.get("socket"), str) and meta["socket"]:
+                return str(meta["socket"])
+    return ""
+
+
+#: The manifest ``cnitool plugins install`` keeps in a launcher directory
+#: (``cnicore.cli.install.MANIFEST``; not imported from there, which loads the installer).
+MANIFEST = ".cnicore-launchers.json"
+
+
+def run_command(socket_path: str, interpreter: str, argv: list[str], env: Mapping[str, str],
+                verb: str) -> int | None:
+    """Run a ``cnitool`` network command (``argv``) in a worker of the server at
+    ``socket_path``, with this process's stdio, namespaces, directory, umask and
+    environment, as :func:`cnicore.cli.netverbs.run_verb` would run it here; its exit
+    status. None when the server cannot take it (none running, refused, lost before
+    it started; and after it started, for anything but add), so the caller runs it
+    itself. :class:`ServerLost` when the server went away during an add."""
+    from cnicore.server._native import build_id
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    sock.settimeout(CONNECT_TIMEOUT)
+    sent: list[int] = []
+    try:
+        sock.connect(socket_path)
+        sent.append(os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+        sent.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        message = proto.encode_request(build_id(), _umask(), proto.FLAG_CNITOOL, os.getcwd(), interpreter,
+                                       argv, dict(env))
+        import struct  # loaded already (the protocol module)
+
+        rights = struct.pack("5i", 0, 1, 2, *sent)
+        sock.sendmsg([message[:65536]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+        if len(message) > 65536:
+            sock.sendall(message[65536:])
+        sock.settimeout(None)
+        return _await_exit(sock, verb == "add")
+    except OSError:
+        return None
+    finally:
+        _close(sent)
+        sock.close()
+
+
+def _await_exit(sock: _socket.socket, is_add: bool) -> int | None:
+    """The exit status in the server's frames (see :func:`run_command` for None)."""
+    frames = b""
+    started = False
+    while True:
+        data = sock.recv(64)
+        if not data:
+            if started and is_add:
+                raise ServerLost("the warm server closed the connection during add")
+            return None
+        frames += data
+        while len(frames) >= proto.FRAME.size:
+            kind, value = proto.decode_frame(frames[:proto.FRAME.size])
+            frames = frames[proto.FRAME.size:]
+            if kind == proto.STARTED:
+                started = True
+            elif kind == proto.EXITED:
+                return value
+            else:
+                return None
