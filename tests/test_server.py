@@ -394,6 +394,34 @@ def test_worker_killed_mid_request_add_gets_code_11_del_reruns_cold(bins, cni_sa
             assert int(marker.read_text()) == proc.pid  # the launcher ran it again, cold, in its own process
 
 
+def test_worker_killed_mid_cnitool_command_add_fails_del_reruns_in_the_process(bins, cni_sandbox, tmp_path) -> None:
+    """A whole cnitool command served by a worker that dies: an add is never rerun (part of
+    it may be done) and fails with a message; a del runs again from the cnitool process."""
+    native, _ = bins
+    confdir = tmp_path / "net.d"
+    confdir.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))},
+           "NETCONFPATH": str(confdir), "CNI_PATH": str(native), "CNI_CACHE_DIR": str(tmp_path / "cache")}
+    ctr = cni_sandbox.container()
+    for verb, marker in (("add", tmp_path / "add"), ("del", tmp_path / "del")):
+        (confdir / "10-spy.conflist").write_text(json.dumps(
+            {"cniVersion": "1.0.0", "name": "spied", "plugins": [spy_conf(sleep=1, marker=str(marker))]}))
+        proc = cni_sandbox.host.do(lambda v=verb: subprocess.Popen([CNITOOL, v, "spied", ctr.path], env=env,
+                                                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        worker = int(wait_for(marker))
+        assert worker != proc.pid  # served by a worker
+        marker.unlink()
+        os.kill(worker, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+        if verb == "add":
+            assert proc.returncode == 1 and b"closed the connection during add" in err, (out, err)
+            assert not marker.exists()  # nothing reran the add
+        else:
+            assert proc.returncode == 0, (out, err)
+            # The del ran again, as cnitool runs it itself (its plugin sent to the server on its own).
+            assert int(marker.read_text()) != worker
+
+
 def test_server_stopped_mid_request_finishes_it_then_launchers_run_cold(own_server, cni_sandbox, spy_root,
                                                                         tmp_path) -> None:
     server = own_server()
