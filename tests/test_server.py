@@ -422,6 +422,25 @@ def test_worker_killed_mid_cnitool_command_add_fails_del_reruns_in_the_process(b
             assert int(marker.read_text()) != worker
 
 
+def test_ctrl_c_on_a_served_cnitool_command_aborts_it_and_its_worker(bins, cni_sandbox, tmp_path) -> None:
+    native, _ = bins
+    confdir = tmp_path / "net.d"
+    confdir.mkdir()
+    marker = tmp_path / "pid"
+    (confdir / "10-spy.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "spied", "plugins": [spy_conf(sleep=30, marker=str(marker))]}))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))},
+           "NETCONFPATH": str(confdir), "CNI_PATH": str(native), "CNI_CACHE_DIR": str(tmp_path / "cache")}
+    ctr = cni_sandbox.container()
+    proc = cni_sandbox.host.do(lambda: subprocess.Popen([CNITOOL, "add", "spied", ctr.path], env=env,
+                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    worker = int(wait_for(marker))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (1, b"\nAborted!\n"), out  # as click prints it, no traceback
+    assert gone_within(worker)  # nothing keeps running the add
+
+
 def test_server_stopped_mid_request_finishes_it_then_launchers_run_cold(own_server, cni_sandbox, spy_root,
                                                                         tmp_path) -> None:
     server = own_server()

@@ -108,12 +108,12 @@ def run_served(argv: list[str]) -> int:
 def main() -> None:
     fast = fast_argv(sys.argv[1:])
     if fast is not None:
-        status = served_warm(fast[0])
-        if status is not None:
-            sys.exit(status)
-        from cnicore.cli.netverbs import run_verb  # lazy: the only import the network verbs need
-
         try:
+            status = served_warm(fast[0])  # a Ctrl-C hangs up, and the server kills the worker
+            if status is not None:
+                sys.exit(status)
+            from cnicore.cli.netverbs import run_verb  # lazy: the only import the network verbs need
+
             run_verb(*fast)
         except KeyboardInterrupt:  # what click's standalone mode prints
             sys.stderr.write("\nAborted!\n")
