@@ -281,10 +281,31 @@ def test_the_pool_shrinks_back_after_a_burst(server, cni_sandbox) -> None:
         thread.join()
     assert len(set(seen)) == 6  # the burst was served at once, by six workers
     deadline = time.monotonic() + 10
-    while len(srv.workers()) > 1 and time.monotonic() < deadline:
+    while len(srv.workers()) != 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(srv.workers()) == 1
     assert not set(seen) & {str(pid) for pid in srv.workers()}  # the fresh idle worker replaced them
+
+
+def test_surplus_workers_exit_soon_after_a_burst(server, cni_sandbox) -> None:
+    """With the default --idle-exit (30 s), the workers a burst left idle beyond the pool's
+    target exit within a few seconds: their copied pages go back to the machine."""
+    from cnicore.server._worker import SURPLUS_CHECK_SECONDS
+
+    srv, bin_dir = server()
+    container = cni_sandbox.container()
+    threads = [threading.Thread(target=add, args=(bin_dir, "cnitest-reuser", cni_sandbox.host, container),
+                                kwargs={"sleep": 1.0}) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(srv.workers()) >= 6
+    deadline = time.monotonic() + 3 * (SURPLUS_CHECK_SECONDS + 1.6) + 2
+    while len(srv.workers()) != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(srv.workers()) == 1
+    add(bin_dir, "cnitest-reuser", cni_sandbox.host, container)  # and the pool still serves
 
 
 def test_after_a_restart_no_worker_of_the_old_server_takes_a_request(server, cni_sandbox) -> None:

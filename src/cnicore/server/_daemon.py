@@ -208,6 +208,11 @@ class Pool:
         # The generation pipe: workers hold the read end; the write end is this parent
         # image's alone (close-on-exec), so a restart or a death ends the generation.
         ctx.generation_fd, self.generation_w = os.pipe2(os.O_CLOEXEC)
+        # Idle and target counts, shared with workers (an anonymous shared mapping survives
+        # fork): a worker that has served exits when it finds itself surplus after a burst.
+        import mmap
+
+        ctx.pool_counts = self.counts = mmap.mmap(-1, _worker.POOL_COUNTS.size)
         self._pending = b""
         self.stale = False
         self.served = 0
@@ -215,6 +220,10 @@ class Pool:
     @property
     def idle(self) -> int:
         return sum(1 for state in self.workers.values() if state == "idle")
+
+    def publish(self) -> None:
+        """Write the idle and target counts where workers read them."""
+        _worker.POOL_COUNTS.pack_into(self.counts, 0, self.idle, self.idle_target)
 
     def fill(self) -> None:
         """Fork until ``idle_target`` workers wait, within ``max_workers``.
@@ -356,6 +365,7 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
             action = "restart"
             break
         pool.fill()
+        pool.publish()
         selector.select()
         try:
             os.read(wake_r, 4096)

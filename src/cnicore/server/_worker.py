@@ -36,10 +36,12 @@ from cnicore.server import _protocol as proto
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, NoReturn
+    from typing import Any, Callable, NoReturn
 
 #: Records a worker writes to the parent's status pipe: pid + kind.
 STATUS = struct.Struct("=iB")
+#: What the parent writes into the memory it shares with its workers: idle workers, target.
+POOL_COUNTS = struct.Struct("=ii")
 BUSY = 1
 STALE = 2
 SERVED = 3
@@ -50,6 +52,8 @@ MAX_REQUESTS = 200
 #: A worker that has served and then waits this long for another request exits, so
 #: the pool shrinks back to its idle target after a burst (the default).
 IDLE_EXIT_SECONDS = 30.0
+#: How often an idle worker checks whether it is surplus.
+SURPLUS_CHECK_SECONDS = 2.0
 #: A worker whose resident memory grew more than this since its first request exits.
 RSS_GROWTH_LIMIT = 32 << 20
 #: Descriptors a plugin may keep open across requests (e.g. pooled connections).
@@ -85,6 +89,8 @@ class WorkerContext:
         #: Runs a whole ``cnitool`` command (argv) here, with the caller's stdio; its exit
         #: status. Given by the tooling that starts the server (``cnitool daemon``).
         self.run_command = run_command
+        #: Shared with the parent, which keeps its idle and target worker counts there.
+        self.pool_counts: Any = None
         self.max_requests = max_requests
         self.idle_exit = idle_exit
         self.warm_host = warm_host
@@ -95,6 +101,13 @@ class WorkerContext:
         #: at its end of file the parent has stopped, restarted or died, and a worker
         #: must not take another request for it.
         self.generation_fd = generation_fd
+
+    def surplus(self) -> bool:
+        """Whether the pool has more idle workers than it keeps (as the parent last wrote)."""
+        if self.pool_counts is None:
+            return False
+        idle, target = POOL_COUNTS.unpack_from(self.pool_counts)
+        return bool(idle > target)
 
 
 def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn:
@@ -115,7 +128,7 @@ def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn
     waiter = _Waiter(listener, ctx.generation_fd)
     baseline = Baseline()
     for served in range(ctx.max_requests):
-        conn = waiter.accept(ctx.idle_exit if served else None)
+        conn = _next_connection(waiter, ctx, served)
         if conn is None:
             break
         _busy()
@@ -139,6 +152,26 @@ def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn
         except OSError:
             break
     os._exit(0)
+
+
+def _next_connection(waiter: _Waiter, ctx: WorkerContext, served: int) -> socket.socket | None:
+    """The next connection, or None when the worker should exit: its parent's generation
+    ended; it finds itself surplus (checked every :data:`SURPLUS_CHECK_SECONDS`: more
+    idle workers than the pool keeps, so a burst is over and its pages are memory the
+    machine wants back); or, once it has served, it waited ``idle_exit`` seconds."""
+    waited = 0.0
+    # Staggered by pid, so surplus workers leave one after another and the parent's
+    # counts keep up (all at once, they would all find themselves surplus).
+    period = SURPLUS_CHECK_SECONDS + (os.getpid() % 16) * 0.1
+    while not served or waited < ctx.idle_exit:
+        step = period if not served else min(period, ctx.idle_exit - waited)
+        conn = waiter.accept(step)
+        if conn is not None:
+            return conn
+        if waiter.generation_ended() or ctx.surplus():
+            return None
+        waited += step
+    return None
 
 
 def _busy() -> None:
