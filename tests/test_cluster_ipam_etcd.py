@@ -329,10 +329,15 @@ def test_follower_sigkilled_mid_run(cluster, tmp_path):
     _assert_no_duplicate_or_lost(cluster, config, lines, timeout=3)
 
 
-def test_quorum_lost_fails_clearly_within_timeout_and_writes_nothing(cluster, cni_bin_dir):
+@pytest.mark.parametrize("survivor", ["leader", "follower"])
+def test_quorum_lost_fails_clearly_within_timeout_and_writes_nothing(cluster, cni_bin_dir, survivor):
+    """With the leader surviving alone, a write it accepted could still commit once the
+    others are back: the failed ADD must not have proposed one."""
     config = net_config(cluster, timeout=2)
     run(cluster, cni_bin_dir, "ADD", config, cid="before").ok()
-    for member in cluster.members[:2]:
+    leader = cluster.leader()
+    kept = leader if survivor == "leader" else next(m for m in cluster.members if m is not leader)
+    for member in [m for m in cluster.members if m is not kept]:
         member.kill(signal.SIGKILL)
     start = time.monotonic()
     out = run(cluster, cni_bin_dir, "ADD", config, cid="during")
@@ -342,7 +347,7 @@ def test_quorum_lost_fails_clearly_within_timeout_and_writes_nothing(cluster, cn
     assert elapsed < 2 + 1.5, f"ADD took {elapsed:.1f}s with timeoutSeconds 2"
     status = run(cluster, cni_bin_dir, "STATUS", config)
     assert status.error.code == 51 and "no quorum" in status.error.msg
-    cluster.members[2].kill(signal.SIGKILL)
+    kept.kill(signal.SIGKILL)
     start = time.monotonic()
     status = run(cluster, cni_bin_dir, "STATUS", config)
     assert status.error.code == 50 and "no etcd endpoint answers" in status.error.msg

@@ -12,9 +12,14 @@ attachment and the address keys back in the same revision:
 * an address was taken — a requested one is an error (host-local's
   wording); otherwise another is chosen for that set and the txn repeated.
 
-Choosing: the first guess per set is a random address (no read at all: in a
-pool with room it wins at once, and concurrent ADDs on many nodes rarely
-collide); after a collision, a linearizable scan of the keys from a random
+Before any write, one linearizable read of the attachment key: it needs a
+quorum, so a cluster without one sees no proposal that could commit after
+the ADD has failed (a timed-out write is not a failed one: it can land when
+the cluster heals), and a retried ADD is answered from it.
+
+Choosing: the first guess per set is a random address (no read of the
+address keys: in a pool with room it wins at once, and concurrent ADDs on
+many nodes rarely collide); after a collision, a linearizable scan of the keys from a random
 point finds the gaps, and a random one of the first gaps is taken. A scan
 that goes round the whole set without a gap is host-local's "no IP
 addresses available". Unlike host-local there is no round-robin cursor: a
@@ -131,6 +136,12 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
     if pending:
         raise fail("failed to allocate all requested IPs: " + " ".join(str(ip) for ip in pending))
 
+    # A linearizable read before any write: it needs a quorum, so without one the ADD fails
+    # having proposed nothing (a timed-out proposal can still commit when the cluster
+    # heals, and the failed ADD would then have written); and a retried ADD is answered.
+    held_before = etcd.get(akey)
+    if held_before is not None:
+        return Attachment.decode(held_before.value)
     taken: set[IPAddress] = set()
     picks: list[IPAddress | None] = list(requested)
     for _ in range(MAX_ROUNDS):
