@@ -24,7 +24,7 @@ from cnicore import wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable
+    from typing import Any, Iterable
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
@@ -83,14 +83,34 @@ class LauncherHeader:
     def runs_here(self) -> bool:
         """True if this process's interpreter is the launcher's, so its plugin can be
         imported here instead of exec'd."""
-        global _HERE
-        if _HERE is None:  # two realpath() walks; asked on every in-process IPAM call
-            _HERE = (sys.executable, interpreter())
-        return self.python in _HERE
+        return is_this_interpreter(self.python)
+
+
+def is_this_interpreter(python: str) -> bool:
+    """Whether ``python`` (as :func:`interpreter` spells it) is this process's interpreter."""
+    global _HERE
+    if _HERE is None:  # two realpath() walks; asked on every in-process IPAM call
+        _HERE = (sys.executable, interpreter())
+    return python in _HERE
 
 
 #: This process's interpreter names (sys.executable, interpreter()): they never change.
 _HERE: tuple[str, str] | None = None
+
+#: The record ``cnitool plugins install`` keeps of the launchers it wrote in a directory.
+MANIFEST = ".cnicore-launchers.json"
+
+
+def read_manifest(directory: str) -> dict[str, dict[str, Any]]:
+    """``{type: {"sha256", "python", "kind", ...}}`` of the launchers cnicore wrote into
+    ``directory`` ({} when there is no readable manifest). The installer keeps it; the
+    cnitool client reads the warm server's socket from it."""
+    try:
+        with open(os.path.join(directory, MANIFEST), "rb") as fh:
+            launchers = wire.loads(fh.read()).get("launchers", {})
+        return {k: v for k, v in launchers.items() if isinstance(v, dict)}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def python_launcher_path(path: str) -> str:

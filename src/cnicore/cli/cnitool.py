@@ -78,13 +78,14 @@ def served_warm(verb: str) -> int | None:
 
     if os.environ.get("CNICORE_CNITOOL_EXEC") == "1":
         return None
+    from cnicore.launchers import interpreter
     from cnicore.server import client
 
     socket_path = client.socket_for(os.environ.get("CNI_PATH", ""))
     if not socket_path:
         return None
     try:
-        return client.run_command(socket_path, sys.executable, sys.argv, os.environ, verb)
+        return client.run_command(socket_path, interpreter(), sys.argv, os.environ, verb)
     except client.ServerLost as exc:  # part of the add may be done: never rerun it
         sys.stderr.write(f"{exc}\n")
         return 1

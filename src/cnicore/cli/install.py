@@ -37,7 +37,16 @@ import pluggy
 from cnicore import faults
 from cnicore.fsutil import write_atomic
 from cnicore.host import PluginHost
-from cnicore.launchers import DEFAULT_DIR, DEFAULT_SOCKET, HEADER_PREFIX, PYTHON_DIR, _root_of, interpreter
+from cnicore.launchers import (
+    DEFAULT_DIR,
+    DEFAULT_SOCKET,
+    HEADER_PREFIX,
+    MANIFEST,
+    PYTHON_DIR,
+    _root_of,
+    interpreter,
+    read_manifest,
+)
 from cnicore.registry import PluginEntry, discover
 from cnicore.server._native import NativeBuildError, compile_launcher
 
@@ -45,7 +54,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable
 
-MANIFEST = ".cnicore-launchers.json"
 LOCK = ".cnicore-launchers.lock"
 MAX_SHEBANG = 255
 
@@ -122,17 +130,6 @@ def _file_hash(path: str) -> str | None:
             return _sha256(fh.read())
     finally:
         os.close(fd)
-
-
-def read_manifest(directory: str) -> dict[str, dict[str, str]]:
-    """``{type: {"sha256", "python", ...}}`` of the launchers cnicore wrote into ``directory``."""
-    try:
-        with open(os.path.join(directory, MANIFEST)) as fh:
-            data = json.load(fh)
-        launchers = data.get("launchers", {})
-        return {k: v for k, v in launchers.items() if isinstance(v, dict)}
-    except (OSError, ValueError, AttributeError):
-        return {}
 
 
 def _write_manifest(directory: str, manifest: dict[str, dict[str, str]]) -> None:

@@ -271,11 +271,6 @@ class Baseline:
 
         from cnicore import ns
 
-        for stream in (sys.stdout, sys.stderr):  # what a plugin printed went to its caller
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
         ns._forget_preopened()
         try:  # first home, by descriptor: the caller's /proc may not show this process
             if _entered.pop(CLONE_NEWNET, False):
@@ -469,11 +464,10 @@ def _load_plugin(req: proto.Request) -> object:
 
 def _check_interpreter(req: proto.Request) -> None:
     """A command is run with this server's code only for a caller of this server's own
-    environment (its interpreter in the launcher field)."""
-    from cnicore.launchers import interpreter
+    environment (its interpreter in the launcher field), as a launcher's plugin is."""
+    from cnicore.launchers import is_this_interpreter
 
-    ours = {os.path.realpath(sys.executable), os.path.realpath(interpreter())}
-    if os.path.realpath(req.launcher) not in ours:
+    if not is_this_interpreter(req.launcher):
         raise Refused(proto.REFUSE_LAUNCHER, f"cnitool of {req.launcher}")
 
 
@@ -599,11 +593,6 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
     if host is None:
         assert ctx.run_command is not None
         code = ctx.run_command(list(req.argv))
-        for stream in (sys.stdout, sys.stderr):  # before stdio goes back to /dev/null
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
     else:
         code, out, err = skel.run(host, os.environ, _read_stdin)  # type: ignore[arg-type]
         if err:
@@ -611,6 +600,11 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
         if out:
             skel._write_all(1, out)
     _disarm_cancellation(conn)
+    for stream in (sys.stdout, sys.stderr):  # what was printed goes to the caller, as at a cold exit
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)

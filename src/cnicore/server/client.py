@@ -58,14 +58,8 @@ def call(header: LauncherHeader, plugin_path: str, stdin: bytes, env: Mapping[st
          timeout: float | None = None, cancel: threading.Event | None = None
          ) -> tuple[int, bytes, bytes] | None:
     """Run one request on the server; see the module docstring."""
-    from cnicore.server._native import build_id
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    sock.settimeout(CONNECT_TIMEOUT)
-    try:
-        sock.connect(header.socket)
-    except OSError:
-        sock.close()
+    sock = _connect(header.socket)
+    if sock is None:
         return None
     sent: list[int] = []
     keep: list[int] = []
@@ -78,8 +72,6 @@ def call(header: LauncherHeader, plugin_path: str, stdin: bytes, env: Mapping[st
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         keep += [out_r, err_r]
         sent += [out_w, err_w]
-        sent.append(os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
-        sent.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
         flags = proto.FLAG_STDIN_SNAPSHOT
         netns = env.get("CNI_NETNS", "")
         if netns:
@@ -88,14 +80,7 @@ def call(header: LauncherHeader, plugin_path: str, stdin: bytes, env: Mapping[st
                 flags |= proto.FLAG_NETNS_FD
             except OSError:
                 pass
-        message = proto.encode_request(build_id(), _umask(), flags, os.getcwd(), header.file,
-                                       [plugin_path], dict(env))
-        import struct  # loaded already (the protocol module); array would cost ~1-3 ms
-
-        rights = struct.pack(f"{len(sent)}i", *sent)
-        sock.sendmsg([message[:65536]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
-        if len(message) > 65536:
-            sock.sendall(message[65536:])
+        _send(sock, sent[:3], sent[3:], flags, header.file, [plugin_path], env)
     except OSError:
         _close(keep)
         sock.close()
@@ -121,6 +106,39 @@ def _close(fds: list[int]) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def _connect(socket_path: str) -> _socket.socket | None:
+    """A connection to the server at ``socket_path``, or None when none answers in time."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    sock.settimeout(CONNECT_TIMEOUT)
+    try:
+        sock.connect(socket_path)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _send(sock: _socket.socket, stdio: list[int], extra: list[int], flags: int, launcher: str,
+          argv: list[str], env: Mapping[str, str]) -> None:
+    """The request, with ``stdio``, this process's mount and network namespaces and the
+    ``extra`` descriptors attached, in the order the server reads them."""
+    from cnicore.server._native import build_id
+
+    namespaces = [os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)]
+    try:
+        namespaces.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        message = proto.encode_request(build_id(), _umask(), flags, os.getcwd(), launcher, argv, dict(env))
+        import struct  # loaded already (the protocol module); array would cost ~1-3 ms
+
+        fds = [*stdio, *namespaces, *extra]
+        rights = struct.pack(f"{len(fds)}i", *fds)
+        sock.sendmsg([message[:65536]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+        if len(message) > 65536:
+            sock.sendall(message[65536:])
+    finally:
+        _close(namespaces)
 
 
 def _collect(sock: _socket.socket, out_r: int, err_r: int, command: str, timeout: float | None,
@@ -188,23 +206,14 @@ def socket_for(cni_path: str) -> str:
     """The warm server named by the launchers ``cnitool plugins install`` wrote in the
     first directory of ``cni_path`` that has any ("" when none names one): the server the
     plugins of a ``cnitool add`` would be sent to anyway."""
-    from cnicore import wire
+    from cnicore.launchers import read_manifest
 
     for directory in filter(None, cni_path.split(os.pathsep)):
-        try:
-            with open(os.path.join(directory, MANIFEST), "rb") as fh:
-                launchers = wire.loads(fh.read()).get("launchers", {})
-        except (OSError, ValueError, AttributeError):
-            continue
-        for meta in launchers.values() if isinstance(launchers, dict) else ():
-            if isinstance(meta, dict) and isinstance(meta.get("socket"), str) and meta["socket"]:
-                return str(meta["socket"])
+        for meta in read_manifest(directory).values():
+            socket_path = meta.get("socket")
+            if isinstance(socket_path, str) and socket_path:
+                return socket_path
     return ""
-
-
-#: The manifest ``cnitool plugins install`` keeps in a launcher directory
-#: (``cnicore.cli.install.MANIFEST``; not imported from there, which loads the installer).
-MANIFEST = ".cnicore-launchers.json"
 
 
 def run_command(socket_path: str, interpreter: str, argv: list[str], env: Mapping[str, str],
@@ -215,29 +224,16 @@ def run_command(socket_path: str, interpreter: str, argv: list[str], env: Mappin
     status. None when the server cannot take it (none running, refused, lost before
     it started; and after it started, for anything but add), so the caller runs it
     itself. :class:`ServerLost` when the server went away during an add."""
-    from cnicore.server._native import build_id
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    sock.settimeout(CONNECT_TIMEOUT)
-    sent: list[int] = []
+    sock = _connect(socket_path)
+    if sock is None:
+        return None
     try:
-        sock.connect(socket_path)
-        sent.append(os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
-        sent.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
-        message = proto.encode_request(build_id(), _umask(), proto.FLAG_CNITOOL, os.getcwd(), interpreter,
-                                       argv, dict(env))
-        import struct  # loaded already (the protocol module)
-
-        rights = struct.pack("5i", 0, 1, 2, *sent)
-        sock.sendmsg([message[:65536]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
-        if len(message) > 65536:
-            sock.sendall(message[65536:])
+        _send(sock, [0, 1, 2], [], proto.FLAG_CNITOOL, interpreter, argv, env)
         sock.settimeout(None)
         return _await_exit(sock, verb == "add")
     except OSError:
         return None
     finally:
-        _close(sent)
         sock.close()
 
 
