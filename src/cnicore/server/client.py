@@ -152,11 +152,9 @@ def _collect(sock: _socket.socket, out_r: int, err_r: int, command: str, timeout
     for fd in watched:
         poller.register(fd, select.POLLIN)
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    frames = b""
-    started = False
-    status: int | None = None
+    replies = _Replies()
     open_pipes = 2
-    while status is None or open_pipes:
+    while replies.status is None or open_pipes:
         wait = POLL_INTERVAL if cancel is not None else None
         if deadline is not None:
             remaining = max(deadline - time.monotonic(), 0.0)
@@ -171,21 +169,12 @@ def _collect(sock: _socket.socket, out_r: int, err_r: int, command: str, timeout
                     data = b""
                 if not data:
                     poller.unregister(fd)
-                    if status is None:
-                        if started and command == "ADD":
-                            raise ServerLost("the warm server closed the connection during ADD")
+                    if replies.status is None:
+                        replies.hung_up(command == "ADD", "ADD")
                         return None
                     continue
-                frames += data
-                while len(frames) >= proto.FRAME.size and status is None:
-                    kind, value = proto.decode_frame(frames[:proto.FRAME.size])
-                    frames = frames[proto.FRAME.size:]
-                    if kind == proto.STARTED:
-                        started = True
-                    elif kind == proto.EXITED:
-                        status = value
-                    else:
-                        return None
+                if not replies.feed(data):
+                    return None
             else:
                 data = os.read(fd, 65536)
                 if data:
@@ -197,7 +186,38 @@ def _collect(sock: _socket.socket, out_r: int, err_r: int, command: str, timeout
             raise Cancelled("cancelled")
         if deadline is not None and time.monotonic() >= deadline:
             raise Cancelled("timeout")
-    return status, b"".join(chunks[out_r]), b"".join(chunks[err_r])
+    assert replies.status is not None
+    return replies.status, b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
+class _Replies:
+    """The server's reply frames as they arrive: ``S`` (started), then ``X`` (the exit
+    status); anything else is a refusal."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.started = False
+        self.status: int | None = None
+
+    def feed(self, data: bytes) -> bool:
+        """Take ``data``; False when the server refused the request."""
+        self.pending += data
+        while len(self.pending) >= proto.FRAME.size and self.status is None:
+            kind, value = proto.decode_frame(self.pending[:proto.FRAME.size])
+            self.pending = self.pending[proto.FRAME.size:]
+            if kind == proto.STARTED:
+                self.started = True
+            elif kind == proto.EXITED:
+                self.status = value
+            else:
+                return False
+        return True
+
+    def hung_up(self, is_add: bool, verb: str) -> None:
+        """The connection closed before the exit status: :class:`ServerLost` when an add
+        had started (part of it may be done: never rerun it); otherwise the caller reruns."""
+        if self.started and is_add:
+            raise ServerLost(f"the warm server closed the connection during {verb}")
 
 
 # -- a whole cnitool command --------------------------------------------------------
@@ -239,21 +259,12 @@ def run_command(socket_path: str, interpreter: str, argv: list[str], env: Mappin
 
 def _await_exit(sock: _socket.socket, is_add: bool) -> int | None:
     """The exit status in the server's frames (see :func:`run_command` for None)."""
-    frames = b""
-    started = False
-    while True:
+    replies = _Replies()
+    while replies.status is None:
         data = sock.recv(64)
         if not data:
-            if started and is_add:
-                raise ServerLost("the warm server closed the connection during add")
+            replies.hung_up(is_add, "add")
             return None
-        frames += data
-        while len(frames) >= proto.FRAME.size:
-            kind, value = proto.decode_frame(frames[:proto.FRAME.size])
-            frames = frames[proto.FRAME.size:]
-            if kind == proto.STARTED:
-                started = True
-            elif kind == proto.EXITED:
-                return value
-            else:
-                return None
+        if not replies.feed(data):
+            return None
+    return replies.status
