@@ -19,6 +19,7 @@ from cni_plugins_builtin.tuning import config as tuning_config
 from cni_plugins_builtin.tuning import plugin as tuning
 from cni_plugins_builtin.tuning.config import parse_conf
 from cnicore._go.json import NetConfError
+from cnicore._go.mac import parse_mac
 from cnicore.errors import CNIError
 from cnicore.host import PluginHost
 from cnicore.plugin import hookimpl
@@ -219,14 +220,14 @@ def test_duplicate_sysctl_keys():
     ("0000.5e00.5301", "00005e005301"), ("02:00:5e:10:00:00:00:01", "02005e1000000001"),
 ])
 def test_parse_mac_like_go(text, raw):
-    assert tuning_config.parse_mac(text).hex() == raw
+    assert parse_mac(text).hex() == raw
 
 
 @pytest.mark.parametrize("text", ["", "not-a-mac", "00:00:5e:00:53", "00:00:5e:00:53:0g", "00:00-5e:00:53:01",
                                   "000:00:5e:00:53:01", "0000.5e00.530"])
 def test_bad_mac(text):
     with pytest.raises(ValueError, match=f"^address {text}: invalid MAC address$"):
-        tuning_config.parse_mac(text)
+        parse_mac(text)
     with pytest.raises(NetConfError, match="^invalid args .* for MAC addr: address"):
         tuning_config.ethernet_mac(text)
 

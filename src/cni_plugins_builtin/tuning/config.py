@@ -16,6 +16,7 @@ from __future__ import annotations
 import posixpath
 
 from cnicore import wire
+from cnicore._go import mac as _go_mac
 from cnicore._go.json import BOOL, INT, NETCONF_FIELDS, STRING, Map, NetConfError, Struct, decode_struct, lookup
 
 TYPE_CHECKING = False
@@ -155,19 +156,12 @@ def parse_conf(stdin: bytes | str | dict[str, Any], cni_args: str = "", *,
 
 # -- MAC addresses ---------------------------------------------------------------------
 
-from cnicore._go.mac import mac_string, parse_mac  # noqa: E402 - re-exported for callers and tests
-
-
 def ethernet_mac(text: str) -> str:
     """The canonical form of a MAC the plugin can set, or the reference's error."""
     try:
-        raw = parse_mac(text)
+        return _go_mac.ethernet_mac(text)
     except ValueError as exc:
         raise NetConfError(f"invalid args {text} for MAC addr: {exc}") from None
-    if len(raw) != 6:
-        raise NetConfError(f"invalid args {text} for MAC addr: a {len(raw)}-byte address cannot be set "
-                          "on an Ethernet interface")
-    return mac_string(raw)
 
 
 # -- sysctl keys -------------------------------------------------------------------------

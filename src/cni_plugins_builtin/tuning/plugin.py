@@ -287,9 +287,8 @@ def cni_check(request: Request) -> None:
 
 def _check(conf: TuningConf, ifname: str, sysctls: list[tuple[str, str]]) -> None:
     from cnicore import sysctl
+    from cnicore._go.mac import mac_string, parse_mac
     from cnicore.rtnl import RtnlSocket
-
-    from .config import mac_string, parse_mac
 
     for value, path in sysctls:
         try:

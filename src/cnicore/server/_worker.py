@@ -273,10 +273,11 @@ class Baseline:
 
         ns._forget_preopened()
         try:  # first home, by descriptor: the caller's /proc may not show this process
-            if _entered.pop(CLONE_NEWNET, False):
+            if CLONE_NEWNET in _entered:
                 ns._setns(self.net, CLONE_NEWNET)
-            if _entered.pop(CLONE_NEWNS, False):
+            if CLONE_NEWNS in _entered:
                 ns._setns(self.mnt, CLONE_NEWNS)
+            _entered.clear()
             os.fchdir(self.cwd)
         except OSError as exc:
             _log(f"worker {os.getpid()}: cannot return to its own namespaces: {exc}")
@@ -478,7 +479,7 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
     try:
         for fd, nstype, own in ((fds[3], CLONE_NEWNS, "mnt"), (fds[4], CLONE_NEWNET, "net")):
             if not _same_file(fd, f"/proc/self/ns/{own}"):  # a runtime beside us: nothing to enter
-                _entered[nstype] = True
+                _entered.add(nstype)
                 ns._setns(fd, nstype)
         os.chdir(req.cwd or "/")
     except OSError as exc:
@@ -497,7 +498,7 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
 
 
 #: The namespace types the current request entered (the worker returns from them).
-_entered: dict[int, bool] = {}
+_entered: set[int] = set()
 
 
 def _same_file(fd: int, path: str) -> bool:
