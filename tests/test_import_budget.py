@@ -32,12 +32,12 @@ ALWAYS = ("pluggy", "pyroute2", "click", "importlib.metadata", "cnicore.hookspec
 LEAN = ("json", "re", "typing", "subprocess", "signal", "enum", "tempfile", "importlib", "dataclasses")
 BUDGET: dict[str, tuple[str, ...]] = {
     "cnicore.wire": LEAN,
-    "cnicore.skel": LEAN + ("cnicore.types",),
+    "cnicore.skel": LEAN + ("cnicore.types", "cnicore._go.json"),
     "cnicore.types": LEAN,
     "cnicore._go.json": LEAN + ("cnicore.types",),
     "cnicore.invoke": LEAN + ("cnicore.types", "ipaddress"),
     "cnicore.ipam": LEAN,
-    "cnicore.launch": LEAN,
+    "cnicore.launch": LEAN + ("cnicore._go.json",),
     "cnicore.launchers": LEAN,
     "cnicore.inprocess": LEAN,
     "cnicore.ns": LEAN + ("ctypes", "uuid"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from cnicore._go.json import lookup
+from cnicore._go import lookup
 from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
 from cnicore.plugin import hookimpl
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from cnicore._go.json import lookup
+from cnicore._go import lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False

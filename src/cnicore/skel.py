@@ -29,7 +29,7 @@ import os
 import sys
 
 from cnicore import errors, wire
-from cnicore._go.json import Decoder, lookup
+from cnicore._go import lookup, mismatch_text
 from cnicore.errors import CNIError
 from cnicore.names import validate_container_id, validate_ifname, validate_network_name
 from cnicore.version import ALL, CURRENT, PluginInfo, config_version, greater_or_equal, incompatible_details
@@ -117,7 +117,7 @@ def decode_config(stdin: bytes) -> dict[str, object]:
         name = ""
     if not isinstance(name, str):
         raise CNIError(errors.ERR_DECODING_FAILURE, "error unmarshall network config: "
-                       + Decoder.mismatch_text(name, "string", "", ("name",)))
+                       + mismatch_text(name, "string", "", ("name",)))
     if name == "":
         raise CNIError(errors.ERR_INVALID_NETWORK_CONFIG, "missing network name")
     validate_network_name(name)

@@ -8,7 +8,7 @@ config only if its exact version is in the plugin's list.
 from __future__ import annotations
 
 from cnicore import wire
-from cnicore._go.json import Decoder, lookup
+from cnicore._go import lookup, mismatch_text
 from cnicore.errors import ERR_DECODING_FAILURE, CNIError
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
@@ -73,7 +73,7 @@ def config_version(config: dict[str, object]) -> str:
         return "0.1.0"
     if not isinstance(version, str):
         raise CNIError(ERR_DECODING_FAILURE, "decoding version from network config: "
-                       + Decoder.mismatch_text(version, "string", "", ("cniVersion",)))
+                       + mismatch_text(version, "string", "", ("cniVersion",)))
     return version
 
 

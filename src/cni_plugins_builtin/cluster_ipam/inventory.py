@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 
-from cni_plugins_builtin.cluster_ipam.etcd import Etcd, kvs
-from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, prefix_end
-from cni_plugins_builtin.cluster_ipam.release import collect
+from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
+from cni_plugins_builtin.cluster_ipam.release import attachments, collect
 from cnicore.libcni import conf_files, conf_from_file, conf_list_from_conf, conf_list_from_file
 
 TYPE_CHECKING = False
@@ -56,17 +56,6 @@ def networks(conf_dir: str) -> list[NetworkConfigList]:
     return found
 
 
-def _scan(etcd: Any, start: str, end: str) -> list[Any]:
-    items: list[Any] = []
-    while True:
-        answer = etcd.range(start, end, limit=1000)
-        page = kvs(answer)
-        items.extend(page)
-        if not answer.get("more") or not page:
-            return items
-        start = page[-1].key + "\x00"
-
-
 def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
     """``{"network", "ranges": [{"range", "size", "used", "free", "byNode": {node: used}}], "nodes":
     {node: {"attachments", "addresses"}}, "outside": addresses held outside
@@ -74,7 +63,7 @@ def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
     keys = Keys(cluster.prefix, cluster.network)
     etcd = Etcd(cluster.etcd)
     owner: dict[Any, str] = {}
-    for item in _scan(etcd, keys.ips, prefix_end(keys.ips)):
+    for item in attachments(etcd, keys.ips, page=1000):
         ip = keys.parse_ip(item.key)
         if ip is not None:
             owner[ip] = _node_of(item.value)
@@ -92,7 +81,7 @@ def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
             ranges.append({"range": f"{rng.network} {rng}", "size": size, "used": len(used),
                            "free": size - len(used), "byNode": dict(sorted(by_node.items()))})
     nodes: dict[str, dict[str, int]] = {}
-    for item in _scan(etcd, keys.attachments, prefix_end(keys.attachments)):
+    for item in attachments(etcd, keys.attachments, page=1000):
         who = keys.parse_attachment(item.key)
         if who is None:
             continue

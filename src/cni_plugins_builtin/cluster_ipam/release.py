@@ -59,11 +59,11 @@ def release(etcd: Etcd, keys: Keys, node: str, container_id: str, ifname: str) -
     raise fail(f"attachment {akey} keeps changing, not released")
 
 
-def attachments(etcd: Etcd, prefix: str) -> Iterator[KV]:
-    """Every record under ``prefix`` (paged, linearizable)."""
+def attachments(etcd: Etcd, prefix: str, page: int = PAGE) -> Iterator[KV]:
+    """Every key under ``prefix`` (paged, linearizable)."""
     start, end = prefix, prefix_end(prefix)
     while True:
-        answer = etcd.range(start, end, limit=PAGE)
+        answer = etcd.range(start, end, limit=page)
         items = kv.kvs(answer)
         yield from items
         if not answer.get("more") or not items:

@@ -6,6 +6,9 @@ here, in one place, private (nothing outside cnicore may rely on it):
 
 * this module — Go's text conventions: ``unicode.IsSpace`` (:data:`GO_SPACE`),
   ``strings.TrimSpace`` and ``strings.Fields``, and how an OS error reads;
+  and the two pieces of ``encoding/json`` every exec needs (skel, version,
+  request): how a key finds its struct field (:func:`lookup`) and the
+  kind-mismatch text (:func:`mismatch_text`);
 * :mod:`cnicore._go.json` — ``encoding/json``: struct decoding (key folding,
   kinds, error texts), :class:`~cnicore._go.json.NetConfError`, and libcni's
   map round-trip (sorted keys, float64 numbers);
@@ -17,12 +20,19 @@ here, in one place, private (nothing outside cnicore may rely on it):
 :mod:`cnicore.wire` (JSON on the exec path, printed as Go prints it) is the
 protocol's codec and stays with the spec modules. This module is imported on
 every exec (:mod:`cnicore.names` checks interface names with
-:data:`GO_SPACE`), so it holds only these few lines.
+:data:`GO_SPACE`), so it holds only these few pieces; :mod:`cnicore._go.json`
+(its struct decoder) loads only with a plugin that decodes a config.
 """
 
 from __future__ import annotations
 
 import os
+
+from cnicore import wire
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, Mapping
 
 #: Go's ``unicode.IsSpace`` (``str.isspace`` without the separators U+001C..U+001F):
 #: what ``strings.TrimSpace`` and ``strings.Fields`` use, and what an interface
@@ -61,3 +71,45 @@ def errno_text(exc: OSError) -> str:
 def go_os_error(op: str, path: str, exc: OSError) -> str:
     """Go's ``*PathError`` text, e.g. ``open /x: no such file or directory``."""
     return f"{op} {path}: {errno_text(exc)}"
+
+
+# -- encoding/json: matching keys to struct fields, the kind-mismatch text ----------------
+
+#: Go's simple folds that reach ASCII letters: case, ``ſ`` -> s, Kelvin sign -> k.
+_FOLD = {**{c: c + 32 for c in range(ord("A"), ord("Z") + 1)}, 0x017F: ord("s"), 0x212A: ord("k")}
+#: Go integer types and their bounds (a number beyond them, or a fraction, is quoted).
+_INTEGERS = {"int": 2**63, "int64": 2**63, "uint32": 2**32, "uint16": 2**16, "uint": 2**64}
+
+
+def fold(key: str) -> str:
+    """``key`` folded the way Go matches it against an (ASCII) field name."""
+    return key.translate(_FOLD)
+
+
+def fields(obj: Mapping[str, Any], names: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """``(field, value)`` for each key of ``obj`` that Go maps to one of ``names``,
+    in document order (the caller assigns in order, so the last key wins)."""
+    names = tuple(names)
+    folded = {fold(name): name for name in names}
+    for key, value in obj.items():
+        name = key if key in names else folded.get(fold(key))
+        if name is not None:
+            yield name, value
+
+
+def lookup(obj: dict[str, Any], name: str, default: Any = None) -> Any:
+    """The value Go decodes into the field ``name`` of a struct read from ``obj``."""
+    if not isinstance(obj, dict):
+        return default
+    value = default
+    for _, value in fields(obj, (name,)):
+        pass
+    return value
+
+
+def mismatch_text(value: object, go_type: str, struct: str, path: Iterable[str]) -> str:
+    """``encoding/json``'s text for a value of the wrong kind in a struct field."""
+    what = wire.json_kind(value)
+    if what == "number" and go_type.lstrip("*") in _INTEGERS:
+        what = f"number {value}"  # a fraction or out of range: Go quotes the number
+    return f"json: cannot unmarshal {what} into Go struct field {struct}.{'.'.join(path)} of type {go_type}"

@@ -34,11 +34,12 @@ cache files interchangeable with the reference's.
 from __future__ import annotations
 
 from cnicore import wire
+from cnicore._go import _INTEGERS, fields, fold, lookup, mismatch_text  # noqa: F401 - re-exported
 from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator, Mapping
+    from typing import Any, Iterable, Mapping
 
 
 class NetConfError(CNIError):
@@ -76,37 +77,6 @@ def get_field(obj: dict[str, Any], key: str, kind: type, default: Any, where: st
 # -- decoding into structs ---------------------------------------------------------------
 
 kind = wire.json_kind
-
-#: Go's simple folds that reach ASCII letters: case, ``ſ`` -> s, Kelvin sign -> k.
-_FOLD = {**{c: c + 32 for c in range(ord("A"), ord("Z") + 1)}, 0x017F: ord("s"), 0x212A: ord("k")}
-
-
-def fold(key: str) -> str:
-    """``key`` folded the way Go matches it against an (ASCII) field name."""
-    return key.translate(_FOLD)
-
-
-def fields(obj: Mapping[str, Any], names: Iterable[str]) -> Iterator[tuple[str, Any]]:
-    """``(field, value)`` for each key of ``obj`` that Go maps to one of ``names``,
-    in document order (the caller assigns in order, so the last key wins)."""
-    names = tuple(names)
-    folded = {fold(name): name for name in names}
-    for key, value in obj.items():
-        name = key if key in names else folded.get(fold(key))
-        if name is not None:
-            yield name, value
-
-
-def lookup(obj: dict[str, Any], name: str, default: Any = None) -> Any:
-    """The value Go decodes into the field ``name`` of a struct read from ``obj``."""
-    if not isinstance(obj, dict):
-        return default
-    value = default
-    for _, value in fields(obj, (name,)):
-        pass
-    return value
-
-
 class Decoder:
     """The error state of one decode (see the module docstring)."""
 
@@ -115,12 +85,7 @@ class Decoder:
     def __init__(self) -> None:
         self.saved: str | None = None
 
-    @staticmethod
-    def mismatch_text(value: object, go_type: str, struct: str, path: Iterable[str]) -> str:
-        what = kind(value)
-        if what == "number" and go_type.lstrip("*") in _INTEGERS:
-            what = f"number {value}"  # a fraction or out of range: Go quotes the number
-        return f"json: cannot unmarshal {what} into Go struct field {struct}.{'.'.join(path)} of type {go_type}"
+    mismatch_text = staticmethod(mismatch_text)
 
     def mismatch(self, value: object, go_type: str, struct: str, path: Iterable[str]) -> None:
         """A kind mismatch: remembered, decoding goes on."""
@@ -139,7 +104,6 @@ class Decoder:
 
 # -- types ---------------------------------------------------------------------------
 
-_INTEGERS = {"int": 2**63, "int64": 2**63, "uint32": 2**32, "uint16": 2**16, "uint": 2**64}
 
 
 class GoType:
