@@ -89,7 +89,6 @@ BODIES = {
     "raises-cni": "raise CNIError(7, 'refused by ' + %(tag)r, 'details')",
     "raises-keyerror": "raise KeyError('req')",
 }
-FUNCS: list[tuple[str, str, str]] = []  # (name, params, options) filled per hook below
 
 
 def _module(label: str, defs: list[tuple[str, list[str], str, str]]) -> ModuleType:

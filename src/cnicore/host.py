@@ -124,8 +124,6 @@ class PluginHost:
     def members(self) -> list[Any]:
         """The plugin followed by its policy objects, in registration order."""
         if self._members is None:
-            import sys
-
             members = [self.plugin]
             for policy in DEFAULT_POLICIES + self.policies:
                 obj: Any = policy

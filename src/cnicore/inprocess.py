@@ -35,15 +35,11 @@ def host_for(header: LauncherHeader) -> PluginHost:
     if cached is not None and sys.modules.get(header.module) is cached[0]:
         return cached[1]
     from cnicore.host import PluginHost
+    from cnicore.launch import resolve
 
     sys.path.extend([p for p in header.path if p not in sys.path])
-    __import__(header.module)  # importlib.import_module's work, without importing importlib (~3 ms)
-    module = sys.modules[header.module]
-    plugin: object = module
-    for part in filter(None, header.attr.split(".")):  # an entry point "module:object"
-        plugin = getattr(plugin, part)
-    host = PluginHost(plugin, header.type, header.policies)
-    _HOSTS[key] = (module, host)
+    host = PluginHost(resolve(header.module, header.attr), header.type, header.policies)
+    _HOSTS[key] = (sys.modules[header.module], host)
     return host
 
 
@@ -53,8 +49,6 @@ def warm_reusable() -> bool:
     the process, so a warm worker may serve another request after it
     (:mod:`cnicore.server._worker`). An exec runs each request in a new process;
     this is the plugin's promise that it cannot tell the difference."""
-    import sys
-
     for module, host in _HOSTS.values():
         if getattr(module, "WARM_REUSE", False) is not True:
             return False

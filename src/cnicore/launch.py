@@ -8,7 +8,6 @@ import sys
 from cnicore import errors, skel
 from cnicore.errors import CNIError
 from cnicore.host import PluginHost
-from cnicore.skel import main
 
 
 def run(type: str, module: str, attr: str = "", policies: list[str] | tuple[str, ...] = ()) -> None:
@@ -19,11 +18,16 @@ def run(type: str, module: str, attr: str = "", policies: list[str] | tuple[str,
     (~1 ms of every exec)."""
     if os.environ.get("CNICORE_SERVER_LOST"):
         _report_server_lost()
+    skel.main(PluginHost(resolve(module, attr), type, policies))
+
+
+def resolve(module: str, attr: str = "") -> object:
+    """The plugin an entry point names: ``module`` imported, then ``attr`` (dotted) in it."""
     __import__(module)
-    plugin = sys.modules[module]
-    for part in filter(None, attr.split(".")):
+    plugin: object = sys.modules[module]
+    for part in filter(None, attr.split(".")):  # an entry point "module:object"
         plugin = getattr(plugin, part)
-    main(PluginHost(plugin, type, policies))
+    return plugin
 
 
 def _report_server_lost() -> None:

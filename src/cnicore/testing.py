@@ -82,7 +82,7 @@ from cnicore.ns import new_netns
 from cnicore.registry import load
 from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
 from cnicore.types import Result, Result020, Result040, result_from_json
-from cnicore.version import greater_or_equal
+from cnicore.version import ALL, greater_or_equal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,21 +107,17 @@ __all__ = [
 # -- what Go's testutils give plugin authors ---------------------------------------
 
 #: Every spec version, oldest first (the versions a plugin's tests iterate over).
-SPEC_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-
-
-def _at_least(version: str, minimum: str) -> bool:
-    return greater_or_equal(version, minimum)
+SPEC_VERSIONS: tuple[str, ...] = ALL
 
 
 def spec_has_chaining(version: str) -> bool:
     """True if configs of ``version`` carry ``prevResult`` (0.3.0 and later)."""
-    return _at_least(version, "0.3.0")
+    return greater_or_equal(version, "0.3.0")
 
 
 def spec_has_check(version: str) -> bool:
     """True if ``version`` has the CHECK command (0.4.0 and later)."""
-    return _at_least(version, "0.4.0")
+    return greater_or_equal(version, "0.4.0")
 
 
 def spec_has_ip_version(version: str) -> bool:
@@ -131,12 +127,12 @@ def spec_has_ip_version(version: str) -> bool:
 
 def spec_has_gc(version: str) -> bool:
     """True if ``version`` has the GC command (1.1.0 and later)."""
-    return _at_least(version, "1.1.0")
+    return greater_or_equal(version, "1.1.0")
 
 
 def spec_has_status(version: str) -> bool:
     """True if ``version`` has the STATUS command (1.1.0 and later)."""
-    return _at_least(version, "1.1.0")
+    return greater_or_equal(version, "1.1.0")
 
 
 def version_answer(plugin: Any, name: str = "plugin") -> dict[str, Any]:

@@ -156,11 +156,7 @@ def _scan_once(scan: Callable[[str, int], tuple[Any, int]], text: str, start: in
 _DEEP_STACK = 64 << 20
 
 
-def _new_lock() -> Any:
-    return _thread.allocate_lock()
-
-
-_DEEP_LOCK = _new_lock()
+_DEEP_LOCK = _thread.allocate_lock()
 
 
 def _scan_deep(scan: Callable[[str, int], tuple[Any, int]], text: str, start: int) -> tuple[Any, int]:

@@ -8,7 +8,7 @@ for the container side comes from, in increasing precedence, CNI_ARGS
 
 from __future__ import annotations
 
-from cnicore._go.json import BOOL, INT, NETCONF_FIELDS, STRING, NetConfError, Slice, Struct, decode_struct, get_field
+from cnicore._go.json import BOOL, INT, NETCONF_FIELDS, STRING, NetConfError, Slice, Struct, decode_struct
 from cnicore._go.mac import ethernet_mac
 from cnicore.args import load_args
 
@@ -21,7 +21,10 @@ MAX_VLAN = 4094
 MAX_MTU = 65535
 
 
-_get = get_field
+def _get(obj: dict[str, Any], key: str, default: Any) -> Any:
+    """``obj[key]``, or ``default`` when it is absent or null (decode_struct checked its kind)."""
+    value = obj.get(key)
+    return default if value is None else value
 
 _MAC_ONLY = {"mac": STRING}
 #: The reference's ``NetConf`` (what ``encoding/json`` decodes the config into).
@@ -82,35 +85,35 @@ class BridgeConf:
     def __init__(self, raw: dict[str, Any], cni_args: str = "") -> None:
         conf = decode_struct(raw, SCHEMA, "failed to load netconf: ")
         self.name: str = conf.get("name") or ""
-        self.bridge: str = _get(conf, "bridge", str, "") or DEFAULT_BRIDGE
-        self.is_default_gateway: bool = _get(conf, "isDefaultGateway", bool, False)
-        self.is_gateway: bool = _get(conf, "isGateway", bool, False) or self.is_default_gateway
-        self.force_address: bool = _get(conf, "forceAddress", bool, False)
-        self.ip_masq: bool = _get(conf, "ipMasq", bool, False)
-        self.ip_masq_backend: str | None = _get(conf, "ipMasqBackend", str, None)
-        self.mtu: int = _get(conf, "mtu", int, 0)
-        self.hairpin: bool = _get(conf, "hairpinMode", bool, False)
-        self.promisc: bool = _get(conf, "promiscMode", bool, False)
-        self.vlan: int = _get(conf, "vlan", int, 0)
+        self.bridge: str = _get(conf, "bridge", "") or DEFAULT_BRIDGE
+        self.is_default_gateway: bool = _get(conf, "isDefaultGateway", False)
+        self.is_gateway: bool = _get(conf, "isGateway", False) or self.is_default_gateway
+        self.force_address: bool = _get(conf, "forceAddress", False)
+        self.ip_masq: bool = _get(conf, "ipMasq", False)
+        self.ip_masq_backend: str | None = _get(conf, "ipMasqBackend", None)
+        self.mtu: int = _get(conf, "mtu", 0)
+        self.hairpin: bool = _get(conf, "hairpinMode", False)
+        self.promisc: bool = _get(conf, "promiscMode", False)
+        self.vlan: int = _get(conf, "vlan", 0)
         if self.vlan < 0 or self.vlan > MAX_VLAN:
             raise NetConfError(f"invalid VLAN ID {self.vlan} (must be between 0 and {MAX_VLAN})")
-        trunk = _get(conf, "vlanTrunk", list, None)
+        trunk = _get(conf, "vlanTrunk", None)
         self.trunk_given = trunk is not None
         self.vlans = collect_vlan_trunk(trunk)
-        self.preserve_default_vlan: bool = _get(conf, "preserveDefaultVlan", bool, False)
-        self.mac_spoof_check: bool = _get(conf, "macspoofchk", bool, False)
-        self.enable_dad: bool = _get(conf, "enabledad", bool, False)
-        self.disable_container_interface: bool = _get(conf, "disableContainerInterface", bool, False)
-        self.port_isolation: bool = _get(conf, "portIsolation", bool, False)
-        ipam = _get(conf, "ipam", dict, {})
-        self.ipam_type: str = _get(ipam, "type", str, "")
-        self.dns: dict[str, Any] = _get(conf, "dns", dict, {})
+        self.preserve_default_vlan: bool = _get(conf, "preserveDefaultVlan", False)
+        self.mac_spoof_check: bool = _get(conf, "macspoofchk", False)
+        self.enable_dad: bool = _get(conf, "enabledad", False)
+        self.disable_container_interface: bool = _get(conf, "disableContainerInterface", False)
+        self.port_isolation: bool = _get(conf, "portIsolation", False)
+        ipam = _get(conf, "ipam", {})
+        self.ipam_type: str = _get(ipam, "type", "")
+        self.dns: dict[str, Any] = _get(conf, "dns", {})
         self.mac = ""
         if cni_args:
             self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or ""
-        args_cni = _get(_get(conf, "args", dict, {}), "cni", dict, {})
-        self.mac = _get(args_cni, "mac", str, "") or self.mac
-        self.mac = _get(_get(conf, "runtimeConfig", dict, {}), "mac", str, "") or self.mac
+        args_cni = _get(_get(conf, "args", {}), "cni", {})
+        self.mac = _get(args_cni, "mac", "") or self.mac
+        self.mac = _get(_get(conf, "runtimeConfig", {}), "mac", "") or self.mac
         if self.mac:  # checked before anything is made (Go finds out when making the veth)
             try:
                 ethernet_mac(self.mac)

@@ -74,7 +74,7 @@ class BridgeLock:
 
 
 def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
-                  request: Request, lock: BridgeLock | None = None) -> tuple[Link, bool]:
+                  request: Request, lock: BridgeLock) -> tuple[Link, bool]:
     """The bridge ``name``, created if absent; an existing non-bridge is an error.
 
     Returns the bridge and whether this call created it (a bridge created here
@@ -123,11 +123,8 @@ def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
                 raise fail(f'failed to create bridge "{name}": {exc.strerror}') from None
             return rtnl.link(name), created
         except BaseException:
-            if created:
-                if lock is None:
-                    delete_unused_bridge(name)
-                elif lock.exclusive(wait=False):  # others joining keep it
-                    _delete_if_unused(name)
+            if created and lock.exclusive(wait=False):  # others joining keep it
+                _delete_if_unused(name)
             raise
 
 

@@ -59,21 +59,6 @@ class NetConfError(CNIError):
         super().__init__(ERR_INTERNAL, msg)
 
 
-_TYPE_NAMES = {bool: "bool", int: "int", str: "string", list: "array", dict: "object"}
-
-
-def get_field(obj: dict[str, Any], key: str, kind: type, default: Any, where: str = "") -> Any:
-    """``obj[key]`` if it is a ``kind`` (``null`` or absent: ``default``); a bool
-    is not an int. ``where`` prefixes the key in the message (``args.cni.``)."""
-    value = obj.get(key)
-    if value is None:
-        return default
-    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise NetConfError(f"failed to load netconf: {where}{key} must be of type "
-                           f"{_TYPE_NAMES.get(kind, kind.__name__)}, got {type(value).__name__}")
-    return value
-
-
 # -- decoding into structs ---------------------------------------------------------------
 
 kind = wire.json_kind

@@ -19,7 +19,7 @@ from cnicore.cli.install import LauncherError, install
 from cnicore.cli.ipam import ipam
 from cnicore.cli.scaffold import ScaffoldError
 from cnicore.cli.scaffold import new_plugin as scaffold
-from cnicore.launchers import DEFAULT_SOCKET
+from cnicore.launchers import DEFAULT_DIR, DEFAULT_SOCKET
 from cnicore.libcni import load_conflist
 from cnicore.server import ServerError, serve
 from cnicore.server._native import compiler
@@ -92,7 +92,7 @@ def validate(network: str, as_json: bool) -> None:
       NETCONFPATH=./net.d CNI_PATH=/opt/cni/bin cnitool validate mynet
     """
     try:
-        conf_list = load_conflist(os.environ.get("NETCONFPATH") or "/etc/cni/net.d", network)
+        conf_list = load_conflist(None, network)
         caps = _cni().validate_network_list(conf_list)  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001
         raise click.ClickException(str(exc)) from None
@@ -211,7 +211,7 @@ def plugins_list(as_json: bool) -> None:
 
 
 @plugins.command("install")
-@click.argument("directory", default="/opt/cni/bin", type=click.Path(file_okay=False))
+@click.argument("directory", default=DEFAULT_DIR, type=click.Path(file_okay=False))
 @click.option("--policy", "policies", multiple=True, metavar="MODULE",
               help="Register a policy plugin module in every launcher (repeatable).")
 @click.option("--native/--python", "native", default=None,

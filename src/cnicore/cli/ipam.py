@@ -31,10 +31,6 @@ def ipam() -> None:
     """Inspect and repair cluster-ipam address pools (kept in etcd)."""
 
 
-def _conf_dir() -> str:
-    return default_conf_dir()
-
-
 def _operate(fn: Callable[..., _T], *args: Any) -> _T:
     """Run ``fn``; config and etcd trouble become one line on stderr, exit 1."""
     try:
@@ -60,7 +56,7 @@ def show(network: str, as_json: bool) -> None:
       cnitool ipam show podnet
     """
     def run() -> dict[str, Any]:
-        return inventory.usage(*_settings(load_conflist(_conf_dir(), network)))
+        return inventory.usage(*_settings(load_conflist(None, network)))
 
     report = _operate(run)
     if as_json:
@@ -92,9 +88,9 @@ def reap_node(node: str, names: tuple[str, ...]) -> None:
       cnitool ipam reap-node worker-7
     """
     def run() -> list[tuple[str, int]]:
-        lists = [load_conflist(_conf_dir(), name) for name in names] if names else inventory.networks(_conf_dir())
+        lists = [load_conflist(None, name) for name in names] if names else inventory.networks(default_conf_dir())
         if not lists:
-            raise click.ClickException(f"no cluster-ipam network in {_conf_dir()}")
+            raise click.ClickException(f"no cluster-ipam network in {default_conf_dir()}")
         done = []
         for conf_list in lists:
             _, cluster = _settings(conf_list)

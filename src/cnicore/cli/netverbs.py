@@ -17,8 +17,6 @@ import sys
 from cnicore import wire
 from cnicore.libcni import CNIConfig, RuntimeConf, load_conflist
 
-VERBS = ("add", "check", "del", "gc", "status")
-
 
 def sha512_hex(data: bytes) -> str:
     """``hashlib.sha512(data).hexdigest()`` without importing hashlib, which loads
@@ -83,7 +81,7 @@ def _abs_netns(netns: str) -> str:
 def runtime(network: str, netns: str, ifname: str | None) -> tuple[object, object]:
     """The network list and runtime config, exactly as the Go cnitool builds them
     (``ifname``: the ``-i`` flag after the command, else before it)."""
-    conf_list = load_conflist(os.environ.get("NETCONFPATH") or "/etc/cni/net.d", network)
+    conf_list = load_conflist(None, network)
     capability_args = _capability_args(os.environ["CAP_ARGS"]) if os.environ.get("CAP_ARGS") else {}
     cni_args = _cni_args(os.environ["CNI_ARGS"]) if os.environ.get("CNI_ARGS") else []
     ifname = ifname or os.environ.get("CNI_IFNAME") or "eth0"
