@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+from importlib.util import resolve_name
 from pathlib import Path
 
 import pytest
@@ -78,10 +79,7 @@ def imports(module: str, path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            base = resolve_name("." * node.level + (node.module or ""), package)
             found.add(base)
             for alias in node.names:  # `from pkg import submodule`
                 sub = SRC / base.replace(".", "/") / alias.name

@@ -16,7 +16,7 @@ import click
 from cnicore import __version__, ns, registry
 from cnicore.cli import cnitool, netverbs
 from cnicore.cli.install import LauncherError, install
-from cnicore.cli.ipam import ipam
+from cnicore.cli.ipam import ipam, print_table
 from cnicore.cli.scaffold import ScaffoldError
 from cnicore.cli.scaffold import new_plugin as scaffold
 from cnicore.launchers import DEFAULT_DIR, DEFAULT_SOCKET
@@ -206,8 +206,8 @@ def plugins_list(as_json: bool) -> None:
         return
     for row in rows:
         row["supportedVersions"] = ", ".join(row["supportedVersions"])  # type: ignore[arg-type]
-    _table(rows, ["type", "distribution", "version", "supportedVersions"],
-           ["TYPE", "DISTRIBUTION", "VERSION", "CNI VERSIONS"])
+    keys = ["type", "distribution", "version", "supportedVersions"]
+    print_table(["TYPE", "DISTRIBUTION", "VERSION", "CNI VERSIONS"], [[row[k] for k in keys] for row in rows])
 
 
 @plugins.command("install")
@@ -321,13 +321,6 @@ def new_plugin(name: str, dest: str | None) -> None:
     click.echo(f"created {path}")
     click.echo(f"next: cd {path} && pip install -e '.[test]' && python -m pytest "
                "(as root for the namespace tests); see its README.md")
-
-
-def _table(rows: list[dict[str, object]], keys: list[str], headers: list[str]) -> None:
-    widths = [max([len(h)] + [len(str(r[k])) for r in rows]) for k, h in zip(keys, headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for row in rows:
-        click.echo("  ".join(str(row[k]).ljust(w) for k, w in zip(keys, widths)).rstrip())
 
 
 main.add_command(ipam)  # cluster-ipam's commands, in their own module

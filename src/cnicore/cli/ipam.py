@@ -65,11 +65,11 @@ def show(network: str, as_json: bool) -> None:
     click.echo(f"network {report['network']}")
     rows = [[r["range"], r["size"], r["used"], r["free"],
              " ".join(f"{node}={count}" for node, count in r["byNode"].items())] for r in report["ranges"]]
-    _table(["RANGE", "SIZE", "USED", "FREE", "USED BY NODE"], rows)
+    print_table(["RANGE", "SIZE", "USED", "FREE", "USED BY NODE"], rows)
     if report["outside"]:
         click.echo(f"held outside the configured ranges: {report['outside']}")
     click.echo("")
-    _table(["NODE", "ATTACHMENTS", "ADDRESSES"],
+    print_table(["NODE", "ATTACHMENTS", "ADDRESSES"],
            [[node, n["attachments"], n["addresses"]] for node, n in report["nodes"].items()])
 
 
@@ -101,7 +101,8 @@ def reap_node(node: str, names: tuple[str, ...]) -> None:
         click.echo(f"{name}: released {count} attachment(s) of node {node}")
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> None:
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """Left-aligned columns under ``headers`` (the cnitool commands' plain output)."""
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
     for row in rows:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib
 import sys
+from importlib.util import resolve_name
 
 #: cnicore's tooling: never on a request's path, and it pulls in click or pytest.
 TOOLING = ("cnicore.cli", "cnicore.testing", "cnicore.registry", "cnicore.server._daemon")
@@ -31,10 +32,7 @@ def lazy_imports(source: str, package: str) -> set[str]:
             if isinstance(node, ast.Import):
                 names.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = package.split(".")
-                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                base = resolve_name("." * node.level + (node.module or ""), package)
                 names.add(base)
                 names.update(f"{base}.{alias.name}" for alias in node.names)  # submodules, if any
     return names
