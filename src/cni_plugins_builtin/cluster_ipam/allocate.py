@@ -62,8 +62,9 @@ def _address(rng: Range, value: int) -> IPAddress:
     return type(rng.start)(value)
 
 
-def random_guess(rangeset: RangeSet, taken: set[IPAddress]) -> IPAddress | None:
-    """A random address of the set that is neither a gateway nor known taken."""
+def random_guess(rangeset: RangeSet) -> IPAddress | None:
+    """A random address of the set that is not a gateway (the first guess, before
+    anything is known taken)."""
     spans = _usable(rangeset)
     total = sum(last - first + 1 for _, first, last in spans)
     for _ in range(8):
@@ -72,7 +73,7 @@ def random_guess(rangeset: RangeSet, taken: set[IPAddress]) -> IPAddress | None:
             size = last - first + 1
             if offset < size:
                 ip = _address(rng, first + offset)
-                if ip != rng.gateway and ip not in taken:
+                if ip != rng.gateway:
                     return ip
                 break
             offset -= size
@@ -144,10 +145,11 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
         return Attachment.decode(held_before.value)
     taken: set[IPAddress] = set()
     picks: list[IPAddress | None] = list(requested)
+    value = ip_value(container_id, ifname, cluster.node)
     for _ in range(MAX_ROUNDS):
         for index, rangeset in enumerate(conf.ranges):
             if picks[index] is None:
-                guess = random_guess(rangeset, taken) if not taken else None
+                guess = random_guess(rangeset) if not taken else None
                 try:
                     picks[index] = guess or scan_for_gap(etcd, keys, rangeset, taken)
                 except Exhausted:
@@ -158,7 +160,6 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
         record = Attachment(container_id, ifname, cluster.node,
                             [(f"{ip}/{rng.network.prefixlen}", str(rng.gateway)) for ip, rng in zip(chosen, ranges)],
                             time.time())
-        value = ip_value(container_id, ifname, cluster.node)
         ok, responses = etcd.txn(
             [kv.absent(akey)] + [kv.absent(keys.ip(ip)) for ip in chosen],
             [kv.put(keys.ip(ip), value) for ip in chosen] + [kv.put(akey, record.encode())],
