@@ -200,18 +200,24 @@ class DiskStore:
             ip = parse_ip(name)
             if ip is None:
                 continue
-            try:
-                fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:  # vanished: the reference skips it too
-                continue
-            try:
-                data = _read_all(fd)
-            except OSError:  # a directory
-                continue
-            finally:
-                os.close(fd)
-            listing.add(name, address_key(ip), trim_space(data.decode("utf-8", "surrogateescape")))
+            text = self._holder_text(name)
+            if text is not None:  # else vanished or a directory: the reference skips it too
+                listing.add(name, address_key(ip), text)
         return listing
+
+    def _holder_text(self, name: str) -> str | None:
+        """What the record ``name`` says (its holder, trimmed as Go trims it), or None
+        when it cannot be read (gone, or not a file)."""
+        try:
+            fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            return trim_space(_read_all(fd).decode("utf-8", "surrogateescape"))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def _save(self) -> None:
         if not (self._dirty and self._indexed and self._listing is not None):
@@ -315,17 +321,9 @@ class DiskStore:
         return True
 
     def _learn(self, name: str, ip: IPAddress) -> None:
-        try:
-            fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return
-        try:
-            text = trim_space(_read_all(fd).decode("utf-8", "surrogateescape"))
-        except OSError:
-            return
-        finally:
-            os.close(fd)
-        self.listing.add(name, address_key(ip), text)
+        text = self._holder_text(name)
+        if text is not None:
+            self.listing.add(name, address_key(ip), text)
 
     def set_cursor(self, range_id: int, ip: IPAddress) -> None:
         """Move a range set's cursor to ``ip``: the file ends up holding exactly the
@@ -373,20 +371,9 @@ class DiskStore:
         done = []
         listing = self.listing
         for record in records:
-            path = self.path(record.name)
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                current = trim_space(_read_all(fd).decode("utf-8", "surrogateescape"))
-            except OSError:
-                continue
-            finally:
-                os.close(fd)
-            if current == record.text:
+            if self._holder_text(record.name) == record.text:
                 self._dirty = True
-                if self._unlink(path):
+                if self._unlink(self.path(record.name)):
                     done.append(record.ip)
                 listing.remove(record.name)
         return done
