@@ -21,7 +21,7 @@ Deliberate differences from the reference:
 from __future__ import annotations
 
 from cnicore._go.ip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
-from cnicore._go.json import Decoder, fields, lookup
+from cnicore._go.json import STRING, Decoder, fields, lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.version import greater_or_equal
 
@@ -215,12 +215,8 @@ class NetSpec:
 
 
 def _string(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        d.mismatch(value, "string", struct, path)
-        return ""
-    return value
+    """A ``string`` field as Go decodes it, "" for null or a mismatch (remembered in ``d``)."""
+    return STRING.decode(d, value, struct, path) or ""
 
 
 def _net_ip(d: Decoder, value: Any, struct: str, path: tuple[str, ...], nested: bool = False) -> IPAddress | None:

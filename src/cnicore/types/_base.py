@@ -407,9 +407,9 @@ _FAMILIES: dict[str, type[_ResultBase]] = {}
 _CONVERTERS: dict[tuple[str, str], Converter] = {}
 
 
-def register_family(cls: type[_ResultBase], versions: Iterable[str]) -> None:
-    """``cls`` parses results of ``versions``."""
-    for version in versions:
+def register_family(cls: type[_ResultBase]) -> None:
+    """``cls`` parses results of the versions it accepts."""
+    for version in cls.accepted:
         _FAMILIES[version] = cls
 
 

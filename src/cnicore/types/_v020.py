@@ -97,5 +97,5 @@ def _within(result: Result020, to_version: str) -> Result020:
                      result.ip6.copy() if result.ip6 else None, result.dns.copy())
 
 
-register_family(Result020, ("",) + VERSIONS_020)
+register_family(Result020)
 register_converter(VERSIONS_020, VERSIONS_020, _within)

@@ -72,7 +72,7 @@ def _to_020(result: Result040, to_version: str) -> Result020:
     return out
 
 
-register_family(Result040, VERSIONS_040)
+register_family(Result040)
 register_converter(VERSIONS_020, VERSIONS_040, _from_020)
 register_converter(VERSIONS_040, VERSIONS_040, _within)
 register_converter(VERSIONS_040, VERSIONS_020, _to_020)

@@ -56,7 +56,7 @@ def _to_020(result: Result, to_version: str) -> Result020:
     return convert(_to_040(result, "0.4.0"), to_version)  # type: ignore[return-value]
 
 
-register_family(Result, VERSIONS_100)
+register_family(Result)
 register_converter(VERSIONS_020, VERSIONS_100, _from_020)
 register_converter(VERSIONS_040, VERSIONS_100, _from_040)
 register_converter(VERSIONS_100, VERSIONS_100, _within)
