@@ -40,6 +40,8 @@ import tempfile
 import time
 import uuid
 
+from measure import cpu_ticks
+
 CLIENTS = 16
 #: The aggregate rate of the paced phase: the throughput target, offered evenly by the
 #: 16 clients, so its p99 is the latency at that load (back to back, 16 clients always
@@ -88,9 +90,7 @@ def run_clients(cluster: object, conf: dict[str, object], per_client: int, launc
 
 def cpu_seconds(pid: int, children: bool = False) -> float:
     """utime + stime of a process (and of its reaped children) from /proc."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return cpu_ticks(pid, children) / os.sysconf("SC_CLK_TCK")
 
 
 class CPUMeter:
@@ -136,7 +136,6 @@ def summarize(phase: str, lines: list[dict[str, object]], before: tuple[float, f
 
 def verify(cluster: object, conf: dict[str, object], lines: list[dict[str, object]]) -> dict[str, int]:
     """Duplicates among acknowledged addresses, acknowledged ADDs missing in etcd, orphan keys."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     from cni_plugins_builtin.cluster_ipam.config import load_cluster
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
@@ -221,8 +220,8 @@ def main() -> int:
             server.stop()
             ctr.remove()
             netns.remove()
-        if "refused" in server.log():
-            print(f"warning: the server refused requests (they ran cold):\n{server.log()}", file=sys.stderr)
+        if server.refused():
+            print(f"warning: the server refused requests (they ran cold):\n{server.refused()}", file=sys.stderr)
 
     if args.json:
         print(json.dumps(results, indent=2))

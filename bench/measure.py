@@ -16,6 +16,13 @@ import time
 from typing import Any, Callable
 
 
+def cpu_ticks(pid: int, children: bool = False) -> int:
+    """utime + stime of a process (and, with ``children``, of its reaped children), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15 if children else 13])
+
+
 def spread_ms(samples: list[float]) -> dict[str, float]:
     """Median, p10, p90 (ms) and count of wall-time samples in seconds."""
     times = sorted(samples)

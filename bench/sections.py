@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from measure import Case, run_exec, run_with_rss
+from measure import Case, cpu_ticks, run_exec, run_with_rss
 from sides import Go, Ours, clean_env
 
 PLUGINS = ("loopback", "bridge", "host-local", "tuning")
@@ -372,12 +372,7 @@ def server_footprint(pid: int, workers: list[int], idle_seconds: float) -> list[
             return sum(int(line.split()[1]) for line in fh if line.startswith(("Private_Clean", "Private_Dirty")))
 
     def ticks() -> int:
-        total = 0
-        for p in [pid, *workers]:
-            with open(f"/proc/{p}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += sum(int(f) for f in fields[11:15])
-        return total
+        return sum(cpu_ticks(p, children=True) for p in [pid, *workers])
 
     before = ticks()
     time.sleep(idle_seconds)

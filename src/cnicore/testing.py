@@ -249,6 +249,10 @@ class WarmServer:
         found = re.findall(r"stopped after serving (\d+) requests", self.log())
         return int(found[-1]) if found else -1
 
+    def refused(self) -> list[str]:
+        """The server's log lines about requests it refused (their callers ran them cold)."""
+        return [line for line in self.log().splitlines() if "refused" in line]
+
     def log(self) -> str:
         try:
             with open(self.log_path, errors="replace") as fh:
@@ -680,8 +684,7 @@ if pytest is not None:
             yield server
         finally:
             server.stop()
-        refused = [line for line in server.log().splitlines() if "refused" in line]
-        assert not refused, f"the warm server refused requests (they ran cold): {refused}"
+        assert not server.refused(), f"the warm server refused requests (they ran cold): {server.refused()}"
         if launcher_kind() == "native":
             assert server.served() > 0, f"native launchers never reached the server: {server.log()}"
 
