@@ -121,26 +121,28 @@ def python_launcher_path(path: str) -> str:
 
 def read_header(path: str) -> LauncherHeader | None:
     """The header of a cnicore launcher (Python or native), or ``None`` for any other file."""
+    head = _head(path)
+    if head is None or not head.startswith(b"\x7fELF"):
+        return _parse_header(path, head)
+    fallback = python_launcher_path(path)  # a native launcher: its Python fallback says what it runs
+    header = _parse_header(fallback, _head(fallback))
+    if header is not None:
+        header.native = True
+    return header
+
+
+def _head(path: str) -> bytes | None:
+    """The first 4 KiB of ``path`` (room for the shebang and the header), or None."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(4096)
+            return fh.read(4096)
     except OSError:
         return None
-    if head.startswith(b"\x7fELF"):
-        header = _parse_header(python_launcher_path(path), None)
-        if header is not None:
-            header.native = True
-        return header
-    return _parse_header(path, head)
 
 
 def _parse_header(file: str, head: bytes | None) -> LauncherHeader | None:
     if head is None:
-        try:
-            with open(file, "rb") as fh:
-                head = fh.read(4096)
-        except OSError:
-            return None
+        return None
     lines = head.split(b"\n", 2)
     if len(lines) < 2 or not lines[0].startswith(b"#!") or not lines[1].startswith(HEADER_PREFIX.encode()):
         return None
