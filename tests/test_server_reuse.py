@@ -280,11 +280,14 @@ def test_the_pool_shrinks_back_after_a_burst(server, cni_sandbox) -> None:
     for thread in threads:
         thread.join()
     assert len(set(seen)) == 6  # the burst was served at once, by six workers
+    def settled() -> bool:  # one idle worker, and none of the burst's (each left after --idle-exit)
+        workers = srv.workers()
+        return len(workers) == 1 and not set(seen) & {str(pid) for pid in workers}
+
     deadline = time.monotonic() + 10
-    while len(srv.workers()) != 1 and time.monotonic() < deadline:
+    while not settled() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(srv.workers()) == 1
-    assert not set(seen) & {str(pid) for pid in srv.workers()}  # the fresh idle worker replaced them
+    assert settled(), (seen, srv.workers())
 
 
 def test_surplus_workers_exit_soon_after_a_burst(server, cni_sandbox) -> None:
