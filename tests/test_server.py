@@ -92,6 +92,9 @@ def spy_entry() -> PluginEntry:
     return PluginEntry(SPY_TYPE, f"{PACKAGE}.spy", "cnicore-tests", "0")
 
 
+SPY_ATTR_ENTRY = PluginEntry("cnitest-spy-attr", f"{PACKAGE}.spy:SELF", "cnicore-tests", "0")
+
+
 @pytest.fixture(scope="module")
 def spy_root(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("spy-root")
@@ -103,6 +106,19 @@ def spy_root(tmp_path_factory: pytest.TempPathFactory):
         yield root
     finally:
         sys.path.remove(str(root))
+
+
+@pytest.fixture(scope="module")
+def cni_server(tmp_path_factory: pytest.TempPathFactory, spy_root: Path):
+    """This module's server: the library's, with the spy plugin in its environment (a worker
+    hosts only plugins its parent loaded)."""
+    server = WarmServer(str(tmp_path_factory.mktemp("cni-server")),
+                        plugins=(str(spy_root), [spy_entry(), SPY_ATTR_ENTRY]))
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert not server.refused(), f"the warm server refused requests (they ran cold): {server.refused()}"
 
 
 def install_both(directory: Path, socket_path: str, entries: list[PluginEntry]) -> tuple[Path, Path]:
@@ -120,11 +136,12 @@ def bins(tmp_path_factory, cni_server, spy_root) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path):
+def own_server(tmp_path: Path, spy_root: Path):
     """A server of this test's own (it may be stopped or restarted), stopped afterwards."""
     servers: list[WarmServer] = []
 
     def start(**kw) -> WarmServer:
+        kw.setdefault("plugins", (str(spy_root), [spy_entry(), SPY_ATTR_ENTRY]))
         server = WarmServer(str(tmp_path / f"server{len(servers)}"), **kw)
         servers.append(server)
         return server
@@ -292,7 +309,7 @@ def test_worker_takes_the_callers_namespaces_directory_umask_and_environment(bin
 
 
 def test_an_entry_point_naming_an_object_is_served_warm(cni_server, spy_root, cni_sandbox, tmp_path) -> None:
-    entry = PluginEntry("cnitest-spy-attr", f"{PACKAGE}.spy:SELF", "cnicore-tests", "0")
+    entry = SPY_ATTR_ENTRY
     native, python = install_both(tmp_path, cni_server.socket, [entry])
     answers = [run_executable(str(d / "cnitest-spy-attr"), "ADD", spy_conf(type="cnitest-spy-attr"),
                               host=cni_sandbox.host, netns=cni_sandbox.container()) for d in (native, python)]

@@ -103,7 +103,8 @@ def server(tmp_path: Path, launchers: dict[str, Path]):
     started: list[WarmServer] = []
 
     def start(*args: str) -> tuple[WarmServer, Path]:
-        srv = WarmServer(str(tmp_path / f"srv{len(started)}"), workers=1, extra_args=args)
+        srv = WarmServer(str(tmp_path / f"srv{len(started)}"), workers=1, extra_args=args,
+                         plugins=(str(launchers["root"]), ENTRIES))
         started.append(srv)
         bin_dir = tmp_path / f"bin{len(started)}"
         assert not install(str(bin_dir), ENTRIES, kind="native", socket=srv.socket).skipped

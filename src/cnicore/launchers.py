@@ -24,7 +24,7 @@ from cnicore import wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from typing import Any, Callable, Iterable
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
@@ -82,8 +82,9 @@ class LauncherHeader:
 
     def runs_here(self) -> bool:
         """True if this process's interpreter is the launcher's, so its plugin can be
-        imported here instead of exec'd."""
-        return is_this_interpreter(self.python)
+        imported here instead of exec'd (in a warm worker, only when it is the server's
+        own code: :data:`code_check`)."""
+        return is_this_interpreter(self.python) and (code_check is None or code_check(self))
 
 
 def is_this_interpreter(python: str) -> bool:
@@ -96,6 +97,11 @@ def is_this_interpreter(python: str) -> bool:
 
 #: This process's interpreter names (sys.executable, interpreter()): they never change.
 _HERE: tuple[str, str] | None = None
+#: Set in a warm server's worker (:func:`cnicore.server._code.is_servers_own`): whether a
+#: launcher's plugin is, file for file, code the server loaded itself. A worker serves
+#: other callers after this one with the server's privileges: a caller's own plugin
+#: code is exec'd, never imported there.
+code_check: Callable[[LauncherHeader], bool] | None = None
 
 #: The record ``cnitool plugins install`` keeps of the launchers it wrote in a directory.
 MANIFEST = ".cnicore-launchers.json"

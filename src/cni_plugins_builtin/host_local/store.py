@@ -137,6 +137,8 @@ class DiskStore:
                 raise CNIError(ERR_INTERNAL, errno_text(exc)) from None
         self._listing: Listing | None = None
         self._dirty = False
+        #: The store directory's (st_dev, st_ino): what the warm cache is keyed by.
+        self._identity: tuple[int, int] | None = None
 
     def __enter__(self) -> DiskStore:
         import fcntl
@@ -174,8 +176,9 @@ class DiskStore:
 
     def _load(self) -> Listing:
         if self._indexed:
-            stamp = os.stat(self.dir).st_mtime_ns
-            warm = _WARM.get(self.dir)
+            st = os.stat(self.dir)
+            stamp, self._identity = st.st_mtime_ns, (st.st_dev, st.st_ino)
+            warm = _WARM.get(self._identity)
             if warm is not None and warm[0] == stamp:
                 return warm[1]
             try:
@@ -183,9 +186,9 @@ class DiskStore:
             except OSError:
                 listing = None
             if listing is not None:
-                _WARM[self.dir] = (stamp, listing)
+                _WARM[self._identity] = (stamp, listing)
                 return listing
-        _WARM.pop(self.dir, None)
+            _WARM.pop(self._identity, None)
         self._dirty = True  # rebuilt: write it whole
         return self._read_records()
 
@@ -222,14 +225,17 @@ class DiskStore:
     def _save(self) -> None:
         if not (self._dirty and self._indexed and self._listing is not None):
             return
-        _WARM.pop(self.dir, None)
+        if self._identity is None:
+            st = os.stat(self.dir)
+            self._identity = (st.st_dev, st.st_ino)
+        _WARM.pop(self._identity, None)
         faults.point("host_local.index.save")
         try:
             stamp = index.save(self._fd, self._listing, self.dir)
         except OSError:  # a full or read-only disk: the next request reads the records
             return
         if stamp is not None:
-            _WARM[self.dir] = (stamp, self._listing)
+            _WARM[self._identity] = (stamp, self._listing)
 
     # -- reading -------------------------------------------------------------------
 
@@ -397,5 +403,7 @@ def _read_all(fd: int) -> bytes:
 
 
 #: This process's last trusted listing per store directory, with its stamp: a
-#: warm process (a server, or a test run) skips even reading the index.
-_WARM: dict[str, tuple[int, Listing]] = {}
+#: warm process (a server, or a test run) skips even reading the index. Keyed by the
+#: directory's identity (st_dev, st_ino), never its path: one path names another
+#: directory in another mount namespace or root, or after a rename.
+_WARM: dict[tuple[int, int], tuple[int, Listing]] = {}

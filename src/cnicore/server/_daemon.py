@@ -344,6 +344,9 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
     bound_path = listener.getsockname() if owned else ""
     roots = preload()
     stamp = code_stamp(roots)
+    from cnicore.server import _code
+
+    _code.record()  # the only plugin code a worker will host (checked per request by file identity)
     from cnicore.host import PluginHost
 
     ctx = _worker.WorkerContext(build_id(), timeout,

@@ -58,9 +58,14 @@ REFUSALS = {
     7: "cannot enter the caller's namespaces or directory",
     8: "malformed request",
     9: "server shutting down",
+    # New reasons go at the end: the C forwarder's numbering must hold (it runs cold on any R).
+    10: "caller lacks the privileges the worker would use",
+    11: "caller or its namespaces belong to another user namespace",
+    12: "plugin code is not the server's own",
 }
 REFUSE_VERSION, REFUSE_BUILD, REFUSE_UID, REFUSE_FDS, REFUSE_STALE, REFUSE_LAUNCHER, \
-    REFUSE_ENTER, REFUSE_MALFORMED, REFUSE_SHUTDOWN = range(1, 10)
+    REFUSE_ENTER, REFUSE_MALFORMED, REFUSE_SHUTDOWN, REFUSE_PRIVILEGE, REFUSE_USERNS, \
+    REFUSE_CODE = range(1, 13)
 
 
 class ProtocolError(ValueError):
@@ -137,6 +142,8 @@ def decode_payload(payload: bytes) -> Request:
         size = u32()
         if offset + size > len(view):
             raise ProtocolError(REFUSE_MALFORMED, "truncated string")
+        if payload.find(b"\0", offset, offset + size) >= 0:  # no C string holds one
+            raise ProtocolError(REFUSE_MALFORMED, "a NUL byte in a path, argument or environment entry")
         value = bytes(view[offset:offset + size]).decode("utf-8", "surrogateescape")
         offset += size
         return value
@@ -150,6 +157,8 @@ def decode_payload(payload: bytes) -> Request:
         key, sep, value = text().partition("=")
         if sep:  # the last of duplicates wins, as in a cold launcher's os.environ
             env[key] = value
+    if "" in env:  # "=x": no name a process could take (a cold launcher's exec deals with it)
+        raise ProtocolError(REFUSE_MALFORMED, "an environment entry without a name")
     if offset != len(view):
         raise ProtocolError(REFUSE_MALFORMED, "trailing bytes")
     return Request(build_id, umask & 0o777, flags, cwd, launcher, argv, env)

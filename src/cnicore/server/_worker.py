@@ -32,6 +32,7 @@ import stat
 import struct
 import sys
 
+from cnicore.server import _code, _peer
 from cnicore.server import _protocol as proto
 
 TYPE_CHECKING = False
@@ -122,9 +123,11 @@ def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn
     _warm_up(ctx)
     _log_fd = os.dup(2)  # the server's stderr, for messages while fd 2 is a caller's
     signal.signal(signal.SIGALRM, _deadline_passed)
-    from cnicore import invoke
+    from cnicore import invoke, launchers
 
     invoke.use_warm_server = False  # what a request runs in-process stays here
+    launchers.code_check = _code.is_servers_own  # a caller's own plugin code is exec'd, not imported
+    _trust_self()
     waiter = _Waiter(listener, ctx.generation_fd)
     baseline = Baseline()
     for served in range(ctx.max_requests):
@@ -248,12 +251,19 @@ class Baseline:
     (:meth:`restore`), or the verdict that it cannot be put back and the worker must exit."""
 
     def __init__(self) -> None:
+        import resource
         import signal
 
         self.mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         self.net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.ns_ids = (_inode("/proc/self/ns/mnt"), _inode("/proc/self/ns/net"))
         self.cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.sys_path = list(sys.path)
+        #: Modules loaded: a request that imports one more (or drops one) ends the worker.
+        self.modules = len(sys.modules)
+        self.sigmask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.rlimits = [(limit, resource.getrlimit(limit)) for limit in _rlimits()]
         self.umask = os.umask(0o022)
         os.umask(self.umask)
         self.environ = dict(os.environ)
@@ -277,6 +287,9 @@ class Baseline:
                 ns._setns(self.net, CLONE_NEWNET)
             if CLONE_NEWNS in _entered:
                 ns._setns(self.mnt, CLONE_NEWNS)
+            if CHROOT in _entered:
+                os.fchdir(self.root)
+                os.chroot(".")
             _entered.clear()
             os.fchdir(self.cwd)
         except OSError as exc:
@@ -288,13 +301,37 @@ class Baseline:
             return False
         if any(signal.getsignal(getattr(signal, name)) != handler for name, handler in self.handlers.items()):
             return False
+        if not self._same_process_state():
+            return False
         os.umask(self.umask)
         _replace_environ(self.environ)
         sys.argv = list(self.argv)
+        if sys.path != self.sys_path:
+            sys.path[:] = self.sys_path
         fds = _open_fds()
         if not self.fds <= fds or len(fds - self.fds) > FD_GROWTH_LIMIT or any(_nstype(fd) for fd in fds - self.fds):
             return False
         return _rss() - self.rss <= RSS_GROWTH_LIMIT
+
+    def _same_process_state(self) -> bool:
+        """No module imported or dropped (a caller's code must not stay for the next
+        caller), and the signal mask and resource limits as they were (a blocked SIGIO
+        or SIGALRM would disable cancellation and deadlines; a lowered limit would hold
+        for the next caller). Not put back: a worker that differs exits."""
+        import resource
+        import signal
+
+        if len(sys.modules) != self.modules:
+            return False
+        if signal.pthread_sigmask(signal.SIG_BLOCK, []) != self.sigmask:
+            return False
+        return all(resource.getrlimit(limit) == value for limit, value in self.rlimits)
+
+
+def _rlimits() -> list[int]:
+    import resource
+
+    return [getattr(resource, name) for name in sorted(dir(resource)) if name.startswith("RLIMIT_")]
 
 
 def _inode(path: str) -> int:
@@ -448,15 +485,19 @@ def _nstype(fd: int) -> int:
 
 def _load_plugin(req: proto.Request) -> object:
     """The plugin host for the launcher the request names, as the launcher would build it
-    (:func:`cnicore.inprocess.host_for`); a launcher of another interpreter is refused."""
+    (:func:`cnicore.inprocess.host_for`), read in the caller's view (its mount namespace and
+    root). A launcher of another interpreter, or whose plugin is not the very code the
+    server loaded (:mod:`._code`), is refused: it runs cold, as the caller's own."""
     from cnicore import inprocess
-    from cnicore.launchers import read_header
+    from cnicore.launchers import is_this_interpreter, read_header
 
     header = read_header(req.launcher)
     if header is None:
         raise Refused(proto.REFUSE_LAUNCHER, f"{req.launcher} is not a cnicore launcher")
-    if not header.runs_here():
+    if not is_this_interpreter(header.python):
         raise Refused(proto.REFUSE_LAUNCHER, f"{req.launcher} runs with {header.python}")
+    if not _code.is_servers_own(header):
+        raise Refused(proto.REFUSE_CODE, f"{req.launcher}: {header.module} is not the server's own file")
     try:
         return inprocess.host_for(header)
     except Exception as exc:  # noqa: BLE001 - the cold path reports it as the launcher would
@@ -472,18 +513,66 @@ def _check_interpreter(req: proto.Request) -> None:
         raise Refused(proto.REFUSE_LAUNCHER, f"cnitool of {req.launcher}")
 
 
-def _enter(req: proto.Request, fds: list[int]) -> None:
-    """Become the caller: namespaces, directory, umask, environment, stdio, argv."""
+def _trust_self() -> None:
+    """What the worker is, read once: its user namespace and capabilities (what a caller
+    must match, :mod:`._peer`), its own namespaces (compared by descriptor while in a
+    caller's, whose /proc may not show this process) and its stdio's encodings."""
+    global _server, _null
+    _server = _peer.Server()
+    _null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for nstype, name in ((CLONE_NEWNS, "mnt"), (CLONE_NEWNET, "net")):
+        st = os.stat(f"/proc/self/ns/{name}")
+        _own_ns[nstype] = (st.st_dev, st.st_ino)
+    _stdio_text[:] = [(stream.encoding, stream.errors or "strict") if stream is not None else ("utf-8", "strict")
+                      for stream in (sys.stdin, sys.stdout, sys.stderr)]
+
+
+def _check_caller(conn: socket.socket, fds: list[int]) -> _peer.Caller:
+    """The caller, when it could do this request's work itself (:mod:`._peer`)."""
+    try:
+        caller = _peer.check(conn, _server)
+        try:
+            _peer.check_namespaces(fds[3:], _server)
+        except BaseException:
+            caller.close()
+            raise
+    except _peer.NotTrusted as exc:
+        raise Refused(exc.reason, str(exc)) from None
+    return caller
+
+
+def _enter(req: proto.Request, fds: list[int], caller: _peer.Caller) -> None:
+    """Take the caller's view: its mount namespace, its root directory (a chroot in it),
+    its network namespace and its directory."""
     from cnicore import ns
 
     try:
-        for fd, nstype, own in ((fds[3], CLONE_NEWNS, "mnt"), (fds[4], CLONE_NEWNET, "net")):
-            if not _same_file(fd, f"/proc/self/ns/{own}"):  # a runtime beside us: nothing to enter
+        for fd, nstype in ((fds[3], CLONE_NEWNS), (fds[4], CLONE_NEWNET)):
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != _own_ns[nstype]:  # a runtime beside us: nothing to enter
                 _entered.add(nstype)
                 ns._setns(fd, nstype)
+        _take_root(caller.root)
         os.chdir(req.cwd or "/")
     except OSError as exc:
         raise Refused(proto.REFUSE_ENTER, str(exc)) from None
+
+
+def _take_root(root: int) -> None:
+    """A caller that runs under ``chroot`` resolves every path from its root, not from its
+    mount namespace's: so does its request (its stores, its launchers, its CNI_NETNS)."""
+    mine, theirs = os.stat("/"), os.fstat(root)
+    if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+        _entered.add(CHROOT)
+        os.fchdir(root)
+        os.chroot(".")
+
+
+def _become(req: proto.Request, fds: list[int]) -> None:
+    """Become the caller: umask, environment, stdio (fresh objects: nothing buffered by
+    an earlier request reaches this one), argv."""
+    from cnicore import ns
+
     os.umask(req.umask)
     _replace_environ(req.env)
     netns = req.env.get("CNI_NETNS", "")
@@ -494,16 +583,44 @@ def _enter(req: proto.Request, fds: list[int]) -> None:
         os.close(fd)
     os.close(fds[3])
     os.close(fds[4])
+    _open_stdio()
     sys.argv = list(req.argv) or [req.launcher]
 
 
-#: The namespace types the current request entered (the worker returns from them).
+def _open_stdio() -> None:
+    """New ``sys.stdin``/``stdout``/``stderr`` on descriptors 0-2, buffered as a fresh
+    interpreter's would be (stdout line-buffered on a terminal, stderr always)."""
+    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = _stdio_text
+    sys.stdin = open(0, "r", encoding=in_enc, errors=in_err, closefd=False)
+    sys.stdout = open(1, "w", encoding=out_enc, errors=out_err, closefd=False, buffering=-1)
+    if os.isatty(1):
+        sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr = open(2, "w", encoding=err_enc, errors=err_err, closefd=False)
+    sys.stderr.reconfigure(line_buffering=True)
+
+
+def _drop_stdio() -> None:
+    """Close the request's stdio objects once descriptors 0-2 are /dev/null: whatever
+    they still hold (a flush that failed on a broken pipe) goes there, never to the next
+    caller."""
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        try:
+            stream.close()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+#: The worker's identity, its namespaces and its stdio's (encoding, errors) (:func:`_trust_self`).
+_server: _peer.Server
+_null = -1
+_own_ns: dict[int, tuple[int, int]] = {}
+_stdio_text: list[tuple[str, str]] = []
+
+
+#: The namespace types the current request entered (the worker returns from them),
+#: and :data:`CHROOT` when it took the caller's root directory.
 _entered: set[int] = set()
-
-
-def _same_file(fd: int, path: str) -> bool:
-    mine, theirs = os.stat(path), os.fstat(fd)
-    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+CHROOT = 1
 
 
 def _read_stdin() -> bytes:
@@ -563,10 +680,12 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
     except Refused as exc:
         _refuse(conn, exc)
         return True
+    caller = None
     try:
         if req.build_id != ctx.build_id:
             raise Refused(proto.REFUSE_BUILD, f"{req.build_id} != {ctx.build_id}")
         _check_fds(req, fds)
+        caller = _check_caller(conn, fds)
         if ctx.is_stale():
             try:
                 os.write(status_fd, STATUS.pack(os.getpid(), STALE))
@@ -578,13 +697,17 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
             if ctx.run_command is None:
                 raise Refused(proto.REFUSE_LAUNCHER, "this server runs no commands")
             _check_interpreter(req)
-        else:
-            host = _load_plugin(req)
-        _enter(req, fds)
+        _enter(req, fds, caller)
+        if not req.flags & proto.FLAG_CNITOOL:
+            host = _load_plugin(req)  # as the caller sees its launcher: after _enter
+        _become(req, fds)
     except Refused as exc:
         _close_all(fds)
         _refuse(conn, exc)
         return exc.reason != proto.REFUSE_STALE and not _entered
+    finally:
+        if caller is not None:
+            caller.close()
     from cnicore import inprocess, skel
 
     conn.settimeout(None)
@@ -606,10 +729,9 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
             stream.flush()
         except (OSError, ValueError, AttributeError):
             pass
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    for fd in (0, 1, 2):  # the worker's own /dev/null: the caller's root may have none
+        os.dup2(_null, fd)
+    _drop_stdio()
     try:
         conn.sendall(proto.frame(proto.EXITED, code))
     except OSError:
