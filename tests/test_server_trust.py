@@ -1,0 +1,328 @@
+"""The warm server's trust boundary: a warm request does exactly what the caller's own
+exec would do, with the caller's privileges, and nothing of one request reaches the next.
+
+Every caller execs a real native launcher (or ``cnitool``) from a sandbox "host"
+namespace; the server runs in a throwaway namespace of its own, with one idle
+worker where a test needs two requests on the same worker. What a request did
+is read back from the kernel, the store on disk and the server's log; the cold
+answer (the Python launchers, no server) is the reference.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cnicore.cli.install import install
+from cnicore.registry import PluginEntry, get
+from cnicore.server import _protocol as proto
+from cnicore.server._native import build_id
+from cnicore.testing import WarmServer, run_in
+
+pytestmark = pytest.mark.privileged
+
+CNITOOL = os.path.join(os.path.dirname(sys.executable), "cnitool")
+BUILTINS = ("bridge", "host-local", "loopback")
+PACKAGE = "cnitest_trust_plugins"
+STATE_TYPE = "cnitest-state"
+
+STATE_SOURCE = '''
+"""Reports the process state a request starts with; can leave some behind (WARM_REUSE)."""
+import os
+import resource
+import signal
+
+from cnicore.plugin import hookimpl
+
+WARM_REUSE = True
+
+
+@hookimpl
+def cni_add(request):
+    blocked = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    seen = {"pid": os.getpid(), "blocked": blocked, "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE))}
+    leave = request.config.get("leave", "")
+    if leave == "sigmask":
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGIO, signal.SIGALRM])
+    elif leave == "rlimit":
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    return {"cniVersion": request.cni_version, "dns": {"domain": __import__("json").dumps(seen)}}
+'''
+
+#: An IPAM plugin a caller brings on its CNI_PATH: it answers with a fixed address, and when
+#: imported it marks where it runs and takes over every later request of its process.
+HOSTILE_SOURCE = '''
+"""A caller's own IPAM plugin, {label}."""
+import os
+
+from cnicore import skel
+from cnicore.plugin import hookimpl
+
+WARM_REUSE = True
+
+with open({marker!r}, "a") as fh:
+    fh.write(f"{{os.getpid()}} {{os.getppid()}}\\n")
+
+_real_run = skel.run
+
+
+def _intercept(host, env, stdin):
+    code, out, err = _real_run(host, env, stdin)
+    if env.get("CNI_CONTAINERID", "").startswith("victim"):  # another caller's request
+        out = out.replace(b'"10.', b'"66.')
+    return code, out, err
+
+
+skel.run = _intercept
+
+
+@hookimpl
+def cni_add(request):
+    return {{"cniVersion": request.cni_version, "ips": [{{"address": {address!r}}}]}}
+
+
+@hookimpl
+def cni_del(request):
+    return None
+'''
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def state_root(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("trust-root")
+    (root / PACKAGE).mkdir()
+    (root / PACKAGE / "__init__.py").write_text("")
+    (root / PACKAGE / "state.py").write_text(STATE_SOURCE)
+    sys.path.insert(0, str(root))
+    try:
+        yield root
+    finally:
+        sys.path.remove(str(root))
+
+
+STATE_ENTRY = PluginEntry(STATE_TYPE, f"{PACKAGE}.state", "cnicore-tests", "0")
+
+
+@pytest.fixture
+def server(tmp_path: Path, state_root: Path):
+    """``start(**kw)``: a server with one idle worker (so consecutive requests share it) and
+    native and Python launchers for the builtins and the state plugin; stopped afterwards."""
+    started: list[WarmServer] = []
+
+    def start(workers: int = 1) -> tuple[WarmServer, Path, Path]:
+        srv = WarmServer(str(tmp_path / f"srv{len(started)}"), workers=workers,
+                         plugins=(str(state_root), [STATE_ENTRY]))
+        started.append(srv)
+        entries = [get(t) for t in BUILTINS] + [STATE_ENTRY]
+        native, python = tmp_path / f"native{len(started)}", tmp_path / f"python{len(started)}"
+        assert not install(str(native), entries, kind="native", socket=srv.socket).skipped
+        assert not install(str(python), entries, kind="python").skipped
+        return srv, native, python
+
+    try:
+        yield start
+    finally:
+        for srv in started:
+            srv.stop()
+
+
+def base_env(**env: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))}
+    return {**clean, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env}
+
+
+def cni_env(command: str, netns, bin_dir: Path, container_id: str = "ctr", **extra: str) -> dict[str, str]:
+    return base_env(CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=getattr(netns, "path", netns),
+                    CNI_IFNAME="eth0", CNI_PATH=str(bin_dir), **extra)
+
+
+def execute(host, argv: list[str], env: dict[str, str], stdin: bytes = b"",
+            cwd: str | None = None) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` from inside ``host`` (a NetNS), as a runtime would."""
+    done = host.do(lambda: subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=60, cwd=cwd))
+    return done.returncode, done.stdout, done.stderr
+
+
+def bridge_conf(tmp_path: Path, name: str = "trust-net", bridge: str = "cnitrust0", subnet: str = "10.93.0.0/24",
+                **extra: object) -> dict:
+    return {"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge, "isGateway": True,
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": str(tmp_path / "ipam")}, **extra}
+
+
+def log_since(srv: WarmServer, mark: int) -> str:
+    return srv.log()[mark:]
+
+
+# -- 1. only a caller that could do the work itself -------------------------------------------------
+
+#: Ways a uid-0 caller can lack the privileges the work needs.
+UNPRIVILEGED_ROOTS = {
+    "capabilities dropped": ["setpriv", "--inh-caps=-net_admin,-sys_admin", "--bounding-set=-net_admin,-sys_admin"],
+    "root of its own user namespace": ["unshare", "--user", "--map-root-user"],
+}
+
+
+@pytest.mark.parametrize("how", list(UNPRIVILEGED_ROOTS))
+def test_a_root_caller_without_the_privileges_gets_what_it_gets_cold(server, cni_sandbox, tmp_path, how) -> None:
+    """Cold, such a caller cannot enter the container's namespace (EPERM, as a CNI error);
+    warm it must get the same answer, and the server must do nothing in its namespaces."""
+    srv, native, python = server()
+    prefix = UNPRIVILEGED_ROOTS[how]
+    conf = json.dumps(bridge_conf(tmp_path)).encode()
+    answers = {}
+    for label, bin_dir in (("warm", native), ("cold", python)):
+        ctr = cni_sandbox.container()
+        answers[label] = execute(cni_sandbox.host, [*prefix, str(bin_dir / "bridge")],
+                                 cni_env("ADD", ctr, bin_dir), conf)
+        answers[label] = (answers[label][0], answers[label][1].replace(ctr.path.encode(), b"CTR"),
+                          answers[label][2])
+        assert "eth0" not in run_in(ctr, "ip", "-o", "link", "show")
+    assert answers["warm"] == answers["cold"]
+    code, out, _ = answers["warm"]
+    assert code != 0 and json.loads(out)["msg"]  # a CNI error, not a result
+    assert "cnitrust0" not in run_in(cni_sandbox.host, "ip", "-o", "link", "show")
+    assert not os.path.exists(tmp_path / "ipam" / "trust-net")  # nothing reserved either
+    srv.stop()
+    assert srv.served() == 0
+    reason = {"capabilities dropped": "lacks capabilities",
+              "root of its own user namespace": "in another user namespace"}[how]
+    assert reason in srv.log()
+
+
+def test_a_namespace_owned_by_another_user_namespace_is_not_entered_warm(server, cni_sandbox, tmp_path) -> None:
+    """A network namespace made in a child user namespace: the worker does not enter it with the
+    server's capabilities; the request runs cold (and does there what the caller may do)."""
+    srv, native, python = server()
+    holder = cni_sandbox.host.do(lambda: subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--net", "sleep", "60"], stdin=subprocess.DEVNULL))
+    try:
+        netns = f"/proc/{holder.pid}/ns/net"
+        deadline = 200
+        while os.readlink(netns) == os.readlink("/proc/self/ns/net") and deadline:
+            deadline -= 1  # unshare has not switched yet
+            subprocess.run(["sleep", "0.05"], check=True)
+        conf = json.dumps({"cniVersion": "1.0.0", "name": "lo-net", "type": "loopback"}).encode()
+        warm = execute(cni_sandbox.host, [str(native / "loopback")], cni_env("ADD", netns, native), conf)
+        cold = execute(cni_sandbox.host, [str(python / "loopback")], cni_env("ADD", netns, python), conf)
+        assert warm == cold
+    finally:
+        holder.kill()
+        holder.wait()
+    srv.stop()
+    assert "another user namespace" in srv.log()
+
+
+# -- 2. only the server's own code runs in a worker ---------------------------------------------------
+
+def write_ipam_plugin(root: Path, package: str, label: str, address: str, marker: Path) -> PluginEntry:
+    (root / package).mkdir(parents=True)
+    (root / package / "__init__.py").write_text("")
+    (root / package / "plugin.py").write_text(HOSTILE_SOURCE.format(label=label, marker=str(marker),
+                                                                    address=address))
+    return PluginEntry("cnitest-own-ipam", f"{package}.plugin", "cnicore-tests", "0")
+
+
+def caller_ipam_dir(tmp_path: Path, name: str, package: str, address: str, marker: Path) -> Path:
+    """A directory of the caller's with a Python launcher (of this interpreter) for its own
+    IPAM plugin ``package``."""
+    root = tmp_path / f"{name}-root"
+    entry = write_ipam_plugin(root, package, name, address, marker)
+    sys.path.insert(0, str(root))
+    try:
+        bin_dir = tmp_path / f"{name}-bin"
+        assert not install(str(bin_dir), [entry], kind="python").skipped
+    finally:
+        sys.path.remove(str(root))
+        for module in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+            del sys.modules[module]
+    marker.unlink(missing_ok=True)  # the installer's own check ran it
+    return bin_dir
+
+
+def own_ipam_conf(tmp_path: Path, name: str) -> dict:
+    return {"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": "cnitrust1",
+            "ipam": {"type": "cnitest-own-ipam"}}
+
+
+def test_a_callers_own_ipam_module_is_exec_d_never_imported_in_the_worker(server, cni_sandbox, tmp_path) -> None:
+    """The caller's IPAM plugin runs as its exec would (a process of its own); it is never
+    imported in the worker, so it cannot take over the next caller's request there."""
+    srv, native, _ = server()
+    marker = tmp_path / "imported"
+    own = caller_ipam_dir(tmp_path, "hostile", "cnitest_hostile_ipam", "10.94.0.5/24", marker)
+    ctr = cni_sandbox.container()
+    code, out, err = execute(cni_sandbox.host, [str(native / "bridge")],
+                             cni_env("ADD", ctr, f"{native}:{own}"), json.dumps(own_ipam_conf(tmp_path, "own")).encode())
+    assert code == 0, (out, err, srv.log())
+    assert json.loads(out)["ips"][0]["address"] == "10.94.0.5/24"
+    runs = [line.split() for line in marker.read_text().splitlines()]
+    assert len(runs) == 1, (runs, srv.log())
+    pid, parent = map(int, runs[0])
+    assert parent != srv.pid  # not a worker (a child of the server's parent): a process of its own
+    # The next caller, on the same (only) worker, gets its own answer untouched.
+    other = cni_sandbox.container()
+    code, out, err = execute(cni_sandbox.host, [str(native / "bridge")], cni_env("ADD", other, native, "victim"),
+                             json.dumps(bridge_conf(tmp_path, bridge="cnitrust1")).encode())
+    assert code == 0, (out, err)
+    assert json.loads(out)["ips"][0]["address"] == "10.93.0.2/24"
+    srv.stop()
+    assert srv.served() == 2
+
+
+def test_two_plugin_dirs_with_one_module_name_each_run_their_own_code(server, cni_sandbox, tmp_path) -> None:
+    """Caller A's and caller B's IPAM plugins share a module name with different code: each
+    gets its own, as cold (no cache by module name across callers)."""
+    srv, native, _ = server()
+    marker = tmp_path / "imported"
+    dir_a = caller_ipam_dir(tmp_path / "a", "a", "cnitest_same_ipam", "10.95.0.10/24", marker)
+    dir_b = caller_ipam_dir(tmp_path / "b", "b", "cnitest_same_ipam", "10.95.0.20/24", marker)
+    seen = []
+    for name, own in (("a", dir_a), ("b", dir_b), ("a", dir_a), ("b", dir_b)):
+        ctr = cni_sandbox.container()
+        code, out, err = execute(cni_sandbox.host, [str(native / "bridge")],
+                                 cni_env("ADD", ctr, f"{native}:{own}", f"c-{name}"),
+                                 json.dumps(own_ipam_conf(tmp_path, f"net-{name}")).encode())
+        assert code == 0, (out, err)
+        seen.append(json.loads(out)["ips"][0]["address"])
+    assert seen == ["10.95.0.10/24", "10.95.0.20/24", "10.95.0.10/24", "10.95.0.20/24"]
+
+
+FAKE_TOOL = """#!/bin/sh
+echo "$0 $*" >> {marker}
+exit 0
+"""
+
+
+def test_ip_masq_never_runs_an_iptables_from_the_callers_path(server, cni_sandbox, tmp_path) -> None:
+    """bridge with ipMasq runs the system's iptables, warm and cold, whatever PATH the caller has."""
+    srv, native, python = server()
+    fake_dir = tmp_path / "fake-tools"
+    fake_dir.mkdir()
+    marker = tmp_path / "fake-ran"
+    for tool in ("iptables", "ip6tables", "nft", "iptables-legacy", "iptables-nft"):
+        (fake_dir / tool).write_text(FAKE_TOOL.format(marker=marker))
+        (fake_dir / tool).chmod(0o755)
+    results = {}
+    for label, bin_dir, subnet in (("warm", native, "10.96.0.0/24"), ("cold", python, "10.96.1.0/24")):
+        ctr = cni_sandbox.container()
+        conf = bridge_conf(tmp_path, name=f"masq-{label}", bridge=f"cnimasq{label}", subnet=subnet, ipMasq=True)
+        env = cni_env("ADD", ctr, bin_dir, f"m-{label}", PATH=f"{fake_dir}:/usr/sbin:/usr/bin:/sbin:/bin")
+        code, out, err = execute(cni_sandbox.host, [str(bin_dir / "bridge")], env, json.dumps(conf).encode())
+        assert code == 0, (label, out, err)
+        results[label] = json.loads(out)["ips"][0]["address"]
+        rules = run_in(cni_sandbox.host, "iptables-save", "-t", "nat")
+        assert subnet.rsplit(".", 1)[0] in rules  # the masquerade rule is in the kernel
+    assert not marker.exists(), marker.read_text()
+    assert results == {"warm": "10.96.0.2/24", "cold": "10.96.1.2/24"}
+    srv.stop()
+    assert srv.served() == 1
