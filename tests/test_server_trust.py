@@ -115,13 +115,15 @@ STATE_ENTRY = PluginEntry(STATE_TYPE, f"{PACKAGE}.state", "cnicore-tests", "0")
 
 @pytest.fixture
 def server(tmp_path: Path, state_root: Path):
-    """``start(**kw)``: a server with one idle worker (so consecutive requests share it) and
-    native and Python launchers for the builtins and the state plugin; stopped afterwards."""
+    """``start()``: a server of one worker at most (so consecutive requests share it while
+    it can be put back) and native and Python launchers for the builtins and the state
+    plugin; stopped afterwards."""
     started: list[WarmServer] = []
 
-    def start(workers: int = 1) -> tuple[WarmServer, Path, Path]:
-        srv = WarmServer(str(tmp_path / f"srv{len(started)}"), workers=workers,
-                         plugins=(str(state_root), [STATE_ENTRY]))
+    def start() -> tuple[WarmServer, Path, Path]:
+        srv = WarmServer(str(tmp_path / f"srv{len(started)}"), workers=1, extra_args=["--max-workers", "1"],
+                         plugins=(str(state_root), [STATE_ENTRY]),
+                         extra_env={"PYTHONUNBUFFERED": ""})  # buffered stdio, as a service has
         started.append(srv)
         entries = [get(t) for t in BUILTINS] + [STATE_ENTRY]
         native, python = tmp_path / f"native{len(started)}", tmp_path / f"python{len(started)}"
@@ -326,3 +328,102 @@ def test_ip_masq_never_runs_an_iptables_from_the_callers_path(server, cni_sandbo
     assert results == {"warm": "10.96.0.2/24", "cold": "10.96.1.2/24"}
     srv.stop()
     assert srv.served() == 1
+
+
+# -- 3. nothing of one request survives into the next --------------------------------------------------
+
+def test_output_a_broken_pipe_left_buffered_never_reaches_the_next_caller(server, cni_sandbox, tmp_path) -> None:
+    """A served ``cnitool add`` whose stdout is a pipe nobody reads: its result stays in the
+    worker's buffers; the next request on that worker must answer with its own bytes only."""
+    srv, native, python = server()
+    confdir = tmp_path / "net.d"
+    confdir.mkdir()
+    (confdir / "10-trust.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "trust-chain", "plugins": [bridge_conf(tmp_path, name="trust-chain")]}))
+    env = base_env(NETCONFPATH=str(confdir), CNI_PATH=str(native), CNI_CACHE_DIR=str(tmp_path / "cache"))
+    ctr = cni_sandbox.container()
+
+    def add_into_a_closed_pipe() -> int:
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            return subprocess.run([CNITOOL, "add", "trust-chain", ctr.path], env=env, stdout=write,
+                                  stderr=subprocess.DEVNULL, timeout=60).returncode
+        finally:
+            os.close(write)
+
+    cni_sandbox.host.do(add_into_a_closed_pipe)
+    assert "eth0" in run_in(ctr, "ip", "-o", "link", "show")  # the command ran (warm)
+    cold = execute(cni_sandbox.host, [str(python / "loopback")], base_env(CNI_COMMAND="VERSION"))
+    for _ in range(2):
+        assert execute(cni_sandbox.host, [str(native / "loopback")], base_env(CNI_COMMAND="VERSION")) == cold
+    srv.stop()
+    assert srv.served() == 3, srv.log()
+
+
+def state(bin_dir: Path, host, ctr, **conf: object) -> dict:
+    config = {"cniVersion": "1.0.0", "name": "state", "type": STATE_TYPE, **conf}
+    code, out, err = execute(host, [str(bin_dir / STATE_TYPE)], cni_env("ADD", ctr, bin_dir),
+                             json.dumps(config).encode())
+    assert code == 0, (out, err)
+    return json.loads(json.loads(out)["dns"]["domain"])
+
+
+@pytest.mark.parametrize("leave", ["sigmask", "rlimit"])
+def test_signal_mask_and_resource_limits_do_not_carry_over(server, cni_sandbox, leave) -> None:
+    """A plugin that blocks SIGIO/SIGALRM (cancellation, deadlines) or lowers RLIMIT_NOFILE: the
+    next request starts as a fresh process would."""
+    srv, native, python = server()
+    ctr = cni_sandbox.container()
+    cold = state(python, cni_sandbox.host, ctr)
+    first = state(native, cni_sandbox.host, ctr, leave=leave)
+    second = state(native, cni_sandbox.host, ctr)
+    assert {k: v for k, v in first.items() if k != "pid"} == {k: v for k, v in cold.items() if k != "pid"}
+    assert {k: v for k, v in second.items() if k != "pid"} == {k: v for k, v in cold.items() if k != "pid"}
+    assert second["pid"] != first["pid"]  # that worker could not be put back: it exited
+    again = state(native, cni_sandbox.host, ctr)
+    assert again["pid"] == second["pid"]  # while a worker left as it was serves again
+
+
+def raw_request(socket_path: str, message: bytes) -> list[tuple[bytes, int]]:
+    """Frames the server answers a hand-made request with (stdio /dev/null, our namespaces)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    net = os.open("/proc/self/ns/net", os.O_RDONLY)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.settimeout(20)
+        client.connect(socket_path)
+        client.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                    array.array("i", [devnull, devnull, devnull, mnt, net]))])
+        data = b""
+        while True:
+            more = client.recv(64)
+            if not more:
+                break
+            data += more
+    finally:
+        client.close()
+        for fd in (devnull, mnt, net):
+            os.close(fd)
+    return [proto.decode_frame(data[i:i + proto.FRAME.size]) for i in range(0, len(data), proto.FRAME.size)]
+
+
+@pytest.mark.parametrize("case", ["nameless environment entry", "NUL in the directory", "NUL in the environment"])
+def test_a_malformed_request_is_refused_and_the_worker_stays(server, case) -> None:
+    srv, _, python = server()
+    launcher = str(python / "loopback")
+    env = {"CNI_COMMAND": "VERSION"}
+    cwd = "/"
+    if case == "nameless environment entry":
+        env[""] = "x"
+    elif case == "NUL in the directory":
+        cwd = "/tmp\0/x"
+    else:
+        env["CNITEST"] = "a\0b"
+    bad = proto.encode_request(build_id(), 0o22, 0, cwd, launcher, ["loopback"], env)
+    assert raw_request(srv.socket, bad) == [(proto.REFUSED, proto.REFUSE_MALFORMED)]
+    good = proto.encode_request(build_id(), 0o22, 0, "/", launcher, ["loopback"], {"CNI_COMMAND": "VERSION"})
+    assert raw_request(srv.socket, good) == [(proto.STARTED, 0), (proto.EXITED, 0)]
+    srv.stop()
+    assert "Error" not in srv.log() and srv.served() == 1
