@@ -427,3 +427,101 @@ def test_a_malformed_request_is_refused_and_the_worker_stays(server, case) -> No
     assert raw_request(srv.socket, good) == [(proto.STARTED, 0), (proto.EXITED, 0)]
     srv.stop()
     assert "Error" not in srv.log() and srv.served() == 1
+
+
+# -- 4. caches keyed by what a path names, and the caller's root honoured ----------------------------------
+
+def store_conf(data_dir: Path) -> dict:
+    return {"cniVersion": "1.0.0", "name": "store-net",
+            "ipam": {"type": "host-local", "subnet": "10.97.0.0/24", "dataDir": str(data_dir)}}
+
+
+def host_local_add(bin_dir: Path, host, ctr, data_dir: Path, container_id: str) -> str:
+    code, out, err = execute(host, [str(bin_dir / "host-local")], cni_env("ADD", ctr, bin_dir, container_id),
+                             json.dumps(store_conf(data_dir)).encode())
+    assert code == 0, (out, err)
+    return str(json.loads(out)["ips"][0]["address"])
+
+
+def test_a_store_directory_replaced_at_the_same_path_is_read_afresh(server, cni_sandbox, tmp_path) -> None:
+    """host-local keeps a warm copy of a store's listing. Another directory at the same path
+    (another mount, root or a rename), even with the same mtime, is another store."""
+    srv, native, python = server()
+    ctr = cni_sandbox.container()
+    data, other = tmp_path / "data", tmp_path / "other"
+    assert host_local_add(native, cni_sandbox.host, ctr, data, "first") == "10.97.0.2/24"  # warm copy: .2 taken
+    for cid in ("x", "y"):  # another store, where only .3 stays taken
+        host_local_add(python, cni_sandbox.host, ctr, other, cid)
+    code, out, err = execute(cni_sandbox.host, [str(python / "host-local")], cni_env("DEL", ctr, python, "x"),
+                             json.dumps(store_conf(other)).encode())
+    assert code == 0, (out, err)
+    store, replacement = data / "store-net", other / "store-net"
+    mtime = os.stat(store).st_mtime_ns
+    os.rename(store, data / "old-store-net")
+    os.rename(replacement, store)
+    (store / "last_reserved_ip.0").unlink()  # its allocator starts from the range's start
+    os.utime(store, ns=(mtime, mtime))
+    assert host_local_add(native, cni_sandbox.host, ctr, data, "second") == "10.97.0.2/24"  # as cold
+    assert sorted(p.name for p in store.iterdir() if p.name.startswith("10.")) == ["10.97.0.2", "10.97.0.3"]
+    srv.stop()
+    assert srv.served() == 2
+
+
+def test_a_chrooted_callers_store_is_the_one_its_cold_runs_use(server, cni_sandbox, tmp_path) -> None:
+    """A runtime that runs plugins under chroot: its requests resolve paths from that root, warm
+    as cold, so one address never goes to two containers."""
+    srv, native, python = server()
+    ctr = cni_sandbox.container()
+    data, root = tmp_path / "ipam", tmp_path / "root"
+    data.mkdir()
+    root.mkdir()
+    conf = {"cniVersion": "1.0.0", "name": "chroot-net",
+            "ipam": {"type": "host-local", "subnet": "10.98.0.0/24", "dataDir": str(data)}}
+    (tmp_path / "conf.json").write_text(json.dumps(conf))
+    script = textwrap.dedent(f"""
+        set -e
+        mount --rbind / {root}
+        mount -t tmpfs cnitest-chroot-store {root}{data}
+        for n in 1 2 3; do
+            CNI_CONTAINERID=cold$n chroot {root} {python / 'host-local'} < {tmp_path / 'conf.json'}
+            CNI_CONTAINERID=warm$n chroot {root} {native / 'host-local'} < {tmp_path / 'conf.json'}
+        done
+    """)
+    env = cni_env("ADD", ctr, native)
+    code, out, err = execute(cni_sandbox.host, ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                             env)
+    assert code == 0, (out, err, srv.log())
+    assert _results(out) == [f"10.98.0.{n}/24" for n in range(2, 8)]
+    assert not any(data.iterdir())  # the chroot's store, not the mount namespace root's
+    srv.stop()
+    assert srv.served() == 3 and not srv.refused()
+
+
+def _results(out: bytes) -> list[str]:
+    """The addresses of the JSON results printed one after another in ``out``."""
+    decoder, text, found, at = json.JSONDecoder(), out.decode(), [], 0
+    while text[at:].strip():
+        while text[at].isspace():
+            at += 1
+        obj, at = decoder.raw_decode(text, at)
+        found.append(obj["ips"][0]["address"])
+    return found
+
+
+# -- 5. a caller with its own PID namespace and /proc ----------------------------------------------------------
+
+def test_a_caller_with_its_own_pid_namespace_and_proc_is_served(server, cni_sandbox, tmp_path) -> None:
+    srv, native, python = server()
+    conf = json.dumps(bridge_conf(tmp_path, subnet="10.99.0.0/24")).encode()
+    prefix = ["unshare", "--pid", "--fork", "--mount", "--mount-proc"]
+    answers = {}
+    for label, bin_dir in (("warm", native), ("cold", python)):
+        ctr = cni_sandbox.container()
+        code, out, err = execute(cni_sandbox.host, [*prefix, str(bin_dir / "bridge")],
+                                 cni_env("ADD", ctr, bin_dir, f"pidns-{label}"), conf)
+        assert code == 0, (label, out, err, srv.log())
+        answers[label] = json.loads(out)["ips"][0]["address"]
+        assert "eth0" in run_in(ctr, "ip", "-o", "link", "show")
+    assert answers == {"warm": "10.99.0.2/24", "cold": "10.99.0.3/24"}
+    srv.stop()
+    assert srv.served() == 1 and not srv.refused()

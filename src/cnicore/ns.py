@@ -175,10 +175,31 @@ def _check_netns_fd(fd: int, path: str) -> None:
         raise NotANetNSError(f"{path!r} is not a network namespace (type {nstype:#x})")
 
 
+#: This process's ``/proc/<pid>/task`` directory, open, once :func:`use_own_proc` was called:
+#: the calling thread's namespace is then found there, not through whatever ``/proc`` the
+#: current mount namespace has (a warm server's worker in a caller's mount namespace, whose
+#: /proc may be of another PID namespace that does not show the worker).
+_task_dir = -1
+
+
+def use_own_proc() -> None:
+    """Find this thread's namespaces through the /proc seen now, from here on."""
+    global _task_dir
+    if _task_dir < 0:
+        _task_dir = os.open(f"/proc/{os.getpid()}/task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _open_thread_ns(path: str) -> int:
+    """Open the calling thread's netns (``path`` names it in the current /proc)."""
+    if _task_dir >= 0:
+        return os.open(f"{_thread.get_native_id()}/ns/net", _OPEN_FLAGS, dir_fd=_task_dir)
+    return os.open(path, _OPEN_FLAGS)
+
+
 def _open_current_ns() -> int:
     path = _thread_ns_path(pid_in_path=False)
     try:
-        return os.open(path, _OPEN_FLAGS)
+        return _open_thread_ns(path)
     except OSError as exc:
         raise NetNSError(f"failed to open current netns {path!r}: {exc.strerror}") from exc
 
@@ -507,7 +528,7 @@ def current_netns() -> NetNS:
     """The calling thread's netns, opened now so it stays valid after the thread moves on."""
     path = _thread_ns_path()
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = _open_thread_ns(path)
     except OSError as exc:
         raise NetNSError(f"failed to open current netns {path!r}: {exc.strerror}") from exc
     return NetNS(path, fd)
@@ -526,7 +547,10 @@ def is_same_as_current(path: str) -> bool:
     """True if path is the calling thread's netns; False if it can't be opened."""
     try:
         target = os.stat(path)
-        current = os.stat(_thread_ns_path(pid_in_path=False))
+        if _task_dir >= 0:
+            current = os.stat(f"{_thread.get_native_id()}/ns/net", dir_fd=_task_dir)
+        else:
+            current = os.stat(_thread_ns_path(pid_in_path=False))
     except OSError:
         return False
     return (target.st_dev, target.st_ino) == (current.st_dev, current.st_ino)

@@ -517,9 +517,18 @@ def _trust_self() -> None:
     """What the worker is, read once: its user namespace and capabilities (what a caller
     must match, :mod:`._peer`), its own namespaces (compared by descriptor while in a
     caller's, whose /proc may not show this process) and its stdio's encodings."""
-    global _server, _null
+    global _server, _null, _fdinfo, _own_root
+    from cnicore import ns
+
     _server = _peer.Server()
     _null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    _fdinfo = os.open(f"/proc/{os.getpid()}/fdinfo", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    ns.use_own_proc()
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _own_root = _place(root)
+    finally:
+        os.close(root)
     for nstype, name in ((CLONE_NEWNS, "mnt"), (CLONE_NEWNET, "net")):
         st = os.stat(f"/proc/self/ns/{name}")
         _own_ns[nstype] = (st.st_dev, st.st_ino)
@@ -560,12 +569,33 @@ def _enter(req: proto.Request, fds: list[int], caller: _peer.Caller) -> None:
 
 def _take_root(root: int) -> None:
     """A caller that runs under ``chroot`` resolves every path from its root, not from its
-    mount namespace's: so does its request (its stores, its launchers, its CNI_NETNS)."""
-    mine, theirs = os.stat("/"), os.fstat(root)
-    if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+    mount namespace's: so does its request (its stores, its launchers, its CNI_NETNS).
+    Roots are compared by mount and inode (a bind mount of / has /'s inode)."""
+    if CLONE_NEWNS in _entered:
+        here = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            ns_root = _place(here)
+        finally:
+            os.close(here)
+    else:
+        ns_root = _own_root
+    if _place(root) != ns_root:
         _entered.add(CHROOT)
         os.fchdir(root)
         os.chroot(".")
+
+
+def _place(fd: int) -> tuple[int, int, int]:
+    """(mount id, st_dev, st_ino) of the directory open at ``fd``, read through this
+    process's own /proc (the current mount namespace's may not show it)."""
+    info = os.open(str(fd), os.O_RDONLY | os.O_CLOEXEC, dir_fd=_fdinfo)
+    try:
+        text = os.read(info, 4096)
+    finally:
+        os.close(info)
+    start = text.index(b"mnt_id:") + 7
+    st = os.fstat(fd)
+    return int(text[start:text.index(b"\n", start)]), st.st_dev, st.st_ino
 
 
 def _become(req: proto.Request, fds: list[int]) -> None:
@@ -613,6 +643,9 @@ def _drop_stdio() -> None:
 #: The worker's identity, its namespaces and its stdio's (encoding, errors) (:func:`_trust_self`).
 _server: _peer.Server
 _null = -1
+#: This process's /proc/<pid>/fdinfo, open; and where its own root is (:func:`_place`).
+_fdinfo = -1
+_own_root = (0, 0, 0)
 _own_ns: dict[int, tuple[int, int]] = {}
 _stdio_text: list[tuple[str, str]] = []
 
