@@ -48,11 +48,38 @@ def record() -> None:
 
 def is_servers_own(header: LauncherHeader) -> bool:
     """Whether the modules ``header``'s launcher would import for its plugin are, file for
-    file, the ones this process loaded (so hosting it runs no code of the caller's)."""
-    return all(_same_as_loaded(name, header.path) for name in (header.module, *header.policies))
+    file, the ones this process loaded (so hosting it runs no code of the caller's).
+
+    A yes is remembered with what it rests on: the identity of every directory looked
+    in (an entry added, removed or renamed there changes its mtime) and of every file
+    found. While they all still stat the same, from whatever root and mount namespace,
+    the answer is the same, for a few stats instead of a search."""
+    key = (header.module, header.policies, header.path)
+    evidence = _YES.get(key)
+    if evidence is not None and _still(evidence):
+        return True
+    seen: dict[str, tuple[int, int, int, int]] = {}
+    try:
+        if not all(_same_as_loaded(name, header.path, seen) for name in (header.module, *header.policies)):
+            return False
+    except OSError:
+        return False
+    _YES[key] = tuple(seen.items())
+    return True
 
 
-def _same_as_loaded(module: str, path: tuple[str, ...]) -> bool:
+#: Yes answers of :func:`is_servers_own`, with their evidence: (path, identity) pairs.
+_YES: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[tuple[str, tuple[int, int, int, int]], ...]] = {}
+
+
+def _still(evidence: tuple[tuple[str, tuple[int, int, int, int]], ...]) -> bool:
+    try:
+        return all(_identity(os.stat(path)) == identity for path, identity in evidence)
+    except OSError:
+        return False
+
+
+def _same_as_loaded(module: str, path: tuple[str, ...], seen: dict[str, tuple[int, int, int, int]]) -> bool:
     parts = module.split(".")
     if parts[0] in sys.stdlib_module_names:
         return False  # the launcher would find the standard library's first
@@ -61,14 +88,12 @@ def _same_as_loaded(module: str, path: tuple[str, ...]) -> bool:
         want = _LOADED.get(".".join(parts[:depth]))
         if want is None:
             return False
-        found = _find(part, search)
+        found = _find(part, search, seen)
         if found is None:
             return False
         file, package_dir = found
-        try:
-            if _identity(os.stat(file)) != want:
-                return False
-        except OSError:
+        seen[file] = _identity(os.stat(file))
+        if seen[file] != want:
             return False
         if package_dir is None and depth < len(parts):
             return False
@@ -76,12 +101,19 @@ def _same_as_loaded(module: str, path: tuple[str, ...]) -> bool:
     return True
 
 
-def _find(name: str, directories: list[str]) -> tuple[str, str | None] | None:
+def _find(name: str, directories: list[str],
+          seen: dict[str, tuple[int, int, int, int]]) -> tuple[str, str | None] | None:
     """``(file, package directory or None)`` that ``import name`` would load from the first
-    of ``directories`` holding it; None when none does (or only as a namespace package)."""
+    of ``directories`` holding it; None when none does (or only as a namespace package).
+    Every directory looked in goes into ``seen``."""
     for directory in directories:
+        try:
+            seen[directory] = _identity(os.stat(directory))
+        except OSError:
+            continue
         package = os.path.join(directory, name)
         if os.path.isdir(package):
+            seen[package] = _identity(os.stat(package))
             for suffix in _SUFFIXES:
                 init = os.path.join(package, "__init__" + suffix)
                 if os.path.isfile(init):

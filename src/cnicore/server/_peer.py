@@ -13,23 +13,35 @@ the connection must be, right now:
 - and every namespace it passed must be owned by the server's user namespace
   (such a caller, with CAP_SYS_ADMIN there, may enter it itself).
 
-The peer is read race-free: ``SO_PEERPIDFD`` pins the process that connected,
-its pid is read through that pidfd's ``fdinfo`` (so it is the pid in this
-``/proc``), its ``/proc`` entries are read, and only then is the pidfd asked
-whether the process still lives: if it does, its pid was not reused and what was
-read is the peer's. Anything else raises :class:`NotTrusted`; the client runs
-the cold path with its own credentials.
+The peer is read race-free: ``SO_PEERPIDFD`` pins the process that connected
+(the one ``SO_PEERCRED`` names), its capabilities (``capget``), user namespace
+and root directory are read by pid, and only then is the pidfd asked whether
+the process still lives: if it does, its pid was not reused and what was read
+is the peer's. Anything else raises :class:`NotTrusted`; the client runs the
+cold path with its own credentials. (Kernels before 6.5 have no
+``SO_PEERPIDFD``: every request there runs cold.)
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: ``SO_PEERPIDFD`` (Linux 6.5): a pidfd of the process that connected.
 SO_PEERPIDFD = 77
 #: ``ioctl(ns_fd, NS_GET_USERNS)``: a descriptor of the user namespace owning a namespace.
 NS_GET_USERNS = 0xB701
+_CAPABILITY_VERSION_3 = 0x20080522
+_AT_EMPTY_PATH = 0x1000
+_STATX_INO = 0x100
+_STATX_MNT_ID = 0x1000
+#: ``struct statx``: stx_ino at 32, stx_dev_major/minor at 136, stx_mnt_id at 144.
+_STATX_PLACE = struct.Struct("=32xQ96xII Q")
 #: How the caller's root directory is held (to take it when it runs under chroot).
 _OPEN_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -43,17 +55,50 @@ class NotTrusted(Exception):
 
 
 class Server:
-    """What the worker itself is (read once, before its first request)."""
+    """What the worker itself is (read once, before its first request), and the kernel
+    calls the checks make, prepared once."""
 
     def __init__(self) -> None:
+        import ctypes
+
+        from cnicore import ns
+
+        lib = ns._lib()
+        self._capget: Any = lib.capget
+        self._cap_header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+        self._cap_data = (ctypes.c_uint32 * 6)()
+        self._statx: Any = lib.statx
+        self._statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+        self._statx_buf = ctypes.create_string_buffer(256)
         st = os.stat("/proc/self/ns/user")
         self.userns = (st.st_dev, st.st_ino)
-        self.caps = _cap_eff(_read(f"/proc/{os.getpid()}/status"))
+        self.caps = self.capabilities(os.getpid())
+        #: Whether /proc numbers processes as this PID namespace does (peers are read by pid).
+        self.proc_is_ours = os.readlink("/proc/self") == str(os.getpid())
+
+    def capabilities(self, pid: int) -> int:
+        """The effective capability set of process ``pid`` (``capget``)."""
+        import ctypes
+
+        self._cap_header[1] = pid
+        if self._capget(self._cap_header, self._cap_data) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        return int(self._cap_data[0]) | int(self._cap_data[3]) << 32
+
+    def place(self, fd: int) -> tuple[int, int, int, int]:
+        """(mount id, device major, minor, inode) of the file open at ``fd``: where it is,
+        told apart from a bind mount of it (which has its inode) by the mount."""
+        import ctypes
+
+        if self._statx(fd, b"", _AT_EMPTY_PATH, _STATX_INO | _STATX_MNT_ID, self._statx_buf) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        ino, major, minor, mnt_id = _STATX_PLACE.unpack_from(self._statx_buf)
+        return mnt_id, major, minor, ino
 
 
 class Caller:
-    """The checked peer: its pid in this ``/proc`` and a descriptor of its root directory
-    (which may be a ``chroot`` inside its mount namespace)."""
+    """The checked peer: its pid and a descriptor of its root directory (which may be a
+    ``chroot`` inside its mount namespace)."""
 
     __slots__ = ("pid", "root")
 
@@ -67,8 +112,9 @@ class Caller:
             os.close(fd)
 
 
-def check(conn: socket.socket, server: Server) -> Caller:
-    """The peer of ``conn`` if it may be served warm, else :class:`NotTrusted`."""
+def check(conn: socket.socket, pid: int, server: Server) -> Caller:
+    """The peer of ``conn`` (``pid`` by ``SO_PEERCRED``) if it may be served warm, else
+    :class:`NotTrusted`."""
     from cnicore.server import _protocol as proto
 
     try:
@@ -77,39 +123,45 @@ def check(conn: socket.socket, server: Server) -> Caller:
         raise NotTrusted(proto.REFUSE_PRIVILEGE, f"no pidfd of the peer: {exc.strerror}") from None
     root = -1
     try:
-        pid = _pid_of(pidfd)
-        if pid <= 0:
-            raise NotTrusted(proto.REFUSE_PRIVILEGE, "the peer is not visible in this /proc")
+        if pid <= 0 or not server.proc_is_ours:
+            raise NotTrusted(proto.REFUSE_PRIVILEGE, "the peer is not in this PID namespace and its /proc")
         try:
-            status = _read(f"/proc/{pid}/status")
+            caps = server.capabilities(pid)
             st = os.stat(f"/proc/{pid}/ns/user")
             root = os.open(f"/proc/{pid}/root", _OPEN_PATH_DIR)
         except OSError as exc:
             raise NotTrusted(proto.REFUSE_PRIVILEGE, f"cannot read the peer {pid}: {exc.strerror}") from None
-        _alive(pidfd, pid)  # after the reads: the pid was the peer's while they ran
+        try:  # after the reads: while the peer lives, its pid was not reused
+            import signal
+
+            signal.pidfd_send_signal(pidfd, 0)
+        except OSError:
+            raise NotTrusted(proto.REFUSE_PRIVILEGE, f"caller {pid} exited") from None
+        if (st.st_dev, st.st_ino) != server.userns:
+            raise NotTrusted(proto.REFUSE_USERNS, f"caller {pid} is in another user namespace")
+        missing = server.caps & ~caps
+        if missing:
+            raise NotTrusted(proto.REFUSE_PRIVILEGE, f"caller {pid} lacks capabilities {missing:#x}")
     except BaseException:
         if root >= 0:
             os.close(root)
         raise
     finally:
         os.close(pidfd)
-    if (st.st_dev, st.st_ino) != server.userns:
-        os.close(root)
-        raise NotTrusted(proto.REFUSE_USERNS, f"caller {pid} is in another user namespace")
-    missing = server.caps & ~_cap_eff(status)
-    if missing:
-        os.close(root)
-        raise NotTrusted(proto.REFUSE_PRIVILEGE, f"caller {pid} lacks capabilities {missing:#x}")
     return Caller(pid, root)
 
 
-def check_namespaces(fds: list[int], server: Server) -> None:
-    """Every namespace descriptor in ``fds`` is owned by the server's user namespace."""
+def check_namespaces(fds: list[int], server: Server, own: set[tuple[int, int]]) -> None:
+    """Every namespace descriptor in ``fds`` is owned by the server's user namespace
+    (those of ``own``, the worker's own namespaces, need no look)."""
     import fcntl
 
     from cnicore.server import _protocol as proto
 
     for fd in fds:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in own:
+            continue
         try:
             owner = fcntl.ioctl(fd, NS_GET_USERNS)
         except OSError as exc:
@@ -120,37 +172,3 @@ def check_namespaces(fds: list[int], server: Server) -> None:
             os.close(owner)
         if (st.st_dev, st.st_ino) != server.userns:
             raise NotTrusted(proto.REFUSE_USERNS, "a namespace owned by another user namespace")
-
-
-def _pid_of(pidfd: int) -> int:
-    """The pid a pidfd refers to, as this ``/proc`` numbers it (0: not in its pid
-    namespace; -1: exited)."""
-    text = _read(f"/proc/self/fdinfo/{pidfd}")
-    start = text.find(b"\nPid:")
-    if start < 0:
-        return -1
-    return int(text[start + 5:text.index(b"\n", start + 5)])
-
-
-def _alive(pidfd: int, pid: int) -> None:
-    import signal
-
-    from cnicore.server import _protocol as proto
-
-    try:
-        signal.pidfd_send_signal(pidfd, 0)
-    except OSError:
-        raise NotTrusted(proto.REFUSE_PRIVILEGE, f"caller {pid} exited") from None
-
-
-def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 8192)
-    finally:
-        os.close(fd)
-
-
-def _cap_eff(status: bytes) -> int:
-    start = status.index(b"\nCapEff:") + 8
-    return int(status[start:status.index(b"\n", start)], 16)

@@ -400,9 +400,11 @@ def _log(text: str) -> None:
 _log_fd = 2
 
 
-def _peer_uid(conn: socket.socket) -> int:
+def _peer_creds(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the peer, as it connected (``SO_PEERCRED``)."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[1])
+    pid, uid, _ = struct.unpack("3i", creds)
+    return int(pid), int(uid)
 
 
 def _receive(conn: socket.socket) -> tuple[proto.Request, list[int]]:
@@ -517,31 +519,27 @@ def _trust_self() -> None:
     """What the worker is, read once: its user namespace and capabilities (what a caller
     must match, :mod:`._peer`), its own namespaces (compared by descriptor while in a
     caller's, whose /proc may not show this process) and its stdio's encodings."""
-    global _server, _null, _fdinfo, _own_root
+    global _server, _null, _own_root
     from cnicore import ns
 
     _server = _peer.Server()
     _null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    _fdinfo = os.open(f"/proc/{os.getpid()}/fdinfo", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     ns.use_own_proc()
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _own_root = _place(root)
-    finally:
-        os.close(root)
+    _own_root = _root_place()
     for nstype, name in ((CLONE_NEWNS, "mnt"), (CLONE_NEWNET, "net")):
         st = os.stat(f"/proc/self/ns/{name}")
         _own_ns[nstype] = (st.st_dev, st.st_ino)
+    _own_ns_set.update(_own_ns.values())
     _stdio_text[:] = [(stream.encoding, stream.errors or "strict") if stream is not None else ("utf-8", "strict")
                       for stream in (sys.stdin, sys.stdout, sys.stderr)]
 
 
-def _check_caller(conn: socket.socket, fds: list[int]) -> _peer.Caller:
+def _check_caller(conn: socket.socket, pid: int, fds: list[int]) -> _peer.Caller:
     """The caller, when it could do this request's work itself (:mod:`._peer`)."""
     try:
-        caller = _peer.check(conn, _server)
+        caller = _peer.check(conn, pid, _server)
         try:
-            _peer.check_namespaces(fds[3:], _server)
+            _peer.check_namespaces(fds[3:], _server, _own_ns_set)
         except BaseException:
             caller.close()
             raise
@@ -571,36 +569,25 @@ def _take_root(root: int) -> None:
     """A caller that runs under ``chroot`` resolves every path from its root, not from its
     mount namespace's: so does its request (its stores, its launchers, its CNI_NETNS).
     Roots are compared by mount and inode (a bind mount of / has /'s inode)."""
-    if CLONE_NEWNS in _entered:
-        here = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            ns_root = _place(here)
-        finally:
-            os.close(here)
-    else:
-        ns_root = _own_root
-    if _place(root) != ns_root:
+    ns_root = _root_place() if CLONE_NEWNS in _entered else _own_root
+    if _server.place(root) != ns_root:
         _entered.add(CHROOT)
         os.fchdir(root)
         os.chroot(".")
 
 
-def _place(fd: int) -> tuple[int, int, int]:
-    """(mount id, st_dev, st_ino) of the directory open at ``fd``, read through this
-    process's own /proc (the current mount namespace's may not show it)."""
-    info = os.open(str(fd), os.O_RDONLY | os.O_CLOEXEC, dir_fd=_fdinfo)
+def _root_place() -> tuple[int, int, int, int]:
+    """Where this process's root directory is now (:meth:`._peer.Server.place`)."""
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        text = os.read(info, 4096)
+        return _server.place(root)
     finally:
-        os.close(info)
-    start = text.index(b"mnt_id:") + 7
-    st = os.fstat(fd)
-    return int(text[start:text.index(b"\n", start)]), st.st_dev, st.st_ino
+        os.close(root)
 
 
 def _become(req: proto.Request, fds: list[int]) -> None:
-    """Become the caller: umask, environment, stdio (fresh objects: nothing buffered by
-    an earlier request reaches this one), argv."""
+    """Become the caller: umask, environment, stdio (the objects :func:`_renew_stdio` made
+    after the last request: nothing it buffered reaches this one), argv."""
     from cnicore import ns
 
     os.umask(req.umask)
@@ -613,39 +600,35 @@ def _become(req: proto.Request, fds: list[int]) -> None:
         os.close(fd)
     os.close(fds[3])
     os.close(fds[4])
-    _open_stdio()
+    if os.isatty(1):  # as a fresh interpreter buffers it
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.argv = list(req.argv) or [req.launcher]
 
 
-def _open_stdio() -> None:
-    """New ``sys.stdin``/``stdout``/``stderr`` on descriptors 0-2, buffered as a fresh
-    interpreter's would be (stdout line-buffered on a terminal, stderr always)."""
-    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = _stdio_text
-    sys.stdin = open(0, "r", encoding=in_enc, errors=in_err, closefd=False)
-    sys.stdout = open(1, "w", encoding=out_enc, errors=out_err, closefd=False, buffering=-1)
-    if os.isatty(1):
-        sys.stdout.reconfigure(line_buffering=True)
-    sys.stderr = open(2, "w", encoding=err_enc, errors=err_err, closefd=False)
-    sys.stderr.reconfigure(line_buffering=True)
-
-
-def _drop_stdio() -> None:
-    """Close the request's stdio objects once descriptors 0-2 are /dev/null: whatever
-    they still hold (a flush that failed on a broken pipe) goes there, never to the next
-    caller."""
+def _renew_stdio() -> None:
+    """Once descriptors 0-2 are /dev/null again: close the request's ``sys.stdin``,
+    ``stdout`` and ``stderr`` (whatever they still hold, e.g. a result whose flush failed
+    on a broken pipe, or stdin read ahead, goes to /dev/null, never to the next caller)
+    and make new ones, buffered as a fresh interpreter's (stderr line by line). Done
+    after the caller has its answer: no caller waits for it."""
     for stream in (sys.stdin, sys.stdout, sys.stderr):
         try:
             stream.close()
         except (OSError, ValueError, AttributeError):
             pass
+    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = _stdio_text
+    sys.stdin = open(0, encoding=in_enc, errors=in_err, closefd=False)
+    sys.stdout = open(1, "w", encoding=out_enc, errors=out_err, closefd=False)
+    sys.stderr = open(2, "w", encoding=err_enc, errors=err_err, closefd=False)
+    sys.stderr.reconfigure(line_buffering=True)
 
 
 #: The worker's identity, its namespaces and its stdio's (encoding, errors) (:func:`_trust_self`).
 _server: _peer.Server
 _null = -1
-#: This process's /proc/<pid>/fdinfo, open; and where its own root is (:func:`_place`).
-_fdinfo = -1
-_own_root = (0, 0, 0)
+#: Where the worker's own root directory is (:func:`_root_place`), and its namespaces.
+_own_root = (0, 0, 0, 0)
+_own_ns_set: set[tuple[int, int]] = set()
 _own_ns: dict[int, tuple[int, int]] = {}
 _stdio_text: list[tuple[str, str]] = []
 
@@ -702,7 +685,7 @@ def _deadline_passed(signum: int, frame: object) -> None:
 
 def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
     """One request; True when the worker may serve another after it (see the module docstring)."""
-    uid = _peer_uid(conn)
+    pid, uid = _peer_creds(conn)
     if uid != 0:
         _refuse(conn, Refused(proto.REFUSE_UID, f"uid {uid}"))
         return True
@@ -718,7 +701,7 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
         if req.build_id != ctx.build_id:
             raise Refused(proto.REFUSE_BUILD, f"{req.build_id} != {ctx.build_id}")
         _check_fds(req, fds)
-        caller = _check_caller(conn, fds)
+        caller = _check_caller(conn, pid, fds)
         if ctx.is_stale():
             try:
                 os.write(status_fd, STATUS.pack(os.getpid(), STALE))
@@ -764,11 +747,11 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
             pass
     for fd in (0, 1, 2):  # the worker's own /dev/null: the caller's root may have none
         os.dup2(_null, fd)
-    _drop_stdio()
     try:
         conn.sendall(proto.frame(proto.EXITED, code))
     except OSError:
         pass
+    _renew_stdio()
     try:
         os.write(status_fd, STATUS.pack(os.getpid(), SERVED))
     except OSError:
