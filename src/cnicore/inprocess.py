@@ -34,10 +34,12 @@ def host_for(header: LauncherHeader) -> PluginHost:
     cached = _HOSTS.get(key)
     if cached is not None and sys.modules.get(header.module) is cached[0]:
         return cached[1]
+    from cnicore import launchers
     from cnicore.host import PluginHost
     from cnicore.launch import resolve
 
-    sys.path.extend([p for p in header.path if p not in sys.path])
+    if launchers.code_check is None:  # a warm worker hosts only what its parent loaded: no caller's path
+        sys.path.extend([p for p in header.path if p not in sys.path])
     host = PluginHost(resolve(header.module, header.attr), header.type, header.policies)
     _HOSTS[key] = (sys.modules[header.module], host)
     return host
