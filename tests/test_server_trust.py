@@ -54,6 +54,8 @@ def cni_add(request):
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGIO, signal.SIGALRM])
     elif leave == "rlimit":
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    elif leave == "import":  # a module the server did not load (by name: no preload can see it)
+        __import__("importlib").import_module("colorsys")
     return {"cniVersion": request.cni_version, "dns": {"domain": __import__("json").dumps(seen)}}
 '''
 
@@ -281,6 +283,32 @@ def test_a_callers_own_ipam_module_is_exec_d_never_imported_in_the_worker(server
     assert srv.served() == 2
 
 
+def test_a_served_cnitool_command_execs_a_callers_own_plugin(server, cni_sandbox, tmp_path) -> None:
+    """``cnitool add`` runs whole in a worker; a plugin of the caller's in its chain is exec'd
+    there, never imported, and the next caller on that worker gets its own answer."""
+    srv, native, _ = server()
+    marker = tmp_path / "imported"
+    own = caller_ipam_dir(tmp_path, "hostile", "cnitest_hostile_main", "10.94.1.5/24", marker)
+    confdir = tmp_path / "net.d"
+    confdir.mkdir()
+    (confdir / "10-own.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "own-chain", "plugins": [{"type": "cnitest-own-ipam"}]}))
+    env = base_env(NETCONFPATH=str(confdir), CNI_PATH=f"{native}:{own}", CNI_CACHE_DIR=str(tmp_path / "cache"))
+    ctr = cni_sandbox.container()
+    code, out, err = execute(cni_sandbox.host, [CNITOOL, "add", "own-chain", ctr.path], env)
+    assert code == 0, (out, err, srv.log())
+    assert json.loads(out)["ips"][0]["address"] == "10.94.1.5/24"
+    (_, parent), = [tuple(map(int, line.split())) for line in marker.read_text().splitlines()]
+    assert parent != srv.pid
+    other = cni_sandbox.container()
+    code, out, err = execute(cni_sandbox.host, [str(native / "bridge")], cni_env("ADD", other, native, "victim"),
+                             json.dumps(bridge_conf(tmp_path)).encode())
+    assert code == 0, (out, err)
+    assert json.loads(out)["ips"][0]["address"] == "10.93.0.2/24"
+    srv.stop()
+    assert srv.served() == 2
+
+
 def test_two_plugin_dirs_with_one_module_name_each_run_their_own_code(server, cni_sandbox, tmp_path) -> None:
     """Caller A's and caller B's IPAM plugins share a module name with different code: each
     gets its own, as cold (no cache by module name across callers)."""
@@ -369,10 +397,11 @@ def state(bin_dir: Path, host, ctr, **conf: object) -> dict:
     return json.loads(json.loads(out)["dns"]["domain"])
 
 
-@pytest.mark.parametrize("leave", ["sigmask", "rlimit"])
-def test_signal_mask_and_resource_limits_do_not_carry_over(server, cni_sandbox, leave) -> None:
-    """A plugin that blocks SIGIO/SIGALRM (cancellation, deadlines) or lowers RLIMIT_NOFILE: the
-    next request starts as a fresh process would."""
+@pytest.mark.parametrize("leave", ["sigmask", "rlimit", "import"])
+def test_signal_mask_resource_limits_and_imports_do_not_carry_over(server, cni_sandbox, leave) -> None:
+    """A plugin that blocks SIGIO/SIGALRM (cancellation, deadlines), lowers RLIMIT_NOFILE or
+    imports a module the server did not load: the next request starts as a fresh process
+    would, in another worker."""
     srv, native, python = server()
     ctr = cni_sandbox.container()
     cold = state(python, cni_sandbox.host, ctr)
@@ -493,8 +522,14 @@ def test_a_chrooted_callers_store_is_the_one_its_cold_runs_use(server, cni_sandb
     assert code == 0, (out, err, srv.log())
     assert _results(out) == [f"10.98.0.{n}/24" for n in range(2, 8)]
     assert not any(data.iterdir())  # the chroot's store, not the mount namespace root's
+    # The worker left that root: a caller without chroot has its own store, from its root.
+    code, out, err = execute(cni_sandbox.host, [str(native / "host-local")], cni_env("ADD", ctr, native, "plain"),
+                             json.dumps(conf).encode())
+    assert code == 0, (out, err)
+    assert json.loads(out)["ips"][0]["address"] == "10.98.0.2/24"
+    assert (data / "chroot-net" / "10.98.0.2").exists()
     srv.stop()
-    assert srv.served() == 3 and not srv.refused()
+    assert srv.served() == 4 and not srv.refused()
 
 
 def _results(out: bytes) -> list[str]:
