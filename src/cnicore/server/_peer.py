@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,11 +36,6 @@ SO_PEERPIDFD = 77
 #: ``ioctl(ns_fd, NS_GET_USERNS)``: a descriptor of the user namespace owning a namespace.
 NS_GET_USERNS = 0xB701
 _CAPABILITY_VERSION_3 = 0x20080522
-_AT_EMPTY_PATH = 0x1000
-_STATX_INO = 0x100
-_STATX_MNT_ID = 0x1000
-#: ``struct statx``: stx_ino at 32, stx_dev_major/minor at 136, stx_mnt_id at 144.
-_STATX_PLACE = struct.Struct("=32xQ96xII Q")
 #: How the caller's root directory is held (to take it when it runs under chroot).
 _OPEN_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -55,8 +49,8 @@ class NotTrusted(Exception):
 
 
 class Server:
-    """What the worker itself is (read once, before its first request), and the kernel
-    calls the checks make, prepared once."""
+    """What the worker itself is (read once, before its first request), and ``capget``
+    prepared once."""
 
     def __init__(self) -> None:
         import ctypes
@@ -67,9 +61,6 @@ class Server:
         self._capget: Any = lib.capget
         self._cap_header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
         self._cap_data = (ctypes.c_uint32 * 6)()
-        self._statx: Any = lib.statx
-        self._statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
-        self._statx_buf = ctypes.create_string_buffer(256)
         st = os.stat("/proc/self/ns/user")
         self.userns = (st.st_dev, st.st_ino)
         self.caps = self.capabilities(os.getpid())
@@ -84,16 +75,6 @@ class Server:
         if self._capget(self._cap_header, self._cap_data) != 0:
             raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
         return int(self._cap_data[0]) | int(self._cap_data[3]) << 32
-
-    def place(self, fd: int) -> tuple[int, int, int, int]:
-        """(mount id, device major, minor, inode) of the file open at ``fd``: where it is,
-        told apart from a bind mount of it (which has its inode) by the mount."""
-        import ctypes
-
-        if self._statx(fd, b"", _AT_EMPTY_PATH, _STATX_INO | _STATX_MNT_ID, self._statx_buf) != 0:
-            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-        ino, major, minor, mnt_id = _STATX_PLACE.unpack_from(self._statx_buf)
-        return mnt_id, major, minor, ino
 
 
 class Caller:

@@ -286,8 +286,8 @@ class Baseline:
             if CLONE_NEWNET in _entered:
                 ns._setns(self.net, CLONE_NEWNET)
             if CLONE_NEWNS in _entered:
-                ns._setns(self.mnt, CLONE_NEWNS)
-            if CHROOT in _entered:
+                ns._setns(self.mnt, CLONE_NEWNS)  # also its root, the namespace's
+            elif CHROOT in _entered:
                 os.fchdir(self.root)
                 os.chroot(".")
             _entered.clear()
@@ -519,13 +519,12 @@ def _trust_self() -> None:
     """What the worker is, read once: its user namespace and capabilities (what a caller
     must match, :mod:`._peer`), its own namespaces (compared by descriptor while in a
     caller's, whose /proc may not show this process) and its stdio's encodings."""
-    global _server, _null, _own_root
+    global _server, _null
     from cnicore import ns
 
     _server = _peer.Server()
     _null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     ns.use_own_proc()
-    _own_root = _root_place()
     for nstype, name in ((CLONE_NEWNS, "mnt"), (CLONE_NEWNET, "net")):
         st = os.stat(f"/proc/self/ns/{name}")
         _own_ns[nstype] = (st.st_dev, st.st_ino)
@@ -568,21 +567,11 @@ def _enter(req: proto.Request, fds: list[int], caller: _peer.Caller) -> None:
 def _take_root(root: int) -> None:
     """A caller that runs under ``chroot`` resolves every path from its root, not from its
     mount namespace's: so does its request (its stores, its launchers, its CNI_NETNS).
-    Roots are compared by mount and inode (a bind mount of / has /'s inode)."""
-    ns_root = _root_place() if CLONE_NEWNS in _entered else _own_root
-    if _server.place(root) != ns_root:
-        _entered.add(CHROOT)
-        os.fchdir(root)
-        os.chroot(".")
-
-
-def _root_place() -> tuple[int, int, int, int]:
-    """Where this process's root directory is now (:meth:`._peer.Server.place`)."""
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return _server.place(root)
-    finally:
-        os.close(root)
+    Taken always: cheaper than telling whether it differs (a bind mount of / has /'s
+    inode; only the mount tells them apart), and the same when it does not."""
+    _entered.add(CHROOT)
+    os.fchdir(root)
+    os.chroot(".")
 
 
 def _become(req: proto.Request, fds: list[int]) -> None:
@@ -626,8 +615,7 @@ def _renew_stdio() -> None:
 #: The worker's identity, its namespaces and its stdio's (encoding, errors) (:func:`_trust_self`).
 _server: _peer.Server
 _null = -1
-#: Where the worker's own root directory is (:func:`_root_place`), and its namespaces.
-_own_root = (0, 0, 0, 0)
+#: The worker's own namespaces, as (st_dev, st_ino).
 _own_ns_set: set[tuple[int, int]] = set()
 _own_ns: dict[int, tuple[int, int]] = {}
 _stdio_text: list[tuple[str, str]] = []
@@ -720,7 +708,7 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
     except Refused as exc:
         _close_all(fds)
         _refuse(conn, exc)
-        return exc.reason != proto.REFUSE_STALE and not _entered
+        return exc.reason != proto.REFUSE_STALE  # Baseline.restore takes it home, or it exits
     finally:
         if caller is not None:
             caller.close()
