@@ -560,3 +560,23 @@ def test_a_caller_with_its_own_pid_namespace_and_proc_is_served(server, cni_sand
     assert answers == {"warm": "10.99.0.2/24", "cold": "10.99.0.3/24"}
     srv.stop()
     assert srv.served() == 1 and not srv.refused()
+
+
+def test_a_caller_in_the_servers_own_mount_namespace_is_served_from_its_root(server, cni_sandbox,
+                                                                             tmp_path) -> None:
+    """No mount namespace to enter: the worker takes the caller's root and puts its own back
+    by descriptor (no setns does it), alternating with callers it must enter."""
+    srv, native, _ = server()
+    ctr = cni_sandbox.container()
+    data = tmp_path / "ipam"
+    conf = json.dumps(store_conf(data)).encode()
+    inside = ["nsenter", f"--mount=/proc/{srv.pid}/ns/mnt"]
+    seen = []
+    for n, prefix in enumerate((inside, [], inside, [])):
+        code, out, err = execute(cni_sandbox.host, [*prefix, str(native / "host-local")],
+                                 cni_env("ADD", ctr, native, f"c{n}"), conf)
+        assert code == 0, (out, err, srv.log())
+        seen.append(json.loads(out)["ips"][0]["address"])
+    assert seen == [f"10.97.0.{n}/24" for n in range(2, 6)]
+    srv.stop()
+    assert srv.served() == 4 and not srv.refused()
