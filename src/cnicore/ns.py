@@ -196,6 +196,15 @@ def _open_thread_ns(path: str) -> int:
     return os.open(path, _OPEN_FLAGS)
 
 
+def current_netns_id() -> tuple[int, int]:
+    """(st_dev, st_ino) of the calling thread's network namespace: what tells two apart."""
+    if _task_dir >= 0:
+        st = os.stat(f"{_thread.get_native_id()}/ns/net", dir_fd=_task_dir)
+    else:
+        st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino
+
+
 def _open_current_ns() -> int:
     path = _thread_ns_path(pid_in_path=False)
     try:

@@ -18,7 +18,6 @@ made, never when a launcher answers VERSION.
 from __future__ import annotations
 
 import base64
-import os
 import time
 
 TYPE_CHECKING = False
@@ -189,9 +188,11 @@ _local: Any = None
 
 
 def _netns_id() -> tuple[int, int]:
-    """The calling thread's network namespace (device and inode of its nsfs file)."""
-    st = os.stat("/proc/thread-self/ns/net")
-    return st.st_dev, st.st_ino
+    """The calling thread's network namespace (device and inode of its nsfs file; found
+    through the process's own /proc in a warm worker: :func:`cnicore.ns.current_netns_id`)."""
+    from cnicore import ns
+
+    return ns.current_netns_id()
 
 
 def _reused() -> dict[str, Any]:
