@@ -145,6 +145,41 @@ def test_edited_plugin_file_is_served_on_the_next_request_and_reloaded(editable_
         server.stop()
 
 
+def test_a_plugin_only_on_its_launchers_path_is_reloaded_too(cni_sandbox, tmp_path: Path) -> None:
+    """A plugin the server does not import itself (not installed in its environment, found on the
+    launcher's ``sys.path``): a worker imports it, stamps it at its next request, and an edit after
+    that is served at once as well."""
+    root = tmp_path / "pluginpath"
+    package = root / "cnitest_pathonly_plugin"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text(HELPER.format(versions=[]))
+    (package / "plugin.py").write_text(PLUGIN.format(package=package.name, versions=["1.0.0"]))
+    sys.path.insert(0, str(root))
+    server = WarmServer(str(tmp_path / "server"), workers=1)
+    try:
+        entry = PluginEntry("cnitest-pathonly", f"{package.name}.plugin", "", "")
+        assert not install(str(tmp_path / "bin"), [entry], kind="native", socket=server.socket).skipped
+
+        def versions() -> list[str]:
+            answer = run_executable(str(tmp_path / "bin" / "cnitest-pathonly"), "VERSION", b"",
+                                    host=cni_sandbox.host)
+            assert answer.code == 0, answer
+            return list(json.loads(answer.stdout)["supportedVersions"])
+
+        assert versions() == ["1.0.0"]  # imported by the worker
+        assert versions() == ["1.0.0"]  # the same worker: it stamps what it imported
+        (package / "plugin.py").write_text(PLUGIN.format(package=package.name, versions=["1.0.0", "1.1.0"]))
+        assert versions() == ["1.0.0", "1.1.0"]
+        wait_for(server, lambda log: "restarting:" in log, "a restart")
+        assert versions() == ["1.0.0", "1.1.0"]
+        server.stop()
+        assert server.served() >= 1
+    finally:
+        server.stop()
+        sys.path.remove(str(root))
+
+
 def test_the_check_is_a_poll_until_something_changes(tmp_path: Path) -> None:
     """Nothing pending: the worker's check reads no file (the cost stays constant with the
     number of modules); an edit is seen by the next check, before the parent read the event."""

@@ -81,12 +81,17 @@ def _under(path: str, directories: Iterable[str]) -> bool:
 
 
 def _installed_dirs() -> list[str]:
-    """Where installed distributions and the standard library live."""
+    """Where the standard library and installed distributions live (not a project of one's own,
+    even when a virtualenv sits inside it)."""
     import site
     import sysconfig
 
-    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-            *site.getsitepackages(), *(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib"))}
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    dirs = {*site.getsitepackages(), *(sysconfig.get_paths()[k] for k in keys),
+            *(sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})[k] for k in keys),
+            *(p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages"))}
+    if site.ENABLE_USER_SITE and site.USER_SITE:
+        dirs.add(site.USER_SITE)
     return sorted(os.path.abspath(d) for d in dirs if d)
 
 
@@ -95,13 +100,13 @@ def module_files(packages: Iterable[str], project_roots: Iterable[str]) -> list[
     ``packages`` (the plugins' and cnicore's), and every module loaded from one of the
     ``project_roots`` (``sys.path`` directories that are not site-packages: editable
     installs, projects on a plugin's path)."""
-    packages, project_roots = set(packages), list(project_roots)
+    packages, project_roots, installed = set(packages), list(project_roots), _installed_dirs()
     found = set()
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if not isinstance(path, str) or not os.path.isabs(path):
             continue
-        if name.partition(".")[0] in packages or _under(path, project_roots):
+        if name.partition(".")[0] in packages or (_under(path, project_roots) and not _under(path, installed)):
             found.add(path)
     return sorted(found)
 
@@ -115,8 +120,11 @@ def entry_files(modules: Iterable[str]) -> list[str]:
     for module in modules:
         try:
             spec = importlib.util.find_spec(module)
-        except Exception:  # noqa: BLE001 - its package failed to import: nothing to find
-            continue
+        except Exception:  # noqa: BLE001 - its package failed to import: watch the package's __init__
+            try:
+                spec = importlib.util.find_spec(module.partition(".")[0])  # a top-level name imports nothing
+            except Exception:  # noqa: BLE001
+                continue
         if spec is not None and spec.origin and os.path.isabs(spec.origin):
             found.append(spec.origin)
     return found
