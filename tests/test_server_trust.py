@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -211,10 +212,11 @@ def test_a_namespace_owned_by_another_user_namespace_is_not_entered_warm(server,
         ["unshare", "--user", "--map-root-user", "--net", "sleep", "60"], stdin=subprocess.DEVNULL))
     try:
         netns = f"/proc/{holder.pid}/ns/net"
-        deadline = 200
-        while os.readlink(netns) == os.readlink("/proc/self/ns/net") and deadline:
-            deadline -= 1  # unshare has not switched yet
-            subprocess.run(["sleep", "0.05"], check=True)
+        host_netns = cni_sandbox.host.do(lambda: os.readlink("/proc/thread-self/ns/net"))
+        deadline = time.monotonic() + 20
+        while os.readlink(netns) == host_netns:  # unshare has not made its namespaces yet
+            assert time.monotonic() < deadline, "unshare never made its namespaces"
+            time.sleep(0.02)
         conf = json.dumps({"cniVersion": "1.0.0", "name": "lo-net", "type": "loopback"}).encode()
         warm = execute(cni_sandbox.host, [str(native / "loopback")], cni_env("ADD", netns, native), conf)
         cold = execute(cni_sandbox.host, [str(python / "loopback")], cni_env("ADD", netns, python), conf)

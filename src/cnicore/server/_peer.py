@@ -132,16 +132,22 @@ def check(conn: socket.socket, pid: int, server: Server) -> Caller:
     return Caller(pid, root)
 
 
-def check_namespaces(fds: list[int], server: Server, own: set[tuple[int, int]]) -> None:
-    """Every namespace descriptor in ``fds`` is owned by the server's user namespace
-    (those of ``own``, the worker's own namespaces, need no look)."""
+def check_namespaces(fds: list[int], server: Server, known: set[tuple[int, int]]) -> None:
+    """Every namespace descriptor in ``fds`` is owned by the server's user namespace.
+
+    ``known``: namespaces already found so (the worker's own to begin with); those found
+    here are added (a runtime passes its own on every request). Should a namespace die
+    and its inode number come back for one of another owner, the worker's ``setns``
+    still needs the server's own capabilities there: what the caller, who holds all of
+    them in the same user namespace, could do itself."""
     import fcntl
 
     from cnicore.server import _protocol as proto
 
     for fd in fds:
         st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) in own:
+        ns_id = (st.st_dev, st.st_ino)
+        if ns_id in known:
             continue
         try:
             owner = fcntl.ioctl(fd, NS_GET_USERNS)
@@ -153,3 +159,9 @@ def check_namespaces(fds: list[int], server: Server, own: set[tuple[int, int]]) 
             os.close(owner)
         if (st.st_dev, st.st_ino) != server.userns:
             raise NotTrusted(proto.REFUSE_USERNS, "a namespace owned by another user namespace")
+        if len(known) < KNOWN_NAMESPACES:
+            known.add(ns_id)
+
+
+#: How many namespaces a worker remembers as owned by its user namespace.
+KNOWN_NAMESPACES = 64

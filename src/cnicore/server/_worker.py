@@ -528,7 +528,7 @@ def _trust_self() -> None:
     for nstype, name in ((CLONE_NEWNS, "mnt"), (CLONE_NEWNET, "net")):
         st = os.stat(f"/proc/self/ns/{name}")
         _own_ns[nstype] = (st.st_dev, st.st_ino)
-    _own_ns_set.update(_own_ns.values())
+    _known_ns.update(_own_ns.values())
     _stdio_text[:] = [(stream.encoding, stream.errors or "strict") if stream is not None else ("utf-8", "strict")
                       for stream in (sys.stdin, sys.stdout, sys.stderr)]
 
@@ -538,7 +538,7 @@ def _check_caller(conn: socket.socket, pid: int, fds: list[int]) -> _peer.Caller
     try:
         caller = _peer.check(conn, pid, _server)
         try:
-            _peer.check_namespaces(fds[3:], _server, _own_ns_set)
+            _peer.check_namespaces(fds[3:], _server, _known_ns)
         except BaseException:
             caller.close()
             raise
@@ -595,28 +595,43 @@ def _become(req: proto.Request, fds: list[int]) -> None:
 
 
 def _renew_stdio() -> None:
-    """Once descriptors 0-2 are /dev/null again: close the request's ``sys.stdin``,
-    ``stdout`` and ``stderr`` (whatever they still hold, e.g. a result whose flush failed
-    on a broken pipe, or stdin read ahead, goes to /dev/null, never to the next caller)
-    and make new ones, buffered as a fresh interpreter's (stderr line by line). Done
+    """Once descriptors 0-2 are /dev/null again, nothing the request's ``sys.stdin``,
+    ``stdout`` and ``stderr`` hold may reach the next caller (e.g. a result whose flush
+    failed on a broken pipe, or stdin read ahead). ``stdin`` is made anew (what it read
+    ahead cannot be seen from outside); ``stdout`` and ``stderr`` are flushed into
+    /dev/null and kept when they are the objects made here, still open and buffered as
+    made (a fresh interpreter's: stderr line by line), else closed and made anew. Done
     after the caller has its answer: no caller waits for it."""
-    for stream in (sys.stdin, sys.stdout, sys.stderr):
+    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = _stdio_text
+    try:
+        sys.stdin.close()
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.stdin = open(0, encoding=in_enc, errors=in_err, closefd=False)
+    for name, fd, encoding, errors, by_line in (("stdout", 1, out_enc, out_err, False),
+                                                ("stderr", 2, err_enc, err_err, True)):
+        stream = getattr(sys, name)
         try:
+            if stream is _made[fd] and stream.line_buffering == by_line:
+                stream.flush()
+                continue
             stream.close()
         except (OSError, ValueError, AttributeError):
             pass
-    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = _stdio_text
-    sys.stdin = open(0, encoding=in_enc, errors=in_err, closefd=False)
-    sys.stdout = open(1, "w", encoding=out_enc, errors=out_err, closefd=False)
-    sys.stderr = open(2, "w", encoding=err_enc, errors=err_err, closefd=False)
-    sys.stderr.reconfigure(line_buffering=True)
+        _made[fd] = open(fd, "w", buffering=1 if by_line else -1, encoding=encoding, errors=errors, closefd=False)
+        setattr(sys, name, _made[fd])
+
+
+#: The stdout and stderr objects :func:`_renew_stdio` made, by descriptor.
+_made: dict[int, Any] = {1: None, 2: None}
 
 
 #: The worker's identity, its namespaces and its stdio's (encoding, errors) (:func:`_trust_self`).
 _server: _peer.Server
 _null = -1
-#: The worker's own namespaces, as (st_dev, st_ino).
-_own_ns_set: set[tuple[int, int]] = set()
+#: Namespaces (st_dev, st_ino) known to be owned by the worker's user namespace: its own,
+#: then those callers passed (:func:`._peer.check_namespaces`).
+_known_ns: set[tuple[int, int]] = set()
 _own_ns: dict[int, tuple[int, int]] = {}
 _stdio_text: list[tuple[str, str]] = []
 
