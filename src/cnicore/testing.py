@@ -36,6 +36,9 @@ Fixtures:
 * ``cni_server`` — (session) a :class:`WarmServer` (``cnitool daemon``) in its own
   throwaway namespace; ``CNICORE_TEST_LAUNCHERS=native`` makes ``cni_bin_dir``
   hold native launchers served by it, so a suite runs warm instead of cold.
+  It serves the plugins installed in this environment; a plugin a test writes at
+  run time is not the server's own code and runs cold (a server of a test's own
+  takes such plugins with ``WarmServer(..., plugins=(root, entries))``).
 * ``cni_conflist`` — ``cni_conflist(conflist, cni_path=None)`` returns a
   :class:`ConflistRunner`: the network list run as a runtime runs it, by
   :class:`cnicore.libcni.CNIConfig` from inside the host netns, plugins found in
