@@ -164,10 +164,6 @@ def bridge_conf(tmp_path: Path, name: str = "trust-net", bridge: str = "cnitrust
             "ipam": {"type": "host-local", "subnet": subnet, "dataDir": str(tmp_path / "ipam")}, **extra}
 
 
-def log_since(srv: WarmServer, mark: int) -> str:
-    return srv.log()[mark:]
-
-
 # -- 1. only a caller that could do the work itself -------------------------------------------------
 
 #: Ways a uid-0 caller can lack the privileges the work needs.
@@ -452,10 +448,15 @@ def test_a_malformed_request_is_refused_and_the_worker_stays(server, case) -> No
         cwd = "/tmp\0/x"
     else:
         env["CNITEST"] = "a\0b"
+    deadline = time.monotonic() + 20
+    while len(worker := srv.workers()) != 1:  # the one worker (--max-workers 1), once forked
+        assert time.monotonic() < deadline, srv.log()
+        time.sleep(0.02)
     bad = proto.encode_request(build_id(), 0o22, 0, cwd, launcher, ["loopback"], env)
     assert raw_request(srv.socket, bad) == [(proto.REFUSED, proto.REFUSE_MALFORMED)]
     good = proto.encode_request(build_id(), 0o22, 0, "/", launcher, ["loopback"], {"CNI_COMMAND": "VERSION"})
     assert raw_request(srv.socket, good) == [(proto.STARTED, 0), (proto.EXITED, 0)]
+    assert srv.workers() == worker  # it served both
     srv.stop()
     assert "Error" not in srv.log() and srv.served() == 1
 
