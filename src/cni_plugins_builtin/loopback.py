@@ -7,14 +7,14 @@ succeeds when CNI_NETNS is empty or gone; CHECK fails if ``lo`` is down.
 Unlike the reference, results for configs older than 1.0.0 are converted to
 the config's format instead of printing a 1.x result under an old version.
 
-Only the tiny :mod:`cnicore.rtnl` client is used, so an exec never imports
+Only the toolkit's netlink handle (:mod:`cnicore.netlink`) is used, so an exec never imports
 pyroute2.
 """
 
 from __future__ import annotations
 
 from cnicore import __version__
-from cnicore._go.json import NETCONF_FIELDS, Struct, decode_struct
+from cnicore.config import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -44,9 +44,9 @@ def cni_plugin_info() -> PluginInfo:
 def _lo_up_and_addresses() -> tuple[str | None, str | None]:
     import ipaddress
 
-    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+    from cnicore.netlink import AF_INET, AF_INET6, Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         link = rtnl.link(LOOPBACK)
         rtnl.set_up(link, True)
         first: list[str | None] = []
@@ -80,9 +80,9 @@ def cni_add(request: Request) -> AnyResult:
 
 
 def _set_down() -> None:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         rtnl.set_up(rtnl.link(LOOPBACK), False)
 
 
@@ -99,9 +99,9 @@ def cni_del(request: Request) -> None:
 
 
 def _check_up() -> None:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         if not rtnl.link(LOOPBACK).is_up:
             raise CNIError(ERR_INTERNAL, "loopback interface is down")
 

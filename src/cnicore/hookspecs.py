@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from cnicore.types import AnyResult
     from cnicore.version import PluginInfo
 
+__all__ = ["cni_add", "cni_check", "cni_del", "cni_gc", "cni_ipam", "cni_plugin_info", "cni_status",
+           "cni_sysctl_check", "hookspec"]
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 
 

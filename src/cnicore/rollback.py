@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 
+__all__ = ["Rollback"]
+
+
 class Rollback:
     """``with Rollback() as undo: ...; undo.push(fn, *args)``; call :meth:`commit` on success."""
 

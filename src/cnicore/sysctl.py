@@ -20,6 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore.request import Request
 
+__all__ = ["NET_ROOT", "SYSCTL_ROOT", "check", "is_net_path", "key_to_path", "read", "write", "write_checked"]
+
 SYSCTL_ROOT = "/proc/sys"
 NET_ROOT = "/proc/sys/net/"
 

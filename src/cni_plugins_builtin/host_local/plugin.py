@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 
 from cnicore import __version__
-from cnicore._go.json import lookup
+from cnicore.config import lookup
 from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, ERR_PLUGIN_NOT_AVAILABLE, CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 

@@ -132,11 +132,12 @@ def preload() -> list[str]:
 
     import pluggy  # noqa: F401
 
-    from cnicore import (  # noqa: F401  # noqa: F401
+    from cnicore import (  # noqa: F401
+        config,
         hookspecs,
         host,
-        iface,
         invoke,
+        ip,
         ipam,
         launchers,
         ns,
@@ -146,6 +147,7 @@ def preload() -> list[str]:
         skel,
         sysctl,
         types,
+        utils,
         wire,
     )
     from cnicore.registry import discover

@@ -1,0 +1,279 @@
+"""Typed config (public toolkit): a plugin's config decoded with the reference's rules and texts.
+
+A Go plugin declares its config as a struct and lets ``encoding/json`` fill
+it in; runtimes and users see that decoder's behaviour and its error texts.
+Here an author declares a dataclass and calls :func:`decode`::
+
+    # config.py (imported by the verbs that need it: dataclasses costs a cold VERSION ~5 ms)
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class PtpConf:
+        name: str = ""
+        mtu: int = 0
+        ip_masq: bool = False                                   # JSON key "ipMasq"
+        dns_domain: str = field(default="", metadata={"json": "domain"})
+
+    conf = decode(request, PtpConf)       # or decode(request.config, PtpConf)
+
+What Go does, :func:`decode` does: a key matches its field exactly or else
+case-insensitively with Go's simple folding; a later key wins; unknown keys
+are ignored; ``null`` keeps the default; a value of the wrong kind is a
+:class:`NetConfError` (code 999) reading ``failed to load netconf: json:
+cannot unmarshal string into Go struct field PtpConf.mtu of type int``. The
+JSON key of a field is its name in camelCase (``ip_masq`` -> ``ipMasq``) or
+``metadata={"json": ...}``. Field types: ``str``, ``bool``, ``int``,
+``float``, ``list[T]``, ``dict[str, T]``, ``Any``/``object``, ``T | None``
+and nested dataclasses. The keys every config has (``types.NetConf``:
+``cniVersion``, ``name``, ``type``, ``capabilities``, ``ipam``, ``dns``,
+``prevResult``) are checked as Go checks them even when the class does not
+declare them.
+
+Below the dataclass form, the Go type objects it is built from (:class:`Struct`,
+:class:`Slice`, :class:`Map`, :data:`STRING`, :data:`BOOL`, :data:`INT`,
+:data:`ANY`, :data:`NETCONF_FIELDS`, :func:`decode_struct`) for configs read as
+plain dicts, :func:`lookup` (the value Go would decode into one field), and
+CNI_ARGS: :func:`load_args` (Go's ``types.LoadArgs``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cnicore._go.json import (
+    ANY,
+    BOOL,
+    INT,
+    NETCONF_FIELDS,
+    STRING,
+    Decoder,
+    GoType,
+    Map,
+    NetConfError,
+    Scalar,
+    Slice,
+    Struct,
+    decode_struct,
+    fields,
+    lookup,
+)
+from cnicore.args import ArgsError, load_args, parse_bool
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping, TypeVar
+
+    from cnicore.request import Request
+
+    T = TypeVar("T")
+
+# Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
+__all__ = [
+    "ANY",
+    "BOOL",
+    "FLOAT",
+    "INT",
+    "NETCONF_FIELDS",
+    "STRING",
+    "ArgsError",
+    "Decoder",
+    "GoType",
+    "Map",
+    "NetConfError",
+    "Scalar",
+    "Slice",
+    "Struct",
+    "decode",
+    "decode_struct",
+    "fields",
+    "load_args",
+    "lookup",
+    "parse_bool",
+    "schema",
+]
+
+#: The prefix Go plugins put in front of a decoding error (``failed to load netconf: ...``).
+PREFIX = "failed to load netconf: "
+
+
+class _Float(GoType):
+    """``float64``: any JSON number."""
+
+    name = "float64"
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        return float(value)
+
+
+FLOAT = _Float()
+_SCALARS: dict[str, GoType] = {"str": STRING, "bool": BOOL, "int": INT, "float": FLOAT, "Any": ANY,
+                               "object": ANY, "typing.Any": ANY}
+
+
+def decode(source: Request | Mapping[str, Any], cls: type[T], *, prefix: str = PREFIX,
+           netconf: bool = True) -> T:
+    """An instance of dataclass ``cls`` from a request's config (or any decoded
+    JSON object), decoded as Go's ``encoding/json`` would (see the module docstring).
+
+    ``netconf``: also check the keys every config carries (``types.NetConf``),
+    as a Go plugin embedding it does; pass False for a sub-object (an ``ipam``
+    section decoded on its own). A config error is a :class:`NetConfError`
+    (999) starting with ``prefix``.
+    """
+    obj = getattr(source, "config", source)
+    values = decode_struct(obj, schema(cls, netconf=netconf), prefix)
+    return _build(cls, values)
+
+
+def schema(cls: type, *, netconf: bool = True) -> Struct:
+    """The :class:`Struct` Go would decode into for dataclass ``cls`` (cached per class)."""
+    key = "_cnicore_schema_netconf" if netconf else "_cnicore_schema"
+    cached = cls.__dict__.get(key)
+    if cached is None:
+        fields_: dict[str, GoType] = dict(NETCONF_FIELDS) if netconf else {}
+        for f, json_key in _fields(cls):
+            fields_[json_key] = _go_type(f.type, cls)
+        cached = Struct(cls.__name__, fields_)
+        setattr(cls, key, cached)
+    return cached
+
+
+def _fields(cls: type) -> list[tuple[Any, str]]:
+    """``(dataclass field, JSON key)`` of ``cls``."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    return [(f, f.metadata.get("json") or _camel(f.name)) for f in dataclasses.fields(cls) if f.init]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _split_args(text: str) -> list[str]:
+    """The top-level comma-separated parts of a type's arguments."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _go_type(annotation: Any, owner: type) -> GoType:
+    """The Go type for a field annotation (a string under ``from __future__ import annotations``)."""
+    import dataclasses
+
+    if not isinstance(annotation, str):
+        if dataclasses.is_dataclass(annotation):
+            return schema(annotation, netconf=False)  # type: ignore[arg-type]
+        annotation = getattr(annotation, "__name__", None) if isinstance(annotation, type) else str(annotation)
+        if annotation is None:
+            raise TypeError(f"unsupported config field type in {owner.__name__}")
+    text = annotation.replace("typing.", "").strip()
+    union = _split_union(text)
+    if len(union) > 1:
+        rest = [part for part in union if part != "None"]
+        if len(rest) != 1:
+            raise TypeError(f"unsupported config field type {annotation!r} in {owner.__name__}")
+        return _go_type(rest[0], owner)
+    if text.startswith("Optional[") and text.endswith("]"):
+        return _go_type(text[len("Optional["):-1], owner)
+    if text in _SCALARS:
+        return _SCALARS[text]
+    for prefix in ("list[", "List[", "tuple[", "Sequence["):
+        if text.startswith(prefix) and text.endswith("]"):
+            elem = _split_args(text[len(prefix):-1])[0]
+            return Slice(_go_type(elem, owner))
+    for prefix in ("dict[", "Dict[", "Mapping["):
+        if text.startswith(prefix) and text.endswith("]"):
+            key, value = _split_args(text[len(prefix):-1])
+            if key != "str":
+                raise TypeError(f"config maps have str keys (in {owner.__name__})")
+            return Map(_go_type(value, owner))
+    if text in ("list", "List"):
+        return Slice(ANY)
+    if text in ("dict", "Dict"):
+        return Map(ANY)
+    nested = getattr(sys.modules.get(owner.__module__), text, None)
+    if nested is not None and dataclasses.is_dataclass(nested):
+        return schema(nested, netconf=False)  # type: ignore[arg-type]
+    raise TypeError(f"unsupported config field type {annotation!r} in {owner.__name__}")
+
+
+def _split_union(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _build(cls: type[T], values: Mapping[str, Any]) -> T:
+    """``cls(**...)`` from decoded values (by JSON key); absent and null keep the default."""
+    kwargs = {}
+    for f, json_key in _fields(cls):
+        value = values.get(json_key)
+        if value is None:
+            continue
+        kwargs[f.name] = _value(f.type, value, cls)
+    return cls(**kwargs)
+
+
+def _value(annotation: Any, value: Any, owner: type) -> Any:
+    """Nested dataclasses (also in lists and maps) built from their decoded dicts."""
+    go_type = _go_type(annotation, owner)
+    if isinstance(go_type, Struct) and isinstance(value, dict):
+        nested = _dataclass_of(annotation, owner)
+        if nested is not None:
+            return _build(nested, value)
+    if isinstance(go_type, Slice) and isinstance(go_type.elem, Struct) and isinstance(value, list):
+        nested = _dataclass_of(_elem(annotation), owner)
+        if nested is not None:
+            return [None if v is None else _build(nested, v) for v in value]
+    if isinstance(go_type, Map) and isinstance(go_type.elem, Struct) and isinstance(value, dict):
+        nested = _dataclass_of(_elem(annotation, 1), owner)
+        if nested is not None:
+            return {k: None if v is None else _build(nested, v) for k, v in value.items()}
+    return value
+
+
+def _elem(annotation: Any, index: int = 0) -> Any:
+    args = getattr(annotation, "__args__", None)
+    if args:
+        return args[index]
+    text = annotation if isinstance(annotation, str) else str(annotation)
+    return _split_args(text[text.index("[") + 1:text.rindex("]")])[index]
+
+
+def _dataclass_of(annotation: Any, owner: type) -> type | None:
+    import dataclasses
+
+    if not isinstance(annotation, str):
+        return annotation if isinstance(annotation, type) and dataclasses.is_dataclass(annotation) else None
+    for part in _split_union(annotation.replace("typing.", "")):
+        if part.startswith("Optional[") and part.endswith("]"):
+            part = part[len("Optional["):-1]
+        nested = getattr(sys.modules.get(owner.__module__), part, None)
+        if isinstance(nested, type) and dataclasses.is_dataclass(nested):
+            return nested
+    return None
