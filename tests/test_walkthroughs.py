@@ -18,8 +18,6 @@ import re
 import sys
 from pathlib import Path
 
-import pytest
-
 from cnicore.testing import run_in as sh
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +83,7 @@ def test_main_walkthrough(cni_runner, cni_bin_dir, cni_sandbox, tmp_path) -> Non
     one, two = cni_sandbox.container(), cni_sandbox.container()
     before = _links(cni_sandbox.host)
     first = runner.add(config, one, container_id="ctr-1")
-    second = runner.add(config, two, container_id="ctr-2")
+    runner.add(config, two, container_id="ctr-2")
     assert [ip["address"] for ip in first["ips"]] == ["10.70.0.2/24", "fd70::2/64"]
     assert [i["name"] for i in first["interfaces"]][1] == "eth0" and first["interfaces"][1]["sandbox"] == one.path
     # container -> host (its gateway) and container -> container, through the host, both families
