@@ -61,6 +61,7 @@ __all__ = [
     "FLOAT",
     "INT",
     "NETCONF_FIELDS",
+    "PREFIX",
     "STRING",
     "ArgsError",
     "Decoder",
