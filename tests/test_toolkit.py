@@ -249,6 +249,24 @@ def test_setup_veth_refuses_taken_names_and_leaves_nothing(host_netns, container
     assert not any(_exists(container_netns, n) for n in ("eth1", "eth2"))
 
 
+def test_setup_veth_removes_the_pair_when_the_host_end_fails(host_netns, container_netns) -> None:
+    class HostGoneAfterCreate:
+        """The host namespace as setup_veth sees it, failing once the pair exists (a namespace
+        that vanished, a host end the kernel refuses to bring up)."""
+
+        def fd(self) -> int:
+            return host_netns.fd()
+
+        def do(self, fn, *args):
+            raise CNIError(999, "host namespace gone")
+
+    before_host = sh(host_netns, "ip", "-o", "link", "show")
+    with pytest.raises(CNIError, match="host namespace gone"):
+        container_netns.do(ip.setup_veth, "eth0", 0, "", HostGoneAfterCreate(), "hostend0")
+    assert not _exists(container_netns, "eth0") and not _exists(host_netns, "hostend0")
+    assert sh(host_netns, "ip", "-o", "link", "show") == before_host
+
+
 def test_get_veth_peer_ifindex_of_a_non_veth(container_netns) -> None:
     with pytest.raises(CNIError, match='interface "lo" was not a veth interface'):
         container_netns.do(ip.get_veth_peer_ifindex, "lo")
