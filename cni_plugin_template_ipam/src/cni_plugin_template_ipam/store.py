@@ -94,10 +94,10 @@ def gateway_of(subnet: IPNetwork) -> IPAddress:
 def next_free(subnet: IPNetwork, taken: set[IPAddress] | dict[IPAddress, Owner]) -> IPAddress | None:
     """The lowest address of ``subnet`` after its gateway that is not ``taken`` (never
     the IPv4 broadcast address); ``None`` when the subnet is full."""
-    last = subnet.broadcast_address - (1 if subnet.version == 4 else 0)
-    candidate = gateway_of(subnet) + 1
-    while candidate <= last:  # at most len(taken) + 1 steps
+    address = type(subnet.network_address)
+    last = int(subnet.broadcast_address) - (1 if subnet.version == 4 else 0)
+    for value in range(int(gateway_of(subnet)) + 1, last + 1):  # at most len(taken) + 1 steps
+        candidate = address(value)
         if candidate not in taken:
             return candidate
-        candidate += 1
     return None
