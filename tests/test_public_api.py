@@ -110,3 +110,68 @@ def test_builtins_import_only_the_public_api(path: Path) -> None:
 ])
 def test_the_check_catches_private_imports(source: str, bad: list[str]) -> None:
     assert private_names(source, "cni_plugins_builtin.bridge") == bad
+
+
+# -- the docs teach only the public API ----------------------------------------------------
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: Pages whose every ``cnicore.…`` mention, in prose too, must be public: what plugin authors read.
+AUTHOR_PAGES = [ROOT / "docs" / name for name in ("WRITING_A_MAIN_PLUGIN.md", "WRITING_AN_IPAM_PLUGIN.md",
+                                                  "HOOKS.md")]
+
+
+def is_public(dotted: str) -> bool:
+    """A public module, or a name in a public module's ``__all__`` (and attributes of it)."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        module = ".".join(parts[:n])
+        if module in PUBLIC:
+            return n == len(parts) or parts[n] in exported(module)
+    return False
+
+
+def code_blocks(doc: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+
+
+def private_uses(source: str) -> list[str]:
+    """Private imports, and ``module.name`` uses of an imported public module outside its ``__all__``."""
+    bad = private_names(source, "docs_example")
+    modules: dict[str, str] = {}
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "cnicore":
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in PUBLIC:
+                    modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name in PUBLIC:
+                    modules[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+            if not is_public(f"{modules[node.value.id]}.{node.attr}"):
+                bad.append(f"{modules[node.value.id]}.{node.attr}")
+    return bad
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_docs_code_uses_only_public_names(doc: Path) -> None:
+    bad = [name for block in code_blocks(doc) for name in private_uses(block)]
+    assert not bad, f"{doc.name} teaches private names: {bad}"
+
+
+@pytest.mark.parametrize("doc", AUTHOR_PAGES, ids=lambda p: p.name)
+def test_author_pages_name_only_public_api(doc: Path) -> None:
+    named = {name.rstrip(".") for name in re.findall(r"\bcnicore(?:\.[A-Za-z_][A-Za-z0-9_]*)+", doc.read_text())}
+    assert named, doc.name
+    bad = sorted(name for name in named if not is_public(name) and name != "cnicore.plugins")
+    assert not bad, f"{doc.name} names private cnicore names: {bad}"
+
+
+def test_the_doc_checks_catch_private_uses() -> None:
+    assert private_uses("from cnicore import ip\nip.setup_veth\nip._fail\n") == ["cnicore.ip._fail"]
+    assert private_uses("from cnicore import ipam\nipam.cni_ipam\n") == ["cnicore.ipam.cni_ipam"]
+    assert private_uses("import cnicore.ip as nip\nnip.add_route\n") == []
+    assert private_uses("from cnicore.iface import configure_iface\n") == ["cnicore.iface"]
+    assert not is_public("cnicore.rtnl.RtnlSocket") and is_public("cnicore.netlink.Netlink.add_veth")

@@ -57,12 +57,12 @@ from cnicore._go.json import (
     fields,
     lookup,
 )
-from cnicore.args import ArgsError, load_args, parse_bool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Mapping, TypeVar
 
+    from cnicore.args import ArgsError, load_args, parse_bool
     from cnicore.request import Request
 
     T = TypeVar("T")
@@ -92,6 +92,17 @@ __all__ = [
     "parse_bool",
     "schema",
 ]
+
+def __getattr__(name: str) -> object:
+    """CNI_ARGS parsing (:mod:`cnicore.args`), loaded only by a plugin that reads CNI_ARGS."""
+    if name not in ("ArgsError", "load_args", "parse_bool"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from cnicore import args
+
+    value = getattr(args, name)
+    globals()[name] = value
+    return value
+
 
 #: The prefix Go plugins put in front of a decoding error (``failed to load netconf: ...``).
 PREFIX = "failed to load netconf: "
@@ -230,12 +241,15 @@ def _split_union(text: str) -> list[str]:
 
 def _build(cls: type[T], values: Mapping[str, Any]) -> T:
     """``cls(**...)`` from decoded values (by JSON key); absent and null keep the default."""
+    by_key = {key: f for f, key in _fields(cls)}
+    found: dict[str, Any] = {}
+    for key, value in fields(values, by_key):  # Go's key matching (a map's raw objects too)
+        found[key] = value
     kwargs = {}
-    for f, json_key in _fields(cls):
-        value = values.get(json_key)
-        if value is None:
-            continue
-        kwargs[f.name] = _value(f.type, value, cls)
+    for key, value in found.items():
+        if value is not None:
+            f = by_key[key]
+            kwargs[f.name] = _value(f.type, value, cls)
     return cls(**kwargs)
 
 

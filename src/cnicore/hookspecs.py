@@ -161,7 +161,7 @@ def cni_status(request: Request) -> None:
 def cni_ipam(command: str, ipam_type: str, request: Request) -> AnyResult | bool | None:
     """Run IPAM ``command`` for a main plugin.
 
-    Called when a main plugin calls :func:`cnicore.ipam.run_ipam` with the
+    Called when a main plugin delegates (:func:`cnicore.ipam.exec_add` and friends) with the
     ``ipam.type`` of its config. The default implementation (in
     :mod:`cnicore.ipam`, registered ``trylast``) looks ``ipam_type`` up in
     CNI_PATH: a cnicore launcher runs in-process through its plugin's hooks,
