@@ -26,7 +26,7 @@ from importlib.metadata import entry_points
 import pytest
 
 from cni_plugin_template_main import plugin
-from cnicore.config import NetConfError, decode
+from cnicore.config import NetConfError, decode_struct
 from cnicore.ns import NetNS
 from cnicore.testing import (
     assert_netns_address,
@@ -106,10 +106,10 @@ def test_registered_under_its_type() -> None:
 
 
 def test_config_is_decoded_with_go_rules() -> None:
-    decoded = decode({"MTU": 1400, "dns": {"nameservers": ["10.0.0.53"]}}, plugin.NetConf)
-    assert decoded.mtu == 1400 and decoded.dns.nameservers == ["10.0.0.53"]
+    decoded = decode_struct({"MTU": 1400, "dns": {"nameservers": ["10.0.0.53"]}}, plugin.NET_CONF)
+    assert decoded["mtu"] == 1400 and decoded["dns"]["nameservers"] == ["10.0.0.53"]  # keys fold as in Go
     with pytest.raises(NetConfError) as info:
-        decode({"mtu": "big"}, plugin.NetConf)
+        decode_struct({"mtu": "big"}, plugin.NET_CONF, "failed to load netconf: ")
     assert info.value.msg == ("failed to load netconf: json: cannot unmarshal string into Go struct field "
                               "NetConf.mtu of type int")
 
@@ -150,10 +150,11 @@ def test_add_check_del(cni_runner, cni_bin_dir, cni_sandbox, tmp_path, version: 
 def test_dual_stack(cni_runner, cni_bin_dir, cni_sandbox, tmp_path) -> None:
     runner = cni_runner(plugin, PLUGIN_TYPE, path=cni_bin_dir)
     ctr, host = cni_sandbox.container(), cni_sandbox.host
-    config = conf(tmp_path, subnets=(SUBNET4, SUBNET6))
+    config = conf(tmp_path, subnets=(SUBNET4, SUBNET6), dns={"nameservers": ["10.20.0.53"], "domain": None})
 
     result = runner.add(config, ctr)
 
+    assert result["dns"] == {"nameservers": ["10.20.0.53"]}  # the config's DNS goes into the result
     assert_result_has_ip(result, "10.20.0.2/24", gateway=GW4, ifname="eth0")
     assert_result_has_ip(result, "fd20::2/64", gateway=GW6, ifname="eth0")
     assert_netns_address(ctr, "eth0", "fd20::2/64")

@@ -22,15 +22,13 @@ It behaves like the reference ``ptp`` plugin::
 IPv4 and IPv6, spec versions 0.1.0 to 1.1.0. Written on cnicore's public
 toolkit only (:mod:`cnicore.ip`, :mod:`cnicore.ipam`, :mod:`cnicore.config`,
 :mod:`cnicore.rollback`), which speaks netlink without pyroute2, so a cold
-exec stays fast.
+exec (a fresh interpreter per request, when no warm server runs) stays fast:
+every module imported here is one ADD and DEL need anyway.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass, field
-
-from cnicore.config import decode
+from cnicore.config import INT, NETCONF_FIELDS, Struct, decode_struct
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.ip import (
     add_host_route,
@@ -51,6 +49,10 @@ from cnicore.request import Request
 from cnicore.rollback import Rollback
 from cnicore.types import DNS, Interface, Result
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for type checkers only: importing typing costs a cold exec ~5 ms
+    from typing import Any
+
 #: The CNI ``type`` this plugin is registered under (its entry-point name).
 PLUGIN_TYPE = "template-ptp"
 #: A promise to the warm server: nothing of a request stays in the process, so a
@@ -58,21 +60,17 @@ PLUGIN_TYPE = "template-ptp"
 WARM_REUSE = True
 
 
-@dataclass
-class DNSConf:
-    nameservers: list[str] = field(default_factory=list)
-    domain: str = ""
-    search: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
+#: The config as the reference's Go struct: the keys every config has (``cniVersion``,
+#: ``name``, ``ipam``, ``dns``, ...) and this plugin's own. ``cnicore.config.decode_struct``
+#: reads it with Go's encoding/json rules and error texts (``"mtu": "x"`` fails as ptp
+#: fails). ``cnicore.config.decode`` does the same into a dataclass, but importing
+#: ``dataclasses`` would cost every cold exec more than a tenth of this plugin's ADD.
+NET_CONF = Struct("NetConf", {**NETCONF_FIELDS, "mtu": INT})
 
 
-@dataclass
-class NetConf:
-    """The config keys this plugin reads, decoded with Go's rules and error texts
-    (``"mtu": "x"`` fails as the reference fails); ``ipam`` is the IPAM plugin's."""
-
-    mtu: int = 0
-    dns: DNSConf = field(default_factory=DNSConf)
+def load_conf(request: Request) -> dict[str, Any]:
+    """The decoded config: keys as Go names them, ``None`` for ``null``."""
+    return decode_struct(request.config, NET_CONF, "failed to load netconf: ")
 
 
 def fail(msg: str) -> CNIError:
@@ -93,7 +91,7 @@ def cni_plugin_info() -> PluginInfo:
 
 @hookimpl
 def cni_add(request: Request) -> Result:
-    conf = decode(request, NetConf)
+    conf = load_conf(request)
     with open_netns(request) as netns, current_netns() as host_ns, Rollback() as undo:
         result = exec_add(request).convert("1.1.0")
         assert isinstance(result, Result)
@@ -104,15 +102,16 @@ def cni_add(request: Request) -> Result:
             enable_forward(result.ips, request)
         except CNIError as exc:
             raise fail(f"Could not enable IP forwarding: {exc.msg}") from None
-        host, container = netns.do(setup_veth, request.ifname, conf.mtu, "", host_ns)
+        host, container = netns.do(setup_veth, request.ifname, conf.get("mtu") or 0, "", host_ns)
         undo.push(f"veth {request.ifname}", netns.do, del_link_by_name, request.ifname)
         result.interfaces = [Interface(host.name, host.mac), Interface(container.name, container.mac, netns.path)]
         for ipc in result.ips:
             ipc.interface = 1  # every address goes on the container end
         netns.do(setup_container_veth, request, result)
         setup_host_veth(host.name, result)
-        if conf.dns != DNSConf():  # the config's DNS wins over the IPAM plugin's
-            result.dns = DNS(conf.dns.nameservers, conf.dns.domain, conf.dns.search, conf.dns.options)
+        dns = DNS.from_dict({k: v for k, v in (conf.get("dns") or {}).items() if v is not None})
+        if not dns.is_empty():  # the config's DNS wins over the IPAM plugin's
+            result.dns = dns
         undo.commit()
     return result
 
@@ -121,14 +120,17 @@ def setup_container_veth(request: Request, result: Result) -> None:
     """In the container: the result's addresses, then the kernel's subnet route replaced
     by "gateway on-link" and "subnet via gateway", so all traffic goes to the host."""
     configure_iface(request.ifname, result, request)
-    for ipc in result.ips:
-        address = ipaddress.ip_interface(ipc.address)
+    for ipc in result.ips:  # ipc.address is "ip/prefix": as a route's dst, the subnet
         if not ipc.gateway:
             raise fail(f"IPAM plugin returned no gateway for {ipc.address}")
-        subnet, src = str(address.network), str(address.ip)
-        del_route(subnet, dev=request.ifname)
-        add_route(f"{ipc.gateway}/{address.max_prefixlen}", dev=request.ifname, scope=RT_SCOPE_LINK, src=src)
-        add_route(subnet, ipc.gateway, request.ifname, src=src)
+        src, bits = ipc.address.split("/")[0], host_bits(ipc.address)
+        del_route(ipc.address, dev=request.ifname)
+        add_route(f"{ipc.gateway}/{bits}", dev=request.ifname, scope=RT_SCOPE_LINK, src=src)
+        add_route(ipc.address, ipc.gateway, request.ifname, src=src)
+
+
+def host_bits(address: str) -> int:
+    return 128 if ":" in address else 32
 
 
 def setup_host_veth(name: str, result: Result) -> None:
@@ -136,11 +138,10 @@ def setup_host_veth(name: str, result: Result) -> None:
     with Netlink() as netlink:
         veth = netlink.link(name)
         for ipc in result.ips:
-            gateway = ipaddress.ip_address(ipc.gateway)
             try:
-                netlink.add_address(veth, f"{gateway}/{gateway.max_prefixlen}")
+                netlink.add_address(veth, f"{ipc.gateway}/{host_bits(ipc.address)}")
             except OSError as exc:
-                raise fail(f"failed to add IP addr {gateway} to veth {name}: {exc.strerror}") from None
+                raise fail(f"failed to add IP addr {ipc.gateway} to veth {name}: {exc.strerror}") from None
             try:
                 add_host_route(ipc.address, dev=name)
             except FileExistsError:
@@ -151,7 +152,7 @@ def setup_host_veth(name: str, result: Result) -> None:
 
 @hookimpl
 def cni_check(request: Request) -> None:
-    decode(request, NetConf)
+    load_conf(request)
     with open_netns(request) as netns:
         exec_check(request)
         result = request.prev_result
@@ -179,7 +180,7 @@ def check_container_veth(iface: Interface, result: Result) -> None:
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    decode(request, NetConf)
+    load_conf(request)
     exec_del(request)
     if not request.netns:
         return
