@@ -40,27 +40,13 @@ from __future__ import annotations
 
 import sys
 
-from cnicore._go.json import (
-    ANY,
-    BOOL,
-    INT,
-    NETCONF_FIELDS,
-    STRING,
-    Decoder,
-    GoType,
-    Map,
-    NetConfError,
-    Scalar,
-    Slice,
-    Struct,
-    decode_struct,
-    fields,
-    lookup,
-)
+from cnicore import wire
+from cnicore._go import _INTEGERS, fields, fold, lookup, mismatch_text
+from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Mapping, TypeVar
+    from typing import Any, Iterable, Mapping, TypeVar
 
     from cnicore.args import ArgsError, load_args, parse_bool
     from cnicore.request import Request
@@ -75,6 +61,7 @@ __all__ = [
     "FLOAT",
     "INT",
     "NETCONF_FIELDS",
+    "PREFIX",
     "STRING",
     "ArgsError",
     "Decoder",
@@ -87,6 +74,7 @@ __all__ = [
     "decode",
     "decode_struct",
     "fields",
+    "fold",
     "load_args",
     "lookup",
     "parse_bool",
@@ -103,6 +91,181 @@ def __getattr__(name: str) -> object:
     globals()[name] = value
     return value
 
+
+# -- Go's encoding/json: decoding into structs ------------------------------------------
+
+class NetConfError(CNIError):
+    """A plugin config the reference plugin rejects; like it, reported as 999.
+
+    A Go plugin returns a plain ``error`` for a config it cannot use (a wrong
+    kind, a value out of range, a conflict between fields), and ``skel`` turns
+    every plain error into code 999 ("internal"). This is that error, for the
+    plugin side. It is not :class:`cnicore.libcni.ConfigError`: that one is the
+    *runtime's* refusal of a network configuration file (code 1, "invalid
+    network config", with the offending file's path in front of the message),
+    raised by libcni before any plugin runs. Same subject, two different
+    answers on the wire, so two classes.
+    """
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(ERR_INTERNAL, msg)
+
+
+# -- decoding into structs ---------------------------------------------------------------
+
+kind = wire.json_kind
+
+
+class Decoder:
+    """The error state of one decode (see the module docstring)."""
+
+    __slots__ = ("saved",)
+
+    def __init__(self) -> None:
+        self.saved: str | None = None
+
+    mismatch_text = staticmethod(mismatch_text)
+
+    def mismatch(self, value: object, go_type: str, struct: str, path: Iterable[str]) -> None:
+        """A kind mismatch: remembered, decoding goes on."""
+        if self.saved is None:
+            self.saved = self.mismatch_text(value, go_type, struct, path)
+
+    def fail(self, value: object, go_type: str, struct: str, path: Iterable[str]) -> NetConfError:
+        """A kind mismatch inside a custom unmarshaller: stops decoding (raise the result)."""
+        return NetConfError(self.mismatch_text(value, go_type, struct, path))
+
+    def finish(self, prefix: str = "") -> None:
+        """Raise the remembered mismatch, if any, once decoding is over."""
+        if self.saved is not None:
+            raise NetConfError(prefix + self.saved)
+
+
+# -- types ---------------------------------------------------------------------------
+
+
+
+class GoType:
+    """A Go type a JSON value is decoded into; ``name`` is how Go prints it."""
+
+    name = ""
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        raise NotImplementedError
+
+
+class Scalar(GoType):
+    """``string``, ``bool`` or an integer type (range-checked like Go)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if self.name == "string":
+            ok = isinstance(value, str)
+        elif self.name == "bool":
+            ok = isinstance(value, bool)
+        else:
+            bound = _INTEGERS[self.name]
+            low = 0 if self.name.startswith("u") else -bound
+            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value < bound
+        if not ok:
+            d.mismatch(value, self.name, struct, path)
+            return None
+        return value
+
+
+class _Any(GoType):
+    name = "interface {}"
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        return value
+
+
+ANY = _Any()
+STRING, BOOL, INT = Scalar("string"), Scalar("bool"), Scalar("int")
+
+
+class Slice(GoType):
+    def __init__(self, elem: GoType) -> None:
+        self.elem, self.name = elem, "[]" + elem.name
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        return [self.elem.decode(d, item, struct, path) for item in value]
+
+
+class Map(GoType):
+    """``map[string]T``: keys are kept as written (Go maps are case-sensitive)."""
+
+    def __init__(self, elem: GoType) -> None:
+        self.elem, self.name = elem, "map[string]" + elem.name
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        for item in value.values():
+            self.elem.decode(d, item, struct, path)
+        return value  # the object itself: callers may rely on its type (duplicate tracking)
+
+
+class Struct(GoType):
+    """A struct: ``fields`` maps JSON names to types; ``go_name`` is the struct's
+    own name in errors (``NetConf``), ``name`` its qualified type (``types.DNS``)."""
+
+    def __init__(self, go_name: str, fields: Mapping[str, GoType], name: str = "") -> None:
+        self.go_name, self.fields, self.name = go_name, fields, name or go_name
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        out: dict[str, Any] = {}
+        for field, item in fields(value, self.fields):
+            out[field] = self.fields[field].decode(d, item, self.go_name, path + (field,))
+        return out
+
+
+#: The fields every plugin's config embeds (``types.NetConf``).
+NETCONF_FIELDS: dict[str, GoType] = {
+    "cniVersion": STRING,
+    "name": STRING,
+    "type": STRING,
+    "capabilities": Map(BOOL),
+    "ipam": Struct("IPAM", {"type": STRING}, "types.IPAM"),
+    "dns": Struct("DNS", {"nameservers": Slice(STRING), "domain": STRING, "search": Slice(STRING),
+                          "options": Slice(STRING)}, "types.DNS"),
+    "prevResult": Map(ANY),
+}
+
+
+def decode_struct(obj: Any, struct: Struct, prefix: str = "") -> dict[str, Any]:
+    """Decode ``obj`` into ``struct`` as Go would: the fields found, by their
+    canonical names, ``null`` and mismatched ones as ``None``. A mismatch is
+    raised, after the whole object was read, as code 999 with ``prefix``."""
+    d = Decoder()
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise NetConfError(prefix + f"json: cannot unmarshal {kind(obj)} into Go value of type "
+                                    f"{struct.name}")
+    out = struct.decode(d, obj, struct.go_name, ())
+    d.finish(prefix)
+    return out
+
+
+# -- dataclasses ---------------------------------------------------------------------------
 
 #: The prefix Go plugins put in front of a decoding error (``failed to load netconf: ...``).
 PREFIX = "failed to load netconf: "
