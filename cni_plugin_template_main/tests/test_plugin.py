@@ -36,6 +36,7 @@ from cnicore.testing import (
     assert_result_has_interface,
     assert_result_has_ip,
     netns_routes,
+    ping,
     run_in,
     spec_has_check,
     version_answer,
@@ -66,19 +67,6 @@ def reserved(tmp_path) -> list[str]:
     """The addresses host-local has reserved on this network."""
     store = tmp_path / "ipam" / NET
     return sorted(p.name for p in store.iterdir() if p.name[0].isdigit() or ":" in p.name) if store.exists() else []
-
-
-def ping(source: NetNS, address: str, deadline: float = 20.0) -> None:
-    """Until one ping from ``source`` to ``address`` is answered (IPv6 DAD may delay
-    the first answers), at most ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        out = run_in(source, "ping", "-c", "1", "-W", "1", address, check=False)
-        if " 0% packet loss" in out:
-            return
-        if time.monotonic() > end:
-            raise AssertionError(f"no answer from {address}: {out}")
-        time.sleep(0.2)
 
 
 def wait_for(condition, deadline: float = 20.0) -> None:
@@ -165,8 +153,8 @@ def test_dual_stack(cni_runner, cni_bin_dir, cni_sandbox, tmp_path) -> None:
     assert_netns_route(host, "fd20::2/128", dev=veth)
     assert run_in(host, "sysctl", "-n", "net.ipv6.conf.all.forwarding").strip() == "1"
     runner.check(dict(config, prevResult=result), ctr)
-    ping(ctr, GW4)
-    ping(ctr, GW6)
+    ping(ctr, GW4, timeout=20)
+    ping(ctr, GW6, timeout=20)  # waits out the host end's IPv6 DAD
 
     runner.delete(config, ctr)
     assert links(host) == ["lo"] and reserved(tmp_path) == []
@@ -243,9 +231,9 @@ def test_two_containers_reach_each_other_through_the_host(cni_conflist, cni_sand
     assert_result_has_ip(one, "10.20.0.2/24")
     assert_result_has_ip(two, "10.20.0.3/24")
     assert_result_has_ip(two, "fd20::3/64")
-    ping(first, "10.20.0.3")
-    ping(second, "10.20.0.2")
-    ping(first, "fd20::3")
+    ping(first, "10.20.0.3", timeout=20)
+    ping(second, "10.20.0.2", timeout=20)
+    ping(first, "fd20::3", timeout=20)
     net.check(first)
     net.check(second)
     net.delete(first)
