@@ -182,7 +182,8 @@ def test_checkout_template_is_the_one_found() -> None:
 def run(argv: list[str], *, timeout: float = 300, env: dict[str, str] | None = None,
         **kwargs) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("CNI_", "PYTHON", "VIRTUAL_ENV", "CNICORE_TEST_")) and k != "PIP_REQUIRE_VIRTUALENV"}
+            if not k.startswith(("CNI_", "PYTHON", "VIRTUAL_ENV"))
+            and k not in ("PIP_REQUIRE_VIRTUALENV", "CNICORE_TEST_LAUNCHERS")}
     env = dict(base, CNICORE_FAIL_ON_SKIP="1", **(env or {}))
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
                           stdin=subprocess.DEVNULL, **kwargs)
