@@ -35,7 +35,16 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sections  # noqa: E402
-from sides import REPO, Ours, build_go, build_venv, install_ours, install_third_party, scratch  # noqa: E402
+from sides import (  # noqa: E402
+    EXAMPLE_MAIN_TYPE,
+    REPO,
+    Ours,
+    build_go,
+    build_venv,
+    install_ours,
+    install_third_party,
+    scratch,
+)
 
 README = os.path.join(REPO, "bench", "README.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -100,7 +109,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "host-local": lambda: sections.host_local(go, side, work, rounds, prefix),
             "concurrent": lambda: sections.concurrent(sandbox, go, side, work, count, 1 if opts.short else 3),
             "third-party": lambda: sections.third_party_main(sandbox, go, side, work, rounds,
-                                                             third_party or "bench-ptp"),
+                                                             third_party or EXAMPLE_MAIN_TYPE),
         }
         for name, step in every.items():
             if (opts.only and name not in opts.only) or (label and name in ("warm", "host-local")):

@@ -368,9 +368,10 @@ def third_party_main(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int, p
     installed like any third-party project) against Go's ptp; each side with its own
     host-local (ours: our launcher, run in-process by the plugin). Each round a fresh container."""
     if not os.path.exists(os.path.join(ours.bin_dir, plugin_type)):
-        return [_skipped("third-party main plugin", f"no {plugin_type} launcher in {ours.bin_dir} "
-                                                    "(scaffolded only into the bench's own venv)")]
-    note = f"ours: {plugin_type}, scaffolded by cnitool new-plugin --kind main; Go: ptp; host-local IPAM"
+        return [_skipped("third-party main plugin", f"no {plugin_type} launcher in {ours.bin_dir} (the bench "
+                                                    "scaffolds one into its own venv; --short needs the example "
+                                                    "installed, as scripts/dev does)")]
+    note = f"ours: {plugin_type}, the main example (cnitool new-plugin --kind main); Go: ptp; host-local IPAM"
     cases = {verb: Case("third-party main plugin", f"{verb}, IPv4", note) for verb in ("ADD+DEL", "ADD", "DEL")}
     dirs = bin_dirs(go, ours)
     types = {"go": "ptp", "ours": plugin_type}

@@ -57,6 +57,9 @@ def build_venv(path: str) -> str:
 
 #: The CNI type the bench gives the plugin it scaffolds from cnicore's main example (``--kind main``).
 THIRD_PARTY_TYPE = "bench-ptp"
+#: The main example's own type: what --short measures instead (scripts/dev installs the examples
+#: into its environment; the bench installs nothing there).
+EXAMPLE_MAIN_TYPE = "template-ptp"
 
 
 def install_third_party(python: str) -> str:
