@@ -139,7 +139,8 @@ def setup_veth(contveth_name: str, mtu: int, container_mac: str, host_ns: NetNS,
     ``mtu`` (0: the kernel's default) applies to both ends, ``container_mac``
     ("": random) to the container end. The container end stays down
     (:func:`cnicore.ipam.configure_iface` brings it up). Returns
-    ``(host link, container link)``. Go's ``SetupVeth``/``SetupVethWithName``.
+    ``(host link, container link)``; on failure nothing is left. Go's
+    ``SetupVeth``/``SetupVethWithName``.
     """
     from cnicore.netlink import LinkExistsError, Netlink
 
@@ -164,7 +165,15 @@ def setup_veth(contveth_name: str, mtu: int, container_mac: str, host_ns: NetNS,
             break
         else:
             raise _fail("failed to find a unique veth name")
-    host = host_ns.do(_host_end_up, peer)
+        try:
+            host = host_ns.do(_host_end_up, peer)
+        except BaseException:
+            # All or nothing: the pair goes again (deleting this end takes the peer along).
+            try:
+                rtnl.delete_link(container)
+            except OSError:
+                pass
+            raise
     return host, container
 
 
