@@ -26,7 +26,7 @@ from importlib.metadata import entry_points
 import pytest
 
 from cni_plugin_template_main import plugin
-from cnicore.config import NetConfError, decode_struct
+from cnicore.config import NetConfError, decode
 from cnicore.ns import NetNS
 from cnicore.testing import (
     assert_netns_address,
@@ -94,10 +94,11 @@ def test_registered_under_its_type() -> None:
 
 
 def test_config_is_decoded_with_go_rules() -> None:
-    decoded = decode_struct({"MTU": 1400, "dns": {"nameservers": ["10.0.0.53"]}}, plugin.NET_CONF)
-    assert decoded["mtu"] == 1400 and decoded["dns"]["nameservers"] == ["10.0.0.53"]  # keys fold as in Go
+    decoded = decode({"MTU": 1400, "dns": {"nameservers": ["10.0.0.53"]}}, plugin.NetConf)
+    assert decoded.mtu == 1400 and decoded.dns.nameservers == ["10.0.0.53"]  # keys fold as in Go
+    assert decode({}, plugin.NetConf).dns.search == []  # Go's zero values
     with pytest.raises(NetConfError) as info:
-        decode_struct({"mtu": "big"}, plugin.NET_CONF, "failed to load netconf: ")
+        decode({"mtu": "big"}, plugin.NetConf)
     assert info.value.msg == ("failed to load netconf: json: cannot unmarshal string into Go struct field "
                               "NetConf.mtu of type int")
 

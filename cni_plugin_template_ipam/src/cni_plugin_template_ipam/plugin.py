@@ -25,7 +25,6 @@ network, locked with flock. Spec versions 0.1.0 to 1.1.0 (GC and STATUS from
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 
 from cnicore.config import decode, lookup
 from cnicore.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, ERR_PLUGIN_NOT_AVAILABLE, CNIError
@@ -46,20 +45,20 @@ DEFAULT_DATA_DIR = "/var/lib/cni/" + PLUGIN_TYPE
 WARM_REUSE = True
 
 
-@dataclass
 class RouteConf:
     dst: str = ""
     gw: str = ""
 
 
-@dataclass
 class IPAMConf:
-    """The ``ipam`` section, decoded with Go's rules and error texts."""
+    """The ``ipam`` section, decoded by ``cnicore.config.decode`` with Go's rules and error
+    texts. A plain class: a ``@dataclass`` works too, but importing ``dataclasses`` costs
+    every cold exec ~20 ms. List defaults are copied for each decoded config."""
 
     type: str = ""
-    data_dir: str = ""
-    subnets: list[str] = field(default_factory=list)
-    routes: list[RouteConf] = field(default_factory=list)
+    data_dir: str = ""  # JSON "dataDir"
+    subnets: list[str] = []
+    routes: list[RouteConf] = []
 
 
 class Config:

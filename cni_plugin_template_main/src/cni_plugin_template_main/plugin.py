@@ -28,7 +28,7 @@ every module imported here is one ADD and DEL need anyway.
 
 from __future__ import annotations
 
-from cnicore.config import INT, NETCONF_FIELDS, Struct, decode_struct
+from cnicore.config import decode
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.ip import (
     add_host_route,
@@ -47,11 +47,7 @@ from cnicore.ns import NetNS, NetNSNotFoundError, current_netns, get_netns, with
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 from cnicore.request import Request
 from cnicore.rollback import Rollback
-from cnicore.types import DNS, Interface, Result
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # for type checkers only: importing typing costs a cold exec ~5 ms
-    from typing import Any
+from cnicore.types import Interface, Result
 
 #: The CNI ``type`` this plugin is registered under (its entry-point name).
 PLUGIN_TYPE = "template-ptp"
@@ -60,17 +56,23 @@ PLUGIN_TYPE = "template-ptp"
 WARM_REUSE = True
 
 
-#: The config as the reference's Go struct: the keys every config has (``cniVersion``,
-#: ``name``, ``ipam``, ``dns``, ...) and this plugin's own. ``cnicore.config.decode_struct``
-#: reads it with Go's encoding/json rules and error texts (``"mtu": "x"`` fails as ptp
-#: fails). ``cnicore.config.decode`` does the same into a dataclass, but importing
-#: ``dataclasses`` would cost every cold exec more than a tenth of this plugin's ADD.
-NET_CONF = Struct("NetConf", {**NETCONF_FIELDS, "mtu": INT})
+class DNS:
+    """The config's ``dns`` (named as Go's ``types.DNS``, which error texts name)."""
+
+    nameservers: list[str] = []
+    domain: str = ""
+    search: list[str] = []
+    options: list[str] = []
 
 
-def load_conf(request: Request) -> dict[str, Any]:
-    """The decoded config: keys as Go names them, ``None`` for ``null``."""
-    return decode_struct(request.config, NET_CONF, "failed to load netconf: ")
+class NetConf:
+    """The config keys this plugin reads, as the reference's Go struct: ``cnicore.config.decode``
+    fills it in with Go's encoding/json rules and error texts (``"mtu": "x"`` fails as ptp fails),
+    and checks the keys every config has (``cniVersion``, ``name``, ``ipam``, ...). A plain class:
+    a ``@dataclass`` works too, but importing ``dataclasses`` costs every cold exec ~20 ms."""
+
+    mtu: int = 0
+    dns: DNS
 
 
 def fail(msg: str) -> CNIError:
@@ -91,7 +93,7 @@ def cni_plugin_info() -> PluginInfo:
 
 @hookimpl
 def cni_add(request: Request) -> Result:
-    conf = load_conf(request)
+    conf = decode(request, NetConf)
     with open_netns(request) as netns, current_netns() as host_ns, Rollback() as undo:
         result = exec_add(request).convert("1.1.0")
         assert isinstance(result, Result)
@@ -102,16 +104,17 @@ def cni_add(request: Request) -> Result:
             enable_forward(result.ips, request)
         except CNIError as exc:
             raise fail(f"Could not enable IP forwarding: {exc.msg}") from None
-        host, container = netns.do(setup_veth, request.ifname, conf.get("mtu") or 0, "", host_ns)
+        host, container = netns.do(setup_veth, request.ifname, conf.mtu, "", host_ns)
         undo.push(f"veth {request.ifname}", netns.do, del_link_by_name, request.ifname)
         result.interfaces = [Interface(host.name, host.mac), Interface(container.name, container.mac, netns.path)]
         for ipc in result.ips:
             ipc.interface = 1  # every address goes on the container end
         netns.do(setup_container_veth, request, result)
         setup_host_veth(host.name, result)
-        dns = DNS.from_dict({k: v for k, v in (conf.get("dns") or {}).items() if v is not None})
-        if not dns.is_empty():  # the config's DNS wins over the IPAM plugin's
-            result.dns = dns
+        dns = conf.dns
+        if dns.nameservers or dns.domain or dns.search or dns.options:  # the config's DNS wins over IPAM's
+            result.dns.nameservers, result.dns.domain = dns.nameservers, dns.domain
+            result.dns.search, result.dns.options = dns.search, dns.options
         undo.commit()
     return result
 
@@ -152,7 +155,7 @@ def setup_host_veth(name: str, result: Result) -> None:
 
 @hookimpl
 def cni_check(request: Request) -> None:
-    load_conf(request)
+    decode(request, NetConf)
     with open_netns(request) as netns:
         exec_check(request)
         result = request.prev_result
@@ -180,7 +183,7 @@ def check_container_veth(iface: Interface, result: Result) -> None:
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    load_conf(request)
+    decode(request, NetConf)
     exec_del(request)
     if not request.netns:
         return
