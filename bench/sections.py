@@ -357,6 +357,45 @@ def concurrent(sandbox: Any, go: Go, ours: Ours, work: str, count: int, batches:
     return list(cases.values())
 
 
+# -- a third-party main plugin ------------------------------------------------------------------
+
+PTP_SUBNETS = {"go": "10.245.0.0/16", "ours": "10.246.0.0/16"}
+
+
+def third_party_main(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int, plugin_type: str) -> list[Case]:
+    """ADD then DEL, IPv4, of a main plugin scaffolded from cnicore's main example
+    (``cnitool new-plugin --kind main``: a ptp-like veth plugin written on the public toolkit,
+    installed like any third-party project) against Go's ptp; each side with its own
+    host-local (ours: our launcher, run in-process by the plugin). Each round a fresh container."""
+    if not os.path.exists(os.path.join(ours.bin_dir, plugin_type)):
+        return [_skipped("third-party main plugin", f"no {plugin_type} launcher in {ours.bin_dir} (the bench "
+                                                    "scaffolds one into its own venv; --short needs the example "
+                                                    "installed, as scripts/dev does)")]
+    note = f"ours: {plugin_type}, the main example (cnitool new-plugin --kind main); Go: ptp; host-local IPAM"
+    cases = {verb: Case("third-party main plugin", f"{verb}, IPv4", note) for verb in ("ADD+DEL", "ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    types = {"go": "ptp", "ours": plugin_type}
+    confs = {side: json.dumps({"cniVersion": "1.0.0", "name": f"bench-ptp-{side}", "type": types[side],
+                               "ipam": {"type": "host-local", "subnet": PTP_SUBNETS[side],
+                                        "dataDir": os.path.join(work, side, "ptp-ipam")}}).encode()
+             for side in ("go", "ours")}
+    for index in range(rounds + 1):
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            total = 0.0
+            for verb in ("ADD", "DEL"):
+                env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-ptp-{index}", CNI_NETNS=ctr.path,
+                                CNI_IFNAME="eth0", CNI_ARGS="", CNI_PATH=dirs[side])
+                seconds = run_exec([os.path.join(dirs[side], types[side])], env, confs[side])[0]
+                total += seconds
+                if index > 0:  # the first round creates the stores and warms the page cache
+                    cases[verb].add(side, seconds)
+            if index > 0:
+                cases["ADD+DEL"].add(side, total)
+            ctr.remove()
+    return list(cases.values())
+
+
 # -- the warm server -------------------------------------------------------------------------------
 
 def server_footprint(pid: int, workers: list[int], idle_seconds: float) -> list[Case]:

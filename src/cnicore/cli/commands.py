@@ -17,6 +17,7 @@ from cnicore import __version__, ns, registry
 from cnicore.cli import cnitool, netverbs
 from cnicore.cli.install import LauncherError, install
 from cnicore.cli.ipam import ipam, print_table
+from cnicore.cli.scaffold import KINDS as SCAFFOLD_KINDS
 from cnicore.cli.scaffold import ScaffoldError
 from cnicore.cli.scaffold import new_plugin as scaffold
 from cnicore.launchers import DEFAULT_DIR, DEFAULT_SOCKET
@@ -301,21 +302,25 @@ def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeo
 @click.option("--dest", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="The project directory to create (default ./cni-plugin-NAME); "
                    "it must not exist or be empty.")
-def new_plugin(name: str, dest: str | None) -> None:
-    """Create a plugin project for the CNI type NAME from cnicore's example.
+@click.option("--kind", type=click.Choice(list(SCAFFOLD_KINDS)), default="chained", show_default=True,
+              help="chained: runs after a plugin that made the interface (adds routes); "
+                   "main: makes the interface (a veth pair, IPAM delegated, like ptp); "
+                   "ipam: hands out addresses (its own store and GC).")
+def new_plugin(name: str, dest: str | None, kind: str) -> None:
+    """Create a plugin project for the CNI type NAME from one of cnicore's examples.
 
-    The example is a complete, tested, chained plugin (it adds routes to the
-    container interface); the copy is named cni-plugin-NAME (distribution),
-    cni_plugin_NAME (package, '-' as '_') and NAME (the CNI type).
+    Each example is a complete, tested plugin of its --kind; the copy is
+    named cni-plugin-NAME (distribution), cni_plugin_NAME (package, '-' as
+    '_') and NAME (the CNI type).
 
     \b
     Example:
-      cnitool new-plugin my-routes && cd cni-plugin-my-routes
+      cnitool new-plugin my-ptp --kind main && cd cni-plugin-my-ptp
       pip install -e '.[test]' && sudo python -m pytest
       sudo cnitool plugins install /opt/cni/bin
     """
     try:
-        path = scaffold(name, dest)
+        path = scaffold(name, dest, kind=kind)
     except (ScaffoldError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {path}")
