@@ -110,6 +110,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "concurrent": lambda: sections.concurrent(sandbox, go, side, work, count, 1 if opts.short else 3),
             "third-party": lambda: sections.third_party_main(sandbox, go, side, work, rounds,
                                                              third_party or EXAMPLE_MAIN_TYPE),
+            "ptp": lambda: sections.ptp_static(sandbox, go, side, work, rounds),
         }
         for name, step in every.items():
             if (opts.only and name not in opts.only) or (label and name in ("warm", "host-local")):
@@ -197,7 +198,7 @@ def main() -> int:
     parser.add_argument("--readme", action="store_true", help="also write the table into bench/README.md")
     parser.add_argument("--only", action="append", default=[],
                         choices=["version", "exec", "libcni", "cnitool", "warm", "host-local", "concurrent",
-                                 "third-party"],
+                                 "third-party", "ptp"],
                         help="run only this section (repeatable)")
     parser.add_argument("--ours-bin", default="", help="use these launchers (e.g. the warm server's)")
     parser.add_argument("--ours-kind", default="exec", help="label for --ours-bin (e.g. server)")

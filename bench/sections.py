@@ -398,6 +398,33 @@ def third_party_main(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int, p
 
 # -- the warm server -------------------------------------------------------------------------------
 
+def ptp_static(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """ptp (+ host-local, IPv4, ipMasq) ADD and DEL in a fresh container, and static
+    ADD and DEL, one exec each: Go's binaries against our launchers. IPv4 only: with
+    IPv6 both sides wait ~1.5 s for duplicate address detection, which hides the work."""
+    cases = {name: Case("ptp and static", name) for name in ("ptp ADD", "ptp DEL", "static ADD", "static DEL")}
+    dirs = bin_dirs(go, ours)
+    subnets = {"go": "10.243.0.0/16", "ours": "10.244.0.0/16"}
+    static = json.dumps({"cniVersion": "1.0.0", "name": "bench-static", "type": "static", "ipam": {
+        "type": "static", "addresses": [{"address": "10.245.0.5/24", "gateway": "10.245.0.1"},
+                                        {"address": "fd45::5/64", "gateway": "fd45::1"}],
+        "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["10.245.0.1"]}}}).encode()
+    for index in range(rounds):
+        for side in ("go", "ours"):
+            conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-ptp-{side}", "type": "ptp", "ipMasq": True,
+                               "ipam": {"type": "host-local", "dataDir": os.path.join(work, side, "ptp-ipam"),
+                                        "ranges": [[{"subnet": subnets[side]}]],
+                                        "routes": [{"dst": "0.0.0.0/0"}]}}).encode()
+            ctr = sandbox.container()
+            for verb in ("ADD", "DEL"):
+                env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-ptp-{index}", CNI_NETNS=ctr.path,
+                                CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                cases[f"ptp {verb}"].add(side, run_exec([os.path.join(dirs[side], "ptp")], env, conf)[0])
+                cases[f"static {verb}"].add(side, run_exec([os.path.join(dirs[side], "static")], env, static)[0])
+            ctr.remove()
+    return list(cases.values())
+
+
 def server_footprint(pid: int, workers: list[int], idle_seconds: float) -> list[Case]:
     """The warm server's own cost: the parent's RSS, an idle worker's private pages
     (what each worker adds), and CPU used by the whole server while nothing happens."""
