@@ -422,6 +422,12 @@ def test_worker_killed_mid_cnitool_command_add_fails_del_reruns_in_the_process(b
             assert int(marker.read_text()) != worker
 
 
+def _as_a_foreground_command() -> None:
+    """In the child before exec: SIGINT at its default action and not blocked."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_on_a_served_cnitool_command_aborts_it_and_its_worker(bins, cni_sandbox, tmp_path) -> None:
     native, _ = bins
     confdir = tmp_path / "net.d"
@@ -432,8 +438,12 @@ def test_ctrl_c_on_a_served_cnitool_command_aborts_it_and_its_worker(bins, cni_s
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))},
            "NETCONFPATH": str(confdir), "CNI_PATH": str(native), "CNI_CACHE_DIR": str(tmp_path / "cache")}
     ctr = cni_sandbox.container()
+    # As a shell starts a foreground command: SIGINT at its default. A test run started in the
+    # background by a non-interactive shell ignores SIGINT, and a child inherits that (exec keeps
+    # SIG_IGN): cnitool would then rightly ignore the Ctrl-C and finish after the plugin's sleep.
     proc = cni_sandbox.host.do(lambda: subprocess.Popen([CNITOOL, "add", "spied", ctr.path], env=env,
-                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                        preexec_fn=_as_a_foreground_command))
     worker = int(wait_for(marker))
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
