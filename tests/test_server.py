@@ -547,10 +547,20 @@ def test_stale_socket_file_is_ignored_by_launchers_and_replaced_by_the_server(cn
     assert live.served() == 1
 
 
+def read_frame(client: socket.socket) -> tuple[bytes, int]:
+    data = b""
+    while len(data) < proto.FRAME.size:
+        more = client.recv(proto.FRAME.size - len(data))
+        assert more, "server closed without an answer"
+        data += more
+    return proto.decode_frame(data)
+
+
 def raw_request(socket_path: str, message: bytes, fds: list[int]) -> tuple[bytes, int]:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.settimeout(10)
     client.connect(socket_path)
+    assert read_frame(client) == (proto.ACCEPTED, 0)  # descriptors only to a worker that took it
     client.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
     data = b""
     while len(data) < proto.FRAME.size:
@@ -620,6 +630,7 @@ def test_a_well_formed_raw_request_is_served(cni_server, bins) -> None:
                                    {"CNI_COMMAND": "VERSION"})
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.connect(cni_server.socket)
+    assert read_frame(client) == (proto.ACCEPTED, 0)
     client.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                 array.array("i", [devnull, out_w, devnull, mnt, net]))])
     for fd in (out_w, mnt, net, devnull):

@@ -229,12 +229,12 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
             if not plugin_type or "/" in plugin_type or plugin_type.startswith(".") or "\0" in plugin_type:
                 report.skipped[plugin_type] = "invalid plugin type name"
                 continue
-            script = render(entry, python, policies, socket).encode()
-            refusal = _refusal(entry, policies)
+            refusal = _refusal(entry, policies)  # first: a module that is missing cannot be rendered
             if refusal:
                 report.skipped[plugin_type] = refusal
                 report.refused.append(plugin_type)
                 continue
+            script = render(entry, python, policies, socket).encode()
             main_data, fallback_data = (native_binary, script) if kind == "native" else (script, b"")
             path = os.path.join(directory, plugin_type)
             fallback = os.path.join(fallback_dir, plugin_type)
