@@ -218,6 +218,8 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
             native_binary = compile_launcher(socket)
         except NativeBuildError as exc:
             raise LauncherError(str(exc)) from None
+    for policy in policies:  # a policy is in every launcher: one that is missing stops the install
+        _root(policy.split(".")[0])
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fallback_dir = os.path.join(directory, PYTHON_DIR)
     report = InstallReport()
