@@ -263,8 +263,8 @@ class NetNS:
         except OSError as exc:  # never left: nothing to return from (a caller without
             os.close(home)      # CAP_SYS_ADMIN could not return either, and gets the error)
             raise NetNSError(f"failed to enter netns {self.path!r}: {exc.strerror}") from exc
-        except BaseException:
-            os.close(home)
+        except BaseException:  # interrupted (KeyboardInterrupt): it may have entered
+            _return_home(home)
             raise
         try:
             return fn(*args, **kwargs)
