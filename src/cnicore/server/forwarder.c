@@ -236,11 +236,11 @@ int main(int argc, char **argv) {
     /* Nothing of ours is handed over before a worker has taken the connection (an 'A'
        frame): descriptors queued in a connection nobody accepts would keep the runtime's
        stdout open after we went cold. */
-    for (;;) {
+    {
         unsigned char frame[8];
         int r = readable_by(sock, answer_by);
         if (r > 0) r = read_full(sock, frame, sizeof frame);
-        if (cancel_signal) {
+        if (cancel_signal) {  /* nothing was handed over: nothing to cancel */
             signal(cancel_signal, SIG_DFL);
             raise(cancel_signal);
             _exit(128 + cancel_signal);
@@ -249,7 +249,6 @@ int main(int argc, char **argv) {
             close(sock);
             run_cold(argv, 0);
         }
-        break;
     }
 
     size_t sent = 0;
