@@ -262,7 +262,10 @@ class NetNS:
             _setns(target, CLONE_NEWNET)
         except OSError as exc:  # never left: nothing to return from (a caller without
             os.close(home)      # CAP_SYS_ADMIN could not return either, and gets the error)
-            raise NetNSError(f"failed to enter netns {self.path!r}: {exc.strerror}") from exc
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            reason = reason[:1].lower() + reason[1:]  # the reference's (Go's) texts, both levels
+            raise NetNSError(f"error switching to ns {self.path}: Error switching to ns {self.path}: "
+                             f"{reason}") from exc
         except BaseException:  # interrupted (KeyboardInterrupt): it may have entered
             _return_home(home)
             raise
