@@ -2,7 +2,10 @@
 
 A worker is forked by the server's parent with everything imported. It
 accepts one connection, tells the parent it is busy (so the parent may fork
-a replacement), checks the caller and the descriptors, enters the caller's
+a replacement), answers ``A`` to a root caller (only then does the client
+send its request and descriptors), takes the whole request within
+:data:`~cnicore.server._protocol.RECEIVE_TIMEOUT` of the accept, checks the
+caller and the descriptors, enters the caller's
 mount namespace and then its network namespace (the process is still
 single-threaded, which ``setns(CLONE_NEWNS)`` requires), takes the caller's
 environment, working directory and umask, and runs the plugin through
