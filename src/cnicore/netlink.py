@@ -19,7 +19,9 @@ The methods (see their docstrings): ``link``, ``link_by_index``, ``links``,
 ``set_link``, ``set_up``, ``add_veth``, ``add_bridge``, ``delete_link``,
 ``addresses``, ``address_flags``, ``add_address``, ``del_address``,
 ``routes``, ``add_route``, ``del_route``, ``set_bridge_port``,
-``bridge_port``, ``bridge_vlans``, ``bridge_vlan_add``, ``bridge_vlan_del``.
+``bridge_port``, ``bridge_vlans``, ``bridge_vlan_add``, ``bridge_vlan_del``;
+``add_link`` (simple kinds such as ifb), and traffic control: ``add_qdisc_tbf``,
+``add_qdisc_ingress``, ``add_redirect_filter`` (u32 + mirred), ``qdiscs``.
 The implementation (:mod:`cnicore.rtnl`, message packing and the rest)
 is private.
 """
@@ -35,9 +37,14 @@ from cnicore.rtnl import (
     RT_SCOPE_LINK,
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
+    TC_ACT_OK,
+    TC_ACT_STOLEN,
+    TC_H_INGRESS,
+    TC_H_ROOT,
     Link,
     LinkExistsError,
     LinkNotFoundError,
+    Qdisc,
     Route,
 )
 from cnicore.rtnl import RtnlSocket as Netlink
@@ -51,9 +58,14 @@ __all__ = [
     "RT_SCOPE_LINK",
     "RT_SCOPE_UNIVERSE",
     "RT_TABLE_MAIN",
+    "TC_ACT_OK",
+    "TC_ACT_STOLEN",
+    "TC_H_INGRESS",
+    "TC_H_ROOT",
     "Link",
     "LinkExistsError",
     "LinkNotFoundError",
     "Netlink",
+    "Qdisc",
     "Route",
 ]
