@@ -135,8 +135,16 @@ def _add_rules(table: FilterTable, conf: FirewallConf, addresses: list[str]) -> 
 
 def _add_isolation(table: FilterTable, bridge: str, isolated: bool) -> None:
     """Go's setupIsolationChains: the stage-1 jump goes before CNI-FORWARD's."""
-    from .rules import (FORWARD, STAGE1, STAGE2, jump_to_stage1, stage1_bridge, stage1_bridge_drop,
-                        stage2_bridge, stage_return)
+    from .rules import (
+        FORWARD,
+        STAGE1,
+        STAGE2,
+        jump_to_stage1,
+        stage1_bridge,
+        stage1_bridge_drop,
+        stage2_bridge,
+        stage_return,
+    )
 
     policy = "isolated" if isolated else "same-bridge"
     table.ensure_chain(STAGE1)

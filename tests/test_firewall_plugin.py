@@ -1,0 +1,279 @@
+"""The built-in firewall meta plugin (iptables backend): rules, CHECK, DEL and traffic,
+in real namespaces, in-process and through a launcher (cold, or warm with
+CNICORE_TEST_LAUNCHERS=native), side by side with Go's /usr/lib/cni/firewall.
+
+Safety: every plugin run and every iptables/ping runs inside a sandbox's
+private namespaces (the plugin's host namespace is the sandbox's); pings go
+only between container addresses in those namespaces, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from cni_plugins_builtin.firewall import plugin as firewall
+from cni_plugins_builtin.firewall.rules import quoted
+from cnicore.testing import PluginRunner, Sandbox, run_executable
+from cnicore.testing import run_in as sh
+
+privileged = pytest.mark.privileged
+interop = pytest.mark.interop
+
+GO_FIREWALL = "/usr/lib/cni/firewall"
+GO_BRIDGE = "/usr/lib/cni/bridge"
+CID = "cnitest-fw"
+NET = "fwnet"
+
+
+def need(path: str) -> None:
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"{path} not installed")
+
+
+def save(netns, v6: bool = False) -> str:
+    """``iptables-save -t filter`` without comments and counters."""
+    out = sh(netns, "ip6tables-save" if v6 else "iptables-save", "-t", "filter")
+    return "\n".join(re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in out.splitlines()
+                     if not line.startswith("#"))
+
+
+def bridge(host, netns, tmp_path, *, name="cnifw0", subnet="10.80.0", cid=CID, version="1.0.0"):
+    """A dual-stack container on Go's bridge; its ADD result."""
+    need(GO_BRIDGE)
+    conf = {"cniVersion": version, "name": NET, "type": "bridge", "bridge": name, "isGateway": True,
+            "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
+                     "ranges": [[{"subnet": f"{subnet}.0/24"}], [{"subnet": f"fd{subnet.split('.')[1]}::/64"}]],
+                     "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}
+    return run_executable(GO_BRIDGE, "ADD", conf, host=host, netns=netns, container_id=cid).ok().json
+
+
+def fw_conf(version, prev=None, **extra):
+    conf = {"cniVersion": version, "name": NET, "type": "firewall", "backend": "iptables", **extra}
+    if prev is not None:
+        conf["prevResult"] = prev
+    return conf
+
+
+@pytest.fixture
+def launcher(tmp_path_factory, cni_install):
+    from cnicore import registry
+
+    directory = tmp_path_factory.mktemp("bin")
+    cni_install(str(directory), entries=[registry.get("firewall")])
+    return str(directory / "firewall")
+
+
+def ours(cni_runner, launcher, via, host):
+    if via == "launcher":
+        return lambda command, conf, netns="", cid=CID: run_executable(launcher, command, conf, host=host,
+                                                                      netns=netns, container_id=cid)
+    return lambda command, conf, netns="", cid=CID: cni_runner(firewall, "firewall").run(
+        command, conf, netns=netns, container_id=cid)
+
+
+def go(host):
+    return lambda command, conf, netns="", cid=CID: run_executable(GO_FIREWALL, command, conf, host=host,
+                                                                  netns=netns, container_id=cid)
+
+
+# -- pure ------------------------------------------------------------------------------
+
+
+def test_restore_quoting():
+    assert quoted(("-m", "comment", "--comment", "CNI firewall plugin rules", "-j", "CNI-FORWARD")) == \
+        '-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD'
+    assert quoted(("-i", "br0", "!", "-o", "br0")) == "-i br0 ! -o br0"
+
+
+def test_version_answer(cni_runner):
+    out = cni_runner(firewall, "firewall").run("VERSION", b"")
+    assert json.loads(out.stdout)["supportedVersions"] == ["0.4.0", "1.0.0", "1.1.0"]
+
+
+# -- side by side with Go -------------------------------------------------------------
+
+
+@privileged
+@interop
+@pytest.mark.parametrize("via", ["in-process", "launcher"])
+@pytest.mark.parametrize("policy", ["", "same-bridge"])
+@pytest.mark.parametrize("version", ["0.4.0", "1.0.0"])
+def test_same_rules_as_go(cni_sandbox, tmp_path, launcher, via, policy, version):
+    """Both protocols' filter tables are Go's after ADD (twice: no duplicates), CHECK and DEL;
+    each side in its own private host namespace."""
+    need(GO_FIREWALL)
+    tables, results = {}, {}
+    with Sandbox() as other:
+        for who, sandbox in (("go", cni_sandbox), ("ours", other)):
+            host, netns = sandbox.host, sandbox.container()
+            prev = bridge(host, netns, tmp_path / who, version=version)
+            if who == "go":
+                run = go(host)
+            elif via == "launcher":
+                run = ours(None, launcher, via, host)
+            else:
+                def run(command, conf, netns="", cid=CID, _host=host):
+                    return PluginRunner(firewall, "firewall", _host).run(command, conf, netns=netns,
+                                                                         container_id=cid)
+            conf = fw_conf(version, prev, **({"ingressPolicy": policy} if policy else {}))
+            out = run("ADD", conf, netns).ok().json
+            run("ADD", conf, netns).ok()
+            tables[who] = (save(host), save(host, v6=True))
+            out.pop("dns", None)  # Debian's older libcni prints an empty "dns" for 1.x
+            results[who] = out
+            run("CHECK", conf, netns).ok()
+            run("DEL", conf, netns).ok()
+            assert "10.80.0.2" not in save(host) and "fd80::2" not in save(host, v6=True)
+            run("DEL", conf, netns).ok()
+    for result in results.values():  # the prevResult passed through (veth names and MACs are random)
+        for iface in result["interfaces"]:
+            iface.pop("mac")
+            iface["name"] = re.sub("^veth.*", "veth", iface["name"])
+            iface.pop("sandbox", None)
+    assert results["ours"] == results["go"]
+    # 1.1.1 wrote "same-bridge" where later releases (and we) write "same-bridge|isolated"
+    mine = tuple(t.replace("(ingressPolicy: same-bridge|isolated)", "(ingressPolicy: same-bridge)")
+                 for t in tables["ours"])
+    assert mine == tables["go"]
+    assert "-A CNI-FORWARD -s 10.80.0.2/32 -j ACCEPT" in mine[0]
+    assert "-A CNI-FORWARD -d fd80::2/128 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT" in mine[1]
+    if policy:
+        assert "-A CNI-ISOLATION-STAGE-2 -o cnifw0" in tables["ours"][0]
+
+
+@privileged
+@interop
+@pytest.mark.parametrize("first, second", [("go", "ours"), ("ours", "go")])
+def test_del_and_check_across_implementations(cni_runner, cni_sandbox, tmp_path, launcher, first, second):
+    need(GO_FIREWALL)
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()
+    prev = bridge(host, netns, tmp_path)
+    sides = {"go": go(host), "ours": ours(cni_runner, launcher, "launcher", host)}
+    conf = fw_conf("1.0.0", prev, iptablesAdminChainName="MY-ADMIN")
+    sides[first]("ADD", conf, netns).ok()
+    assert "-A CNI-FORWARD -m comment --comment \"CNI firewall plugin admin overrides\" -j MY-ADMIN" in save(host)
+    sides[second]("CHECK", conf, netns).ok()
+    sides[second]("ADD", conf, netns).ok()  # finds the other's rules: adds nothing
+    assert save(host).count("-s 10.80.0.2/32") == 1
+    sides[second]("DEL", conf, netns).ok()
+    assert "10.80.0.2" not in save(host) and "fd80::2" not in save(host, v6=True)
+
+
+@privileged
+@interop
+@pytest.mark.parametrize("remove, message", [
+    ("-D FORWARD -m comment --comment 'CNI firewall plugin rules' -j CNI-FORWARD",
+     "expected FORWARD rule [-m comment --comment CNI firewall plugin rules -j CNI-FORWARD] not found"),
+    ("-D CNI-FORWARD -m comment --comment 'CNI firewall plugin admin overrides' -j CNI-ADMIN",
+     "expected CNI-FORWARD rule [-m comment --comment CNI firewall plugin admin overrides -j CNI-ADMIN] not found"),
+    ("-D CNI-FORWARD -s 10.80.0.2/32 -j ACCEPT", "expected rule [-s 10.80.0.2/32 -j ACCEPT] not found"),
+])
+def test_check_finds_missing_rules_like_go(cni_runner, cni_sandbox, tmp_path, remove, message):
+    need(GO_FIREWALL)
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()
+    prev = bridge(host, netns, tmp_path)
+    conf = fw_conf("1.0.0", prev)
+    run = ours(cni_runner, None, "in-process", host)
+    run("ADD", conf, netns).ok()
+    sh(host, "sh", "-c", f"iptables -w {remove}")
+    before = save(host)
+    mine = run("CHECK", conf, netns)
+    assert save(host) == before  # our CHECK changes nothing
+    theirs = go(host)("CHECK", conf, netns)
+    assert (mine.error.code, mine.error.msg) == (theirs.error.code, theirs.error.msg) == (999, message)
+
+
+@privileged
+@interop
+@pytest.mark.parametrize("case", ["no prevResult", "unknown policy", "same-bridge without interfaces"])
+def test_errors_like_go(cni_runner, cni_sandbox, tmp_path, case):
+    need(GO_FIREWALL)
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()
+    prev = bridge(host, netns, tmp_path)
+    conf = {"no prevResult": fw_conf("1.0.0"),
+            "unknown policy": fw_conf("1.0.0", prev, ingressPolicy="bogus"),
+            "same-bridge without interfaces": fw_conf("1.0.0", dict(prev, interfaces=[]),
+                                                      ingressPolicy="same-bridge")}[case]
+    before = save(host)
+    mine = ours(cni_runner, None, "in-process", host)("ADD", conf, netns)
+    assert save(host) == before  # refused before any change (Go writes CNI-FORWARD rules first)
+    theirs = go(host)("ADD", conf, netns)
+    assert (mine.error.code, mine.error.msg) == (theirs.error.code, theirs.error.msg)
+    assert b"Traceback" not in mine.stderr
+
+
+@privileged
+def test_firewalld_backend_is_a_clear_error(cni_runner, cni_sandbox, tmp_path):
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()
+    prev = bridge(host, netns, tmp_path)
+    before = save(host)
+    out = ours(cni_runner, None, "in-process", host)("ADD", fw_conf("1.0.0", prev, backend="firewalld"), netns)
+    assert out.code == 1 and out.error.code == 999 and '"firewalld"' in out.error.msg
+    assert save(host) == before
+
+
+@privileged
+def test_del_without_prev_result_or_netns(cni_runner, cni_sandbox, tmp_path):
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()
+    prev = bridge(host, netns, tmp_path)
+    run = ours(cni_runner, None, "in-process", host)
+    run("ADD", fw_conf("1.1.0", dict(prev, cniVersion="1.1.0")), netns).ok()
+    run("DEL", fw_conf("1.1.0"), "").ok()  # nothing to remove without the addresses
+    assert "10.80.0.2" in save(host)
+    run("DEL", fw_conf("1.1.0", dict(prev, cniVersion="1.1.0")), "/var/run/netns/cnitest-gone").ok()
+    assert "10.80.0.2" not in save(host)
+
+
+@privileged
+def test_two_containers_keep_each_others_rules(cni_runner, cni_sandbox, tmp_path):
+    host = cni_sandbox.host
+    a, b = cni_sandbox.container(), cni_sandbox.container()
+    prev_a = bridge(host, a, tmp_path, cid="a")
+    prev_b = bridge(host, b, tmp_path, cid="b")
+    run = ours(cni_runner, None, "in-process", host)
+    run("ADD", fw_conf("1.0.0", prev_a), a, "a").ok()
+    run("ADD", fw_conf("1.0.0", prev_b), b, "b").ok()
+    assert save(host).count("-j CNI-FORWARD") == 1
+    run("DEL", fw_conf("1.0.0", prev_a), a, "a").ok()
+    table = save(host)
+    assert "10.80.0.2/32" not in table and "-s 10.80.0.3/32 -j ACCEPT" in table
+    run("CHECK", fw_conf("1.0.0", prev_b), b, "b").ok()
+
+
+# -- traffic --------------------------------------------------------------------------
+
+
+def reaches(src, dst_ip: str) -> bool:
+    """One ping from ``src`` (bounded: 1 packet, 2 s)."""
+    out = sh(src, "ping", "-c", "1", "-W", "2", dst_ip, check=False)
+    return " 0% packet loss" in out
+
+
+@privileged
+def test_forward_drop_policy_traffic(cni_runner, cni_sandbox, tmp_path):
+    """FORWARD policy DROP on the private host: two containers (routed between two bridges)
+    reach each other only after firewall ADD; ingressPolicy same-bridge on both isolates them."""
+    host = cni_sandbox.host
+    a, b = cni_sandbox.container(), cni_sandbox.container()
+    prev_a = bridge(host, a, tmp_path / "a", name="cnifwa", subnet="10.81.0", cid="a")
+    prev_b = bridge(host, b, tmp_path / "b", name="cnifwb", subnet="10.82.0", cid="b")
+    ip_b = prev_b["ips"][0]["address"].split("/")[0]
+    sh(host, "iptables", "-w", "-P", "FORWARD", "DROP")
+    assert not reaches(a, ip_b)
+    run = ours(cni_runner, None, "in-process", host)
+    run("ADD", fw_conf("1.0.0", prev_a), a, "a").ok()
+    assert reaches(a, ip_b)  # out from a accepted, the reply is related to a
+    run("DEL", fw_conf("1.0.0", prev_a), a, "a").ok()
+    assert not reaches(a, ip_b)
+    run("ADD", fw_conf("1.0.0", prev_a, ingressPolicy="same-bridge"), a, "a").ok()
+    run("ADD", fw_conf("1.0.0", prev_b, ingressPolicy="same-bridge"), b, "b").ok()
+    assert not reaches(a, ip_b)  # stage 2 drops traffic from another bridge into cnifwb
