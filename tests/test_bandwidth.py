@@ -272,3 +272,28 @@ def test_errors_like_go(cni_runner, cni_sandbox, tmp_path, case):
 def test_version_answer(cni_runner):
     out = cni_runner(bandwidth, "bandwidth").run("VERSION", b"")
     assert json.loads(out.stdout)["supportedVersions"] == ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+
+
+@privileged
+@interop
+@pytest.mark.parametrize("extra", [
+    {"ingressRate": -1}, {"ingressRate": "x"}, {"ingressRate": 1.5}, {"IngressRate": 5},
+    {"runtimeConfig": {"bandwidth": {"egressRate": "1"}}}, {"runtimeConfig": {"bandwidth": 5}},
+    {"runtimeConfig": 5},
+], ids=json.dumps)
+def test_config_errors_like_go(cni_runner, cni_sandbox, extra):
+    """Go's encoding/json texts (type, field path, key folding), then the reference's validation."""
+    need(GO_BANDWIDTH)
+    netns = cni_sandbox.container()
+    conf = {"cniVersion": "1.0.0", "name": NET, "type": "bandwidth", **extra}
+    theirs = go(cni_sandbox.host)("ADD", conf, netns)
+    for command in ("ADD", "DEL"):
+        mine = cni_runner(bandwidth, "bandwidth").run(command, conf, netns=netns, container_id=CID)
+        assert (mine.error.code, mine.error.msg) == (theirs.error.code, theirs.error.msg)
+
+
+@pytest.mark.parametrize("command", ["GC", "STATUS"])
+def test_gc_and_status_succeed(cni_runner, command):
+    """The reference has neither; later releases' skel answers both with success."""
+    out = cni_runner(bandwidth, "bandwidth").run(command, bw_conf("1.1.0"))
+    assert (out.code, out.stdout) == (0, b"")

@@ -277,3 +277,26 @@ def test_forward_drop_policy_traffic(cni_runner, cni_sandbox, tmp_path):
     run("ADD", fw_conf("1.0.0", prev_a, ingressPolicy="same-bridge"), a, "a").ok()
     run("ADD", fw_conf("1.0.0", prev_b, ingressPolicy="same-bridge"), b, "b").ok()
     assert not reaches(a, ip_b)  # stage 2 drops traffic from another bridge into cnifwb
+
+
+@privileged
+@interop
+@pytest.mark.parametrize("extra", [
+    {"backend": 5}, {"ingressPolicy": 1}, {"iptablesAdminChainName": []}, {"firewalldZone": True},
+    {"prevResult": 5},
+], ids=json.dumps)
+def test_config_errors_like_go(cni_runner, cni_sandbox, extra):
+    need(GO_FIREWALL)
+    netns = cni_sandbox.container()
+    conf = {"cniVersion": "1.0.0", "name": NET, "type": "firewall", **extra}
+    theirs = go(cni_sandbox.host)("ADD", conf, netns)
+    for command in ("ADD", "DEL"):
+        mine = cni_runner(firewall, "firewall").run(command, conf, netns=netns, container_id=CID)
+        assert (mine.error.code, mine.error.msg) == (theirs.error.code, theirs.error.msg)
+
+
+@pytest.mark.parametrize("command", ["GC", "STATUS"])
+def test_gc_and_status_succeed(cni_runner, command):
+    """The reference has neither; later releases' skel answers both with success."""
+    out = cni_runner(firewall, "firewall").run(command, fw_conf("1.1.0"))
+    assert (out.code, out.stdout) == (0, b"")

@@ -23,7 +23,7 @@ _ENTRY = {key: UINT64 for key in KEYS}
 SCHEMA = Struct("PluginConf", {
     **NETCONF_FIELDS,
     **_ENTRY,
-    "runtimeConfig": Struct("", {"bandwidth": Struct("BandwidthEntry", _ENTRY, "*main.BandwidthEntry")},
+    "runtimeConfig": Struct("", {"bandwidth": Struct("BandwidthEntry", _ENTRY, "main.BandwidthEntry")},
                             'struct { Bandwidth *main.BandwidthEntry "json:\\"bandwidth,omitempty\\"" }'),
 })
 PREFIX = "failed to parse network configuration: "

@@ -19,7 +19,7 @@ DEFAULT_ADMIN_CHAIN = "CNI-ADMIN"
 
 
 @dataclass
-class FirewallConf:
+class FirewallNetConf:
     """The plugin's own keys (the common NetConf keys are checked by :func:`decode`)."""
 
     backend: str = ""
@@ -37,22 +37,22 @@ class FirewallConf:
         return self.ingress_policy in (SAME_BRIDGE, ISOLATED)
 
 
-def parse_conf(request: Request) -> FirewallConf:
+def parse_conf(request: Request) -> FirewallNetConf:
     """Decoded as Go's encoding/json would ("failed to load netconf: ..." on a bad type)."""
-    conf = decode(request, FirewallConf)
+    conf = decode(request, FirewallNetConf)
     for name in ("backend", "iptables_admin_chain_name", "firewalld_zone", "ingress_policy"):
         if getattr(conf, name) is None:
             setattr(conf, name, "")
     return conf
 
 
-def check_ingress_policy(conf: FirewallConf) -> None:
+def check_ingress_policy(conf: FirewallNetConf) -> None:
     """The reference's error for a policy it does not know."""
     if conf.ingress_policy not in ("", OPEN, SAME_BRIDGE, ISOLATED):
         raise CNIError(ERR_INTERNAL, f'unknown ingress policy: "{conf.ingress_policy}"')
 
 
-def check_backend(conf: FirewallConf) -> None:
+def check_backend(conf: FirewallNetConf) -> None:
     """Only the iptables backend is built: firewalld needs a running firewalld on the system D-Bus.
 
     The reference treats any other value (and none) as "firewalld if it is

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from cnicore.request import Request
     from cnicore.types import AnyResult, Result
 
-    from .config import FirewallConf
+    from .config import FirewallNetConf
     from .table import FilterTable
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
@@ -80,7 +80,7 @@ def _addresses(result: Result | None) -> tuple[list[str], list[str]]:
     return v4, v6
 
 
-def _bridge(conf: FirewallConf, result: Result) -> str:
+def _bridge(conf: FirewallNetConf, result: Result) -> str:
     """The bridge the isolation rules name: the first interface of the prevResult."""
     if not result.interfaces:
         raise CNIError(ERR_INTERNAL, f'interface needs to be set for ingress policy "{conf.ingress_policy}", '
@@ -120,7 +120,7 @@ def cni_add(request: Request) -> AnyResult:
     return result
 
 
-def _add_rules(table: FilterTable, conf: FirewallConf, addresses: list[str]) -> None:
+def _add_rules(table: FilterTable, conf: FirewallNetConf, addresses: list[str]) -> None:
     """Go's setupChains and addRules."""
     from .rules import FORWARD, PRIV_CHAIN, container_rules, jump_to_admin, jump_to_priv
 
