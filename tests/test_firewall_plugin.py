@@ -300,3 +300,24 @@ def test_gc_and_status_succeed(cni_runner, command):
     """The reference has neither; later releases' skel answers both with success."""
     out = cni_runner(firewall, "firewall").run(command, fw_conf("1.1.0"))
     assert (out.code, out.stdout) == (0, b"")
+
+
+@privileged
+def test_tools_never_come_from_the_callers_path(cni_runner, cni_sandbox, tmp_path, monkeypatch):
+    """A planted iptables first on PATH is never run: the tools come from the system directories."""
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    marker = tmp_path / "ran"
+    for tool in ("iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save",
+                 "ip6tables-restore"):
+        script = trap / tool
+        script.write_text(f"#!/bin/sh\necho {tool} >> {marker}\nexit 1\n")
+        script.chmod(0o755)
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()
+    prev = bridge(host, netns, tmp_path)
+    monkeypatch.setenv("PATH", f"{trap}:{os.environ.get('PATH', '')}")
+    run = cni_runner(firewall, "firewall")
+    for command in ("ADD", "CHECK", "DEL"):
+        run.run(command, fw_conf("1.0.0", prev), netns=netns, container_id=CID).ok()
+    assert not marker.exists()
