@@ -297,3 +297,62 @@ def test_gc_and_status_succeed(cni_runner, command):
     """The reference has neither; later releases' skel answers both with success."""
     out = cni_runner(bandwidth, "bandwidth").run(command, bw_conf("1.1.0"))
     assert (out.code, out.stdout) == (0, b"")
+
+
+# -- traffic --------------------------------------------------------------------------
+
+
+def transfer_seconds(sender, receiver, address: str, size: int = 400_000, timeout: float = 30.0) -> float:
+    """Seconds for ``size`` bytes over TCP from ``sender`` to ``address`` in ``receiver``,
+    until the receiver has them all (bounded by ``timeout``)."""
+    import socket
+    import threading
+    import time
+
+    server = receiver.do(socket.create_server, (address, 0))
+    server.settimeout(timeout)
+    done: list[tuple[int, float]] = []
+
+    def receive() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(timeout)
+        total = 0
+        with conn:
+            while total < size:
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    break
+                total += len(chunk)
+        done.append((total, time.perf_counter()))
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    try:
+        client = sender.do(socket.create_connection, (address, server.getsockname()[1]), timeout)
+        start = time.perf_counter()
+        with client:
+            client.sendall(b"x" * size)
+        thread.join(timeout + 5)
+    finally:
+        server.close()
+    assert done and done[0][0] == size, done
+    return done[0][1] - start
+
+
+@privileged
+def test_limits_shape_real_traffic(cni_runner, cni_sandbox, tmp_path):
+    """4 Mbit/s each way: 400 kB take most of a second (unshaped: milliseconds)."""
+    netns = cni_sandbox.container()
+    prev = bridge(cni_sandbox.host, netns, tmp_path)
+    container_ip = prev["ips"][0]["address"].split("/")[0]
+    host_ip = prev["ips"][0]["gateway"]
+    free_in = transfer_seconds(cni_sandbox.host, netns, container_ip)
+    free_out = transfer_seconds(netns, cni_sandbox.host, host_ip)
+    cni_runner(bandwidth, "bandwidth").add(
+        bw_conf("1.0.0", prev, ingressRate=4_000_000, ingressBurst=80_000, egressRate=4_000_000,
+                egressBurst=80_000), netns, container_id=CID)
+    shaped_in = transfer_seconds(cni_sandbox.host, netns, container_ip)
+    shaped_out = transfer_seconds(netns, cni_sandbox.host, host_ip)
+    # (400 kB - 10 kB burst) at 500 kB/s is 0.78 s at least
+    assert shaped_in > 0.6 and shaped_in > 3 * free_in, (free_in, shaped_in)
+    assert shaped_out > 0.6 and shaped_out > 3 * free_out, (free_out, shaped_out)
