@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 UINT64 = Scalar("uint64")
 MAX_UINT32 = 0xFFFFFFFF
 KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
+_FOLDED_KEYS = {key.lower() for key in KEYS}
 _ENTRY = {key: UINT64 for key in KEYS}
 #: The reference's ``PluginConf`` (NetConf, runtimeConfig and the embedded ``*BandwidthEntry``).
 SCHEMA = Struct("PluginConf", {
@@ -37,34 +38,39 @@ IFB_NAME_LENGTH = 15
 class Bandwidth:
     """One bandwidth entry: rates in bits per second, bursts in bits (0: no limit)."""
 
-    __slots__ = KEYS
+    __slots__ = ("ingress_rate", "ingress_burst", "egress_rate", "egress_burst")
 
     def __init__(self, values: dict[str, Any]) -> None:
-        for key in KEYS:
-            setattr(self, key, values.get(key) or 0)
+        self.ingress_rate: int = values.get("ingressRate") or 0
+        self.ingress_burst: int = values.get("ingressBurst") or 0
+        self.egress_rate: int = values.get("egressRate") or 0
+        self.egress_burst: int = values.get("egressBurst") or 0
 
     @property
     def is_zero(self) -> bool:
-        return not any(getattr(self, key) for key in KEYS)
+        return not (self.ingress_rate or self.ingress_burst or self.egress_rate or self.egress_burst)
 
     @property
     def ingress(self) -> bool:
-        return bool(self.ingressRate and self.ingressBurst)  # type: ignore[attr-defined]
+        """Shape traffic to the container (tbf on the host veth)."""
+        return bool(self.ingress_rate and self.ingress_burst)
 
     @property
     def egress(self) -> bool:
-        return bool(self.egressRate and self.egressBurst)  # type: ignore[attr-defined]
+        """Shape traffic from the container (through the ifb)."""
+        return bool(self.egress_rate and self.egress_burst)
 
 
 def parse_conf(raw: dict[str, Any]) -> tuple[str, Bandwidth | None]:
     """``(network name, bandwidth or None)``, validated as the reference does."""
     obj = decode_struct(raw, SCHEMA, PREFIX)
-    top = any(key.lower() in {k.lower() for k in KEYS} for key in raw)  # Go allocates the embedded entry
+    # Go allocates the embedded *BandwidthEntry as soon as one of its keys (any case) is present
+    top = any(key.lower() in _FOLDED_KEYS for key in raw)
     runtime = lookup(lookup(obj, "runtimeConfig"), "bandwidth")
     bandwidth = Bandwidth(obj) if top else Bandwidth(runtime) if isinstance(runtime, dict) else None
     if bandwidth is not None:
-        validate(bandwidth.ingressRate, bandwidth.ingressBurst)  # type: ignore[attr-defined]
-        validate(bandwidth.egressRate, bandwidth.egressBurst)  # type: ignore[attr-defined]
+        validate(bandwidth.ingress_rate, bandwidth.ingress_burst)
+        validate(bandwidth.egress_rate, bandwidth.egress_burst)
     return obj.get("name") or "", bandwidth
 
 

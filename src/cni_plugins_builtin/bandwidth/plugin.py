@@ -79,8 +79,10 @@ def _peer_index(ifname: str) -> int:
 
     try:
         return get_veth_peer_ifindex(ifname)[1]
-    except (OSError, CNIError) as exc:
-        raise _fail(f"container interface {ifname} has no veth peer: {getattr(exc, 'msg', exc)}") from None
+    except LookupError:
+        raise _fail(f"container interface {ifname} has no veth peer: Link not found") from None
+    except CNIError as exc:
+        raise _fail(f"container interface {ifname} has no veth peer: {exc.msg}") from None
 
 
 def _host_interface(rtnl: Netlink, result: Result, request: Request) -> Link:
@@ -110,12 +112,10 @@ def cni_add(request: Request) -> AnyResult | None:
 
     name, bandwidth = _conf(request)
     result = request.prev_result
-    if bandwidth is None or bandwidth.is_zero:
-        if result is None:
-            raise _fail("must be called as chained plugin")
-        return result
     if result is None:
         raise _fail("must be called as chained plugin")
+    if bandwidth is None or bandwidth.is_zero:
+        return result  # nothing to shape: prevResult passes through
     with Netlink() as rtnl:
         host = _host_interface(rtnl, result, request)
         _shape(rtnl, bandwidth, host, name, request.container_id, result)
@@ -132,7 +132,7 @@ def _shape(rtnl: Netlink, bandwidth: Bandwidth, host: Link, network: str, contai
 
     tick = _tick()
     if bandwidth.ingress:
-        rate, limit, buffer = tbf_params(bandwidth.ingressRate, bandwidth.ingressBurst, tick)  # type: ignore[attr-defined]
+        rate, limit, buffer = tbf_params(bandwidth.ingress_rate, bandwidth.ingress_burst, tick)
         try:
             rtnl.add_qdisc_tbf(host, rate=rate, limit=limit, buffer=buffer)
         except OSError as exc:
@@ -155,7 +155,7 @@ def _shape(rtnl: Netlink, bandwidth: Bandwidth, host: Link, network: str, contai
             rtnl.add_redirect_filter(host, device, controls=(TC_ACT_STOLEN, TC_ACT_OK))
         except OSError as exc:
             raise _fail(f"add filter: {_errtext(exc)}") from None
-        rate, limit, buffer = tbf_params(bandwidth.egressRate, bandwidth.egressBurst, tick)  # type: ignore[attr-defined]
+        rate, limit, buffer = tbf_params(bandwidth.egress_rate, bandwidth.egress_burst, tick)
         try:
             rtnl.add_qdisc_tbf(device, rate=rate, limit=limit, buffer=buffer)
         except OSError as exc:
@@ -198,14 +198,14 @@ def cni_check(request: Request) -> None:
             return
         tick = _tick()
         if bandwidth.ingress:
-            _check_tbf(rtnl, host, tbf_params(bandwidth.ingressRate, bandwidth.ingressBurst, tick))  # type: ignore[attr-defined]
+            _check_tbf(rtnl, host, tbf_params(bandwidth.ingress_rate, bandwidth.ingress_burst, tick))
         if bandwidth.egress:
             ifb = ifb_name(name, request.container_id)
             try:
                 device = rtnl.link(ifb)
             except LookupError:
                 raise _fail("get ifb device: Link not found") from None
-            _check_tbf(rtnl, device, tbf_params(bandwidth.egressRate, bandwidth.egressBurst, tick))  # type: ignore[attr-defined]
+            _check_tbf(rtnl, device, tbf_params(bandwidth.egress_rate, bandwidth.egress_burst, tick))
 
 
 def _check_tbf(rtnl: Netlink, link: Link, expected: tuple[int, int, int]) -> None:

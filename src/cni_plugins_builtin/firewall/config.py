@@ -2,48 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from cnicore.config import decode
+from cnicore.config import NETCONF_FIELDS, STRING, Struct, decode_struct
 from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore.request import Request
+    from typing import Any
 
-IPTABLES = "iptables"
 FIREWALLD = "firewalld"
 #: ingressPolicy values; "" means open.
 OPEN, SAME_BRIDGE, ISOLATED = "open", "same-bridge", "isolated"
 DEFAULT_ADMIN_CHAIN = "CNI-ADMIN"
+#: The reference's ``FirewallNetConf`` (what ``encoding/json`` decodes the config into).
+SCHEMA = Struct("FirewallNetConf", {
+    **NETCONF_FIELDS,
+    "backend": STRING, "iptablesAdminChainName": STRING, "firewalldZone": STRING, "ingressPolicy": STRING,
+})
 
 
-@dataclass
 class FirewallNetConf:
-    """The plugin's own keys (the common NetConf keys are checked by :func:`decode`)."""
+    """The plugin's own keys, decoded as Go's encoding/json would."""
 
-    backend: str = ""
-    iptables_admin_chain_name: str = ""
-    firewalld_zone: str = ""
-    ingress_policy: str = ""
+    __slots__ = ("backend", "admin_chain", "ingress_policy")
 
-    @property
-    def admin_chain(self) -> str:
-        return self.iptables_admin_chain_name or DEFAULT_ADMIN_CHAIN
+    def __init__(self, raw: dict[str, Any]) -> None:
+        obj = decode_struct(raw, SCHEMA, "failed to load netconf: ")
+        self.backend: str = obj.get("backend") or ""
+        self.admin_chain: str = obj.get("iptablesAdminChainName") or DEFAULT_ADMIN_CHAIN
+        self.ingress_policy: str = obj.get("ingressPolicy") or ""
 
     @property
     def isolates(self) -> bool:
         """Whether ingressPolicy asks for the bridge isolation chains."""
         return self.ingress_policy in (SAME_BRIDGE, ISOLATED)
-
-
-def parse_conf(request: Request) -> FirewallNetConf:
-    """Decoded as Go's encoding/json would ("failed to load netconf: ..." on a bad type)."""
-    conf = decode(request, FirewallNetConf)
-    for name in ("backend", "iptables_admin_chain_name", "firewalld_zone", "ingress_policy"):
-        if getattr(conf, name) is None:
-            setattr(conf, name, "")
-    return conf
 
 
 def check_ingress_policy(conf: FirewallNetConf) -> None:

@@ -97,10 +97,10 @@ def _bridge(conf: FirewallNetConf, result: Result) -> str:
 def cni_add(request: Request) -> AnyResult:
     from cnicore.rollback import Rollback
 
-    from .config import ISOLATED, check_backend, check_ingress_policy, parse_conf
+    from .config import ISOLATED, FirewallNetConf, check_backend, check_ingress_policy
     from .table import FilterTable
 
-    conf = parse_conf(request)
+    conf = FirewallNetConf(request.config)
     result = _prev(request)
     check_backend(conf)
     check_ingress_policy(conf)
@@ -178,9 +178,9 @@ def cni_del(request: Request) -> None:
     Like the reference, an unknown ingressPolicy fails DEL after the rules are gone."""
     from cnicore.config import lookup
 
-    from .config import check_backend, check_ingress_policy, parse_conf
+    from .config import FirewallNetConf, check_backend, check_ingress_policy
 
-    conf = parse_conf(request)
+    conf = FirewallNetConf(request.config)
     result = request.prev_result if lookup(request.config, "prevResult") is not None else None
     check_backend(conf)
     for ipv6, addresses in enumerate(_addresses(result)):
@@ -193,11 +193,11 @@ def cni_del(request: Request) -> None:
 
 @hookimpl
 def cni_check(request: Request) -> None:
-    from .config import check_backend, parse_conf
+    from .config import FirewallNetConf, check_backend
     from .rules import FORWARD, PRIV_CHAIN, container_rules, jump_to_admin, jump_to_priv, show
     from .table import FilterTable
 
-    conf = parse_conf(request)
+    conf = FirewallNetConf(request.config)
     result = _prev(request)
     check_backend(conf)
     for ipv6, addresses in enumerate(_addresses(result)):

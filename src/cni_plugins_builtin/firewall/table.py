@@ -14,10 +14,6 @@ from __future__ import annotations
 from . import tools
 from .rules import FILTER, Rule, quoted
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 
 class FilterTable:
     """The chains and rules of one protocol's filter table, and the changes to make to it."""
