@@ -17,6 +17,7 @@ import pytest
 
 from cni_plugins_builtin.firewall import plugin as firewall
 from cni_plugins_builtin.firewall.rules import quoted
+from cni_plugins_builtin.firewall.table import split_saved
 from cnicore.testing import PluginRunner, Sandbox, run_executable
 from cnicore.testing import run_in as sh
 
@@ -87,6 +88,20 @@ def test_restore_quoting():
     assert quoted(("-m", "comment", "--comment", "CNI firewall plugin rules", "-j", "CNI-FORWARD")) == \
         '-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD'
     assert quoted(("-i", "br0", "!", "-o", "br0")) == "-i br0 ! -o br0"
+
+
+@pytest.mark.parametrize("line", [
+    '-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD',
+    '-A X -m comment --comment "a \\"q\\" b\\\\c" -j Y',
+    '-A X -m comment --comment "" -j Y',
+    '-A  X   -i br0 ! -o br0  -j ACCEPT ',
+])
+def test_saved_lines_split_like_shlex(line):
+    import shlex
+
+    assert split_saved(line) == shlex.split(line)
+    rule = tuple(split_saved(line)[2:])
+    assert split_saved(quoted(rule)) == list(rule)  # what we write reads back the same
 
 
 def test_version_answer(cni_runner):

@@ -15,6 +15,34 @@ from . import tools
 from .rules import FILTER, Rule, quoted
 
 
+def split_saved(line: str) -> list[str]:
+    """The words of one iptables-save line: double quotes group, a backslash escapes the
+    next character (how iptables quotes a comment); shlex's rules for these lines without
+    its import of ``re`` on the exec path."""
+    words: list[str] = []
+    word: list[str] = []
+    started = quoted = escaped = False
+    for char in line:
+        if escaped:
+            word.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = started = True
+        elif char == '"':
+            quoted = not quoted
+            started = True
+        elif char in " \t" and not quoted:
+            if started:
+                words.append("".join(word))
+                word, started = [], False
+        else:
+            word.append(char)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words
+
+
 class FilterTable:
     """The chains and rules of one protocol's filter table, and the changes to make to it."""
 
@@ -30,14 +58,12 @@ class FilterTable:
 
     def load(self) -> FilterTable:
         """Read the table (an absent table has no chains)."""
-        import shlex
-
         text = tools.run(self.family + "-save", "-t", FILTER)
         for line in text.splitlines():
             if line.startswith(":"):
                 self.chains.add(line[1:].split(" ", 1)[0])
             elif line.startswith("-A "):
-                tokens = shlex.split(line)
+                tokens = split_saved(line)
                 self.rules.setdefault(tokens[1], []).append(tuple(tokens[2:]))
         return self
 
