@@ -336,3 +336,30 @@ def test_tools_never_come_from_the_callers_path(cni_runner, cni_sandbox, tmp_pat
     for command in ("ADD", "CHECK", "DEL"):
         run.run(command, fw_conf("1.0.0", prev), netns=netns, container_id=CID).ok()
     assert not marker.exists()
+
+
+@privileged
+def test_concurrent_first_adds_lose_no_rules(cni_sandbox, launcher):
+    """Several containers' ADDs at once on a node without the chains yet: every container's
+    rules are there afterwards. (A batch that declared the chain it had seen missing flushed
+    the rules another ADD had added meanwhile; now chains are made with -N and our writers
+    take turns.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()  # ADD needs one; the firewall never enters it
+    count = 8
+    prevs = [{"cniVersion": "1.0.0", "interfaces": [{"name": "cnifw0"}],
+              "ips": [{"address": f"10.85.0.{i + 2}/24"}]} for i in range(count)]
+
+    def add(i: int):
+        return run_executable(launcher, "ADD", fw_conf("1.0.0", prevs[i]), host=host, netns=netns,
+                              container_id=f"c{i}", timeout=120)
+
+    with ThreadPoolExecutor(count) as pool:
+        outcomes = list(pool.map(add, range(count)))
+    assert all(out.code == 0 for out in outcomes), outcomes
+    table = save(host)
+    for i in range(count):
+        assert f"-A CNI-FORWARD -s 10.85.0.{i + 2}/32 -j ACCEPT" in table, table
+    assert table.count("-j CNI-FORWARD") == table.count("-j CNI-ADMIN") == 1  # our writers took turns

@@ -98,7 +98,7 @@ def cni_add(request: Request) -> AnyResult:
     from cnicore.rollback import Rollback
 
     from .config import ISOLATED, FirewallNetConf, check_backend, check_ingress_policy
-    from .table import FilterTable
+    from .table import FilterTable, NetnsLock
 
     conf = FirewallNetConf(request.config)
     result = _prev(request)
@@ -106,7 +106,7 @@ def cni_add(request: Request) -> AnyResult:
     check_ingress_policy(conf)
     bridge = _bridge(conf, result) if conf.isolates else ""
 
-    with Rollback() as undo:
+    with NetnsLock(), Rollback() as undo:
         for ipv6, addresses in enumerate(_addresses(result)):
             if not addresses:
                 continue
@@ -179,13 +179,17 @@ def cni_del(request: Request) -> None:
     from cnicore.config import lookup
 
     from .config import FirewallNetConf, check_backend, check_ingress_policy
+    from .table import NetnsLock
 
     conf = FirewallNetConf(request.config)
     result = request.prev_result if lookup(request.config, "prevResult") is not None else None
     check_backend(conf)
-    for ipv6, addresses in enumerate(_addresses(result)):
-        if addresses:
-            _delete_rules(bool(ipv6), addresses)
+    v4, v6 = _addresses(result)
+    if v4 or v6:
+        with NetnsLock():
+            for ipv6, addresses in enumerate((v4, v6)):
+                if addresses:
+                    _delete_rules(bool(ipv6), addresses)
     check_ingress_policy(conf)
 
 

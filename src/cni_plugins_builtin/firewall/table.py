@@ -3,16 +3,25 @@
 The reference runs one iptables command per check and per change (about ten
 per container); reading the table once and writing only what is missing in
 one ``iptables-restore --noflush`` batch gives the same rules in the same
-order with two tool runs, and the batch is all-or-nothing. Like the
-reference's check-then-insert, two writers racing between the read and the
-write could both add a shared rule; the xtables lock (``--wait``) only
-serialises the writes.
+order with two tool runs, and the batch is all-or-nothing.
+
+A batch never declares a chain: iptables-restore flushes a declared chain
+that exists, even with --noflush, so a writer that saw the chain missing
+would wipe the rules another writer added meanwhile. A missing chain is
+created with ``iptables -N`` first (already there is fine), as the
+reference's EnsureChain does. Our own writers are serialised by
+:class:`NetnsLock`; against Go's plugin the race is the reference's own
+check-then-insert race (at worst a shared rule twice).
 """
 
 from __future__ import annotations
 
 from . import tools
 from .rules import FILTER, Rule, quoted
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket
 
 
 def split_saved(line: str) -> list[str]:
@@ -73,9 +82,10 @@ class FilterTable:
     # -- changes, written by commit() ---------------------------------------------
 
     def ensure_chain(self, chain: str) -> None:
+        """Create the chain now if it is missing (exit status 1: someone just made it)."""
         if chain not in self.chains:
+            tools.run(self.family, "--wait", "-t", FILTER, "-N", chain, ok_status=(1,))
             self.chains.add(chain)
-            self._script.append(f":{chain} - [0:0]")
 
     def insert_unique(self, chain: str, rule: Rule) -> None:
         """At position 1 unless an identical rule is anywhere in the chain."""
@@ -99,14 +109,51 @@ class FilterTable:
         return bool(self._script)
 
     def commit(self) -> None:
-        """Write every change in one ``iptables-restore --noflush`` (nothing to do: no run).
-
-        Chains are declared only when missing: a declared existing chain is
-        flushed by iptables-legacy-restore even with --noflush."""
+        """Write every rule change in one ``iptables-restore --noflush`` (nothing to do: no run)."""
         if not self._script:
             return
-        chains = [line for line in self._script if line.startswith(":")]
-        rules = [line for line in self._script if not line.startswith(":")]
-        script = "\n".join([f"*{FILTER}", *chains, *rules, "COMMIT", ""])
+        script = "\n".join([f"*{FILTER}", *self._script, "COMMIT", ""])
         tools.run(self.family + "-restore", "--noflush", "--wait", stdin=script)
         self._script.clear()
+
+
+class NetnsLock:
+    """Our firewall writers, one at a time per network namespace.
+
+    The lock is an abstract unix socket name (as iptables' own lock once was):
+    it belongs to the namespace of the calling thread, needs no file, and is
+    released when its holder exits, however it exits."""
+
+    NAME = b"\0cnicore-firewall-plugin"
+    TIMEOUT = tools.TIMEOUT
+
+    def __init__(self) -> None:
+        self._sock: _socket.socket | None = None
+
+    def __enter__(self) -> NetnsLock:
+        import _socket
+        import errno
+        import time
+
+        from cnicore.errors import ERR_INTERNAL, CNIError
+
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        deadline = time.monotonic() + self.TIMEOUT
+        pause = 0.001
+        while True:
+            try:
+                sock.bind(self.NAME)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:  # in use: another writer
+                    sock.close()
+                    raise CNIError(ERR_INTERNAL, f"could not take the firewall lock: {exc.strerror}") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        self._sock = sock
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()

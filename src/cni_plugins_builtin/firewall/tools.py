@@ -26,8 +26,9 @@ def tool_path(name: str) -> str:
     raise CNIError(ERR_INTERNAL, f"failed to locate {name}: not found in {', '.join(SYSTEM_DIRS)}")
 
 
-def run(name: str, *args: str, stdin: str = "") -> str:
-    """Run a tool with ``args``; its stdout, or a CNI error with its stderr.
+def run(name: str, *args: str, stdin: str = "", ok_status: tuple[int, ...] = ()) -> str:
+    """Run a tool with ``args``; its stdout, or a CNI error with its stderr (unless its
+    exit status is one of ``ok_status``).
 
     The C locale keeps its messages stable; stdin is always given so a tool
     never reads ours (the CNI config pipe)."""
@@ -41,6 +42,6 @@ def run(name: str, *args: str, stdin: str = "") -> str:
         raise CNIError(ERR_INTERNAL, f"running {argv}: timed out after {TIMEOUT:g}s") from None
     except OSError as exc:
         raise CNIError(ERR_INTERNAL, f"running {argv}: {exc.strerror or exc}") from None
-    if proc.returncode != 0:
+    if proc.returncode != 0 and proc.returncode not in ok_status:
         raise CNIError(ERR_INTERNAL, f"running {argv}: exit status {proc.returncode}: {proc.stderr.strip()}")
     return proc.stdout
