@@ -16,7 +16,7 @@ import re
 import pytest
 
 from cni_plugins_builtin.firewall import plugin as firewall
-from cni_plugins_builtin.firewall.rules import quoted
+from cni_plugins_builtin.firewall.rules import host_address, quoted
 from cni_plugins_builtin.firewall.table import split_saved
 from cnicore.testing import PluginRunner, Sandbox, run_executable
 from cnicore.testing import run_in as sh
@@ -102,6 +102,15 @@ def test_saved_lines_split_like_shlex(line):
     assert split_saved(line) == shlex.split(line)
     rule = tuple(split_saved(line)[2:])
     assert split_saved(quoted(rule)) == list(rule)  # what we write reads back the same
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("10.1.2.3/24", ("10.1.2.3/32", False)),
+    ("FD80:0:0::0002/64", ("fd80::2/128", True)),  # as iptables-save prints it
+    ("::ffff:10.1.2.3/120", ("10.1.2.3/32", False)),  # Go's To4: an IPv4 rule
+])
+def test_host_address_like_go_and_iptables_save(address, expected):
+    assert host_address(address) == expected
 
 
 def test_version_answer(cni_runner):
@@ -363,3 +372,23 @@ def test_concurrent_first_adds_lose_no_rules(cni_sandbox, launcher):
     for i in range(count):
         assert f"-A CNI-FORWARD -s 10.85.0.{i + 2}/32 -j ACCEPT" in table, table
     assert table.count("-j CNI-FORWARD") == table.count("-j CNI-ADMIN") == 1  # our writers took turns
+
+
+@privileged
+@interop
+def test_non_canonical_addresses_match_the_saved_rules(cni_runner, cni_sandbox):
+    """Addresses written as Go and iptables-save print them: a second ADD adds nothing,
+    Go's CHECK and DEL find our rules."""
+    need(GO_FIREWALL)
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "cnifw0"}],
+            "ips": [{"address": "FD86:0:0::0002/64"}, {"address": "::ffff:10.86.0.2/120"}]}
+    run = ours(cni_runner, None, "in-process", host)
+    for _ in range(2):
+        run("ADD", fw_conf("1.0.0", prev), netns).ok()
+    assert save(host).count("-A CNI-FORWARD -s 10.86.0.2/32 -j ACCEPT") == 1
+    assert save(host, v6=True).count("-A CNI-FORWARD -s fd86::2/128 -j ACCEPT") == 1
+    go(host)("CHECK", fw_conf("1.0.0", prev), netns).ok()
+    go(host)("DEL", fw_conf("1.0.0", prev), netns).ok()
+    assert "10.86.0.2" not in save(host) and "fd86::2" not in save(host, v6=True)

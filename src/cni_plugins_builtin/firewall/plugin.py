@@ -71,12 +71,13 @@ def _prev(request: Request) -> Result:
 
 def _addresses(result: Result | None) -> tuple[list[str], list[str]]:
     """(IPv4, IPv6) host addresses of the result's IPs, in order."""
-    from .rules import host_address, is_ipv6
+    from .rules import host_address
 
     v4: list[str] = []
     v6: list[str] = []
     for ip in getattr(result, "ips", None) or ():
-        (v6 if is_ipv6(ip.address) else v4).append(host_address(ip.address))
+        address, ipv6 = host_address(ip.address)
+        (v6 if ipv6 else v4).append(address)
     return v4, v6
 
 

@@ -71,14 +71,19 @@ def stage_return() -> Rule:
     return (*comment(ISOLATION_COMMENT), "-j", "RETURN")
 
 
-def host_address(address: str) -> str:
-    """The reference's ipString: the address of a CIDR as a host route (``/32`` or ``/128``)."""
+def host_address(address: str) -> tuple[str, bool]:
+    """The reference's ipString of a result address (``ip/32`` or ``ip/128``) and whether it
+    is IPv6. The IP is printed as Go and iptables-save print it: an IPv4-mapped IPv6
+    address is IPv4 (Go's To4), IPv6 in its canonical form, so the saved rule matches."""
+    import _socket
+
     ip = address.split("/", 1)[0]
-    return ip + ("/128" if ":" in ip else "/32")
-
-
-def is_ipv6(address: str) -> bool:
-    return ":" in address.split("/", 1)[0]
+    if ":" not in ip:
+        return ip + "/32", False
+    raw = _socket.inet_pton(_socket.AF_INET6, ip)
+    if raw[:12] == b"\0" * 10 + b"\xff\xff":
+        return _socket.inet_ntop(_socket.AF_INET, raw[12:]) + "/32", False
+    return _socket.inet_ntop(_socket.AF_INET6, raw) + "/128", True
 
 
 def show(rule: Rule) -> str:
