@@ -27,6 +27,8 @@ Deliberate differences:
   CNI-FORWARD rules first); each protocol's changes are one
   ``iptables-restore --noflush`` batch, all-or-nothing, and a failure
   removes the container rules already written for the other protocol;
+* our ADDs and DELs in one network namespace take turns (a lock), so two
+  first ADDs at once never add the FORWARD jump twice (the reference can);
 * CHECK changes nothing (the reference creates missing chains on CHECK);
 * tools run by absolute path from /usr/sbin, /sbin, /usr/bin, /bin, never
   from the caller's PATH.
