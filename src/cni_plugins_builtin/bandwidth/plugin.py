@@ -54,7 +54,9 @@ def _fail(msg: str) -> CNIError:
 
 def _errtext(exc: OSError) -> str:
     """An errno's text as Go prints it (``file exists``)."""
-    text = exc.strerror or str(exc)
+    import os
+
+    text = os.strerror(exc.errno) if exc.errno else str(exc)
     return text[:1].lower() + text[1:]
 
 
