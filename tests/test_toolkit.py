@@ -465,6 +465,16 @@ def test_tc_helpers_ifb_tbf_ingress_and_redirect(host_netns) -> None:
             nl.add_redirect_filter("tcv0", ifb, controls=(TC_ACT_STOLEN, TC_ACT_OK))
             return nl.qdiscs("tcv0"), nl.qdiscs(ifb), nl.qdiscs()
 
+    def delete() -> list:
+        from cnicore.netlink import TC_H_INGRESS
+
+        with Netlink() as nl:
+            nl.delete_qdisc("tcv0", parent=TC_H_INGRESS, handle=0xFFFF0000)
+            nl.delete_qdisc("tcv0")
+            with pytest.raises(OSError):
+                nl.delete_qdisc("tcv0")
+            return nl.qdiscs("tcv0")
+
     veth, ifb, every = host_netns.do(build)
     assert [(q.kind, q.handle, q.rate, q.limit, q.buffer) for q in veth] == \
         [("tbf", 0x10000, 1_000_000, 35_000, 156_250), ("ingress", 0xFFFF0000, 0, 0, 0)]
@@ -477,3 +487,5 @@ def test_tc_helpers_ifb_tbf_ingress_and_redirect(host_netns) -> None:
     assert "u32" in filters and "flowid 1:1" in filters and "match 00000000/00000000 at 0" in filters
     assert "mirred (Egress Redirect to device tcifb0) stolen" in filters
     assert "mirred (Egress Redirect to device tcifb0) pass" in filters
+    assert [q.kind for q in host_netns.do(delete)] in ([], ["noqueue"])  # the filters went with the qdisc
+    assert "u32" not in sh(host_netns, "tc", "filter", "show", "dev", "tcv0", "ingress")

@@ -755,6 +755,12 @@ class Netlink:
         info = (prio << 16) | ((ETH_P_ALL & 0xFF) << 8 | ETH_P_ALL >> 8)  # protocol in network order
         self._add_tc(RTM_NEWTFILTER, link, 0, parent, info, "u32", options)
 
+    def delete_qdisc(self, link: LinkRef, *, parent: int = TC_H_ROOT, handle: int = 0) -> None:
+        """Delete the qdisc at ``parent`` (the root by default; ``TC_H_INGRESS`` with
+        handle ``0xffff0000`` for the ingress qdisc), its filters with it. ENOENT if none."""
+        body = _TCMSG.pack(AF_UNSPEC, self._index(link), handle, parent, 0)
+        self._change(RTM_DELQDISC, body, self._what(link))
+
     def qdiscs(self, link: LinkRef | None = None) -> list[Qdisc]:
         """The qdiscs of one link (or of all), in the kernel's order (root first)."""
         index = 0 if link is None else self._index(link)
