@@ -364,20 +364,25 @@ def test_limits_shape_real_traffic(cni_runner, cni_sandbox, tmp_path):
 @interop
 @pytest.mark.parametrize("who", ["go", "ours"])
 def test_failed_add_and_the_ifb(cni_runner, cni_sandbox, tmp_path, who):
-    """The host veth already has an ingress qdisc: ADD fails after making the ifb; ours
-    removes it again, Go's leaves it. An ifb already there (a stale one) is never removed."""
+    """The host veth already has an ingress qdisc: ADD fails after making the veth's tbf
+    and the ifb; ours removes both again, Go's leaves them. An ifb already there (a stale
+    one) is never removed."""
     need(GO_BANDWIDTH)
     host = cni_sandbox.host
     run = go(host) if who == "go" else ours(cni_runner, None, "in-process", host)
     netns = cni_sandbox.container()
     prev = bridge(host, netns, tmp_path)
     sh(host, "tc", "qdisc", "add", "dev", host_veth(prev), "ingress")
-    out = run("ADD", bw_conf("1.0.0", prev, egressRate=8_000_000, egressBurst=80_000), netns)
+    out = run("ADD", bw_conf("1.0.0", prev, **LIMITS), netns)
     assert (out.error.code, out.error.msg) == (999, "create ingress qdisc: file exists")
     assert has_ifb(host) == (who == "go")
+    qdiscs = sh(host, "tc", "qdisc", "show", "dev", host_veth(prev))
+    assert ("tbf" in qdiscs) == (who == "go") and "ingress" in qdiscs  # the test's own ingress qdisc stays
     sh(host, "tc", "qdisc", "del", "dev", host_veth(prev), "ingress")
-    if who == "ours":
-        sh(host, "ip", "link", "add", IFB, "type", "ifb")
+    if who == "go":
+        sh(host, "tc", "qdisc", "del", "dev", host_veth(prev), "root")
+        sh(host, "ip", "link", "del", IFB)
+    sh(host, "ip", "link", "add", IFB, "type", "ifb")
     out = run("ADD", bw_conf("1.0.0", prev, egressRate=8_000_000, egressBurst=80_000), netns)
     assert (out.error.code, out.error.msg) == (999, "adding link: file exists")
     assert has_ifb(host)

@@ -18,7 +18,8 @@ Deliberate differences:
 
 * CHECK with no bandwidth configured succeeds (1.1.1 crashes on it; later
   releases return early, as we do);
-* a failed ADD removes the ifb it created (the reference leaves it);
+* ADD is all-or-nothing: a failure removes the qdiscs and the ifb it made
+  (the reference leaves them);
 * no GC or STATUS: the reference has neither (its skel answers them with success).
 """
 
@@ -32,6 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore.netlink import Link, Netlink
     from cnicore.request import Request
+    from cnicore.rollback import Rollback
     from cnicore.types import AnyResult, Result
 
     from .config import Bandwidth
@@ -126,43 +128,53 @@ def cni_add(request: Request) -> AnyResult | None:
 
 def _shape(rtnl: Netlink, bandwidth: Bandwidth, host: Link, network: str, container_id: str,
            result: Result) -> None:
-    from cnicore.netlink import TC_ACT_OK, TC_ACT_STOLEN
+    """All or nothing: a failure takes away what this ADD made (the reference leaves it)."""
     from cnicore.rollback import Rollback
-    from cnicore.types import Interface
 
     from .config import ifb_name, tbf_params
 
     tick = _tick()
-    if bandwidth.ingress:
-        rate, limit, buffer = tbf_params(bandwidth.ingress_rate, bandwidth.ingress_burst, tick)
-        try:
-            rtnl.add_qdisc_tbf(host, rate=rate, limit=limit, buffer=buffer)
-        except OSError as exc:
-            raise _fail(f"create qdisc: {_errtext(exc)}") from None
-    if not bandwidth.egress:
-        return
-    ifb = ifb_name(network, container_id)
     with Rollback() as undo:
-        try:
-            device = rtnl.add_link(ifb, "ifb", mtu=host.mtu, txqlen=0, up=True)
-        except OSError as exc:
-            raise _fail(f"adding link: {_errtext(exc)}") from None
-        undo.push(f"ifb {ifb}", rtnl.delete_link, device.index)
-        result.interfaces.append(Interface(ifb, device.mac))
-        try:
-            rtnl.add_qdisc_ingress(host)
-        except OSError as exc:
-            raise _fail(f"create ingress qdisc: {_errtext(exc)}") from None
-        try:
-            rtnl.add_redirect_filter(host, device, controls=(TC_ACT_STOLEN, TC_ACT_OK))
-        except OSError as exc:
-            raise _fail(f"add filter: {_errtext(exc)}") from None
-        rate, limit, buffer = tbf_params(bandwidth.egress_rate, bandwidth.egress_burst, tick)
-        try:
-            rtnl.add_qdisc_tbf(device, rate=rate, limit=limit, buffer=buffer)
-        except OSError as exc:
-            raise _fail(f"create ifb qdisc: create qdisc: {_errtext(exc)}") from None
+        if bandwidth.ingress:
+            rate, limit, buffer = tbf_params(bandwidth.ingress_rate, bandwidth.ingress_burst, tick)
+            try:
+                rtnl.add_qdisc_tbf(host, rate=rate, limit=limit, buffer=buffer)
+            except OSError as exc:
+                raise _fail(f"create qdisc: {_errtext(exc)}") from None
+            undo.push("ingress tbf", rtnl.delete_qdisc, host.index)
+        if bandwidth.egress:
+            _shape_egress(rtnl, bandwidth, host, ifb_name(network, container_id), tick, result, undo)
         undo.commit()
+
+
+def _shape_egress(rtnl: Netlink, bandwidth: Bandwidth, host: Link, ifb: str, tick: float, result: Result,
+                  undo: Rollback) -> None:
+    """The ifb, the host veth's ingress qdisc redirecting to it, and the ifb's tbf."""
+    from cnicore.netlink import TC_ACT_OK, TC_ACT_STOLEN, TC_H_INGRESS
+    from cnicore.types import Interface
+
+    from .config import tbf_params
+
+    try:
+        device = rtnl.add_link(ifb, "ifb", mtu=host.mtu, txqlen=0, up=True)
+    except OSError as exc:
+        raise _fail(f"adding link: {_errtext(exc)}") from None
+    undo.push(f"ifb {ifb}", rtnl.delete_link, device.index)
+    result.interfaces.append(Interface(ifb, device.mac))
+    try:
+        rtnl.add_qdisc_ingress(host)
+    except OSError as exc:
+        raise _fail(f"create ingress qdisc: {_errtext(exc)}") from None
+    undo.push("ingress qdisc", lambda: rtnl.delete_qdisc(host.index, parent=TC_H_INGRESS, handle=0xFFFF0000))
+    try:
+        rtnl.add_redirect_filter(host, device, controls=(TC_ACT_STOLEN, TC_ACT_OK))
+    except OSError as exc:
+        raise _fail(f"add filter: {_errtext(exc)}") from None
+    rate, limit, buffer = tbf_params(bandwidth.egress_rate, bandwidth.egress_burst, tick)
+    try:
+        rtnl.add_qdisc_tbf(device, rate=rate, limit=limit, buffer=buffer)
+    except OSError as exc:
+        raise _fail(f"create ifb qdisc: create qdisc: {_errtext(exc)}") from None
 
 
 # -- DEL ---------------------------------------------------------------------------
