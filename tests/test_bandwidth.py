@@ -386,3 +386,16 @@ def test_failed_add_and_the_ifb(cni_runner, cni_sandbox, tmp_path, who):
     out = run("ADD", bw_conf("1.0.0", prev, egressRate=8_000_000, egressBurst=80_000), netns)
     assert (out.error.code, out.error.msg) == (999, "adding link: file exists")
     assert has_ifb(host)
+
+
+@privileged
+@interop
+def test_no_limits_and_no_prev_result(cni_runner, cni_sandbox):
+    """Go 1.1.1 panics here (exit 2, a Go stack on stderr); ours answers a CNI error."""
+    need(GO_BANDWIDTH)
+    netns = cni_sandbox.container()
+    conf = bw_conf("1.0.0")
+    theirs = go(cni_sandbox.host)("ADD", conf, netns)
+    assert (theirs.code, theirs.stdout) == (2, b"")
+    mine = cni_runner(bandwidth, "bandwidth").run("ADD", conf, netns=netns, container_id=CID)
+    assert (mine.code, mine.error.code, mine.error.msg) == (1, 999, "must be called as chained plugin")

@@ -18,6 +18,8 @@ Deliberate differences:
 
 * CHECK with no bandwidth configured succeeds (1.1.1 crashes on it; later
   releases return early, as we do);
+* ADD without limits and without a prevResult is a CNI error ("must be
+  called as chained plugin"); 1.1.1 crashes;
 * ADD is all-or-nothing: a failure removes the qdiscs and the ifb it made
   (the reference leaves them);
 * no GC or STATUS: the reference has neither (its skel answers them with success).
