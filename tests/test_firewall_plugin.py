@@ -392,3 +392,32 @@ def test_non_canonical_addresses_match_the_saved_rules(cni_runner, cni_sandbox):
     go(host)("CHECK", fw_conf("1.0.0", prev), netns).ok()
     go(host)("DEL", fw_conf("1.0.0", prev), netns).ok()
     assert "10.86.0.2" not in save(host) and "fd86::2" not in save(host, v6=True)
+
+
+@privileged
+@interop
+@pytest.mark.parametrize("bridge, message, go_refuses", [
+    ("averyverylongbridge", "interface name `averyverylongbridge' must be shorter than IFNAMSIZ (15)", True),
+    ("br0\n-A FORWARD", "invalid bridge name 'br0\\n-A FORWARD': control characters", False),
+    ("b\nCOMMIT\n*nat", "invalid bridge name 'b\\nCOMMIT\\n*nat': control characters", False),
+])
+def test_hostile_bridge_names_change_nothing(cni_runner, cni_sandbox, bridge, message, go_refuses):
+    """A bridge name (from prevResult) that iptables refuses, or that would add lines to a
+    restore batch, is refused before any change (Go fails after writing rules, or goes ahead)."""
+    need(GO_FIREWALL)
+    host = cni_sandbox.host
+    netns = cni_sandbox.container()
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": bridge}], "ips": [{"address": "10.87.0.2/24"}]}
+    conf = fw_conf("1.0.0", prev, ingressPolicy="same-bridge")
+    before = save(host)
+    mine = ours(cni_runner, None, "in-process", host)("ADD", conf, netns)
+    assert (mine.code, mine.error.code, mine.error.msg) == (1, 999, message)
+    assert save(host) == before
+    assert (go(host)("ADD", conf, netns).code == 1) is go_refuses
+
+
+def test_restore_lines_refuse_control_characters():
+    from cnicore.errors import CNIError
+
+    with pytest.raises(CNIError, match="control characters"):
+        quoted(("-i", "br0\n-A FORWARD -j ACCEPT"))

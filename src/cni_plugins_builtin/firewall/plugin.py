@@ -22,9 +22,12 @@ Deliberate differences:
   on the shared rules; 1.1.1 wrote "(ingressPolicy: same-bridge)" on all of
   them) and ``isolated`` is supported, as in later releases;
 * every input is checked before anything changes: an unknown
-  ``ingressPolicy`` or a same-bridge policy without a prevResult interface
-  fails ADD before any rule is written (the reference writes the
-  CNI-FORWARD rules first); each protocol's changes are one
+  ``ingressPolicy``, a same-bridge policy without a prevResult interface or
+  with a bridge name iptables refuses (16 bytes or more) fails ADD before any
+  rule is written (the reference writes the CNI-FORWARD rules first); a
+  bridge name with a control character is refused (iptables takes a line
+  break in an interface name; in a restore batch it would start a new line);
+  each protocol's changes are one
   ``iptables-restore --noflush`` batch, all-or-nothing, and a failure
   removes the container rules already written for the other protocol;
 * our ADDs and DELs in one network namespace take turns (a lock), so two
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 
 #: Keeps no per-request state in the process (cnicore.inprocess.warm_reusable).
 WARM_REUSE = True
+IFNAMSIZ = 16
 
 
 @hookimpl
@@ -88,9 +92,17 @@ def _bridge(conf: FirewallNetConf, result: Result) -> str:
     if not result.interfaces:
         raise CNIError(ERR_INTERNAL, f'interface needs to be set for ingress policy "{conf.ingress_policy}", '
                                      'make sure to chain "firewall" plugin with "bridge"')
+    from .rules import has_control
+
     name = result.interfaces[0].name
     if not name:
         raise CNIError(ERR_INTERNAL, "got empty bridge name")
+    # What iptables refuses (the reference fails there, after writing the CNI-FORWARD rules);
+    # a control character could also add lines of its own to our restore batch.
+    if len(name.encode("utf-8", "surrogateescape")) >= IFNAMSIZ:
+        raise CNIError(ERR_INTERNAL, f"interface name `{name}' must be shorter than IFNAMSIZ (15)")
+    if has_control(name):
+        raise CNIError(ERR_INTERNAL, f"invalid bridge name {name!r}: control characters")
     return name
 
 

@@ -91,10 +91,22 @@ def show(rule: Rule) -> str:
     return "[" + " ".join(rule) + "]"
 
 
+def has_control(text: str) -> bool:
+    """A line break, NUL or other control character: never in a restore line."""
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
 def quoted(rule: Rule) -> str:
-    """A rule spec as one iptables-restore line (comments quoted, as iptables-save does)."""
+    """A rule spec as one iptables-restore line (comments quoted, as iptables-save does).
+
+    A token with a control character is refused (a CNI error): a line break would
+    let it add lines of its own to the batch."""
+    from cnicore.errors import ERR_INTERNAL, CNIError
+
     out = []
     for token in rule:
+        if has_control(token):
+            raise CNIError(ERR_INTERNAL, f"refusing iptables argument {token!r}: control characters")
         if not token or any(c in token for c in " \t\"'\\|()"):
             out.append('"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"')
         else:
