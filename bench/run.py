@@ -47,6 +47,8 @@ from sides import (  # noqa: E402
 )
 
 README = os.path.join(REPO, "bench", "README.md")
+#: The sections, in the order they run (`--only NAME` picks some).
+SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party", "ptp"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -107,6 +109,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "cnitool": lambda: sections.chain_cnitool(sandbox, go, side, work, rounds),
             "warm": lambda: sections.bridge_warm(sandbox, go, warm, work, rounds),
             "host-local": lambda: sections.host_local(go, side, work, rounds, prefix),
+            "meta": lambda: sections.meta(sandbox, go, side, work, rounds),
             "concurrent": lambda: sections.concurrent(sandbox, go, side, work, count, 1 if opts.short else 3),
             "third-party": lambda: sections.third_party_main(sandbox, go, side, work, rounds,
                                                              third_party or EXAMPLE_MAIN_TYPE),
@@ -197,8 +200,7 @@ def main() -> int:
     parser.add_argument("--venv", default=scratch("cnicore-bench-venv"))
     parser.add_argument("--readme", action="store_true", help="also write the table into bench/README.md")
     parser.add_argument("--only", action="append", default=[],
-                        choices=["version", "exec", "libcni", "cnitool", "warm", "host-local", "concurrent",
-                                 "third-party", "ptp"],
+                        choices=SECTIONS,
                         help="run only this section (repeatable)")
     parser.add_argument("--ours-bin", default="", help="use these launchers (e.g. the warm server's)")
     parser.add_argument("--ours-kind", default="exec", help="label for --ours-bin (e.g. server)")

@@ -185,6 +185,46 @@ def chain_cnitool(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> l
     return list(cases.values())
 
 
+# -- the meta plugins firewall and bandwidth ---------------------------------------------------
+
+META_SUBNETS = {"go": "10.243.0.0/24", "ours": "10.244.0.0/24"}
+BANDWIDTH = {"ingressRate": 8_000_000, "ingressBurst": 80_000, "egressRate": 16_000_000, "egressBurst": 160_000}
+
+
+def meta(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """firewall (iptables) and bandwidth (ingress + egress) ADD and DEL, each exec'd,
+    chained after Go's bridge (not timed) on each side's own bridge and subnet."""
+    from cnicore import wire
+
+    cases = {f"{plugin} {verb}": Case("meta plugins", f"{plugin} {verb}")
+             for plugin in ("firewall", "bandwidth") for verb in ("ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    for index in range(rounds + 1):  # round 0 creates the bridges and chains: not counted
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            cid = f"bench-meta-{index}"
+            env = {verb: clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=cid, CNI_NETNS=ctr.path, CNI_IFNAME="eth0",
+                                   CNI_PATH=go.bin_dir, CNI_ARGS="") for verb in ("ADD", "DEL")}
+            bridge_conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-meta-{side}", "type": "bridge",
+                                      "bridge": f"cnimeta-{side}", "isGateway": True,
+                                      "ipam": {"type": "host-local", "subnet": META_SUBNETS[side],
+                                               "dataDir": os.path.join(work, side, "meta-ipam")}}).encode()
+            prev = wire.loads(run_exec([os.path.join(go.bin_dir, "bridge")], env["ADD"], bridge_conf)[1])
+            confs = {"firewall": {"backend": "iptables"}, "bandwidth": BANDWIDTH}
+            for verb in ("ADD", "DEL"):
+                order = ("firewall", "bandwidth") if verb == "ADD" else ("bandwidth", "firewall")
+                for plugin in order:
+                    conf = dict(confs[plugin], cniVersion="1.0.0", name=f"bench-meta-{side}", type=plugin,
+                                prevResult=prev)
+                    seconds = run_exec([os.path.join(dirs[side], plugin)], dict(env[verb], CNI_PATH=dirs[side]),
+                                       json.dumps(conf).encode())[0]
+                    if index:
+                        cases[f"{plugin} {verb}"].add(side, seconds)
+            run_exec([os.path.join(go.bin_dir, "bridge")], env["DEL"], bridge_conf)
+            ctr.remove()
+    return list(cases.values())
+
+
 # -- bridge's own work in a warm process ----------------------------------------------------------
 
 def bridge_warm(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:

@@ -53,6 +53,8 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "cni_plugins_builtin.loopback": LEAN + ("cnicore.types", "cnicore.netlink"),
     "cni_plugins_builtin.bridge.plugin": LEAN,
     "cni_plugins_builtin.tuning.plugin": LEAN,
+    "cni_plugins_builtin.firewall.plugin": LEAN,
+    "cni_plugins_builtin.bandwidth.plugin": LEAN,
     "cni_plugins_builtin.host_local.plugin": LEAN + ("ipaddress", "cnicore.types",
                                                     "cni_plugins_builtin.host_local.config",
                                                     "cni_plugins_builtin.host_local.store"),
@@ -63,6 +65,8 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "launcher:bridge": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:host-local": LEAN + ("cnicore.netlink",),
     "launcher:tuning": LEAN + ("cnicore.netlink",),
+    "launcher:firewall": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:bandwidth": LEAN + ("cnicore.netlink", "cnicore.ns"),
     # cluster-ipam's verbs need etcd3gw + requests (~200 ms): never for VERSION.
     "cni_plugins_builtin.cluster_ipam.plugin": LEAN + ("ipaddress", "etcd3gw", "requests", "urllib3",
                                                       "cnicore.types", "cni_plugins_builtin.host_local",
@@ -87,7 +91,8 @@ CNITOOL_BUDGET: dict[str, tuple[str, ...]] = {
 @pytest.fixture(scope="module")
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("budget-bin")
-    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam")])
+    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam",
+                                           "firewall", "bandwidth")])
     return directory
 
 

@@ -441,3 +441,51 @@ def test_exec_add_check_del(cni_bin_dir, container_netns, tmp_path) -> None:
     exec_check(request("CHECK"))
     exec_del(request("DEL"))
     assert not os.path.exists(tmp_path / "toolkit-ipam" / "10.77.0.2")
+
+
+# -- traffic control (privileged) -------------------------------------------------------------
+
+
+def test_tc_helpers_ifb_tbf_ingress_and_redirect(host_netns) -> None:
+    from cnicore.netlink import TC_ACT_OK, TC_ACT_STOLEN, LinkExistsError
+
+    def build() -> tuple[list, list, list]:
+        with Netlink() as nl:
+            nl.add_veth("tcv0", "tcv1")
+            ifb = nl.add_link("tcifb0", "ifb", mtu=1400, txqlen=0, up=True)
+            assert (ifb.kind, ifb.mtu, ifb.txqlen, ifb.is_up) == ("ifb", 1400, 0, True)
+            with pytest.raises(LinkExistsError):
+                nl.add_link("tcifb0", "ifb")
+            nl.add_qdisc_tbf("tcv0", rate=1_000_000, limit=35_000, buffer=156_250)
+            with pytest.raises(OSError) as info:
+                nl.add_qdisc_tbf("tcv0", rate=1_000_000, limit=35_000, buffer=156_250)
+            assert info.value.errno == errno.EEXIST
+            nl.add_qdisc_tbf(ifb, rate=5 * 2**32, limit=1_000, buffer=1_000)  # RATE64
+            nl.add_qdisc_ingress("tcv0")
+            nl.add_redirect_filter("tcv0", ifb, controls=(TC_ACT_STOLEN, TC_ACT_OK))
+            return nl.qdiscs("tcv0"), nl.qdiscs(ifb), nl.qdiscs()
+
+    def delete() -> list:
+        from cnicore.netlink import TC_H_INGRESS
+
+        with Netlink() as nl:
+            nl.delete_qdisc("tcv0", parent=TC_H_INGRESS, handle=0xFFFF0000)
+            nl.delete_qdisc("tcv0")
+            with pytest.raises(OSError):
+                nl.delete_qdisc("tcv0")
+            return nl.qdiscs("tcv0")
+
+    veth, ifb, every = host_netns.do(build)
+    assert [(q.kind, q.handle, q.rate, q.limit, q.buffer) for q in veth] == \
+        [("tbf", 0x10000, 1_000_000, 35_000, 156_250), ("ingress", 0xFFFF0000, 0, 0, 0)]
+    assert veth[1].parent == 0xFFFFFFF1
+    assert [(q.kind, q.rate, q.limit, q.buffer) for q in ifb] == [("tbf", 5 * 2**32, 1_000, 1_000)]
+    assert len(every) >= 3
+    shown = sh(host_netns, "tc", "qdisc", "show", "dev", "tcv0")
+    assert "tbf 1: root" in shown and "rate 8Mbit burst 10000b lat 25ms" in shown
+    filters = sh(host_netns, "tc", "filter", "show", "dev", "tcv0", "ingress")
+    assert "u32" in filters and "flowid 1:1" in filters and "match 00000000/00000000 at 0" in filters
+    assert "mirred (Egress Redirect to device tcifb0) stolen" in filters
+    assert "mirred (Egress Redirect to device tcifb0) pass" in filters
+    assert [q.kind for q in host_netns.do(delete)] in ([], ["noqueue"])  # the filters went with the qdisc
+    assert "u32" not in sh(host_netns, "tc", "filter", "show", "dev", "tcv0", "ingress")
