@@ -5,7 +5,9 @@ Sections (each interleaves Go and ours round by round, in throwaway network
 namespaces): VERSION per plugin and loopback ADD/DEL; the bridge + host-local + tuning chain
 ADD/CHECK/DEL exec by exec, through libcni and through cnitool; bridge's
 own ADD/DEL work in a warm process against Go's whole process; host-local
-at 0/50/99 % of a /20; 50 concurrent chain ADDs and DELs. Then the warm
+at 0/50/99 % of a /20; 50 concurrent chain ADDs and DELs; a third-party
+main plugin (scaffolded from cnicore's main example into the bench's venv)
+against Go's ptp. Then the warm
 server (``cnitool daemon``, in a throwaway namespace of its own): the exec
 sections again with native launchers served by it ("warm:" rows; ours cold
 are Python launchers), and its footprint. ``--no-server`` skips that part.
@@ -33,9 +35,20 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sections  # noqa: E402
-from sides import REPO, Ours, build_go, build_venv, install_ours, scratch  # noqa: E402
+from sides import (  # noqa: E402
+    EXAMPLE_MAIN_TYPE,
+    REPO,
+    Ours,
+    build_go,
+    build_venv,
+    install_ours,
+    install_third_party,
+    scratch,
+)
 
 README = os.path.join(REPO, "bench", "README.md")
+#: The sections, in the order they run (`--only NAME` picks some).
+SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party", "ptp"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -70,12 +83,16 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     host = machine()
+    third_party = ""  # the type of the plugin scaffolded from the main example, if installed
     if opts.ours_bin:
         ours = Ours(opts.ours_kind, opts.ours_bin, opts.ours_python or sys.executable)
     elif opts.short:
         ours = install_ours(sys.executable)  # this environment's launchers: no venv build in CI
     else:
-        ours = install_ours(build_venv(opts.venv))
+        python = build_venv(opts.venv)
+        if not opts.only or "third-party" in opts.only:
+            third_party = install_third_party(python)  # before the launchers and the server: they see it
+        ours = install_ours(python)
     go = build_go(scratch("cnicore-bench-go"))
     warm = Ours("warm", warm_launchers(), sys.executable)
     rounds = opts.rounds or (2 if opts.short else 20)
@@ -92,7 +109,11 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "cnitool": lambda: sections.chain_cnitool(sandbox, go, side, work, rounds),
             "warm": lambda: sections.bridge_warm(sandbox, go, warm, work, rounds),
             "host-local": lambda: sections.host_local(go, side, work, rounds, prefix),
+            "meta": lambda: sections.meta(sandbox, go, side, work, rounds),
             "concurrent": lambda: sections.concurrent(sandbox, go, side, work, count, 1 if opts.short else 3),
+            "third-party": lambda: sections.third_party_main(sandbox, go, side, work, rounds,
+                                                             third_party or EXAMPLE_MAIN_TYPE),
+            "ptp": lambda: sections.ptp_static(sandbox, go, side, work, rounds),
         }
         for name, step in every.items():
             if (opts.only and name not in opts.only) or (label and name in ("warm", "host-local")):
@@ -179,7 +200,7 @@ def main() -> int:
     parser.add_argument("--venv", default=scratch("cnicore-bench-venv"))
     parser.add_argument("--readme", action="store_true", help="also write the table into bench/README.md")
     parser.add_argument("--only", action="append", default=[],
-                        choices=["version", "exec", "libcni", "cnitool", "warm", "host-local", "concurrent"],
+                        choices=SECTIONS,
                         help="run only this section (repeatable)")
     parser.add_argument("--ours-bin", default="", help="use these launchers (e.g. the warm server's)")
     parser.add_argument("--ours-kind", default="exec", help="label for --ours-bin (e.g. server)")

@@ -185,6 +185,46 @@ def chain_cnitool(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> l
     return list(cases.values())
 
 
+# -- the meta plugins firewall and bandwidth ---------------------------------------------------
+
+META_SUBNETS = {"go": "10.243.0.0/24", "ours": "10.244.0.0/24"}
+BANDWIDTH = {"ingressRate": 8_000_000, "ingressBurst": 80_000, "egressRate": 16_000_000, "egressBurst": 160_000}
+
+
+def meta(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """firewall (iptables) and bandwidth (ingress + egress) ADD and DEL, each exec'd,
+    chained after Go's bridge (not timed) on each side's own bridge and subnet."""
+    from cnicore import wire
+
+    cases = {f"{plugin} {verb}": Case("meta plugins", f"{plugin} {verb}")
+             for plugin in ("firewall", "bandwidth") for verb in ("ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    for index in range(rounds + 1):  # round 0 creates the bridges and chains: not counted
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            cid = f"bench-meta-{index}"
+            env = {verb: clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=cid, CNI_NETNS=ctr.path, CNI_IFNAME="eth0",
+                                   CNI_PATH=go.bin_dir, CNI_ARGS="") for verb in ("ADD", "DEL")}
+            bridge_conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-meta-{side}", "type": "bridge",
+                                      "bridge": f"cnimeta-{side}", "isGateway": True,
+                                      "ipam": {"type": "host-local", "subnet": META_SUBNETS[side],
+                                               "dataDir": os.path.join(work, side, "meta-ipam")}}).encode()
+            prev = wire.loads(run_exec([os.path.join(go.bin_dir, "bridge")], env["ADD"], bridge_conf)[1])
+            confs = {"firewall": {"backend": "iptables"}, "bandwidth": BANDWIDTH}
+            for verb in ("ADD", "DEL"):
+                order = ("firewall", "bandwidth") if verb == "ADD" else ("bandwidth", "firewall")
+                for plugin in order:
+                    conf = dict(confs[plugin], cniVersion="1.0.0", name=f"bench-meta-{side}", type=plugin,
+                                prevResult=prev)
+                    seconds = run_exec([os.path.join(dirs[side], plugin)], dict(env[verb], CNI_PATH=dirs[side]),
+                                       json.dumps(conf).encode())[0]
+                    if index:
+                        cases[f"{plugin} {verb}"].add(side, seconds)
+            run_exec([os.path.join(go.bin_dir, "bridge")], env["DEL"], bridge_conf)
+            ctr.remove()
+    return list(cases.values())
+
+
 # -- bridge's own work in a warm process ----------------------------------------------------------
 
 def bridge_warm(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
@@ -357,7 +397,73 @@ def concurrent(sandbox: Any, go: Go, ours: Ours, work: str, count: int, batches:
     return list(cases.values())
 
 
+# -- a third-party main plugin ------------------------------------------------------------------
+
+PTP_SUBNETS = {"go": "10.245.0.0/16", "ours": "10.246.0.0/16"}
+
+
+def third_party_main(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int, plugin_type: str) -> list[Case]:
+    """ADD then DEL, IPv4, of a main plugin scaffolded from cnicore's main example
+    (``cnitool new-plugin --kind main``: a ptp-like veth plugin written on the public toolkit,
+    installed like any third-party project) against Go's ptp; each side with its own
+    host-local (ours: our launcher, run in-process by the plugin). Each round a fresh container."""
+    if not os.path.exists(os.path.join(ours.bin_dir, plugin_type)):
+        return [_skipped("third-party main plugin", f"no {plugin_type} launcher in {ours.bin_dir} (the bench "
+                                                    "scaffolds one into its own venv; --short needs the example "
+                                                    "installed, as scripts/dev does)")]
+    note = f"ours: {plugin_type}, the main example (cnitool new-plugin --kind main); Go: ptp; host-local IPAM"
+    cases = {verb: Case("third-party main plugin", f"{verb}, IPv4", note) for verb in ("ADD+DEL", "ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    types = {"go": "ptp", "ours": plugin_type}
+    confs = {side: json.dumps({"cniVersion": "1.0.0", "name": f"bench-ptp-{side}", "type": types[side],
+                               "ipam": {"type": "host-local", "subnet": PTP_SUBNETS[side],
+                                        "dataDir": os.path.join(work, side, "ptp-ipam")}}).encode()
+             for side in ("go", "ours")}
+    for index in range(rounds + 1):
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            total = 0.0
+            for verb in ("ADD", "DEL"):
+                env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-ptp-{index}", CNI_NETNS=ctr.path,
+                                CNI_IFNAME="eth0", CNI_ARGS="", CNI_PATH=dirs[side])
+                seconds = run_exec([os.path.join(dirs[side], types[side])], env, confs[side])[0]
+                total += seconds
+                if index > 0:  # the first round creates the stores and warms the page cache
+                    cases[verb].add(side, seconds)
+            if index > 0:
+                cases["ADD+DEL"].add(side, total)
+            ctr.remove()
+    return list(cases.values())
+
+
 # -- the warm server -------------------------------------------------------------------------------
+
+def ptp_static(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """ptp (+ host-local, IPv4, ipMasq) ADD and DEL in a fresh container, and static
+    ADD and DEL, one exec each: Go's binaries against our launchers. IPv4 only: with
+    IPv6 both sides wait ~1.5 s for duplicate address detection, which hides the work."""
+    cases = {name: Case("ptp and static", name) for name in ("ptp ADD", "ptp DEL", "static ADD", "static DEL")}
+    dirs = bin_dirs(go, ours)
+    subnets = {"go": "10.243.0.0/16", "ours": "10.244.0.0/16"}
+    static = json.dumps({"cniVersion": "1.0.0", "name": "bench-static", "type": "static", "ipam": {
+        "type": "static", "addresses": [{"address": "10.245.0.5/24", "gateway": "10.245.0.1"},
+                                        {"address": "fd45::5/64", "gateway": "fd45::1"}],
+        "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["10.245.0.1"]}}}).encode()
+    for index in range(rounds):
+        for side in ("go", "ours"):
+            conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-ptp-{side}", "type": "ptp", "ipMasq": True,
+                               "ipam": {"type": "host-local", "dataDir": os.path.join(work, side, "ptp-ipam"),
+                                        "ranges": [[{"subnet": subnets[side]}]],
+                                        "routes": [{"dst": "0.0.0.0/0"}]}}).encode()
+            ctr = sandbox.container()
+            for verb in ("ADD", "DEL"):
+                env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-ptp-{index}", CNI_NETNS=ctr.path,
+                                CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                cases[f"ptp {verb}"].add(side, run_exec([os.path.join(dirs[side], "ptp")], env, conf)[0])
+                cases[f"static {verb}"].add(side, run_exec([os.path.join(dirs[side], "static")], env, static)[0])
+            ctr.remove()
+    return list(cases.values())
+
 
 def server_footprint(pid: int, workers: list[int], idle_seconds: float) -> list[Case]:
     """The warm server's own cost: the parent's RSS, an idle worker's private pages

@@ -55,6 +55,28 @@ def build_venv(path: str) -> str:
     return os.path.join(path, "bin", "python")
 
 
+#: The CNI type the bench gives the plugin it scaffolds from cnicore's main example (``--kind main``).
+THIRD_PARTY_TYPE = "bench-ptp"
+#: The main example's own type: what --short measures instead (scripts/dev installs the examples
+#: into its environment; the bench installs nothing there).
+EXAMPLE_MAIN_TYPE = "template-ptp"
+
+
+def install_third_party(python: str) -> str:
+    """Scaffold a project from the main plugin example with ``python``'s own ``cnitool new-plugin``
+    and install it (not editable) into that environment, as a plugin author would; its type.
+
+    Only for the bench's scratch venv: installing it would change any other environment."""
+    project = os.path.join(tempfile.mkdtemp(prefix="cnicore-bench-third-party-"), THIRD_PARTY_TYPE)
+    cnitool = os.path.join(os.path.dirname(python), "cnitool")
+    subprocess.run([cnitool, "new-plugin", THIRD_PARTY_TYPE, "--kind", "main", "--dest", project], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall",
+                    "--no-deps", project], check=True)
+    shutil.rmtree(os.path.dirname(project), ignore_errors=True)
+    return THIRD_PARTY_TYPE
+
+
 def install_ours(python: str, kind: str = "exec", socket: str = "") -> Ours:
     """Launchers of ``python``'s environment, installed by its cnitool into a fresh dir:
     Python launchers (the cold path), or native ones for the warm server at ``socket``."""

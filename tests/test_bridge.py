@@ -25,8 +25,8 @@ import pytest
 import cni_plugins_builtin.bridge.plugin as bridge_plugin
 from cni_plugins_builtin.bridge import links as bridge_links
 from cni_plugins_builtin.bridge.config import BridgeConf, collect_vlan_trunk
-from cni_plugins_builtin.firewall import naming
 from cnicore import rtnl as rt
+from cnicore import utils as naming
 from cnicore._go.json import NetConfError
 from cnicore.errors import CNIError
 from cnicore.rtnl import RtnlSocket
@@ -854,7 +854,7 @@ FAULTS = ["ipam-binary-fails", "range-exhausted", "requested-ip-taken", "route-u
 
 def _half_way(module, name: str):
     """``module.name`` made to fail after doing its work, like a setup failing on its last rule."""
-    from cni_plugins_builtin.firewall.command import FirewallError
+    from cnicore.firewall.command import FirewallError
 
     real = getattr(module, name)
 
@@ -905,11 +905,11 @@ def test_failed_add_leaves_nothing(cni_runner, cni_sandbox, bindir, ipam_dir, tm
     elif fault in ("range-exhausted", "requested-ip-taken"):
         _reserve(ipam_dir, first)
     if fault == "masquerade-fails-half-way":
-        from cni_plugins_builtin.firewall import masquerade
+        from cnicore.firewall import masquerade
 
-        monkeypatch.setattr(masquerade, "setup_ip_masq", _half_way(masquerade, "setup_ip_masq"))
+        monkeypatch.setattr(masquerade, "setup_ip_masq_for_networks", _half_way(masquerade, "setup_ip_masq_for_networks"))
     elif fault == "spoofcheck-fails-half-way":
-        from cni_plugins_builtin.firewall import spoofcheck
+        from cnicore.firewall import spoofcheck
 
         monkeypatch.setattr(spoofcheck, "setup_mac_spoof_check", _half_way(spoofcheck, "setup_mac_spoof_check"))
     elif fault == "late-failure-after-masquerade":
@@ -927,7 +927,7 @@ def test_failed_add_leaves_nothing(cni_runner, cni_sandbox, bindir, ipam_dir, tm
         "requested-ip-taken": (999, f"requested IP address {first} is not available"),
         "route-unreachable": (999, "failed to add route '172.17.0.0/16 via 10.99.0.1 dev eth0"),
         "masquerade-backend-unknown": (999, 'unknown ipmasq backend "bogus"'),
-        "masquerade-fails-half-way": (999, "setup_ip_masq: injected failure"),
+        "masquerade-fails-half-way": (999, "setup_ip_masq_for_networks: injected failure"),
         "spoofcheck-fails-half-way": (999, "setup_mac_spoof_check: injected failure"),
         "late-failure-after-masquerade": (999, "injected failure"),
     }[fault]

@@ -1,4 +1,4 @@
-"""cni_plugins_builtin.firewall: ipMasq and macspoofchk rules, checked in the kernel.
+"""cnicore.firewall: ipMasq and macspoofchk rules, checked in the kernel.
 
 Safety: every iptables/nft command, ours or the test's, runs in a private
 sandbox namespace (``host_netns.do`` or a second :class:`Sandbox`), and
@@ -17,10 +17,15 @@ import subprocess
 
 import pytest
 
-from cni_plugins_builtin.firewall import command, masquerade, naming
-from cni_plugins_builtin.firewall.command import FirewallError
-from cni_plugins_builtin.firewall.masquerade import gc_ip_masq, setup_ip_masq, teardown_ip_masq
-from cni_plugins_builtin.firewall.spoofcheck import setup_mac_spoof_check, teardown_mac_spoof_check
+from cnicore import utils as naming
+from cnicore.firewall import command, masquerade
+from cnicore.firewall.command import FirewallError
+from cnicore.firewall.masquerade import (
+    gc_ip_masq_for_network,
+    setup_ip_masq_for_networks,
+    teardown_ip_masq_for_networks,
+)
+from cnicore.firewall.spoofcheck import setup_mac_spoof_check, teardown_mac_spoof_check
 from cnicore.testing import Sandbox, run_executable
 from cnicore.testing import in_netns as in_ns
 from cnicore.testing import run_in as sh
@@ -98,12 +103,12 @@ def test_chain_name_matches_go() -> None:
     assert naming.format_chain_name("masqnet", "ctr-go-1") == "CNI-1d1f1e1580117167e5e7f382"
     digest = hashlib.sha512(b"netctr").hexdigest()
     assert naming.format_chain_name("net", "ctr") == "CNI-" + digest[:24]
-    assert naming.format_chain_name_with_prefix("net", "ctr", "DN-") == "CNI-DN-" + digest[:21]
+    assert naming.must_format_chain_name_with_prefix("net", "ctr", "DN-") == "CNI-DN-" + digest[:21]
     assert len(naming.format_chain_name("n" * 300, "c" * 300)) == 28
     with pytest.raises(ValueError):
-        naming.format_hash_with_prefix(4, "CNI-", "x")
+        naming.must_format_hash_with_prefix(4, "CNI-", "x")
     with pytest.raises(ValueError):
-        naming.format_hash_with_prefix(129, "", "x")
+        naming.must_format_hash_with_prefix(129, "", "x")
 
 
 def test_comments_match_go() -> None:
@@ -142,8 +147,8 @@ def test_unknown_backend_is_rejected_like_go() -> None:
 @privileged
 def test_iptables_setup_creates_reference_rules(host_netns) -> None:
     def run():
-        setup_ip_masq(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="iptables")
-        setup_ip_masq(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="iptables")  # idempotent
+        setup_ip_masq_for_networks(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="iptables")
+        setup_ip_masq_for_networks(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="iptables")  # idempotent
 
     in_ns(host_netns, run)
     assert sorted_rules(nat_rules(host_netns)) == sorted_rules(iptables_expected("ctr1", "10.77.0.2", "10.77.0.0/24"))
@@ -160,10 +165,10 @@ def test_iptables_setup_creates_reference_rules(host_netns) -> None:
                          ids=["same-ips", "none", "empty", "other-ip"])
 def test_iptables_teardown_removes_everything(host_netns, networks) -> None:
     def run():
-        setup_ip_masq(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="iptables")
-        setup_ip_masq(["10.77.0.3/24", "fd00:77::3/64"], NET, "eth0", "ctr2", backend="iptables")
-        teardown_ip_masq(networks, NET, "eth0", "ctr1")
-        teardown_ip_masq(networks, NET, "eth0", "ctr1")  # again: already gone is fine
+        setup_ip_masq_for_networks(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="iptables")
+        setup_ip_masq_for_networks(["10.77.0.3/24", "fd00:77::3/64"], NET, "eth0", "ctr2", backend="iptables")
+        teardown_ip_masq_for_networks(networks, NET, "eth0", "ctr1")
+        teardown_ip_masq_for_networks(networks, NET, "eth0", "ctr1")  # again: already gone is fine
 
     in_ns(host_netns, run)
     assert sorted_rules(nat_rules(host_netns)) == sorted_rules(iptables_expected("ctr2", "10.77.0.3", "10.77.0.0/24"))
@@ -173,8 +178,8 @@ def test_iptables_teardown_removes_everything(host_netns, networks) -> None:
 
 @privileged
 def test_teardown_on_pristine_namespace(host_netns) -> None:
-    in_ns(host_netns, teardown_ip_masq, None, NET, "eth0", "never")
-    in_ns(host_netns, teardown_ip_masq, ["10.1.0.2/16", "fd00::2/64"], NET, "eth0", "never")
+    in_ns(host_netns, teardown_ip_masq_for_networks, None, NET, "eth0", "never")
+    in_ns(host_netns, teardown_ip_masq_for_networks, ["10.1.0.2/16", "fd00::2/64"], NET, "eth0", "never")
     assert nat_rules(host_netns) == []
     assert nft_objects(host_netns, "table", "inet", masquerade.NFT_TABLE) == []
 
@@ -183,7 +188,7 @@ def test_teardown_on_pristine_namespace(host_netns) -> None:
 def test_iptables_teardown_removes_empty_chain_without_jump(host_netns) -> None:
     chain = chain_of("ctr1")
     sh(host_netns, "iptables", "-w", "-t", "nat", "-N", chain)  # as a failed ADD can leave it
-    in_ns(host_netns, teardown_ip_masq, None, NET, "eth0", "ctr1")
+    in_ns(host_netns, teardown_ip_masq_for_networks, None, NET, "eth0", "ctr1")
     assert nat_rules(host_netns) == []
 
 
@@ -203,8 +208,8 @@ def nft_masq_rule(cid: str, ip: str, net: str, ifname: str = "eth0") -> dict:
 @privileged
 def test_nftables_setup_creates_reference_objects(host_netns) -> None:
     def run():
-        setup_ip_masq(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="nftables")
-        setup_ip_masq(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="nftables")
+        setup_ip_masq_for_networks(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="nftables")
+        setup_ip_masq_for_networks(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="nftables")
 
     in_ns(host_netns, run)
     objects = nft_objects(host_netns, "table", "inet", "cni_plugins_masquerade")
@@ -235,9 +240,9 @@ def test_nftables_setup_creates_reference_objects(host_netns) -> None:
 @privileged
 def test_nftables_setup_replaces_old_addresses(host_netns) -> None:
     def run():
-        setup_ip_masq(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="nftables")
-        setup_ip_masq(["10.77.0.5/24"], NET, "eth0", "ctr1", backend="nftables")
-        setup_ip_masq(["10.77.0.2/24"], NET, "eth1", "ctr1", backend="nftables")  # another attachment
+        setup_ip_masq_for_networks(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="nftables")
+        setup_ip_masq_for_networks(["10.77.0.5/24"], NET, "eth0", "ctr1", backend="nftables")
+        setup_ip_masq_for_networks(["10.77.0.2/24"], NET, "eth1", "ctr1", backend="nftables")  # another attachment
 
     in_ns(host_netns, run)
     assert [r for r in masq_rules(host_netns) if r["chain"] == "masq_checks"] == [
@@ -249,10 +254,10 @@ def test_nftables_setup_replaces_old_addresses(host_netns) -> None:
 @pytest.mark.parametrize("networks", [["10.77.0.2/24"], None], ids=["ips", "none"])
 def test_nftables_teardown(host_netns, networks) -> None:
     def run():
-        setup_ip_masq(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="nftables")
-        setup_ip_masq(["10.77.0.3/24"], NET, "eth0", "ctr2", backend="nftables")
-        teardown_ip_masq(networks, NET, "eth0", "ctr1")
-        teardown_ip_masq(networks, NET, "eth0", "ctr1")
+        setup_ip_masq_for_networks(["10.77.0.2/24", "fd00:77::2/64"], NET, "eth0", "ctr1", backend="nftables")
+        setup_ip_masq_for_networks(["10.77.0.3/24"], NET, "eth0", "ctr2", backend="nftables")
+        teardown_ip_masq_for_networks(networks, NET, "eth0", "ctr1")
+        teardown_ip_masq_for_networks(networks, NET, "eth0", "ctr1")
 
     in_ns(host_netns, run)
     assert [r for r in masq_rules(host_netns) if r["chain"] == "masq_checks"] == [
@@ -264,9 +269,9 @@ def test_nftables_teardown(host_netns, networks) -> None:
 @privileged
 def test_teardown_removes_both_backends(host_netns) -> None:
     def run():
-        setup_ip_masq(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="iptables")
-        setup_ip_masq(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="nftables")
-        teardown_ip_masq(None, NET, "eth0", "ctr1")
+        setup_ip_masq_for_networks(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="iptables")
+        setup_ip_masq_for_networks(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="nftables")
+        teardown_ip_masq_for_networks(None, NET, "eth0", "ctr1")
 
     in_ns(host_netns, run)
     assert nat_rules(host_netns) == []
@@ -284,14 +289,14 @@ def test_default_backend(host_netns, monkeypatch) -> None:
     assert in_ns(host_netns, masquerade.backend_for, None) == "nftables"
 
     # With iptables gone the default setup goes to nftables, and teardown/GC skip iptables.
-    in_ns(host_netns, setup_ip_masq, ["10.77.0.2/24"], NET, "eth0", "ctr1")
+    in_ns(host_netns, setup_ip_masq_for_networks, ["10.77.0.2/24"], NET, "eth0", "ctr1")
     assert [r["chain"] for r in masq_rules(host_netns)].count("masq_checks") == 1
-    in_ns(host_netns, teardown_ip_masq, ["10.77.0.2/24"], NET, "eth0", "ctr1")
-    in_ns(host_netns, gc_ip_masq, NET, [])
+    in_ns(host_netns, teardown_ip_masq_for_networks, ["10.77.0.2/24"], NET, "eth0", "ctr1")
+    in_ns(host_netns, gc_ip_masq_for_network, NET, [])
     assert [r["chain"] for r in masq_rules(host_netns)].count("masq_checks") == 0
     monkeypatch.setattr(command, "find_tool", lambda name: None)
     assert in_ns(host_netns, masquerade.backend_for, None) == "iptables"
-    in_ns(host_netns, teardown_ip_masq, None, NET, "eth0", "ctr1")  # nothing usable: nothing to do
+    in_ns(host_netns, teardown_ip_masq_for_networks, None, NET, "eth0", "ctr1")  # nothing usable: nothing to do
 
 
 # -- garbage collection ---------------------------------------------------------------------
@@ -303,14 +308,14 @@ def test_gc_iptables(host_netns) -> None:
 
     def run():
         for cid, n in (("ctr1", 2), ("ctr2", 3), ("ctr3", 4)):
-            setup_ip_masq([f"10.77.0.{n}/24", f"fd00:77::{n}/64"], NET, "eth0", cid, backend="iptables")
-        setup_ip_masq(["10.78.0.3/24"], "othernet", "eth0", "ctr3", backend="iptables")
+            setup_ip_masq_for_networks([f"10.77.0.{n}/24", f"fd00:77::{n}/64"], NET, "eth0", cid, backend="iptables")
+        setup_ip_masq_for_networks(["10.78.0.3/24"], "othernet", "eth0", "ctr3", backend="iptables")
         # A rule with our comment format but another plugin's chain (portmap does this) stays.
         subprocess.run(["iptables", "-w", "-t", "nat", "-N", "CNI-DN-foreign"], check=True)
         subprocess.run(["iptables", "-w", "-t", "nat", "-A", "CNI-DN-foreign", "-j", "RETURN", "-m", "comment",
                         "--comment", naming.format_comment(NET, "ctr2")], check=True)
-        gc_ip_masq(NET, [("ctr1", "eth0"), ("ctr9", "eth0")])
-        gc_ip_masq(NET, [("ctr1", "eth0")])
+        gc_ip_masq_for_network(NET, [("ctr1", "eth0"), ("ctr9", "eth0")])
+        gc_ip_masq_for_network(NET, [("ctr1", "eth0")])
 
     in_ns(host_netns, run)
     rules = nat_rules(host_netns)
@@ -327,24 +332,24 @@ def test_gc_iptables(host_netns) -> None:
 @privileged
 def test_gc_nftables(host_netns) -> None:
     def run():
-        setup_ip_masq(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="nftables")
-        setup_ip_masq(["10.77.0.3/24"], NET, "eth1", "ctr1", backend="nftables")
-        setup_ip_masq(["10.77.0.4/24"], NET, "eth0", "ctr2", backend="nftables")
-        setup_ip_masq(["10.78.0.4/24"], "othernet", "eth0", "ctr2", backend="nftables")
-        gc_ip_masq(NET, [("ctr1", "eth0")])
+        setup_ip_masq_for_networks(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="nftables")
+        setup_ip_masq_for_networks(["10.77.0.3/24"], NET, "eth1", "ctr1", backend="nftables")
+        setup_ip_masq_for_networks(["10.77.0.4/24"], NET, "eth0", "ctr2", backend="nftables")
+        setup_ip_masq_for_networks(["10.78.0.4/24"], "othernet", "eth0", "ctr2", backend="nftables")
+        gc_ip_masq_for_network(NET, [("ctr1", "eth0")])
 
     in_ns(host_netns, run)
     other = nft_masq_rule("ctr2", "10.78.0.4", "10.78.0.0/24")
     other["comment"] = naming.nft_comment_for_instance("othernet", "eth0", "ctr2")
     assert [r for r in masq_rules(host_netns) if r["chain"] == "masq_checks"] == [
         nft_masq_rule("ctr1", "10.77.0.2", "10.77.0.0/24"), other]
-    in_ns(host_netns, gc_ip_masq, NET, [])
+    in_ns(host_netns, gc_ip_masq_for_network, NET, [])
     assert [r for r in masq_rules(host_netns) if r["chain"] == "masq_checks"] == [other]
 
 
 @privileged
 def test_gc_on_pristine_namespace(host_netns) -> None:
-    in_ns(host_netns, gc_ip_masq, NET, [])
+    in_ns(host_netns, gc_ip_masq_for_network, NET, [])
     assert nat_rules(host_netns) == []
 
 
@@ -437,13 +442,13 @@ def test_interop_go_add_equals_our_setup(cni_sandbox, host_netns, tmp_path) -> N
     address = result["ips"][0]["address"]
     assert address == "10.77.0.2/24"
     with Sandbox("cnitest-fw") as ours:
-        in_ns(ours.host, setup_ip_masq, [address], NET, "eth0", "ctr-go-1")
+        in_ns(ours.host, setup_ip_masq_for_networks, [address], NET, "eth0", "ctr-go-1")
         assert nat_save(ours.host) == nat_save(host_netns)
         assert nat_save(ours.host, v6=True) == nat_save(host_netns, v6=True)
     go_state = nat_save(host_netns)
     assert chain_of("ctr-go-1") in go_state
     # Our setup on top of Go's rules adds nothing (same rules, AppendUnique semantics).
-    in_ns(host_netns, setup_ip_masq, [address], NET, "eth0", "ctr-go-1")
+    in_ns(host_netns, setup_ip_masq_for_networks, [address], NET, "eth0", "ctr-go-1")
     assert nat_save(host_netns) == go_state
 
 
@@ -461,7 +466,7 @@ def test_interop_our_teardown_removes_go_rules(cni_sandbox, host_netns, tmp_path
     # fails if the interface still exists but the chain is gone: its go-iptables does not
     # take iptables-nft's "Chain ... does not exist" for not-exist.)
     sh(ctr, "ip", "link", "del", "eth0")
-    in_ns(host_netns, teardown_ip_masq, ips, NET, "eth0", "ctr-go-1")
+    in_ns(host_netns, teardown_ip_masq_for_networks, ips, NET, "eth0", "ctr-go-1")
     assert sorted_rules(nat_rules(host_netns)) == sorted_rules(
         iptables_expected("ctr-go-2", other["ips"][0]["address"].split("/")[0], "10.77.0.0/24"))
     go_bridge("DEL", conf, host_netns, ctr, "ctr-go-1")  # Go's DEL does not mind
@@ -477,10 +482,10 @@ def test_interop_go_del_removes_our_rules(cni_sandbox, host_netns, tmp_path) -> 
     address = result["ips"][0]["address"]
 
     def replace_with_ours():
-        teardown_ip_masq([address], NET, "eth0", "ctr-go-1")
+        teardown_ip_masq_for_networks([address], NET, "eth0", "ctr-go-1")
         assert subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True,
                               check=True).stdout.count("-A ") == 0
-        setup_ip_masq([address], NET, "eth0", "ctr-go-1", backend="iptables")
+        setup_ip_masq_for_networks([address], NET, "eth0", "ctr-go-1", backend="iptables")
 
     in_ns(host_netns, replace_with_ours)
     assert len(nat_rules(host_netns)) == 4
@@ -496,7 +501,7 @@ def test_interop_gc_of_go_rules(cni_sandbox, host_netns, tmp_path) -> None:
     first = go_bridge("ADD", conf, host_netns, cni_sandbox.container(), "ctr-go-1")
     go_bridge("ADD", conf, host_netns, ctr2, "ctr-go-2")
     ctr2.remove()  # GC concerns attachments whose container is gone
-    in_ns(host_netns, gc_ip_masq, NET, [("ctr-go-1", "eth0")])
+    in_ns(host_netns, gc_ip_masq_for_network, NET, [("ctr-go-1", "eth0")])
     assert sorted_rules(nat_rules(host_netns)) == sorted_rules(
         iptables_expected("ctr-go-1", first["ips"][0]["address"].split("/")[0], "10.77.0.0/24"))
     go_bridge("DEL", conf, host_netns, ctr2, "ctr-go-2")  # late DEL: only IPAM left to release

@@ -36,30 +36,42 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "cnicore.types": LEAN,
     "cnicore._go.json": LEAN + ("cnicore.types",),
     "cnicore.invoke": LEAN + ("cnicore.types", "ipaddress"),
-    "cnicore.ipam": LEAN,
+    "cnicore.ipam": LEAN + ("ipaddress", "cnicore.netlink", "cnicore.types", "cnicore.invoke"),
+    # The public toolkit: a plugin imports these in its verbs; each loads only what it needs.
+    "cnicore.ip": LEAN + ("ipaddress", "cnicore.netlink", "cnicore.types", "cnicore.sysctl", "cnicore._go.ip"),
+    "cnicore.netlink": LEAN + ("ipaddress", "cnicore.types"),
+    "cnicore.config": LEAN + ("ipaddress", "cnicore.types", "cnicore.netlink"),
+    "cnicore.utils": LEAN + ("hashlib", "ipaddress"),
+    "cnicore.firewall": LEAN + ("ipaddress", "hashlib", "shlex", "cnicore.firewall.masquerade"),
+    "cnicore.rollback": LEAN,
+    "cnicore.sysctl": LEAN + ("cnicore.types",),
     "cnicore.launch": LEAN + ("cnicore._go.json",),
     "cnicore.launchers": LEAN,
     "cnicore.inprocess": LEAN,
     "cnicore.ns": LEAN + ("ctypes", "uuid"),
     "cnicore.fsutil": LEAN + ("shutil",),
-    "cni_plugins_builtin.loopback": LEAN + ("cnicore.types", "cnicore.rtnl"),
+    "cni_plugins_builtin.loopback": LEAN + ("cnicore.types", "cnicore.netlink"),
     "cni_plugins_builtin.bridge.plugin": LEAN,
     "cni_plugins_builtin.tuning.plugin": LEAN,
+    "cni_plugins_builtin.firewall.plugin": LEAN,
+    "cni_plugins_builtin.bandwidth.plugin": LEAN,
     "cni_plugins_builtin.host_local.plugin": LEAN + ("ipaddress", "cnicore.types",
                                                     "cni_plugins_builtin.host_local.config",
                                                     "cni_plugins_builtin.host_local.store"),
     "cni_plugins_builtin.host_local.index": LEAN,
-    "cni_plugins_builtin.firewall.masquerade": LEAN + ("ipaddress", "hashlib", "shlex"),
-    "cni_plugins_builtin.firewall.spoofcheck": LEAN + ("ipaddress", "hashlib", "shlex"),
-    "launcher:loopback": LEAN + ("cnicore.rtnl", "cnicore.types", "cnicore.ns", "cnicore.ipam", "cnicore.sysctl"),
-    "launcher:bridge": LEAN + ("cnicore.rtnl", "cnicore.ns"),
-    "launcher:host-local": LEAN + ("cnicore.rtnl",),
-    "launcher:tuning": LEAN + ("cnicore.rtnl",),
+    "cnicore.firewall.masquerade": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "cnicore.firewall.spoofcheck": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "launcher:loopback": LEAN + ("cnicore.netlink", "cnicore.types", "cnicore.ns", "cnicore.ipam", "cnicore.sysctl"),
+    "launcher:bridge": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:host-local": LEAN + ("cnicore.netlink",),
+    "launcher:tuning": LEAN + ("cnicore.netlink",),
+    "launcher:firewall": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:bandwidth": LEAN + ("cnicore.netlink", "cnicore.ns"),
     # cluster-ipam's verbs need etcd3gw + requests (~200 ms): never for VERSION.
     "cni_plugins_builtin.cluster_ipam.plugin": LEAN + ("ipaddress", "etcd3gw", "requests", "urllib3",
                                                       "cnicore.types", "cni_plugins_builtin.host_local",
                                                       "cni_plugins_builtin.cluster_ipam.etcd"),
-    "launcher:cluster-ipam": LEAN + ("etcd3gw", "requests", "urllib3", "cnicore.rtnl"),
+    "launcher:cluster-ipam": LEAN + ("etcd3gw", "requests", "urllib3", "cnicore.netlink"),
 }
 #: cnitool's network verbs are not a plugin's exec path (ALWAYS does not apply), but they
 #: must start fast too: click only for the other commands and for errors.
@@ -79,7 +91,8 @@ CNITOOL_BUDGET: dict[str, tuple[str, ...]] = {
 @pytest.fixture(scope="module")
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("budget-bin")
-    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam")])
+    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam",
+                                           "firewall", "bandwidth")])
     return directory
 
 

@@ -179,10 +179,12 @@ def test_checkout_template_is_the_one_found() -> None:
 # -- the whole life of a scaffolded plugin ------------------------------------------------
 
 
-def run(argv: list[str], *, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CNI_", "PYTHON", "VIRTUAL_ENV")) and k != "PIP_REQUIRE_VIRTUALENV"}
-    env["CNICORE_FAIL_ON_SKIP"] = "1"
+def run(argv: list[str], *, timeout: float = 300, env: dict[str, str] | None = None,
+        **kwargs) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("CNI_", "PYTHON", "VIRTUAL_ENV"))
+            and k not in ("PIP_REQUIRE_VIRTUALENV", "CNICORE_TEST_LAUNCHERS")}
+    env = dict(base, CNICORE_FAIL_ON_SKIP="1", **(env or {}))
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
                           stdin=subprocess.DEVNULL, **kwargs)
     assert proc.returncode == 0, f"{argv} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -242,3 +244,74 @@ def test_new_plugin_in_a_fresh_venv(tmp_path: Path, cni_sandbox) -> None:
     assert not {dst for dst, _gw in ctr.do(routes)} & {"10.99.0.0/16", "192.0.2.0/24"}
     run_executable(str(bindir / "bridge"), "DEL", dict(bridge_conf, prevResult=result), host=host,
                    netns=ctr).ok()
+
+
+# -- the kinds: chained (above), main and ipam ----------------------------------------------
+
+KIND_NAMES = {"chained": "k-routes", "main": "k-ptp", "ipam": "k-ipam"}
+
+
+@pytest.mark.parametrize("kind", sorted(scaffold.KINDS))
+def test_every_kind_substitutes_every_name(tmp_path: Path, kind: str) -> None:
+    template = scaffold.KINDS[kind]
+    name = KIND_NAMES[kind]
+    dest = new_plugin(name, tmp_path / "proj", kind=kind)
+    files = project_files(Path(dest))
+    package = scaffold.package_name(name)
+    assert sorted(files) == sorted(p.replace(template.package, package)
+                                   for p in template_files(str(ROOT / template.source_dir)))
+    for path, text in files.items():
+        assert "template" not in text.lower(), f"{path} still names the example"
+    assert f'name = "cni-plugin-{name}"' in files["pyproject.toml"]
+    assert f'{name} = "{package}.plugin"' in files["pyproject.toml"]
+    assert f'PLUGIN_TYPE = "{name}"' in files[f"src/{package}/plugin.py"]
+
+
+def test_kind_from_the_cli(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(main, ["new-plugin", "abc-ptp", "--kind", "main", "--dest", str(tmp_path / "p")])
+    assert ok.exit_code == 0, ok.output
+    assert "setup_veth" in (tmp_path / "p" / "src" / "cni_plugin_abc_ptp" / "plugin.py").read_text()
+    bad = runner.invoke(main, ["new-plugin", "abc", "--kind", "meta", "--dest", str(tmp_path / "q")])
+    assert bad.exit_code == 2 and "'meta' is not one of 'chained', 'main', 'ipam'" in bad.output
+    assert not (tmp_path / "q").exists()
+    with pytest.raises(ScaffoldError, match="unknown plugin kind 'meta': choose one of chained, main, ipam"):
+        new_plugin("abc", tmp_path / "r", kind="meta")
+
+
+@pytest.mark.parametrize("kind", sorted(scaffold.KINDS))
+def test_checkout_templates_are_the_ones_found(kind: str) -> None:
+    template = scaffold.KINDS[kind]
+    root = Path(scaffold.template_root(kind))
+    assert root in (ROOT / template.source_dir, Path(scaffold.__file__).parent / template.packaged_dir)
+    assert template_files(str(root)) == template_files(str(ROOT / template.source_dir))
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv (no system site-packages) with cnicore installed from this checkout, not
+    editable: the examples must travel inside the wheel. Shared by the kinds' tests below."""
+    venv = tmp_path_factory.mktemp("kinds") / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(ROOT)],
+        timeout=600)
+    return venv
+
+
+@privileged
+@pytest.mark.parametrize("kind", sorted(scaffold.KINDS))
+def test_new_plugin_kind_in_a_fresh_venv(tmp_path: Path, fresh_venv: Path, kind: str) -> None:
+    """Scaffolded by the venv's own cnitool (from the example inside the installed wheel),
+    installed, and the project's own tests pass cold (Python launchers) and warm
+    (native launchers served by a cnitool daemon of that venv)."""
+    name = KIND_NAMES[kind]
+    project = tmp_path / "project"
+    run([str(fresh_venv / "bin" / "cnitool"), "new-plugin", name, "--kind", kind, "--dest", str(project)])
+    assert project_files(project) == project_files(new_plugin(name, tmp_path / "from-checkout", kind=kind))
+    python = str(fresh_venv / "bin" / "python")
+    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{project}[test]"], timeout=600)
+    for launchers in ("python", "native"):
+        tests = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests"], cwd=project,
+                    env={"CNICORE_TEST_LAUNCHERS": launchers})
+        assert " passed" in tests.stdout and "skipped" not in tests.stdout and "failed" not in tests.stdout, \
+            (launchers, tests.stdout)

@@ -421,6 +421,8 @@ def raw_request(socket_path: str, message: bytes) -> list[tuple[bytes, int]]:
     try:
         client.settimeout(20)
         client.connect(socket_path)
+        accepted = client.recv(proto.FRAME.size, socket.MSG_WAITALL)
+        assert proto.decode_frame(accepted) == (proto.ACCEPTED, 0)  # a worker took it: now the request
         client.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                     array.array("i", [devnull, devnull, devnull, mnt, net]))])
         data = b""

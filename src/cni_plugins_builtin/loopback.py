@@ -7,14 +7,13 @@ succeeds when CNI_NETNS is empty or gone; CHECK fails if ``lo`` is down.
 Unlike the reference, results for configs older than 1.0.0 are converted to
 the config's format instead of printing a 1.x result under an old version.
 
-Only the tiny :mod:`cnicore.rtnl` client is used, so an exec never imports
+Only the toolkit's netlink handle (:mod:`cnicore.netlink`) is used, so an exec never imports
 pyroute2.
 """
 
 from __future__ import annotations
 
 from cnicore import __version__
-from cnicore._go.json import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -32,10 +31,6 @@ WARM_REUSE = True
 LOOPBACK = "lo"
 
 
-#: The reference decodes its config into ``types.NetConf``.
-NETCONF = Struct("NetConf", NETCONF_FIELDS)
-
-
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
     return PluginInfo(ALL, about=f"CNI loopback plugin (cnicore) v{__version__}")
@@ -44,9 +39,9 @@ def cni_plugin_info() -> PluginInfo:
 def _lo_up_and_addresses() -> tuple[str | None, str | None]:
     import ipaddress
 
-    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+    from cnicore.netlink import AF_INET, AF_INET6, Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         link = rtnl.link(LOOPBACK)
         rtnl.set_up(link, True)
         first: list[str | None] = []
@@ -62,10 +57,12 @@ def _lo_up_and_addresses() -> tuple[str | None, str | None]:
 
 @hookimpl
 def cni_add(request: Request) -> AnyResult:
+    from cnicore.config import NETCONF_FIELDS, Struct, decode_struct
     from cnicore.ns import with_netns_path
     from cnicore.types import Interface, IPConfig, Result
 
-    decode_struct(request.config, NETCONF, "failed to parse network config: ")
+    # The reference decodes its config into ``types.NetConf``.
+    decode_struct(request.config, Struct("NetConf", NETCONF_FIELDS), "failed to parse network config: ")
     prev = request.prev_result_as_sent()
     if prev is not None:
         request.prev_result  # noqa: B018 - the reference rejects a prevResult it cannot convert
@@ -80,9 +77,9 @@ def cni_add(request: Request) -> AnyResult:
 
 
 def _set_down() -> None:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         rtnl.set_up(rtnl.link(LOOPBACK), False)
 
 
@@ -99,9 +96,9 @@ def cni_del(request: Request) -> None:
 
 
 def _check_up() -> None:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         if not rtnl.link(LOOPBACK).is_up:
             raise CNIError(ERR_INTERNAL, "loopback interface is down")
 

@@ -5,4 +5,6 @@ submodule (``skel``, ``types``, ``invoke``, ``ns``...) is loaded only by the
 code that needs it.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

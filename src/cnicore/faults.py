@@ -16,6 +16,8 @@ from cnicore.errors import ERR_INTERNAL, CNIError
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
+__all__ = ["ENV", "FaultInjected", "point"]
+
 ENV = "CNICORE_FAULTS"
 
 

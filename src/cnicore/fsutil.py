@@ -14,6 +14,8 @@ import os
 
 from cnicore import faults
 
+__all__ = ["remove_dead_temporaries", "write_atomic"]
+
 TMP_SUFFIX = ".tmp"
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 

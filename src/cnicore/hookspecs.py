@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from cnicore.types import AnyResult
     from cnicore.version import PluginInfo
 
+__all__ = ["cni_add", "cni_check", "cni_del", "cni_gc", "cni_ipam", "cni_plugin_info", "cni_status",
+           "cni_sysctl_check", "hookspec"]
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 
 
@@ -158,7 +161,7 @@ def cni_status(request: Request) -> None:
 def cni_ipam(command: str, ipam_type: str, request: Request) -> AnyResult | bool | None:
     """Run IPAM ``command`` for a main plugin.
 
-    Called when a main plugin calls :func:`cnicore.ipam.run_ipam` with the
+    Called when a main plugin delegates (:func:`cnicore.ipam.exec_add` and friends) with the
     ``ipam.type`` of its config. The default implementation (in
     :mod:`cnicore.ipam`, registered ``trylast``) looks ``ipam_type`` up in
     CNI_PATH: a cnicore launcher runs in-process through its plugin's hooks,

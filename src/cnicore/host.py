@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
+__all__ = ["DEFAULT_POLICIES", "PluginHost"]
+
 #: Policy modules every host registers: IPAM dispatch and the sysctl policy.
 DEFAULT_POLICIES = ("cnicore.ipam", "cnicore.sysctl")
 #: Every hook of :mod:`cnicore.hookspecs` and its argument names, so the direct

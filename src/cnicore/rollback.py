@@ -1,4 +1,4 @@
-"""All-or-nothing operations: record how to undo each step, undo them all on failure.
+"""All-or-nothing operations (public toolkit): record how to undo each step, undo them all on failure.
 
 A plugin ADD pushes an undo action right after each change it makes (a veth
 created, an address reserved, a rule added). If anything later fails, the
@@ -13,6 +13,9 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+
+__all__ = ["Rollback"]
 
 
 class Rollback:

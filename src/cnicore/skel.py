@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
+__all__ = ["VERBS", "main", "run"]
+
 VERBS = ("ADD", "CHECK", "DEL", "GC", "STATUS")
 #: Per variable: the commands that require it. A present value is validated
 #: only for commands that require it, like the reference.

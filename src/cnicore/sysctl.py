@@ -1,4 +1,4 @@
-"""Sysctl writes gated by policy, and the default policy itself.
+"""Sysctl writes gated by policy (public toolkit), and the default policy itself.
 
 Plugins never open /proc/sys directly: :func:`write` resolves the key, asks
 every ``cni_sysctl_check`` implementation (any may veto) and only then writes.
@@ -19,6 +19,8 @@ from cnicore.plugin import hookimpl
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore.request import Request
+
+__all__ = ["NET_ROOT", "SYSCTL_ROOT", "check", "is_net_path", "key_to_path", "read", "write", "write_checked"]
 
 SYSCTL_ROOT = "/proc/sys"
 NET_ROOT = "/proc/sys/net/"

@@ -55,7 +55,7 @@ Helpers (plain functions, no fixture needed):
   :mod:`cnicore.types` object: :func:`assert_result_has_ip`,
   :func:`assert_result_has_route`, :func:`assert_result_has_interface`; and
   :func:`as_current_result` to compare anything else on the 1.x model.
-* Kernel assertions inside a namespace (through :mod:`cnicore.rtnl`):
+* Kernel assertions inside a namespace (through :mod:`cnicore.netlink`):
   :func:`netns_routes`, :func:`assert_netns_route`,
   :func:`assert_netns_no_route`, :func:`assert_netns_address`.
 * :func:`ping` — iputils ``ping`` from inside a namespace (IPv4 or IPv6),
@@ -99,9 +99,9 @@ from cnicore.cli.install import install
 from cnicore.errors import CNIError
 from cnicore.host import PluginHost
 from cnicore.libcni import CNIConfig, NetworkConfigList, RuntimeConf, conf_list_from_bytes, conf_list_from_dict
+from cnicore.netlink import AF_INET, AF_INET6, Netlink
 from cnicore.ns import new_netns
 from cnicore.registry import PluginEntry, load
-from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
 from cnicore.types import Result, Result020, Result040, result_from_json
 from cnicore.version import ALL, greater_or_equal
 
@@ -109,8 +109,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterator, Mapping, Sequence
 
+    from cnicore.netlink import Route as KernelRoute
     from cnicore.ns import NetNS
-    from cnicore.rtnl import Route as KernelRoute
     from cnicore.types import AnyResult
 
 DEFAULT_PATH = "/opt/cni/bin:/usr/lib/cni"
@@ -677,10 +677,10 @@ def assert_result_has_route(result: AnyResult | Mapping[str, Any], dst: str, gw:
 
 def netns_routes(netns: NetNS, family: int = 0, *, table: int | None = 254) -> list[KernelRoute]:
     """The routes in ``netns`` (``family`` 0: IPv4 and IPv6; ``table`` None: every table),
-    read with :mod:`cnicore.rtnl` inside the namespace."""
+    read with :mod:`cnicore.netlink` inside the namespace."""
 
     def read() -> list[KernelRoute]:
-        with RtnlSocket() as rtnl:
+        with Netlink() as rtnl:
             families = (family,) if family else (AF_INET, AF_INET6)
             return [r for f in families for r in rtnl.routes(f, table=table)]
 
@@ -689,7 +689,7 @@ def netns_routes(netns: NetNS, family: int = 0, *, table: int | None = 254) -> l
 
 def _ifindex(netns: NetNS, ifname: str) -> int:
     def read() -> int:
-        with RtnlSocket() as rtnl:
+        with Netlink() as rtnl:
             return rtnl.link(ifname).index
 
     return netns.do(read)
@@ -727,7 +727,7 @@ def assert_netns_address(netns: NetNS, ifname: str, cidr: str) -> None:
     wanted = ipaddress.ip_interface(cidr)
 
     def read() -> list[str]:
-        with RtnlSocket() as rtnl:
+        with Netlink() as rtnl:
             return rtnl.addresses(ifname, AF_INET6 if wanted.version == 6 else AF_INET)
 
     present = netns.do(read)

@@ -13,6 +13,19 @@ from cnicore.errors import ERR_DECODING_FAILURE, CNIError
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
+__all__ = [
+    "ALL",
+    "CURRENT",
+    "LEGACY",
+    "PluginInfo",
+    "config_version",
+    "greater_or_equal",
+    "greater_than",
+    "negotiate",
+    "parse_version",
+    "versions_from",
+]
+
 CURRENT = "1.1.0"
 ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LEGACY = ("0.1.0", "0.2.0")

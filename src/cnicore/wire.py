@@ -37,6 +37,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+__all__ = [
+    "DecodeError",
+    "MAX_DEPTH",
+    "dumps_compact",
+    "dumps_indent",
+    "dumps_text",
+    "go_quote",
+    "go_quote_list",
+    "json_kind",
+    "loads",
+]
+
 _WHITESPACE = " \t\n\r"
 #: Go's ``maxNestingDepth``.
 MAX_DEPTH = 10000

@@ -7,9 +7,9 @@ from .links import fail
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cnicore.netlink import Link
     from cnicore.ns import NetNS
     from cnicore.request import Request
-    from cnicore.rtnl import Link
     from cnicore.types import Interface, Result
 
     from .config import BridgeConf
@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 
 
 def _lookup(intf: Interface, in_sandbox: bool) -> Link:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
     if not intf.name:
         raise fail("Interface name missing ")
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         try:
             link = rtnl.link(intf.name)
         except LookupError:

@@ -8,9 +8,8 @@ for the container side comes from, in increasing precedence, CNI_ARGS
 
 from __future__ import annotations
 
-from cnicore._go.json import BOOL, INT, NETCONF_FIELDS, STRING, NetConfError, Slice, Struct, decode_struct
-from cnicore._go.mac import ethernet_mac
-from cnicore.args import load_args
+from cnicore.config import BOOL, INT, NETCONF_FIELDS, STRING, NetConfError, Slice, Struct, decode_struct, load_args
+from cnicore.ip import ethernet_mac
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cnicore.netlink import Link
     from cnicore.request import Request
-    from cnicore.rtnl import Link
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
@@ -81,9 +81,9 @@ def ensure_bridge(name: str, mtu: int, promisc: bool, vlan_filtering: bool,
     is deleted again if a later step of this function fails; ``lock`` is the
     caller's shared :class:`BridgeLock`, upgraded for that).
     """
-    from cnicore.rtnl import LinkExistsError, RtnlSocket
+    from cnicore.netlink import LinkExistsError, Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         created = False
         # The common case first: the bridge is there, a bridge, up, promiscuous if
         # asked. Then the reference's add / set-up requests would change nothing.
@@ -137,9 +137,9 @@ def delete_unused_bridge(name: str) -> None:
 
 
 def _delete_if_unused(name: str) -> None:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         try:
             bridge = rtnl.link(name)
         except LookupError:
@@ -152,69 +152,29 @@ def _delete_if_unused(name: str) -> None:
             pass
 
 
-def random_veth_name() -> str:
-    return "veth" + os.urandom(4).hex()
-
-
-def create_veth(ifname: str, mtu: int, mac: str, host_fd: int) -> tuple[str, Link]:
-    """In the container namespace: veth ``ifname`` whose peer (random name) is
-    created directly in the host namespace. Returns (host name, container link)."""
-    from cnicore.rtnl import LinkExistsError, RtnlSocket
-
-    with RtnlSocket() as rtnl:
-        for _ in range(10):
-            peer = random_veth_name()
-            try:
-                rtnl.add_veth(ifname, peer, mtu=mtu, mac=mac, peer_netns_fd=host_fd)
-            except LinkExistsError:
-                try:
-                    rtnl.link(ifname)
-                except LookupError:
-                    continue  # the random host name collided: try another
-                raise fail(f'container veth name ("{ifname}") peer provided ("{peer}") already exists') from None
-            except OSError as exc:
-                raise fail(f"failed to make veth pair: {exc.strerror}") from None
-            except ValueError as exc:  # an unparsable MAC
-                raise fail(f"failed to make veth pair: {exc}") from None
-            return peer, rtnl.link(ifname)
-    raise fail("failed to find a unique veth name")
-
-
 def delete_link(name: str, with_addresses: bool = True) -> list[str]:
     """Delete ``name`` if present; return its global unicast addresses (for rule
     cleanup; two address dumps, skipped when the caller has no rules to clean)."""
-    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+    from cnicore.ip import del_link_by_name, del_link_by_name_addr
+    from cnicore.netlink import LinkNotFoundError
 
-    with RtnlSocket() as rtnl:
-        try:
-            link = rtnl.link(name)
-        except LookupError:
-            return []
-        addrs = rtnl.addresses(link, AF_INET) + rtnl.addresses(link, AF_INET6) if with_addresses else []
-        try:
-            rtnl.delete_link(link)
-        except LookupError:
-            return []
-        except OSError as exc:
-            raise fail(f'failed to delete "{name}": {exc.strerror}') from None
-    return [a for a in addrs if is_global_unicast(a)]
-
-
-def is_global_unicast(cidr: str) -> bool:
-    """Go's ``IP.IsGlobalUnicast``: not loopback, link-local, multicast, unspecified or broadcast."""
-    ip = ipaddress.ip_interface(cidr).ip
-    return not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified
-                or str(ip) == "255.255.255.255")
+    try:
+        if with_addresses:
+            return del_link_by_name_addr(name)
+        del_link_by_name(name)
+    except LinkNotFoundError:
+        pass
+    return []
 
 
 def attach_host_veth(host_name: str, bridge: Link, hairpin: bool, isolated: bool, vlan: int,
                      vlans: list[int], preserve_default_vlan: bool, request: Request) -> Link:
-    """Host side: up, accept_ra=0, enslaved to the bridge, port flags and VLANs."""
-    from cnicore.rtnl import RtnlSocket
+    """Host side (up already, :func:`cnicore.ip.setup_veth`): accept_ra=0, enslaved to the
+    bridge, port flags and VLANs."""
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         veth = rtnl.link(host_name)
-        rtnl.set_up(veth, True)
         sysctl.write("net.ipv6.conf.IFNAME.accept_ra", "0", ifname=host_name, request=request,
                      best_effort=True)
         try:
@@ -258,11 +218,11 @@ def ensure_gateway_address(link_name: str, gateway: str, force: bool, mac: str) 
     address of the same family (IPv4) or subnet (IPv6) is an error unless ``force``.
     ``mac`` is pinned as the link's address: the bridge's own as it was before
     this ADD attached its port, like the reference."""
-    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+    from cnicore.netlink import AF_INET, AF_INET6, Netlink
 
     wanted = ipaddress.ip_interface(gateway)
     family = AF_INET if wanted.version == 4 else AF_INET6
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         link = rtnl.link(link_name)
         for existing in rtnl.addresses(link, family):
             have = ipaddress.ip_interface(existing)
@@ -303,9 +263,9 @@ def usable_mac(mac: str) -> bool:
 
 def wait_oper_up(host_name: str) -> Link:
     """Wait for the bridge port to come up, like the reference (about 2.5 s at most)."""
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         for index, pause in enumerate(OPER_UP_WAITS):
             if pause:
                 time.sleep(pause)
@@ -318,7 +278,7 @@ def wait_oper_up(host_name: str) -> Link:
 
 
 def link_by_name(name: str) -> Link:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         return rtnl.link(name)

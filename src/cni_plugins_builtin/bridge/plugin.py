@@ -13,14 +13,13 @@ with two deliberate improvements users asked for:
   empty or the namespace is already gone (the reference leaks the rules then),
   and GC collects rules of attachments that are no longer valid.
 
-Imports: only the stdlib netlink client (:mod:`cnicore.rtnl`) — no pyroute2
+Imports: only the public toolkit (:mod:`cnicore.ip`, :mod:`cnicore.netlink`) — no pyroute2
 on the exec path.
 """
 
 from __future__ import annotations
 
 from cnicore import __version__, faults
-from cnicore._go.json import NetConfError, lookup
 from cnicore.errors import CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -28,8 +27,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
+    from cnicore.netlink import Link
     from cnicore.request import Request
-    from cnicore.rtnl import Link
     from cnicore.types import DNS, Result
 
     from .config import BridgeConf
@@ -60,6 +59,7 @@ def _unique_id(container_id: str, ifname: str) -> str:
 
 @hookimpl
 def cni_add(request: Request) -> Result:
+    from cnicore.ip import setup_veth
     from cnicore.ns import current_netns, get_netns
     from cnicore.rollback import Rollback
     from cnicore.types import Interface, Result
@@ -87,10 +87,10 @@ def cni_add(request: Request) -> Result:
             if created:
                 undo.push(f"bridge {conf.bridge}", links.delete_unused_bridge, conf.bridge)
             faults.point("bridge.add.bridge")
-            host_name, container = netns.do(links.create_veth, request.ifname, conf.mtu, conf.mac, host_ns.fd())
+            host_veth, container = netns.do(setup_veth, request.ifname, conf.mtu, conf.mac, host_ns)
             undo.push(f"veth {request.ifname}", netns.do, links.delete_link, request.ifname)
             faults.point("bridge.add.veth")
-            host = links.attach_host_veth(host_name, bridge, conf.hairpin, conf.port_isolation, conf.vlan,
+            host = links.attach_host_veth(host_veth.name, bridge, conf.hairpin, conf.port_isolation, conf.vlan,
                                           conf.vlans, conf.preserve_default_vlan, request)
         faults.point("bridge.add.attached")
         result = Result("1.1.0", interfaces=[
@@ -99,7 +99,7 @@ def cni_add(request: Request) -> Result:
             Interface(container.name, container.mac, request.netns),
         ])
         if conf.mac_spoof_check:
-            from cni_plugins_builtin.firewall import spoofcheck
+            from cnicore.firewall import spoofcheck
 
             ref = _unique_id(request.container_id, request.ifname)
             # Pushed first: a setup failing half-way leaves rules too (teardown is idempotent).
@@ -130,12 +130,14 @@ def _dns(conf: BridgeConf) -> DNS | None:
     try:
         return DNS.from_dict(conf.dns)
     except (ResultError, ValueError) as exc:
+        from cnicore.config import NetConfError
+
         raise NetConfError(f"failed to load netconf: {exc}") from None
 
 
 def _firewall(fn: Callable[..., None], *args: object) -> None:
     """Run a firewall step; its failure is the plugin's error (999), as in the reference."""
-    from cni_plugins_builtin.firewall.command import FirewallError
+    from cnicore.firewall import FirewallError
 
     from . import links
 
@@ -146,11 +148,11 @@ def _firewall(fn: Callable[..., None], *args: object) -> None:
 
 
 def _set_up(ifname: str) -> None:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
     from . import links
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         try:
             rtnl.set_up(rtnl.link(ifname), True)
         except LookupError as exc:
@@ -161,16 +163,15 @@ def _add_layer3(request: Request, conf: BridgeConf, result: Result, netns: objec
                 undo: object) -> None:
     """IPAM, container addresses and routes, gateway and forwarding, masquerade."""
     from cnicore import sysctl
-    from cnicore.iface import configure_iface
-    from cnicore.ipam import run_ipam
+    from cnicore.ipam import configure_iface, exec_add, exec_del
     from cnicore.types import Result as Current
 
     from . import links
 
-    ipam_result = run_ipam(request, "ADD")
-    undo.push("IPAM reservation", run_ipam, request, "DEL")  # type: ignore[attr-defined]
+    ipam_result = exec_add(request)
+    undo.push("IPAM reservation", exec_del, request)  # type: ignore[attr-defined]
     faults.point("bridge.add.ipam")
-    ipam_result = ipam_result.convert("1.1.0")  # type: ignore[union-attr]
+    ipam_result = ipam_result.convert("1.1.0")
     assert isinstance(ipam_result, Current)
     result.ips, result.routes, result.dns = ipam_result.ips, ipam_result.routes, ipam_result.dns
     if not result.ips:
@@ -198,15 +199,15 @@ def _add_layer3(request: Request, conf: BridgeConf, result: Result, netns: objec
         _setup_gateways(request, conf, result, bridge, gateways)
         faults.point("bridge.add.gateway")
     if conf.ip_masq:
-        from cni_plugins_builtin.firewall import masquerade
+        from cnicore.firewall import masquerade
 
         networks = [ip.address for ip in result.ips]
         # Pushed first: a setup failing half-way leaves rules too. Only this
         # attachment's rules are undone: the container's other interfaces on
         # this network share the iptables chain.
-        undo.push("masquerade rules", masquerade.undo_ip_masq,  # type: ignore[attr-defined]
+        undo.push("masquerade rules", masquerade.undo_ip_masq_for_networks,  # type: ignore[attr-defined]
                   networks, conf.name, request.ifname, request.container_id)
-        _firewall(masquerade.setup_ip_masq, networks, conf.name, request.ifname, request.container_id,
+        _firewall(masquerade.setup_ip_masq_for_networks, networks, conf.name, request.ifname, request.container_id,
                   conf.ip_masq_backend)
         faults.point("bridge.add.masquerade")
 
@@ -238,7 +239,7 @@ def _calc_gateways(result: Result, conf: BridgeConf) -> dict[int, list[str]]:
 
 def _setup_gateways(request: Request, conf: BridgeConf, result: Result, bridge: Link,
                     gateways: dict[int, list[str]]) -> None:
-    from cnicore import sysctl
+    from cnicore.ip import enable_ip4_forward, enable_ip6_forward
     from cnicore.types import Interface
 
     from . import links
@@ -256,18 +257,16 @@ def _setup_gateways(request: Request, conf: BridgeConf, result: Result, bridge: 
                     result.interfaces.append(Interface(link.name, link.mac))
             links.ensure_gateway_address(target, gateway, conf.force_address, mac)
         if gateways[family]:
-            key = "net.ipv4.ip_forward" if family == 4 else "net.ipv6.conf.all.forwarding"
-            path = sysctl.key_to_path(key)
             try:
-                if sysctl.read(path) != "1":
-                    sysctl.write(key, "1", request=request)
-            except (OSError, CNIError) as exc:
+                (enable_ip4_forward if family == 4 else enable_ip6_forward)(request)
+            except CNIError as exc:
                 raise links.fail(f"failed to enable forwarding: {exc}") from None
 
 
 def _ensure_vlan_interface(request: Request, conf: BridgeConf, bridge_name: str) -> str:
     """The bridge's gateway interface for ``vlan``: a veth ``<bridge>.<vlan>`` in the
     host namespace whose peer is a tagged bridge port, as the reference makes it."""
+    from cnicore.ip import setup_veth
     from cnicore.ns import current_netns
 
     from . import links
@@ -279,9 +278,9 @@ def _ensure_vlan_interface(request: Request, conf: BridgeConf, bridge_name: str)
     except LookupError:
         pass
     with current_netns() as host_ns:
-        peer, _ = links.create_veth(name, 0, "", host_ns.fd())
+        peer, _ = setup_veth(name, 0, "", host_ns)
     bridge = links.link_by_name(bridge_name)
-    links.attach_host_veth(peer, bridge, False, False, conf.vlan, [], conf.preserve_default_vlan, request)
+    links.attach_host_veth(peer.name, bridge, False, False, conf.vlan, [], conf.preserve_default_vlan, request)
     _set_up(name)
     return name
 
@@ -290,7 +289,7 @@ def _ensure_vlan_interface(request: Request, conf: BridgeConf, bridge_name: str)
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    from cnicore.ipam import run_ipam
+    from cnicore.ipam import exec_del
     from cnicore.ns import NetNSError, NetNSNotFoundError, with_netns_path
 
     from . import links
@@ -306,23 +305,22 @@ def cni_del(request: Request) -> None:
         except NetNSError as exc:  # not a netns: an error, as in the reference
             raise links.fail(f'failed to open netns "{request.netns}": {exc}') from None
     if conf.is_layer3:
-        run_ipam(request, "DEL")
+        exec_del(request)
     if conf.mac_spoof_check:
         import sys
 
-        from cni_plugins_builtin.firewall import spoofcheck
-        from cni_plugins_builtin.firewall.command import FirewallError
+        from cnicore.firewall import FirewallError, spoofcheck
 
         try:
             spoofcheck.teardown_mac_spoof_check(_unique_id(request.container_id, request.ifname))
         except FirewallError as exc:  # reported, not fatal, as in the reference
             print(exc, file=sys.stderr)
     if conf.is_layer3 and conf.ip_masq:
-        from cni_plugins_builtin.firewall import masquerade
+        from cnicore.firewall import masquerade
 
         # Without the addresses (netns gone or never given) the rules are found by
         # their chain and comment, so they are not leaked.
-        _firewall(masquerade.teardown_ip_masq, addresses or None, conf.name, request.ifname,
+        _firewall(masquerade.teardown_ip_masq_for_networks, addresses or None, conf.name, request.ifname,
                   request.container_id)
 
 
@@ -330,8 +328,9 @@ def cni_del(request: Request) -> None:
 
 @hookimpl
 def cni_check(request: Request) -> None:
-    from cnicore.iface import validate_ips, validate_routes
-    from cnicore.ipam import run_ipam
+    from cnicore.config import lookup
+    from cnicore.ip import validate_expected_interface_ips, validate_expected_route
+    from cnicore.ipam import exec_check
     from cnicore.ns import get_netns
 
     from . import checks, links
@@ -343,36 +342,37 @@ def cni_check(request: Request) -> None:
         raise links.fail(f'failed to open netns "{request.netns}": {exc}') from None
     with netns:
         if conf.is_layer3:
-            run_ipam(request, "CHECK")
+            exec_check(request)
         if lookup(request.config, "prevResult") is None:
             raise links.fail("Required prevResult missing")
         result = request.prev_result
         assert result is not None
         checks.check_interfaces(request, conf, result, netns)
-        netns.do(validate_ips, request.ifname, result)
-        netns.do(validate_routes, result)
+        netns.do(validate_expected_interface_ips, request.ifname, result.ips)
+        netns.do(validate_expected_route, result.routes)
 
 
 # -- STATUS, GC --------------------------------------------------------------------
 
 @hookimpl
 def cni_status(request: Request) -> None:
-    from cnicore.ipam import run_ipam
+    from cnicore.ipam import exec_status
 
     if _conf(request).is_layer3:
-        run_ipam(request, "STATUS")
+        exec_status(request)
 
 
 @hookimpl
 def cni_gc(request: Request) -> None:
-    from cnicore.ipam import run_ipam
+    from cnicore.config import lookup
+    from cnicore.ipam import exec_gc
 
     conf = _conf(request)
     if conf.is_layer3:
-        run_ipam(request, "GC")
+        exec_gc(request)
     if conf.ip_masq:
-        from cni_plugins_builtin.firewall import masquerade
+        from cnicore.firewall import masquerade
 
         valid = [(lookup(a, "containerID", ""), lookup(a, "ifname", ""))
                  for a in lookup(request.config, "cni.dev/valid-attachments") or [] if isinstance(a, dict)]
-        _firewall(masquerade.gc_ip_masq, conf.name, valid)
+        _firewall(masquerade.gc_ip_masq_for_network, conf.name, valid)

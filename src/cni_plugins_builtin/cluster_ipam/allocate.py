@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from cni_plugins_builtin.cluster_ipam.config import ClusterSettings
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
-    from cnicore._go.ip import IPAddress
+    from cnicore.ip import IPAddress
 
 #: Transactions one ADD may lose to concurrent ADDs before giving up.
 MAX_ROUNDS = 50

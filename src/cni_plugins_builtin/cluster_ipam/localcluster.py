@@ -21,7 +21,7 @@ import subprocess
 import time
 import urllib.request
 
-from cnicore.rtnl import RtnlSocket
+from cnicore.netlink import Netlink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def _lo_up() -> None:
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         rtnl.set_up(rtnl.link("lo"), True)
 
 

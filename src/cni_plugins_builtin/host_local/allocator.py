@@ -22,8 +22,8 @@ Deliberate differences from the reference (both strictly safer):
 from __future__ import annotations
 
 from cni_plugins_builtin.host_local.config import fail
-from cnicore._go.ip import canonical
 from cnicore.errors import CNIError
+from cnicore.ip import canonical
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
     from cni_plugins_builtin.host_local.store import DiskStore, Record
-    from cnicore._go.ip import IPAddress
+    from cnicore.ip import IPAddress
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 

@@ -2,7 +2,7 @@
 
 :func:`load_config` turns the network config (plus CNI_ARGS) into an
 :class:`IPAMConfig` or raises the reference's error, message for message:
-the JSON is decoded with Go's rules (:mod:`cnicore._go.json`), then requested
+the JSON is decoded with Go's rules (:mod:`cnicore.config`), then requested
 addresses are collected, range sets built and checked. Pure: no I/O.
 
 Deliberate differences from the reference:
@@ -20,16 +20,16 @@ Deliberate differences from the reference:
 
 from __future__ import annotations
 
-from cnicore._go.ip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
-from cnicore._go.json import STRING, Decoder, fields, lookup
+from cnicore.config import STRING, Decoder, fields, lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
+from cnicore.ip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
 from cnicore.version import greater_or_equal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from cnicore._go.ip import CIDR, IPAddress, IPNetwork
+    from cnicore.ip import CIDR, IPAddress, IPNetwork
     from cnicore.types import Route
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
@@ -187,7 +187,7 @@ class RangeSet:
         return f"RangeSet({self})"
 
 
-# -- decoding (Go's rules, see cnicore._go.json) -------------------------------------------
+# -- decoding (Go's rules, see cnicore.config) ---------------------------------------------
 
 class IPAMSpec:
     """The ``ipam`` object as decoded, before validation."""
@@ -428,7 +428,7 @@ def _ip_list_arg(text: str) -> list[IPAddress]:
 
 
 def _env_ips(cni_args: str) -> list[IPAddress]:
-    from cnicore.args import load_args
+    from cnicore.config import load_args
 
     return list(load_args(cni_args, {"IP": _ip_list_arg}).get("IP", []))
 

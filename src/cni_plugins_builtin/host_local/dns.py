@@ -7,8 +7,8 @@ with fewer than two fields are skipped.
 
 from __future__ import annotations
 
-from cnicore._go import go_fields, go_os_error, trim_space
 from cnicore.errors import ERR_INTERNAL, CNIError
+from cnicore.utils import go_fields, go_os_error, trim_space
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore._go.ip import IPAddress
+    from cnicore.ip import IPAddress
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 

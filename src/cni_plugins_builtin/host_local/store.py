@@ -39,13 +39,13 @@ import stat
 from cni_plugins_builtin.host_local import index
 from cni_plugins_builtin.host_local.index import Listing, address_key, key_address
 from cnicore import faults
-from cnicore._go import errno_text, go_os_error, trim_space
-from cnicore._go.ip import parse_ip
 from cnicore.errors import ERR_INTERNAL, CNIError
+from cnicore.ip import parse_ip
+from cnicore.utils import errno_text, go_os_error, trim_space
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore._go.ip import IPAddress
+    from cnicore.ip import IPAddress
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import posixpath
 
 from cnicore import wire
-from cnicore._go import mac as _go_mac
-from cnicore._go.json import BOOL, INT, NETCONF_FIELDS, STRING, Map, NetConfError, Struct, decode_struct, lookup
+from cnicore.config import BOOL, INT, NETCONF_FIELDS, STRING, Map, NetConfError, Struct, decode_struct, lookup
+from cnicore.ip import ethernet_mac as go_ethernet_mac
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class TuningConf:
         self.txqlen: int | None = obj.get("txQLen")
         self.allmulti: bool | None = obj.get("allmulti")
         if cni_args:
-            from cnicore.args import load_args
+            from cnicore.config import load_args
 
             self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or self.mac
         self.mac = (obj.get("runtimeConfig") or {}).get("mac") or self.mac
@@ -159,7 +159,7 @@ def parse_conf(stdin: bytes | str | dict[str, Any], cni_args: str = "", *,
 def ethernet_mac(text: str) -> str:
     """The canonical form of a MAC the plugin can set, or the reference's error."""
     try:
-        return _go_mac.ethernet_mac(text)
+        return go_ethernet_mac(text)
     except ValueError as exc:
         raise NetConfError(f"invalid args {text} for MAC addr: {exc}") from None
 

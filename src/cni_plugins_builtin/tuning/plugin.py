@@ -17,7 +17,7 @@ result, CHECK, error texts), with these deliberate differences:
   nothing is left to restore (the reference keeps it forever);
 * ``args.cni.sysctl`` without a ``sysctl`` object works (the reference panics).
 
-Imports: only the stdlib netlink client (:mod:`cnicore.rtnl`) — no pyroute2
+Imports: only the public toolkit (:mod:`cnicore.ip`, :mod:`cnicore.netlink`) — no pyroute2
 on the exec path.
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 
 from cnicore import __version__
-from cnicore._go.json import lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -34,8 +33,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from cnicore.netlink import Link, Netlink
     from cnicore.request import Request
-    from cnicore.rtnl import Link, RtnlSocket
     from cnicore.types import AnyResult
 
     from .config import TuningConf
@@ -69,6 +68,8 @@ def _conf(request: Request, check_duplicates: bool = True) -> TuningConf:
 
 
 def _require_prev_result(request: Request) -> None:
+    from cnicore.config import lookup
+
     if lookup(request.config, "prevResult") is None:
         raise _fail("Required prevResult missing")
 
@@ -85,7 +86,7 @@ def _plan_sysctls(conf: TuningConf, request: Request) -> list[tuple[str, str, st
     return planned
 
 
-def _link(rtnl: RtnlSocket, ifname: str, missing: str) -> Link:
+def _link(rtnl: Netlink, ifname: str, missing: str) -> Link:
     try:
         return rtnl.link(ifname)
     except LookupError:
@@ -124,10 +125,10 @@ def _apply(conf: TuningConf, request: Request, sysctls: list[tuple[str, str, str
            backup: str) -> None:
     """Inside the container namespace: every change, undone again if one fails."""
     from cnicore import sysctl
+    from cnicore.netlink import Netlink
     from cnicore.rollback import Rollback
-    from cnicore.rtnl import RtnlSocket
 
-    with RtnlSocket() as rtnl, Rollback() as undo:
+    with Netlink() as rtnl, Rollback() as undo:
         for key, value, path in sysctls:  # each already accepted by the policies
             old = sysctl.write_checked(path, value, key)
             undo.push(f"sysctl {key}", sysctl.write_checked, path, old, key)
@@ -136,7 +137,7 @@ def _apply(conf: TuningConf, request: Request, sysctls: list[tuple[str, str, str
         undo.commit()
 
 
-def _apply_link(rtnl: RtnlSocket, conf: TuningConf, ifname: str, mac: str, backup: str, undo: Any) -> None:
+def _apply_link(rtnl: Netlink, conf: TuningConf, ifname: str, mac: str, backup: str, undo: Any) -> None:
     from .config import encode_backup
 
     link = _link(rtnl, ifname, f'failed to get "{ifname}": Link not found')
@@ -171,7 +172,7 @@ def _show(value: object) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def _set_link(rtnl: RtnlSocket, index: int, settings: dict[str, Any]) -> None:
+def _set_link(rtnl: Netlink, index: int, settings: dict[str, Any]) -> None:
     rtnl.set_link(index, **settings)
 
 
@@ -243,7 +244,7 @@ def cni_del(request: Request) -> None:
 
 
 def _restore(path: str, ifname: str) -> None:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
     from .config import decode_backup
 
@@ -251,7 +252,7 @@ def _restore(path: str, ifname: str) -> None:
         saved = decode_backup(fh.read())
     if saved is None:
         return
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         try:
             link = rtnl.link(ifname)
         except LookupError:
@@ -287,8 +288,8 @@ def cni_check(request: Request) -> None:
 
 def _check(conf: TuningConf, ifname: str, sysctls: list[tuple[str, str]]) -> None:
     from cnicore import sysctl
-    from cnicore._go.mac import mac_string, parse_mac
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.ip import mac_string, parse_mac
+    from cnicore.netlink import Netlink
 
     for value, path in sysctls:
         try:
@@ -297,7 +298,7 @@ def _check(conf: TuningConf, ifname: str, sysctls: list[tuple[str, str]]) -> Non
             raise _fail(f"open {path}: {_errtext(exc)}") from None
         if current != value:
             raise _fail(f"Error: Tuning configured value of {path} is {value}, current value is {current}")
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         link = _link(rtnl, ifname, f"Cannot find container link {ifname}")
     if conf.mac:
         try:

@@ -17,6 +17,7 @@ from cnicore import __version__, ns, registry
 from cnicore.cli import cnitool, netverbs
 from cnicore.cli.install import LauncherError, install
 from cnicore.cli.ipam import ipam, print_table
+from cnicore.cli.scaffold import KINDS as SCAFFOLD_KINDS
 from cnicore.cli.scaffold import ScaffoldError
 from cnicore.cli.scaffold import new_plugin as scaffold
 from cnicore.launchers import DEFAULT_DIR, DEFAULT_SOCKET
@@ -259,7 +260,7 @@ def plugins_install(directory: str, policies: tuple[str, ...], native: bool | No
         sys.exit(1)
 
 
-@main.command("daemon")
+@main.group("daemon", invoke_without_command=True)
 @click.option("--socket", "socket_path", default=None, metavar="PATH",
               help="Listen here (default /run/cnicore/cnicore.sock; ignored under systemd "
                    "socket activation).")
@@ -273,7 +274,8 @@ def plugins_install(directory: str, policies: tuple[str, ...], native: bool | No
               help="Requests one worker serves at most (1: a fresh worker for every request).")
 @click.option("--idle-exit", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a worker that has served waits for another request before it exits.")
-def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeout: float,
+@click.pass_context
+def daemon(ctx: click.Context, socket_path: str | None, workers: int, max_workers: int | None, timeout: float,
            max_requests: int, idle_exit: float) -> None:
     """Serve plugin execs warm until SIGTERM: the warm server behind native launchers.
 
@@ -284,11 +286,19 @@ def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeo
     exactly to its own state; otherwise each request has a fresh worker.
     Root only.
 
+    Each request leaves one line on stderr (caller pid, plugin, command,
+    warm or refused and why, duration); `cnitool daemon status` shows the
+    counters.
+
     \b
     Example:
       cnitool daemon --workers 4 &
       cnitool plugins install /opt/cni/bin
+      cnitool daemon status
     """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = socket_path
+        return
     try:
         serve(socket_path or DEFAULT_SOCKET, workers=workers, max_workers=max_workers, timeout=timeout,
               max_requests=max_requests, idle_exit=idle_exit, run_command=cnitool.run_served)
@@ -296,26 +306,62 @@ def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeo
         raise click.ClickException(str(exc)) from None
 
 
+@daemon.command("status")
+@click.option("--socket", "socket_path", default=None, metavar="PATH",
+              help="The server's socket (default: the one given to daemon, else /run/cnicore/cnicore.sock).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counters as JSON.")
+@click.pass_context
+def daemon_status(ctx: click.Context, socket_path: str | None, as_json: bool) -> None:
+    """Show a running server's workers and counters: requests served warm,
+    refused by reason (their callers ran them cold), restarts.
+
+    Asked of the server itself, by the server's own user; exit status 1 when
+    no server answers within the launchers' first-answer deadline.
+    """
+    from cnicore.server import client
+
+    path = socket_path or ctx.obj or DEFAULT_SOCKET
+    answer = client.status(path)
+    if answer is None:
+        raise click.ClickException(f"no answer from a warm server on {path}")
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(f"server pid {answer.get('pid')} on {path}")
+    click.echo(f"  workers: {answer.get('workers')} ({answer.get('busy')} busy, {answer.get('idle')} idle)")
+    click.echo(f"   served: {answer.get('served')}")
+    refused = answer.get("refused") or {}
+    assert isinstance(refused, dict)
+    click.echo(f"  refused: {sum(refused.values())}")
+    for reason, count in sorted(refused.items()):
+        click.echo(f"           {count} {reason}")
+    click.echo(f" restarts: {answer.get('restarts')}")
+
+
 @main.command("new-plugin")
 @click.argument("name")
 @click.option("--dest", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="The project directory to create (default ./cni-plugin-NAME); "
                    "it must not exist or be empty.")
-def new_plugin(name: str, dest: str | None) -> None:
-    """Create a plugin project for the CNI type NAME from cnicore's example.
+@click.option("--kind", type=click.Choice(list(SCAFFOLD_KINDS)), default="chained", show_default=True,
+              help="chained: runs after a plugin that made the interface (adds routes); "
+                   "main: makes the interface (a veth pair, IPAM delegated, like ptp); "
+                   "ipam: hands out addresses (its own store and GC).")
+def new_plugin(name: str, dest: str | None, kind: str) -> None:
+    """Create a plugin project for the CNI type NAME from one of cnicore's examples.
 
-    The example is a complete, tested, chained plugin (it adds routes to the
-    container interface); the copy is named cni-plugin-NAME (distribution),
-    cni_plugin_NAME (package, '-' as '_') and NAME (the CNI type).
+    Each example is a complete, tested plugin of its --kind; the copy is
+    named cni-plugin-NAME (distribution), cni_plugin_NAME (package, '-' as
+    '_') and NAME (the CNI type).
 
     \b
     Example:
-      cnitool new-plugin my-routes && cd cni-plugin-my-routes
+      cnitool new-plugin my-ptp --kind main && cd cni-plugin-my-ptp
       pip install -e '.[test]' && sudo python -m pytest
       sudo cnitool plugins install /opt/cni/bin
     """
     try:
-        path = scaffold(name, dest)
+        path = scaffold(name, dest, kind=kind)
     except (ScaffoldError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {path}")

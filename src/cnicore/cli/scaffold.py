@@ -1,14 +1,26 @@
-"""Scaffold a new plugin project from cnicore's example project (``cnitool new-plugin``).
+"""Scaffold a new plugin project from one of cnicore's example projects (``cnitool new-plugin``).
 
-The example is a complete, installable, tested plugin project: the
-``template-routes`` plugin (extra routes on the container interface), in the
-distribution ``cni-plugin-template`` with the package ``cni_plugin_template``.
-There is one copy of it, ``cni_plugin_template/`` at the root of cnicore's
-source tree; the build (``setup.py``) puts it into the cnicore package as
-``cnicore/_template/``, so an installed cnicore carries it. In a source
-checkout (an editable install) it is read from the root directly.
+Each example is a complete, installable, tested plugin project, one per kind
+of plugin (:data:`KINDS`; ``cnitool new-plugin NAME --kind KIND``):
 
-:func:`new_plugin` copies it with every name substituted:
+* ``chained`` (the default), ``cni_plugin_template/``: the ``template-routes``
+  plugin, extra routes on the container interface another plugin made;
+* ``main``, ``cni_plugin_template_main/``: the ``template-ptp`` plugin, a veth
+  pair per container with IPAM delegated to ``ipam.type``, like the reference
+  ``ptp``, written on the public toolkit only;
+* ``ipam``, ``cni_plugin_template_ipam/``: the ``template-ipam`` plugin, an
+  address allocator with its own store (files under ``dataDir``, locked with
+  ``flock``) and GC.
+
+There is one copy of each, the directory at the root of cnicore's source
+tree; the build (``setup.py``) puts it into the cnicore package
+(``cnicore/_template``, ``_template_main``, ``_template_ipam``), so an
+installed cnicore carries it. In a source checkout (an editable install) it
+is read from the root directly.
+
+:func:`new_plugin` copies one with every name substituted (shown for the
+chained example; the others name themselves ``cni-plugin-template-main``,
+``cni_plugin_template_main``, ``template-ptp`` and so on):
 
 ============================  ==============================
 in the example                in the project for ``NAME``
@@ -45,6 +57,33 @@ TEMPLATE_PACKAGE = "cni_plugin_template"
 TEMPLATE_DISTRIBUTION = "cni-plugin-template"
 #: Where the example lives inside the installed cnicore package.
 PACKAGED_DIR = "_template"
+
+
+class Template:
+    """One example project: where it lives and the names it uses (replaced in every copy)."""
+
+    __slots__ = ("kind", "source_dir", "packaged_dir", "distribution", "package", "type")
+
+    def __init__(self, kind: str, source_dir: str, packaged_dir: str, distribution: str, package: str,
+                 type_: str) -> None:
+        self.kind = kind
+        self.source_dir = source_dir  # at the root of cnicore's source tree
+        self.packaged_dir = packaged_dir  # inside the installed cnicore package
+        self.distribution = distribution
+        self.package = package
+        self.type = type_
+
+
+#: The example projects, by the ``--kind`` that selects them; ``chained`` is the default.
+KINDS: dict[str, Template] = {
+    "chained": Template("chained", TEMPLATE_PACKAGE, PACKAGED_DIR, TEMPLATE_DISTRIBUTION, TEMPLATE_PACKAGE,
+                        TEMPLATE_TYPE),
+    "main": Template("main", "cni_plugin_template_main", "_template_main", "cni-plugin-template-main",
+                     "cni_plugin_template_main", "template-ptp"),
+    "ipam": Template("ipam", "cni_plugin_template_ipam", "_template_ipam", "cni-plugin-template-ipam",
+                     "cni_plugin_template_ipam", "template-ipam"),
+}
+DEFAULT_KIND = "chained"
 
 #: A CNI plugin type we scaffold: lower-case letters, digits and ``-``, starting
 #: with a letter or digit (so the package name is a valid identifier).
@@ -85,16 +124,25 @@ def template_files(root: str) -> list[str]:
     return sorted(found)
 
 
-def template_root() -> str:
+def template_of(kind: str) -> Template:
+    """The example project of ``kind``, or a :class:`ScaffoldError` naming the kinds there are."""
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ScaffoldError(f"unknown plugin kind {kind!r}: choose one of {', '.join(KINDS)}") from None
+
+
+def template_root(kind: str = DEFAULT_KIND) -> str:
     """The example project's directory: the copy inside the installed package, else
-    the source checkout's ``cni_plugin_template/`` (editable installs)."""
+    the source checkout's root directory (editable installs)."""
+    template = template_of(kind)
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # cnicore/
-    candidates = [os.path.join(package, PACKAGED_DIR),
-                  os.path.join(os.path.dirname(os.path.dirname(package)), TEMPLATE_PACKAGE)]
+    candidates = [os.path.join(package, template.packaged_dir),
+                  os.path.join(os.path.dirname(os.path.dirname(package)), template.source_dir)]
     for candidate in candidates:
         if os.path.isfile(os.path.join(candidate, "pyproject.toml")):
             return candidate
-    raise ScaffoldError("cnicore's example plugin project is missing (looked in "
+    raise ScaffoldError(f"cnicore's example {kind} plugin project is missing (looked in "
                         + " and ".join(candidates) + "); reinstall cnicore")
 
 
@@ -143,11 +191,12 @@ def distribution_name(name: str) -> str:
     return "cni-plugin-" + name
 
 
-def substitutions(name: str) -> list[tuple[str, str]]:
-    """(example text, replacement) pairs, applied in this order."""
-    return [(TEMPLATE_DISTRIBUTION, distribution_name(name)),
-            (TEMPLATE_PACKAGE, package_name(name)),
-            (TEMPLATE_TYPE, name)]
+def substitutions(name: str, kind: str = DEFAULT_KIND) -> list[tuple[str, str]]:
+    """(example text, replacement) pairs for the example of ``kind``, applied in this order."""
+    template = template_of(kind)
+    return [(template.distribution, distribution_name(name)),
+            (template.package, package_name(name)),
+            (template.type, name)]
 
 
 def substitute(text: str, pairs: Iterable[tuple[str, str]]) -> str:
@@ -157,15 +206,19 @@ def substitute(text: str, pairs: Iterable[tuple[str, str]]) -> str:
     return text
 
 
-def new_plugin(name: str, dest: str | os.PathLike[str] | None = None, *, template: str | None = None) -> str:
-    """Create the project for plugin type ``name`` in ``dest`` and return its path.
+def new_plugin(name: str, dest: str | os.PathLike[str] | None = None, *, template: str | None = None,
+               kind: str = DEFAULT_KIND) -> str:
+    """Create the project for plugin type ``name`` in ``dest`` from the example of
+    ``kind`` (``chained``, ``main`` or ``ipam``; ``template``: another directory
+    using that example's names) and return its path.
 
     ``dest`` defaults to ``./cni-plugin-NAME``; it must not exist or be an
     empty directory. The project appears whole or not at all: it is written
     to a temporary sibling directory that is renamed into place at the end.
     """
+    template_of(kind)
     validate_name(name)
-    root = template or template_root()
+    root = template or template_root(kind)
     target = os.path.abspath(os.fspath(dest) if dest is not None else distribution_name(name))
     if os.path.lexists(target):
         if not os.path.isdir(target) or os.path.islink(target):
@@ -174,7 +227,7 @@ def new_plugin(name: str, dest: str | os.PathLike[str] | None = None, *, templat
             raise ScaffoldError(f"{target} exists and is not empty; choose another --dest")
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
-    pairs = substitutions(name)
+    pairs = substitutions(name, kind)
     files = template_files(root)
     if "pyproject.toml" not in files:
         raise ScaffoldError(f"{root} is not a plugin project (no pyproject.toml)")

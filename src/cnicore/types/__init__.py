@@ -40,8 +40,13 @@ from cnicore.types._v100 import VERSIONS_100, Result
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore.types._base import AnyResult
+else:
+    #: A result of any version family (a type alias for annotations; at run time the
+    #: classes, for isinstance()).
+    AnyResult = (Result020, Result040, Result)
 
 __all__ = [
+    "AnyResult",
     "ResultError",
     "Route",
     "DNS",

@@ -8,7 +8,7 @@ writers through the xtables lock.
 
 from __future__ import annotations
 
-from cni_plugins_builtin.firewall.command import FirewallError, ToolMissingError, run
+from cnicore.firewall.command import FirewallError, ToolMissingError, run
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -1,4 +1,9 @@
-"""The bridge plugin's ``ipMasq``: SNAT container traffic leaving its subnet.
+"""Masquerade for networks (public toolkit): SNAT container traffic leaving its subnet.
+
+Go's ``ip.SetupIPMasqForNetworks`` / ``ip.TeardownIPMasqForNetworks``, for any
+plugin with an ``ipMasq`` option (the bridge's is built on it). Run it with the
+calling thread in the host namespace, after the container has its addresses:
+``networks`` are the container's ``ip/prefix`` strings (``IPConfig.address``).
 
 Kernel state is exactly what the reference (``pkg/ip/ipmasq_*_linux.go``)
 creates, so our bridge and Go's bridge can tear down or garbage-collect each
@@ -23,14 +28,14 @@ carry. Callers run us with the calling thread in the target netns.
 
 from __future__ import annotations
 
-from cni_plugins_builtin.firewall.command import FirewallError, ToolMissingError
+from cnicore.firewall.command import FirewallError, ToolMissingError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ipaddress import IPv4Interface, IPv6Interface
     from typing import Callable, Iterable, Sequence, Union
 
-    from cni_plugins_builtin.firewall.iptables import IPTables
+    from cnicore.firewall.iptables import IPTables
 
     IPNet = Union[IPv4Interface, IPv6Interface]
 
@@ -39,11 +44,12 @@ if TYPE_CHECKING:
 __all__ = [
     "IPTABLES",
     "NFTABLES",
+    "FirewallError",
     "backend_for",
-    "setup_ip_masq",
-    "teardown_ip_masq",
-    "undo_ip_masq",
-    "gc_ip_masq",
+    "setup_ip_masq_for_networks",
+    "teardown_ip_masq_for_networks",
+    "undo_ip_masq_for_networks",
+    "gc_ip_masq_for_network",
 ]
 
 IPTABLES = "iptables"
@@ -72,12 +78,12 @@ def backend_for(requested: str | None) -> str:
     """
     if requested is not None:
         if requested not in (IPTABLES, NFTABLES):
-            from cni_plugins_builtin.firewall.naming import go_quote
+            from cnicore.utils import go_quote
 
             raise FirewallError(f"unknown ipmasq backend {go_quote(requested)}")
         return requested
-    from cni_plugins_builtin.firewall import nftables
-    from cni_plugins_builtin.firewall.iptables import IPTables
+    from cnicore.firewall import nftables
+    from cnicore.firewall.iptables import IPTables
 
     if not IPTables().supported() and nftables.supported():
         return NFTABLES
@@ -100,7 +106,7 @@ def _raise_joined(errors: list[str]) -> None:
 # -- public API -------------------------------------------------------------------
 
 
-def setup_ip_masq(networks: Sequence[str], network_name: str, ifname: str, container_id: str,
+def setup_ip_masq_for_networks(networks: Sequence[str], network_name: str, ifname: str, container_id: str,
                   backend: str | None = None) -> None:
     """Masquerade traffic from each of ``networks`` (container IP/prefix) leaving its subnet.
 
@@ -115,7 +121,7 @@ def setup_ip_masq(networks: Sequence[str], network_name: str, ifname: str, conta
         _setup_nftables(ipns, network_name, ifname, container_id)
 
 
-def teardown_ip_masq(networks: Sequence[str] | None, network_name: str, ifname: str,
+def teardown_ip_masq_for_networks(networks: Sequence[str] | None, network_name: str, ifname: str,
                      container_id: str) -> None:
     """Remove this attachment's masquerade rules of both backends; fine if already gone.
 
@@ -123,7 +129,7 @@ def teardown_ip_masq(networks: Sequence[str] | None, network_name: str, ifname: 
     comment, not by address. A backend that is not usable here is skipped
     (like Go); other failures are raised together as one FirewallError.
     """
-    from cni_plugins_builtin.firewall.naming import format_chain_name
+    from cnicore.utils import format_chain_name
 
     ipns = _parse(networks)
     errors = _teardown_iptables_chain(format_chain_name(network_name, container_id),
@@ -132,8 +138,8 @@ def teardown_ip_masq(networks: Sequence[str] | None, network_name: str, ifname: 
     _raise_joined(errors)
 
 
-def undo_ip_masq(networks: Sequence[str], network_name: str, ifname: str, container_id: str) -> None:
-    """Undo one attachment's :func:`setup_ip_masq` (a failed ADD), sparing the
+def undo_ip_masq_for_networks(networks: Sequence[str], network_name: str, ifname: str, container_id: str) -> None:
+    """Undo one attachment's :func:`setup_ip_masq_for_networks` (a failed ADD), sparing the
     container's other attachments on the same network.
 
     The iptables chain is per network and container, shared by all of its
@@ -145,8 +151,8 @@ def undo_ip_masq(networks: Sequence[str], network_name: str, ifname: str, contai
     """
     import ipaddress
 
-    from cni_plugins_builtin.firewall.iptables import IPTables, is_not_exist, split_rule
-    from cni_plugins_builtin.firewall.naming import format_chain_name, format_comment
+    from cnicore.firewall.iptables import IPTables, is_not_exist, split_rule
+    from cnicore.utils import format_chain_name, format_comment
 
     chain = format_chain_name(network_name, container_id)
     tagged = ["-m", "comment", "--comment", format_comment(network_name, container_id)]
@@ -189,7 +195,7 @@ def undo_ip_masq(networks: Sequence[str], network_name: str, ifname: str, contai
     _raise_joined(errors)
 
 
-def gc_ip_masq(network_name: str, valid_attachments: Iterable[tuple[str, str]]) -> None:
+def gc_ip_masq_for_network(network_name: str, valid_attachments: Iterable[tuple[str, str]]) -> None:
     """Remove masquerade state of ``network_name`` whose attachment is not valid.
 
     ``valid_attachments`` holds ``(containerID, ifname)`` pairs (the GC
@@ -208,8 +214,8 @@ def gc_ip_masq(network_name: str, valid_attachments: Iterable[tuple[str, str]]) 
 
 def _setup_iptables(ipns: list[IPNet], network: str, container_id: str) -> None:
     """Go's SetupIPMasq for every address, in the same order with the same arguments."""
-    from cni_plugins_builtin.firewall.iptables import IPTables
-    from cni_plugins_builtin.firewall.naming import format_chain_name, format_comment
+    from cnicore.firewall.iptables import IPTables
+    from cnicore.utils import format_chain_name, format_comment
 
     chain = format_chain_name(network, container_id)
     comment = format_comment(network, container_id)
@@ -248,7 +254,7 @@ def _remove_chain(ipt: IPTables, chain: str, nat_lines: list[str]) -> None:
     exist and whether the chain does, so nothing is run for what is absent.
     Rules or chains that vanish meanwhile (a concurrent DEL) are not errors.
     """
-    from cni_plugins_builtin.firewall.iptables import is_not_exist, split_rule
+    from cnicore.firewall.iptables import is_not_exist, split_rule
 
     for line in nat_lines:
         if not line.startswith(f"-A {POSTROUTING} ") or chain not in line:
@@ -281,7 +287,7 @@ def _teardown_iptables_chain(chain: str, needed_versions: set[int]) -> list[str]
     none of the container's addresses (IPv6 may be off), or when iptables is
     unusable altogether (Go ignores errors then too).
     """
-    from cni_plugins_builtin.firewall.iptables import IPTables
+    from cnicore.firewall.iptables import IPTables
 
     errors = []
     for version in (4, 6):
@@ -308,8 +314,8 @@ def _gc_iptables(network: str, valid_ids: set[str]) -> list[str]:
     or its jump target, is exactly the chain name derived from that comment,
     so rules of other plugins using the same comment format are left alone.
     """
-    from cni_plugins_builtin.firewall.iptables import IPTables, split_rule
-    from cni_plugins_builtin.firewall.naming import format_chain_name, parse_comment
+    from cnicore.firewall.iptables import IPTables, split_rule
+    from cnicore.utils import format_chain_name, parse_comment
 
     errors = []
     for version in (4, 6):
@@ -349,7 +355,7 @@ def _nft_rules(comment_prefix: str) -> list[tuple[int, str]]:
 
     A missing table or chain means there are none (knftables IsNotFound).
     """
-    from cni_plugins_builtin.firewall import nftables
+    from cnicore.firewall import nftables
 
     try:
         items = nftables.list_objects("chain", "inet", NFT_TABLE, NFT_MASQ_CHAIN)
@@ -366,7 +372,7 @@ def _nft_rules(comment_prefix: str) -> list[tuple[int, str]]:
 
 
 def _nft_delete_rules(handles: Iterable[int]) -> None:
-    from cni_plugins_builtin.firewall import nftables
+    from cnicore.firewall import nftables
 
     lines = [f"delete rule inet {NFT_TABLE} {NFT_MASQ_CHAIN} handle {handle}" for handle in handles]
     if lines:
@@ -379,8 +385,8 @@ def _setup_nftables(ipns: list[IPNet], network: str, ifname: str, container_id: 
     The attachment's old rules are deleted in the same batch, so repeating
     ADD, or an ADD with new IPs, leaves exactly one rule per current IP.
     """
-    from cni_plugins_builtin.firewall import nftables
-    from cni_plugins_builtin.firewall.naming import nft_comment_for_instance, nft_hash_for_instance
+    from cnicore.firewall import nftables
+    from cnicore.utils import nft_comment_for_instance, nft_hash_for_instance
 
     stale = _nft_rules(nft_hash_for_instance(network, ifname, container_id))
     comment = nftables.quote(nft_comment_for_instance(network, ifname, container_id))
@@ -416,7 +422,7 @@ def _setup_nftables(ipns: list[IPNet], network: str, ifname: str, container_id: 
 
 def _nft_errors_matter(exc: FirewallError) -> bool:
     """Go ignores nftables cleanup failures where nftables is not usable at all."""
-    from cni_plugins_builtin.firewall import nftables
+    from cnicore.firewall import nftables
 
     return not isinstance(exc, ToolMissingError) and nftables.supported()
 
@@ -425,7 +431,7 @@ def _delete_nft_rules(comment_prefix: str, keep: Callable[[str], bool]) -> list[
     """Delete the rules under ``comment_prefix`` whose comment ``keep`` rejects;
     the errors worth reporting. A rule deleted meanwhile aborts nft's whole
     batch, so the rules are listed again once."""
-    from cni_plugins_builtin.firewall import nftables
+    from cnicore.firewall import nftables
 
     for attempt in range(2):
         try:
@@ -440,14 +446,14 @@ def _delete_nft_rules(comment_prefix: str, keep: Callable[[str], bool]) -> list[
 
 def _teardown_nftables(network: str, ifname: str, container_id: str) -> list[str]:
     """Delete this attachment's masq_checks rules (the table and chains stay, as in Go)."""
-    from cni_plugins_builtin.firewall.naming import nft_hash_for_instance
+    from cnicore.utils import nft_hash_for_instance
 
     return _delete_nft_rules(nft_hash_for_instance(network, ifname, container_id), lambda _: False)
 
 
 def _gc_nftables(network: str, valid: list[tuple[str, str]]) -> list[str]:
     """Go's gcIPMasqNFTables: drop this network's rules whose comment no valid attachment has."""
-    from cni_plugins_builtin.firewall.naming import nft_comment_for_instance, nft_hash_for_network
+    from cnicore.utils import nft_comment_for_instance, nft_hash_for_network
 
     keep = {nft_comment_for_instance(network, ifname, cid) for cid, ifname in valid}
     return _delete_nft_rules(nft_hash_for_network(network), keep.__contains__)

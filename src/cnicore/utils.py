@@ -1,14 +1,42 @@
-"""Names and comments that identify a container's netfilter objects, as Go computes them.
+"""Go's ``pkg/utils`` (public toolkit): names and comments of a container's netfilter objects.
 
 Cross-implementation teardown and GC only work if both sides derive the very
 same chain names and comments from (network, container ID, ifname), so these
 follow ``pkg/utils/utils.go`` and ``pkg/ip/ipmasq_nftables_linux.go`` of the
-reference, including Go's ``%q`` quoting.
+reference, including Go's ``%q`` quoting: :func:`format_chain_name` is
+``utils.FormatChainName``, :func:`must_format_chain_name_with_prefix` and
+:func:`must_format_hash_with_prefix` the ``Must...`` functions (a
+``ValueError`` where Go panics). Every plugin that masquerades or keeps
+per-container chains uses these, so the names agree everywhere.
+
+Also here, for error messages that read as the reference's: Go's
+``strings.TrimSpace`` / ``strings.Fields`` (:func:`trim_space`,
+:func:`go_fields`) and an OS error as Go prints it (:func:`go_os_error`,
+:func:`errno_text`).
 """
 
 from __future__ import annotations
 
+from cnicore._go import errno_text, go_fields, go_os_error, trim_space
+
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
+
+__all__ = [
+    "CHAIN_PREFIX",
+    "MAX_CHAIN_LENGTH",
+    "errno_text",
+    "format_chain_name",
+    "format_comment",
+    "go_fields",
+    "go_os_error",
+    "go_quote",
+    "go_unquote",
+    "must_format_chain_name_with_prefix",
+    "must_format_hash_with_prefix",
+    "parse_comment",
+    "spoofcheck_ref_id",
+    "trim_space",
+]
 
 #: Every chain name made by :func:`format_chain_name` has exactly this length.
 MAX_CHAIN_LENGTH = 28
@@ -65,7 +93,7 @@ def go_unquote(quoted: str) -> str | None:
     return value
 
 
-def format_hash_with_prefix(length: int, prefix: str, to_hash: str) -> str:
+def must_format_hash_with_prefix(length: int, prefix: str, to_hash: str) -> str:
     """``prefix`` + hex sha512 of ``to_hash``, cut to ``length`` (Go's MustFormatHashWithPrefix)."""
     import hashlib
 
@@ -74,14 +102,14 @@ def format_hash_with_prefix(length: int, prefix: str, to_hash: str) -> str:
     return (prefix + hashlib.sha512(to_hash.encode("utf-8", "surrogateescape")).hexdigest())[:length]
 
 
-def format_chain_name_with_prefix(name: str, container_id: str, prefix: str) -> str:
+def must_format_chain_name_with_prefix(name: str, container_id: str, prefix: str) -> str:
     """``CNI-<prefix><hash>`` of exactly 28 characters (Go's MustFormatChainNameWithPrefix)."""
-    return format_hash_with_prefix(MAX_CHAIN_LENGTH, CHAIN_PREFIX + prefix, name + container_id)
+    return must_format_hash_with_prefix(MAX_CHAIN_LENGTH, CHAIN_PREFIX + prefix, name + container_id)
 
 
 def format_chain_name(name: str, container_id: str) -> str:
     """The per-container iptables chain: ``CNI-`` + 24 hex chars of sha512(name+id)."""
-    return format_chain_name_with_prefix(name, container_id, "")
+    return must_format_chain_name_with_prefix(name, container_id, "")
 
 
 def format_comment(name: str, container_id: str) -> str:
@@ -99,12 +127,12 @@ def parse_comment(comment: str, name: str) -> str | None:
 
 def nft_hash_for_network(network: str) -> str:
     """16 hex chars identifying a network; the prefix of its nftables masquerade comments."""
-    return format_hash_with_prefix(16, "", network)
+    return must_format_hash_with_prefix(16, "", network)
 
 
 def nft_hash_for_instance(network: str, ifname: str, container_id: str) -> str:
     """``<network hash>-<hash of "ifname:containerID">``: one attachment's rules."""
-    return nft_hash_for_network(network) + "-" + format_hash_with_prefix(16, "", f"{ifname}:{container_id}")
+    return nft_hash_for_network(network) + "-" + must_format_hash_with_prefix(16, "", f"{ifname}:{container_id}")
 
 
 def nft_comment_for_instance(network: str, ifname: str, container_id: str) -> str:

@@ -8,7 +8,7 @@ state back with ``nft --json list``, using knftables' rule for "not found".
 
 from __future__ import annotations
 
-from cni_plugins_builtin.firewall.command import FirewallError, ToolMissingError, run
+from cnicore.firewall.command import FirewallError, ToolMissingError, run
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ __all__ = ["apply_script", "apply_json", "list_objects", "is_not_found", "suppor
 
 def quote(text: str) -> str:
     """A quoted nft string as knftables writes it (Go ``%q``, which nft reads verbatim)."""
-    from cni_plugins_builtin.firewall.naming import go_quote
+    from cnicore.utils import go_quote
 
     return go_quote(text)
 

@@ -1,4 +1,4 @@
-"""The bridge plugin's ``macspoofchk``: drop frames from a port whose source MAC is not the container's.
+"""MAC spoof check (public toolkit; Go's ``link.SpoofChecker``): drop a port's frames from other MACs.
 
 Same nftables objects as the reference's ``pkg/link/spoofcheck.go``, so either
 implementation can remove the other's: in table ``bridge nat``, base chain
@@ -6,7 +6,7 @@ implementation can remove the other's: in table ``bridge nat``, base chain
 ``iifname "<host veth>" jump cni-br-iface-<refID>``; that chain jumps to
 ``cni-br-iface-<refID>-mac``, which returns for ``ether saddr <mac>`` and
 drops everything else. Every rule carries the comment ``macspoofchk-<refID>``;
-refID is ``<containerID>-<ifname>`` (:func:`~.naming.spoofcheck_ref_id`).
+refID is ``<containerID>-<ifname>`` (:func:`cnicore.utils.spoofcheck_ref_id`).
 
 Like Go we apply two batches (declare table and chains, then flush and fill
 our chains) and leave the shared table and base chain in place on teardown.
@@ -17,7 +17,7 @@ what it found), where Go reports an error for chains that are already gone.
 
 from __future__ import annotations
 
-from cni_plugins_builtin.firewall.command import FirewallError
+from cnicore.firewall.command import FirewallError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _delete_rule(chain: str, handle: int) -> dict[str, Any]:
 
 def _our_base_rules(items: list[dict[str, Any]], ref_id: str) -> list[int]:
     """Handles of PREROUTING rules labelled with ref_id (Go matches them by comment, not content)."""
-    from cni_plugins_builtin.firewall.nftables import objects_of
+    from cnicore.firewall.nftables import objects_of
 
     comment = rule_comment(ref_id)
     return [rule["handle"] for rule in objects_of(items, "rule")
@@ -77,7 +77,7 @@ def setup_mac_spoof_check(host_ifname: str, mac: str, ref_id: str) -> None:
     ``mac`` is the container interface's address as the result reports it.
     Raises FirewallError ("failed to setup spoof-check: ...") like Go.
     """
-    from cni_plugins_builtin.firewall import nftables
+    from cnicore.firewall import nftables
 
     iface_chain, mac_chain = iface_chain_name(ref_id), mac_chain_name(ref_id)
     base = _chain(BASE_CHAIN, type="filter", hook="prerouting", prio=BASE_CHAIN_PRIORITY, policy="accept")
@@ -110,7 +110,7 @@ def teardown_mac_spoof_check(ref_id: str) -> None:
     Needs neither the interface nor the MAC, so DEL can call it without the
     container's netns. The shared table and base chain stay, as in Go.
     """
-    from cni_plugins_builtin.firewall import nftables
+    from cnicore.firewall import nftables
 
     iface_chain, mac_chain = iface_chain_name(ref_id), mac_chain_name(ref_id)
     for attempt in range(2):
