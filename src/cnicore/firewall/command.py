@@ -67,7 +67,9 @@ def run(argv: Sequence[str], stdin: str | None = None, timeout: float = TIMEOUT)
     tool = find_tool(argv[0])
     if tool is None:
         raise ToolMissingError(f"failed to locate {argv[0]}: executable file not found in {':'.join(TOOL_DIRS)}")
-    env = dict(os.environ, LC_ALL="C")
+    # Nothing of the caller's environment steers the tool (XTABLES_LIBDIR, LD_PRELOAD...):
+    # a tool runs the system's code only, as the firewall plugin's (``firewall/tools.py``).
+    env = {"LC_ALL": "C", "PATH": os.pathsep.join(TOOL_DIRS)}
     try:
         proc = subprocess.run([tool, *argv[1:]], input=stdin or "", capture_output=True, text=True,
                               env=env, timeout=timeout, check=False)
