@@ -13,6 +13,7 @@ rules and veth are gone.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -40,12 +41,11 @@ def _rules_for(rules: str, cid: str, ip: str) -> list[str]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_podman_network_run_publish_rm(kind: str, cni_netns_prefix: str) -> None:
     with podman_env(kind, cni_netns_prefix) as podman:
-        host = podman.sandbox.host
+        host = podman.host.netns
 
         podman.run("network", "create", "cnitestnet")
         with open(os.path.join(podman.net_dir, "cnitestnet.conflist")) as fh:
             written = fh.read()
-        import json
         conflist = json.loads(written)
         assert [p["type"] for p in conflist["plugins"]] == ["bridge", "portmap", "firewall", "tuning"]
         bridge = conflist["plugins"][0]["bridge"]
