@@ -8,9 +8,13 @@ never share kernel objects or files; containers are fresh namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
+import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -463,6 +467,40 @@ def ptp_static(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list
                 cases[f"static {verb}"].add(side, run_exec([os.path.join(dirs[side], "static")], env, static)[0])
             ctr.remove()
     return list(cases.values())
+
+
+def podman(go: Go, ours: Ours, rounds: int) -> list[Case]:
+    """podman 4.3 (Debian's, CNI backend) on Go's plugins and on ours, each in its own throwaway
+    environment and private host (tests/helpers/clients.py, the client tests' harness): ``podman
+    run -d -p`` on a ``podman network create`` network (bridge + host-local + portmap + firewall +
+    tuning ADD inside it) and ``podman rm -f`` (their DEL), interleaved round by round."""
+    tests_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    from helpers.clients import podman_at
+
+    run = Case("podman", "podman run -d -p 8080:80 (a network of bridge, portmap, firewall, tuning)")
+    remove = Case("podman", "podman rm -f (the same chain's DEL)")
+    with contextlib.ExitStack() as stack:
+        envs = {}
+        for side, bin_dir in bin_dirs(go, ours).items():
+            work = tempfile.mkdtemp(prefix=f"cnicore-bench-podman-{side}-")
+            stack.callback(shutil.rmtree, work, True)
+            envs[side] = stack.enter_context(podman_at(bin_dir, work, "cnitest-bench"))
+            envs[side].run("network", "create", "benchnet")
+        for i in range(rounds + 1):  # the first round warms podman's own caches: not counted
+            for side in (("go", "ours") if i % 2 else ("ours", "go")):
+                env, name = envs[side], f"bench{i}"
+                start = time.perf_counter()
+                cid = env.run(*env.publish_args(name, 8080, "benchnet")).strip()
+                if i:
+                    run.add(side, time.perf_counter() - start)
+                env.track(cid)
+                start = time.perf_counter()
+                env.run("rm", "-f", "-t", "0", name)
+                if i:
+                    remove.add(side, time.perf_counter() - start)
+    return [run, remove]
 
 
 def server_footprint(pid: int, workers: list[int], idle_seconds: float) -> list[Case]:

@@ -1,11 +1,14 @@
 """Real CNI clients (podman, containerd) run in throwaway environments, for the client tests and the bench.
 
-Each client runs with every piece of state under one temporary directory
-(storage, run state, CNI config, its own containers.conf or config.toml) and
-inside a private "host" network namespace (a :class:`cnicore.testing.Sandbox`):
-its bridge, veths, iptables rules and sysctls live there, never on the machine.
-Only ``nsenter --net`` is used to enter it (``ip netns exec`` would remount
-/sys, hiding the cgroup mounts the OCI runtime needs). The plugins a client may
+Each client runs with its state under one temporary directory (storage, CNI
+config, its own containers.conf or config.toml) and inside a :class:`PrivateHost`:
+a private "host" network namespace (a :class:`cnicore.testing.Sandbox`'s),
+where its bridge, veths, iptables rules and sysctls live, plus a private mount
+namespace with fresh tmpfs on /run and /var/lib for what clients keep at fixed
+paths (libcni's cache, host-local's default store, /run/netns, shim sockets).
+Nothing of it reaches the machine. Commands enter it with ``nsenter`` (``ip
+netns exec`` would remount /sys, hiding the cgroup mounts the OCI runtime
+needs). The plugins a client may
 exec are the ones in one bin directory: cnicore's launchers (Python launchers
 for the cold path, native ones served by a :class:`cnicore.testing.WarmServer`)
 or, as the reference, Go's plugins in /usr/lib/cni.
@@ -196,7 +199,9 @@ class Podman:
         self.work = work
         self.host = host
         self.net_dir = os.path.join(work, "net.d")
-        for sub in ("root", "runroot", "tmp", "net.d"):
+        # Run state on the private host's /run tmpfs: podman wants a runroot under 50 characters.
+        self.runroot = "/run/cnitest-podman"
+        for sub in ("root", "tmp", "net.d"):
             os.makedirs(os.path.join(work, sub), exist_ok=True)
         self.conf = os.path.join(work, "containers.conf")
         with open(self.conf, "w") as fh:
@@ -205,7 +210,7 @@ class Podman:
         with open(self.storage_conf, "w") as fh:
             fh.write("[storage]\ndriver = \"vfs\"\n"
                      f"graphroot = {json.dumps(os.path.join(work, 'root'))}\n"
-                     f"runroot = {json.dumps(os.path.join(work, 'runroot'))}\n")
+                     f"runroot = {json.dumps(self.runroot)}\n")
         self.conmon_pids: set[int] = set()
 
     def _containers_conf(self, cni_bin: str) -> str:
@@ -229,7 +234,7 @@ class Podman:
 
     def argv(self, *args: str) -> list[str]:
         return self.host.argv("podman", "--root", os.path.join(self.work, "root"),
-                              "--runroot", os.path.join(self.work, "runroot"),
+                              "--runroot", self.runroot,
                               "--tmpdir", os.path.join(self.work, "tmp"), "--storage-driver", "vfs", *args)
 
     def env(self) -> dict[str, str]:
@@ -249,16 +254,25 @@ class Podman:
         self.run("import", "--change", 'CMD ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]',
                  tarball, IMAGE)
 
-    def run_published(self, name: str, host_port: int, network: str = "") -> str:
-        """``podman run -d -p HOST:80`` (on ``network`` or the default); the container ID."""
+    @staticmethod
+    def publish_args(name: str, host_port: int, network: str = "") -> list[str]:
+        """``podman run -d -p HOST:80`` of the image (on ``network`` or podman's default network)."""
         args = ["run", "-d", "--name", name, "-p", f"{host_port}:80",
                 # runc may only lower this machine's limits, not set podman's defaults
                 "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
         if network:
             args += ["--network", network]
-        cid = self.run(*args, IMAGE).strip()
+        return [*args, IMAGE]
+
+    def track(self, container: str) -> None:
+        """Remember a container's conmon, so that :meth:`close` can end it by PID."""
         with contextlib.suppress(AssertionError, ValueError):
-            self.conmon_pids.add(int(self.run("inspect", "--format", "{{.State.ConmonPid}}", cid).strip()))
+            self.conmon_pids.add(int(self.run("inspect", "--format", "{{.State.ConmonPid}}", container).strip()))
+
+    def run_published(self, name: str, host_port: int, network: str = "") -> str:
+        """:meth:`publish_args` run; the container ID."""
+        cid = self.run(*self.publish_args(name, host_port, network)).strip()
+        self.track(cid)
         return cid
 
     def inspect(self, name: str) -> Any:
@@ -274,22 +288,32 @@ class Podman:
 
 
 @contextlib.contextmanager
+def podman_at(cni_bin: str, work: str, prefix: str | None = None) -> Iterator[Podman]:
+    """A :class:`Podman` in its own sandbox and private host, its plugins in ``cni_bin``, state
+    under ``work`` (the caller removes it), the busybox image imported; containers, conmon and
+    namespaces gone on exit."""
+    with Sandbox(prefix) as sandbox:
+        run_in(sandbox.host, "ip", "link", "set", "lo", "up")
+        host = PrivateHost(sandbox)
+        try:
+            podman = Podman(os.path.join(work, "podman"), host, cni_bin)
+            try:
+                podman.import_image(image_tarball(work))
+                yield podman
+            finally:
+                podman.close()
+        finally:
+            host.close()
+
+
+@contextlib.contextmanager
 def podman_env(kind: str, prefix: str | None = None) -> Iterator[Podman]:
-    """A :class:`Podman` with ``kind``'s plugins and the busybox image; everything removed on exit."""
+    """:func:`podman_at` with ``kind``'s plugins (a warm server for ``native``) in a temporary
+    directory removed on exit."""
     work = tempfile.mkdtemp(prefix=f"cnitest-podman-{kind}-")
     try:
-        with Sandbox(prefix) as sandbox, plugin_dir(kind, work, prefix) as cni_bin:
-            run_in(sandbox.host, "ip", "link", "set", "lo", "up")
-            host = PrivateHost(sandbox)
-            try:
-                podman = Podman(os.path.join(work, "podman"), host, cni_bin)
-                try:
-                    podman.import_image(image_tarball(work))
-                    yield podman
-                finally:
-                    podman.close()
-            finally:
-                host.close()
+        with plugin_dir(kind, work, prefix) as cni_bin, podman_at(cni_bin, work, prefix) as podman:
+            yield podman
     finally:
         unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
