@@ -116,6 +116,22 @@ def kill_pid(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def pids_naming(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (a temporary directory of ours: shims and
+    conmons a client started for our environment and only for it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if text.encode() in fh.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def iptables_save(netns: Any) -> str:
     """Both families' rules inside ``netns``."""
     return run_in(netns, "iptables-save") + run_in(netns, "ip6tables-save")
@@ -133,7 +149,7 @@ def plugin_dir(kind: str, work: str, prefix: str | None = None) -> Iterator[str]
     if kind != "native":
         yield install_launchers(os.path.join(work, "bin"), kind)
         return
-    server = WarmServer(os.path.join(work, "server"), workers=2, prefix=prefix)
+    server = WarmServer(os.path.join(work, "server"), workers=2, prefix=f"{prefix}-srv" if prefix else None)
     try:
         yield install_launchers(os.path.join(work, "bin"), kind, server.socket)
     finally:
@@ -282,7 +298,7 @@ class Podman:
         """Remove every container, end conmon by PID, unmount, as podman left them."""
         with contextlib.suppress(Exception):
             self.run("rm", "-a", "-f", "-t", "0", timeout=60, check=False)
-        for pid in self.conmon_pids:
+        for pid in self.conmon_pids | set(pids_naming(self.work)):
             kill_pid(pid)
         unmount_under(self.work)
 
@@ -373,22 +389,6 @@ def cri_stubs(work: str) -> Any:
                                      grpc=importlib.import_module("cri_subset_pb2_grpc"))
     finally:
         sys.path.remove(out)
-
-
-def pids_naming(text: str) -> list[int]:
-    """Processes whose command line contains ``text`` (a temporary directory of ours: shims and
-    conmons a client started for our environment and only for it)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if text.encode() in fh.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 class Containerd:
