@@ -18,7 +18,7 @@ or rename a :class:`LinkExistsError`.
 The methods (see their docstrings): ``link``, ``link_by_index``, ``links``,
 ``set_link``, ``set_up``, ``add_veth``, ``add_bridge``, ``delete_link``,
 ``addresses``, ``address_flags``, ``add_address``, ``del_address``,
-``routes``, ``add_route``, ``del_route``, ``set_bridge_port``,
+``routes``, ``route_get``, ``add_route``, ``del_route``, ``set_bridge_port``,
 ``bridge_port``, ``bridge_vlans``, ``bridge_vlan_add``, ``bridge_vlan_del``.
 The implementation (:mod:`cnicore.rtnl`, message packing and the rest)
 is private.

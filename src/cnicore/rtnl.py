@@ -659,6 +659,17 @@ class RtnlSocket:
                     out.append(route)
         return out
 
+    def route_get(self, dst: str) -> Route:
+        """The route the kernel would use to reach the address ``dst`` (``ip route get``,
+        Go's ``netlink.RouteGet``): its ``ifindex`` is the outgoing link. OSError
+        (ENETUNREACH...) if there is none."""
+        family, raw = _ip(dst)
+        body = _RTMSG.pack(family, len(raw) * 8, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, raw)
+        for kind, payload in self._request(RTM_GETROUTE, 0, body):
+            if kind == RTM_NEWROUTE:
+                return _parse_route(payload)
+        raise OSError(errno.ENETUNREACH, f"no route to {dst}")
+
     def _route_msg(self, delete: bool, dst: str, gw: str, link: LinkRef | None, table: int | None,
                    scope: int | None, priority: int, mtu: int, advmss: int, src: str) -> bytes:
         family, raw, prefix = _cidr(dst)
