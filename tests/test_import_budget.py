@@ -59,10 +59,13 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "cni_plugins_builtin.host_local.index": LEAN,
     "cnicore.firewall.masquerade": LEAN + ("ipaddress", "hashlib", "shlex"),
     "cnicore.firewall.spoofcheck": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "cnicore.firewall.tools": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "cni_plugins_builtin.portmap.plugin": LEAN,
     "launcher:loopback": LEAN + ("cnicore.rtnl", "cnicore.types", "cnicore.ns", "cnicore.ipam", "cnicore.sysctl"),
     "launcher:bridge": LEAN + ("cnicore.rtnl", "cnicore.ns"),
     "launcher:host-local": LEAN + ("cnicore.rtnl",),
     "launcher:tuning": LEAN + ("cnicore.rtnl",),
+    "launcher:portmap": LEAN + ("cnicore.rtnl",),
     # cluster-ipam's verbs need etcd3gw + requests (~200 ms): never for VERSION.
     "cni_plugins_builtin.cluster_ipam.plugin": LEAN + ("ipaddress", "etcd3gw", "requests", "urllib3",
                                                       "cnicore.types", "cni_plugins_builtin.host_local",
@@ -87,7 +90,7 @@ CNITOOL_BUDGET: dict[str, tuple[str, ...]] = {
 @pytest.fixture(scope="module")
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("budget-bin")
-    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam")])
+    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "portmap", "cluster-ipam")])
     return directory
 
 

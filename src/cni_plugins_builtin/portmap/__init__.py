@@ -1,0 +1,1 @@
+"""portmap: publish container ports on the host (iptables or nftables NAT rules)."""
