@@ -325,6 +325,24 @@ def test_netlink_handle_is_the_toolkits(container_netns) -> None:
     assert container_netns.do(up_lo)
 
 
+def test_route_get_names_the_outgoing_link(container_netns) -> None:
+    def probe() -> tuple[str, str, int]:
+        with Netlink() as nl:
+            nl.add_veth("rg0", "rg1")
+            nl.set_up(nl.link("rg0"))
+            nl.add_address("rg0", "10.67.0.1/24")
+            nl.add_address("rg0", "fd67::1/64", nodad=True)
+            v4 = nl.link_by_index(nl.route_get("10.67.0.9").ifindex).name
+            v6 = nl.link_by_index(nl.route_get("fd67::9").ifindex).name
+            try:
+                nl.route_get("192.0.2.1")
+            except OSError as exc:
+                return v4, v6, exc.errno
+            return v4, v6, 0
+
+    assert container_netns.do(probe) == ("rg0", "rg0", errno.ENETUNREACH)
+
+
 # -- masquerade (privileged: iptables in the sandbox's host namespace) -----------------------
 
 
@@ -340,6 +358,27 @@ def test_masquerade_set_up_and_torn_down(host_netns) -> None:
     assert f"-A {chain} -d 10.66.0.0/24" in rules and "-j MASQUERADE" in rules
     host_netns.do(teardown_ip_masq_for_networks, None, "toolnet", "eth0", "ctr-1")
     assert chain not in sh(host_netns, "iptables", "-t", "nat", "-S")
+
+
+def test_firewall_tools_batch_and_system_dirs(host_netns, tmp_path, monkeypatch) -> None:
+    """A table read with iptables_save and changed with one iptables_restore; the tools
+    come from TOOL_DIRS even when PATH names a planted one first."""
+    from cnicore.firewall import tools
+
+    planted = tmp_path / "iptables-restore"
+    planted.write_text("#!/bin/sh\nexit 3\n")
+    planted.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ.get('PATH', '')}")
+    assert tools.find_tool("iptables-restore") == next(
+        os.path.join(d, "iptables-restore") for d in tools.TOOL_DIRS
+        if os.path.exists(os.path.join(d, "iptables-restore")))
+    host_netns.do(tools.iptables_restore, '*nat\n:TOOLKIT-T - [0:0]\n-A TOOLKIT-T -m comment --comment "a \\"b\\"" '
+                  "-j RETURN\nCOMMIT\n")
+    saved = host_netns.do(tools.iptables_save, "nat")
+    assert '-A TOOLKIT-T -m comment --comment "a \\"b\\"" -j RETURN' in saved
+    assert "TOOLKIT-T" not in host_netns.do(tools.iptables_save, "nat", True)
+    with pytest.raises(tools.FirewallError):
+        host_netns.do(tools.iptables_restore, "*nat\n-A NO-SUCH-CHAIN -j RETURN\nCOMMIT\n")
 
 
 # -- IPAM delegation (privileged: host-local through its launcher, in-process) -------------------
