@@ -37,6 +37,9 @@ from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Callable
+
     from cnicore.request import Request
     from cnicore.types import AnyResult
 
@@ -81,7 +84,8 @@ def _conf(request: Request, prefix: str) -> tuple[PortMapConf, ContainerNet | No
     return conf, v4, v6
 
 
-def _backend(conf: PortMapConf):  # type: ignore[no-untyped-def]
+def _backend(conf: PortMapConf) -> ModuleType:
+    """The backend module: forward_ports, check_ports, unforward_ports."""
     from .config import NFTABLES
 
     if conf.backend == NFTABLES:
@@ -93,7 +97,7 @@ def _backend(conf: PortMapConf):  # type: ignore[no-untyped-def]
     return iptables
 
 
-def _firewall(fn, *args) -> None:  # type: ignore[no-untyped-def]
+def _firewall(fn: Callable[..., None], *args: Any) -> None:
     """Run a backend step; a tool failure is the reference's internal error."""
     from cnicore.firewall.tools import FirewallError
 
