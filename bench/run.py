@@ -93,6 +93,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "warm": lambda: sections.bridge_warm(sandbox, go, warm, work, rounds),
             "host-local": lambda: sections.host_local(go, side, work, rounds, prefix),
             "concurrent": lambda: sections.concurrent(sandbox, go, side, work, count, 1 if opts.short else 3),
+            "portmap": lambda: sections.portmap(sandbox, go, side, rounds),
         }
         for name, step in every.items():
             if (opts.only and name not in opts.only) or (label and name in ("warm", "host-local")):
@@ -179,7 +180,7 @@ def main() -> int:
     parser.add_argument("--venv", default=scratch("cnicore-bench-venv"))
     parser.add_argument("--readme", action="store_true", help="also write the table into bench/README.md")
     parser.add_argument("--only", action="append", default=[],
-                        choices=["version", "exec", "libcni", "cnitool", "warm", "host-local", "concurrent"],
+                        choices=["version", "exec", "libcni", "cnitool", "warm", "host-local", "concurrent", "portmap"],
                         help="run only this section (repeatable)")
     parser.add_argument("--ours-bin", default="", help="use these launchers (e.g. the warm server's)")
     parser.add_argument("--ours-kind", default="exec", help="label for --ours-bin (e.g. server)")

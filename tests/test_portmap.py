@@ -182,6 +182,20 @@ def test_rules_are_the_references() -> None:
     assert many.rules[1] == ["-p", "tcp", "--dport", "8080", "-j", "DNAT", "--to-destination", "[fd00::2]:80"]
 
 
+def test_masq_all_masquerades_every_source() -> None:
+    """``masqAll`` (later releases): the mark rule matches any source, no localhost rule."""
+    from cni_plugins_builtin.portmap import nftables as pm_nftables
+    from cni_plugins_builtin.portmap.config import ContainerNet
+
+    c = parse_conf(conf("1.0.0", mappings(1), masqAll=True))
+    for net, src in ((ContainerNet("10.9.0.2", 24, False), "0.0.0.0/0"), (ContainerNet("fd00::2", 64, True), "::/0")):
+        rules = pm_iptables.dnat_chain(c, "abc", net).rules
+        assert [r for r in rules if "CNI-HOSTPORT-SETMARK" in r] == [
+            ["-p", "tcp", "--dport", "8080", "-s", src, "-j", "CNI-HOSTPORT-SETMARK"]]
+        masq = [line for line in pm_nftables.forward_script(c, "abc", net) if "masquerade comment" in line]
+        assert len(masq) == 1 and f"saddr {src} " in masq[0]
+
+
 def test_restore_quoting() -> None:
     assert pm_iptables.restore_line("-A", "X", "--comment", 'dnat name: "a b" id: "c\\d"') == \
         '-A X --comment "dnat name: \\"a b\\" id: \\"c\\\\d\\""'
