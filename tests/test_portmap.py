@@ -425,6 +425,53 @@ def test_check_detects_a_missing_rule(ours, cni_sandbox, what) -> None:
     assert not dn_chains(cni_sandbox.host)
 
 
+#: Values that would add commands of their own to a script: for nft each ends the rule
+#: early with ``;`` and adds a table (valid nft, so it would apply); for iptables-restore
+#: a line break starts a new line.
+EVIL = {
+    ("nftables", "protocol"): "tcp dport 1 accept ; add table ip cnitest_evil ; add rule ip cni_hostport hostports tcp",
+    ("nftables", "hostIP"): ("fd00:9::1 tcp dport 1 accept ; add table ip cnitest_evil ; "
+                             "add rule ip6 cni_hostport hostports ip6 daddr fd00:9::1"),
+    ("nftables", "conditions"): ("ip saddr 10.0.0.0/8 jump hostports_all ; add table ip cnitest_evil ; "
+                                 "add rule ip cni_hostport prerouting ip saddr 10.0.0.0/8"),
+    ("iptables", "protocol"): "tcp\n-A OUTPUT -j DROP",
+    ("iptables", "hostIP"): "fd00:9::1\n-A OUTPUT -j DROP",
+    ("iptables", "conditions"): "10.0.0.0/8\n-A OUTPUT -j DROP",
+}
+
+
+@privileged
+@pytest.mark.parametrize("backend, field", sorted(EVIL))
+def test_values_cannot_add_commands_of_their_own(ours, cni_sandbox, backend, field) -> None:
+    """A protocol, hostIP or condition is one token, as when the reference execs iptables
+    with it as one argument: one that would end its command in a restore or nft script is
+    refused (999) and adds nothing."""
+    ctr = cni_sandbox.container()
+    evil = EVIL[(backend, field)]
+    maps = mappings(1)
+    extra: dict[str, object] = {"backend": backend}
+    if field == "protocol":
+        maps[0]["protocol"] = evil
+    elif field == "hostIP":
+        maps[0]["hostIP"] = evil
+    else:
+        extra["conditionsV4"] = ["-s", evil] if backend == "iptables" else [evil]
+    # An unparseable hostIP counts as IPv6 (Go's net.ParseIP): the IPv6 address meets it.
+    ips = (V6,) if field == "hostIP" else (V4,)
+    before = nat_tables(cni_sandbox.host), nft_rules(cni_sandbox.host)
+    out = ours("ADD", conf("1.0.0", maps, prev_result("1.0.0", ctr.path, ips), **extra), ctr)
+    assert out.code == 1 and out.error.code == 999, out
+    assert "DROP" not in nat_tables(cni_sandbox.host) and "cnitest_evil" not in nft_rules(cni_sandbox.host)
+    assert (nat_tables(cni_sandbox.host), nft_rules(cni_sandbox.host)) == before
+
+
+@privileged
+def test_gc_and_status_succeed(ours, cni_sandbox) -> None:
+    """The reference has no GC or STATUS (FIXMEs in its main); spec 1.1 callers get success."""
+    for command in ("GC", "STATUS"):
+        ours(command, conf("1.1.0", None), "").ok()
+
+
 # -- nftables ----------------------------------------------------------------------------------
 
 

@@ -163,12 +163,12 @@ def host_ip_family(host_ip: str) -> tuple[bool, bool]:
 def container_nets(result: Result | None, ifname: str) -> tuple[ContainerNet | None, ContainerNet | None]:
     """The first IPv4 and first IPv6 address of ``result`` for the container's interface
     (an address tied to another interface, or to one without a sandbox, is skipped)."""
-    import ipaddress
-
     v4: ContainerNet | None = None
     v6: ContainerNet | None = None
     if result is None:
         return v4, v6
+    import ipaddress
+
     for ipc in result.ips:
         iface = ipaddress.ip_interface(ipc.address)
         mapped = iface.ip.ipv4_mapped if isinstance(iface.ip, ipaddress.IPv6Address) else None

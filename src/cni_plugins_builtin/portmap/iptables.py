@@ -170,7 +170,15 @@ _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 
 
 def quote(token: str) -> str:
-    """A token for iptables-restore's parser: double quotes with ``\\``-escapes where needed."""
+    """A token for iptables-restore's parser: double quotes with ``\\``-escapes where needed.
+
+    A line break (or NUL) is refused: restore reads a line at a time, so a protocol,
+    hostIP or condition holding one would add rules of its own; iptables, exec'd
+    with the token as one argument (as the reference does), would refuse it."""
+    if any(c in token for c in "\n\r\0"):
+        from cnicore.firewall.tools import FirewallError
+
+        raise FirewallError(f"invalid iptables argument {token!r}: line breaks are not allowed")
     if token and all(c in _SAFE for c in token):
         return token
     return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'

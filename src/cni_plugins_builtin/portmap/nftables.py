@@ -38,9 +38,21 @@ def _family(ipv6: bool) -> str:
     return "ip6" if ipv6 else "ip"
 
 
+def _checked(values: list[str]) -> None:
+    """Refuse what would end an nft command early (a line break, ``;``) or hide the rest
+    of it (``#``): a protocol, hostIP or condition must not add commands of its own."""
+    from cnicore.firewall.tools import FirewallError
+
+    for value in values:
+        if any(c in value for c in "\n\r\0;#"):
+            raise FirewallError(f"invalid nftables token {value!r}")
+
+
 def forward_script(conf: PortMapConf, container_id: str, net: ContainerNet, object_comments: bool = True) -> list[str]:
     """The reference's ADD transaction for one address, as nft commands."""
     from cnicore.firewall.tools import nft_quote
+
+    _checked([*conf.conditions(net.ipv6), *(v for m in conf.mappings for v in (m.protocol, m.host_ip))])
 
     fam = _family(net.ipv6)
     table = f"{fam} {TABLE}"

@@ -26,6 +26,10 @@ Deliberate differences:
   (the reference tries, and only logs a failure);
 * the tools are run from the system's directories, never from the caller's
   PATH (:mod:`cnicore.firewall.tools`);
+* a protocol, hostIP or condition that would end its command in the batch
+  (a line break; for nft also ``;`` or ``#``) is refused: exec'd per rule, the
+  reference's iptables sees each as one argument, but its nft script (knftables
+  joins the text) would run the rest as commands of their own;
 * GC and STATUS are not implemented by the reference (no-ops there and here).
 """
 
