@@ -289,6 +289,40 @@ def test_several_containers_and_networks_like_go(ours, cni_sandbox) -> None:
     assert tables["go"] == tables["ours"]
 
 
+@privileged
+def test_concurrent_adds_and_dels_keep_every_containers_rules(cni_sandbox, bindir) -> None:
+    """ADDs racing on a fresh table (each wants to create the shared chains) and then
+    DELs racing: no ADD flushes a chain another made, no shared jump is doubled, and
+    every DEL removes its own chain only."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    launcher = os.path.join(bindir, "portmap")
+    ctr = cni_sandbox.container()
+    count = 8
+
+    def run(command: str, i: int):
+        config = conf("1.0.0", mappings(1, 8000 + i), prev_result("1.0.0", ctr.path, (f"10.9.1.{i + 2}/24",
+                                                                                       f"fd00:9::{i + 2}/64")))
+        return run_executable(launcher, command, config, host=cni_sandbox.host, netns=ctr, path=bindir,
+                              container_id=f"race-{i}", timeout=120)
+
+    with ThreadPoolExecutor(count) as pool:
+        outs = list(pool.map(lambda i: run("ADD", i), range(count)))
+    assert all(o.code == 0 for o in outs), [o for o in outs if o.code]
+    for tool in ("iptables", "ip6tables"):
+        rules = sh(cni_sandbox.host, tool, "-t", "nat", "-S")
+        assert rules.count("-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT") == 1, rules
+        assert rules.count("-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT") == 1, rules
+        assert rules.count("-j CNI-HOSTPORT-MASQ") == 1, rules
+        assert rules.count("-A CNI-HOSTPORT-SETMARK") == 1 and rules.count("-A CNI-HOSTPORT-MASQ") == 1, rules
+        assert len(re.findall(r"-A CNI-HOSTPORT-DNAT .*-j CNI-DN-", rules)) == count, rules
+    assert len(dn_chains(cni_sandbox.host)) == count
+    with ThreadPoolExecutor(count) as pool:
+        outs = list(pool.map(lambda i: run("DEL", i), range(count)))
+    assert all(o.code == 0 for o in outs), [o for o in outs if o.code]
+    assert not dn_chains(cni_sandbox.host)
+
+
 # -- errors, side by side --------------------------------------------------------------------
 
 ERRORS = {

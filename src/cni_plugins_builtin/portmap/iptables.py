@@ -13,7 +13,10 @@ The reference runs iptables once per probe and once per rule (about 20 execs
 per family for one mapping). Here ADD reads the table once
 (``iptables-save``) and writes what is missing in one ``iptables-restore
 --noflush`` transaction; DEL the same, or just the read when there is nothing
-to remove. A rule is probed on its own (``iptables -C``, as the reference does)
+to remove. New chains are made with ``-N`` in the transaction, so a writer
+that got there between our read and our write makes it fail whole (nothing
+changed), and we read again (:data:`ATTEMPTS`); a ``:CHAIN`` line would have
+flushed that writer's chain. A rule is probed on its own (``iptables -C``, as the reference does)
 only where the table's text cannot answer: rules of a container chain that
 already exists (a repeated ADD), and CHECK.
 """
@@ -194,12 +197,27 @@ def save(ipv6: bool) -> SavedTable:
     return SavedTable(iptables_save(TABLE, ipv6))
 
 
-def restore(declare: list[str], lines: list[str], ipv6: bool) -> None:
-    """One ``iptables-restore --noflush`` transaction: new chains, then the rule lines."""
+def restore(create: list[str], lines: list[str], ipv6: bool) -> None:
+    """One ``iptables-restore --noflush`` transaction: new chains, then the rule lines.
+
+    Chains are created with ``-N``, never declared with ``:CHAIN`` (which would flush a
+    chain someone made since we read the table): if one exists by now, the whole
+    transaction fails and changes nothing, and the caller reads the table again."""
     from cnicore.firewall.tools import iptables_restore
 
-    text = "*nat\n" + "".join(f":{name} - [0:0]\n" for name in declare) + "".join(f"{line}\n" for line in lines)
+    text = "*nat\n" + "".join(f"-N {name}\n" for name in create) + "".join(f"{line}\n" for line in lines)
     iptables_restore(text + "COMMIT\n", ipv6)
+
+
+#: How often ADD and DEL read the table again when a concurrent writer changed it
+#: between our read and our write (the transaction then failed and changed nothing).
+ATTEMPTS = 5
+_RACE_PATTERNS = ("already exists", "does a matching rule exist", "No chain/target/match by that name",
+                  "Too many links", "Directory not empty", "Device or resource busy")
+
+
+def _raced(err: BaseException) -> bool:
+    return any(p in getattr(err, "stderr", "") for p in _RACE_PATTERNS)
 
 
 # -- ADD ---------------------------------------------------------------------------------
@@ -211,7 +229,7 @@ class _Batch:
     def __init__(self, saved: SavedTable, ipv6: bool) -> None:
         self.saved = saved
         self.ipv6 = ipv6
-        self.declare: list[str] = []
+        self.create: list[str] = []
         self.lines: list[str] = []
         self._ipt: IPTables | None = None
 
@@ -231,7 +249,7 @@ class _Batch:
         missing entry rule (appended, or inserted first with ``prepend_entry``)."""
         new = chain.name not in self.saved.chains
         if new:
-            self.declare.append(chain.name)
+            self.create.append(chain.name)
             self.saved.chains[chain.name] = []
         for i, rule in enumerate(chain.rules):
             canon = chain.rules_canon[i] if chain.rules_canon else None
@@ -255,20 +273,25 @@ def forward_ports(conf: PortMapConf, container_id: str, net: ContainerNet) -> No
     """ADD for one address: the shared chains if missing, and the container's chain."""
     from cnicore.firewall.tools import FirewallError
 
-    try:
-        saved = save(net.ipv6)
-    except FirewallError as exc:
-        raise FirewallError(f"failed to open iptables: {exc}") from None
-    batch = _Batch(saved, net.ipv6)
-    if conf.snat and conf.external_set_mark_chain is None:
-        batch.setup(set_mark_chain(conf.mark_bit))
-        batch.setup(mark_masq_chain(conf.mark_bit))
-    batch.setup(top_level_dnat_chain())
-    batch.setup(dnat_chain(conf, container_id, net))
-    if batch.declare or batch.lines:
+    chains = [set_mark_chain(conf.mark_bit), mark_masq_chain(conf.mark_bit)] \
+        if conf.snat and conf.external_set_mark_chain is None else []
+    chains += [top_level_dnat_chain(), dnat_chain(conf, container_id, net)]
+    for attempt in range(ATTEMPTS):
         try:
-            restore(batch.declare, batch.lines, net.ipv6)
+            saved = save(net.ipv6)
         except FirewallError as exc:
+            raise FirewallError(f"failed to open iptables: {exc}") from None
+        batch = _Batch(saved, net.ipv6)
+        for chain in chains:
+            batch.setup(chain)
+        if not (batch.create or batch.lines):
+            return
+        try:
+            restore(batch.create, batch.lines, net.ipv6)
+            return
+        except FirewallError as exc:
+            if attempt + 1 < ATTEMPTS and _raced(exc):
+                continue
             raise FirewallError(f"unable to setup DNAT: {exc}") from None
 
 
@@ -346,16 +369,21 @@ def unforward_ports(conf: PortMapConf, container_id: str) -> None:
              (old_snat_chain_name(conf.name, container_id), OLD_TOP_LEVEL_SNAT_CHAIN)]
     errors: dict[bool, FirewallError] = {}
     for ipv6 in (False, True):
-        try:
-            saved = save(ipv6)
-        except FirewallError as exc:
-            errors[ipv6] = exc
-            continue
-        lines = [line for name, entry in names for line in _teardown_lines(saved, name, entry)]
-        if lines:
+        for attempt in range(ATTEMPTS):
+            try:
+                saved = save(ipv6)
+            except FirewallError as exc:
+                errors[ipv6] = exc
+                break
+            lines = [line for name, entry in names for line in _teardown_lines(saved, name, entry)]
+            if not lines:
+                break
             try:
                 restore([], lines, ipv6)
+                break
             except FirewallError as exc:
+                if attempt + 1 < ATTEMPTS and _raced(exc):
+                    continue
                 raise CNIError(ERR_INTERNAL, f"could not teardown {'ipv6' if ipv6 else 'ipv4'} dnat: {exc}") from None
     if len(errors) == 2:
         raise CNIError(ERR_INTERNAL, f"neither iptables nor ip6tables is usable, (iptables) {errors[False]}, "
