@@ -12,20 +12,25 @@ ours removes Go's.
 The reference runs iptables once per probe and once per rule (about 20 execs
 per family for one mapping). Here ADD reads the table once
 (``iptables-save``) and writes what is missing in one ``iptables-restore
---noflush`` transaction; DEL the same, or just the read when there is nothing
-to remove. New chains are made with ``-N`` in the transaction, so a writer
-that got there between our read and our write makes it fail whole (nothing
-changed), and we read again (:data:`ATTEMPTS`); a ``:CHAIN`` line would have
-flushed that writer's chain. A rule is probed on its own (``iptables -C``, as the reference does)
-only where the table's text cannot answer: rules of a container chain that
-already exists (a repeated ADD), and CHECK.
+--noflush`` transaction; DEL the same (both families at once), or just the
+read when there is nothing to remove. In the steady state (the shared chains
+there, the container's chain new) ADD is a single exec: the reference's
+``-C`` probes go into the transaction itself, which fails whole if one finds
+nothing.
+
+New chains are made with ``-N`` in the transaction, so a writer that got
+there between our read and our write makes it fail whole (nothing changed),
+and we read again (:data:`ATTEMPTS`); a ``:CHAIN`` line would have flushed
+that writer's chain. A rule is probed on its own (``iptables -C``, as the
+reference does) only where the table's text cannot answer: rules of a
+container chain that already exists (a repeated ADD), and CHECK.
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cnicore.firewall.tools import IPTables
+    from cnicore.firewall.tools import FirewallError, IPTables
 
     from .config import ContainerNet, PortMapConf
 
@@ -269,6 +274,23 @@ class _Batch:
                         self.saved.chains.setdefault(entry_chain, []).append(canon)
 
 
+def _steady_state_lines(chains: list[Chain]) -> list[str]:
+    """ADD in one exec for the usual case: every shared chain and rule is there (``-C``,
+    the reference's own probe, as lines of the transaction) and the container's chain is
+    new (``-N``). Anything else fails the transaction, which then changed nothing."""
+    *shared, container = chains
+    lines = []
+    for chain in shared:
+        lines += [restore_line("-C", chain.name, *rule) for rule in chain.rules]
+        lines += [restore_line("-C", entry_chain, *chain.entry(rule))
+                  for entry_chain in chain.entry_chains for rule in chain.entry_rules]
+    lines.append(restore_line("-N", container.name))
+    lines += [restore_line("-A", container.name, *rule) for rule in container.rules]
+    lines += [restore_line("-A", entry_chain, *container.entry(rule))
+              for entry_chain in container.entry_chains for rule in container.entry_rules]
+    return lines
+
+
 def forward_ports(conf: PortMapConf, container_id: str, net: ContainerNet) -> None:
     """ADD for one address: the shared chains if missing, and the container's chain."""
     from cnicore.firewall.tools import FirewallError
@@ -276,6 +298,11 @@ def forward_ports(conf: PortMapConf, container_id: str, net: ContainerNet) -> No
     chains = [set_mark_chain(conf.mark_bit), mark_masq_chain(conf.mark_bit)] \
         if conf.snat and conf.external_set_mark_chain is None else []
     chains += [top_level_dnat_chain(), dnat_chain(conf, container_id, net)]
+    try:
+        restore([], _steady_state_lines(chains), net.ipv6)
+        return
+    except FirewallError:
+        pass  # not the steady state (a first ADD, a repeated one, a race, an error): read and plan
     for attempt in range(ATTEMPTS):
         try:
             saved = save(net.ipv6)
@@ -359,32 +386,57 @@ def _teardown_lines(saved: SavedTable, name: str, entry_chain: str) -> list[str]
     return [*lines, restore_line("-F", name), restore_line("-X", name)]
 
 
-def unforward_ports(conf: PortMapConf, container_id: str) -> None:
-    """DEL: the container's chain (and an old release's SNAT chain) in both families.
-    A family whose iptables cannot be used is skipped, unless both cannot."""
+def _teardown_family(names: list[tuple[str, str]], ipv6: bool) -> FirewallError | None:
+    """DEL in one family: None when done; the error of a family iptables cannot read
+    (skipped, as the reference skips a family it cannot use). Raises on a failed write."""
     from cnicore.errors import ERR_INTERNAL, CNIError
     from cnicore.firewall.tools import FirewallError
 
+    for attempt in range(ATTEMPTS):
+        try:
+            saved = save(ipv6)
+        except FirewallError as exc:
+            return exc
+        lines = [line for name, entry in names for line in _teardown_lines(saved, name, entry)]
+        if not lines:
+            return None
+        try:
+            restore([], lines, ipv6)
+            return None
+        except FirewallError as exc:
+            if attempt + 1 < ATTEMPTS and _raced(exc):
+                continue
+            raise CNIError(ERR_INTERNAL, f"could not teardown {'ipv6' if ipv6 else 'ipv4'} dnat: {exc}") from None
+    return None
+
+
+def unforward_ports(conf: PortMapConf, container_id: str) -> None:
+    """DEL: the container's chain (and an old release's SNAT chain) in both families,
+    the two at once (each is a read and maybe a write: tools waited on in parallel).
+    A family whose iptables cannot be used is skipped, unless both cannot."""
+    import threading
+
+    from cnicore.errors import ERR_INTERNAL, CNIError
+
     names = [(dnat_chain_name(conf.name, container_id), TOP_LEVEL_DNAT_CHAIN),
              (old_snat_chain_name(conf.name, container_id), OLD_TOP_LEVEL_SNAT_CHAIN)]
-    errors: dict[bool, FirewallError] = {}
+    outcome: dict[bool, BaseException | None] = {}
+
+    def ipv6_family() -> None:
+        try:
+            outcome[True] = _teardown_family(names, True)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            outcome[True] = exc
+
+    worker = threading.Thread(target=ipv6_family, name="portmap-del-ipv6", daemon=True)
+    worker.start()
+    try:
+        outcome[False] = _teardown_family(names, False)
+    finally:
+        worker.join()
     for ipv6 in (False, True):
-        for attempt in range(ATTEMPTS):
-            try:
-                saved = save(ipv6)
-            except FirewallError as exc:
-                errors[ipv6] = exc
-                break
-            lines = [line for name, entry in names for line in _teardown_lines(saved, name, entry)]
-            if not lines:
-                break
-            try:
-                restore([], lines, ipv6)
-                break
-            except FirewallError as exc:
-                if attempt + 1 < ATTEMPTS and _raced(exc):
-                    continue
-                raise CNIError(ERR_INTERNAL, f"could not teardown {'ipv6' if ipv6 else 'ipv4'} dnat: {exc}") from None
-    if len(errors) == 2:
-        raise CNIError(ERR_INTERNAL, f"neither iptables nor ip6tables is usable, (iptables) {errors[False]}, "
-                       f"(ip6tables) {errors[True]}")
+        if isinstance(outcome[ipv6], CNIError):
+            raise outcome[ipv6]  # type: ignore[misc]
+    if all(outcome[ipv6] is not None for ipv6 in (False, True)):
+        raise CNIError(ERR_INTERNAL, f"neither iptables nor ip6tables is usable, (iptables) {outcome[False]}, "
+                       f"(ip6tables) {outcome[True]}")
