@@ -88,6 +88,36 @@ def test_scaffold_substitutes_every_name(tmp_path: Path) -> None:
     assert oct(os.stat(dest).st_mode & 0o777) == oct(0o777 & ~current_umask())
 
 
+def test_license_is_an_spdx_expression(tmp_path: Path) -> None:
+    """PEP 639's form (setuptools 77+): builds print no deprecation warning about a license table,
+    and the metadata carries ``License-Expression``. For cnicore, the example and what it scaffolds."""
+    from importlib.metadata import metadata
+
+    scaffolded = Path(new_plugin("lic-routes", tmp_path / "proj"))
+    for project in (ROOT, TEMPLATE, scaffolded):
+        pyproject = (project / "pyproject.toml").read_text()
+        assert 'requires = ["setuptools>=77"]' in pyproject, project
+        assert '\nlicense = "Apache-2.0"\nlicense-files = ["LICENSE"]\n' in pyproject, project
+        assert "Apache License" in (project / "LICENSE").read_text()
+    for distribution in ("cnicore", "cni-plugin-template"):  # as installed (scripts/dev installs both)
+        meta = metadata(distribution)
+        assert meta["License-Expression"] == "Apache-2.0" and meta["License"] is None, distribution
+        assert meta.get_all("License-File") == ["LICENSE"], distribution
+
+
+def test_builds_print_no_license_warning(tmp_path: Path) -> None:
+    """Building cnicore's wheel and a scaffolded project's, as any install does: no warning about the
+    license (setuptools deprecated the table form and stops building it after 2027-02-18). Uses this
+    environment's pip, which shows the build backend's warnings even with ``-q``."""
+    project = new_plugin("quiet-routes", tmp_path / "proj")
+    built = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+                 "-w", str(tmp_path / "wheels"), str(ROOT), project], timeout=600)
+    output = built.stdout + built.stderr
+    assert "license" not in output.lower() and "deprecat" not in output.lower(), output
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "wheels").iterdir()) == ["cni_plugin_quiet_routes",
+                                                                                    "cnicore"]
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -680,7 +680,9 @@ def test_plugin_upgraded_while_the_server_runs(own_server, cni_sandbox, tmp_path
         assert versions() == ["0.4.0", "1.0.0", "1.1.0"]  # now warm again, with the new code
         served_before_stop = server.log().count("refused")
         server.stop()
-        assert served_before_stop == 1  # only the first exec after the upgrade ran cold
+        # At most the first exec after the upgrade ran cold (none if the server had already
+        # restarted by itself: it watches the served files and restarts once writes settle).
+        assert served_before_stop <= 1
     finally:
         subprocess.run([PYTHON, "-m", "pip", "uninstall", "-q", "-y", "cnitest-upgrade-plugin"],
                        capture_output=True, timeout=120)

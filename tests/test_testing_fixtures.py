@@ -1,6 +1,7 @@
 """cnicore's pytest plugin (:mod:`cnicore.testing`) as a plugin author uses it:
-the result assertions, the kernel assertions, ``cni_bin_dir``, ``cni_conflist``
-and the CI rule that a skipped test fails.
+the result assertions, the kernel assertions, ``cni_bin_dir``, ``cni_conflist``,
+the CI rule that a skipped test fails, the namespace prefix, ``ping`` and
+``resolv_conf``.
 
 Safety: every network change happens in the private namespaces of the
 ``cni_sandbox`` fixtures; IPAM stores and the result cache live under tmp_path.
@@ -9,9 +10,12 @@ Safety: every network change happens in the private namespaces of the
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 
 import pytest
 
@@ -20,6 +24,7 @@ from cnicore.launchers import read_header
 from cnicore.registry import discover
 from cnicore.rtnl import RtnlSocket
 from cnicore.testing import (
+    DEFAULT_NETNS_PREFIX,
     ConflistRunner,
     as_current_result,
     assert_netns_address,
@@ -28,7 +33,11 @@ from cnicore.testing import (
     assert_result_has_interface,
     assert_result_has_ip,
     assert_result_has_route,
+    netns_prefix,
     netns_routes,
+    ping,
+    resolv_conf,
+    run_in,
 )
 from cnicore.types import Result
 
@@ -218,3 +227,126 @@ def test_kernel_assertions_explain_failures(container_netns) -> None:
     with pytest.raises(AssertionError, match="has \\[\\]"):
         assert_netns_address(container_netns, "lo", "10.0.0.1/8")
     assert_netns_no_route(container_netns, "10.1.0.0/16")
+
+
+# -- the namespace prefix -------------------------------------------------------------------
+
+PREFIX_TEST = """
+import os
+
+def test_names(cni_sandbox, cni_netns_prefix, cni_server):
+    names = [os.path.basename(cni_sandbox.host.path), os.path.basename(cni_sandbox.container().path),
+             os.path.basename(cni_server.netns.path)]
+    with open(os.environ["NAMES_FILE"], "a") as fh:
+        fh.write(" ".join(names) + "\\n")
+    assert cni_netns_prefix == os.environ["EXPECTED_PREFIX"]
+    assert [n.rsplit("-", 1)[0] for n in names] == [
+        cni_netns_prefix + "-host", cni_netns_prefix + "-ctr", cni_netns_prefix + "-srv"], names
+"""
+
+
+def test_netns_prefix_defaults_and_validation(monkeypatch) -> None:
+    monkeypatch.delenv("CNICORE_TEST_NETNS_PREFIX", raising=False)
+    assert netns_prefix() == DEFAULT_NETNS_PREFIX == "cnitest"
+    monkeypatch.setenv("CNICORE_TEST_NETNS_PREFIX", "from-env")
+    assert netns_prefix() == "from-env"
+    assert netns_prefix("from-option") == "from-option"
+    for bad in ("", "-x", "a/b", "a b", "x" * 65, "../up"):
+        if bad:
+            with pytest.raises(ValueError, match="invalid network namespace prefix"):
+                netns_prefix(bad)
+
+
+@privileged
+def test_netns_prefix_from_option_or_environment(tmp_path) -> None:
+    """The fixtures name their namespaces (sandbox and session server) after ``--cni-netns-prefix``,
+    else ``CNICORE_TEST_NETNS_PREFIX``; the option wins; a bad prefix is a usage error; nothing is left."""
+    (tmp_path / "test_prefix.py").write_text(PREFIX_TEST)
+    names_file = tmp_path / "names"
+    tag = uuid.uuid4().hex[:6]
+    env = {k: v for k, v in os.environ.items() if k != "CNICORE_TEST_NETNS_PREFIX"}
+    env.update(NAMES_FILE=str(names_file), CNICORE_TEST_LAUNCHERS="python")
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, str(tmp_path)],
+                              cwd=tmp_path, env=dict(env, **extra), capture_output=True, text=True, timeout=300)
+
+    for args, extra in ((("--cni-netns-prefix", f"opt{tag}"), {"EXPECTED_PREFIX": f"opt{tag}"}),
+                        ((), {"CNICORE_TEST_NETNS_PREFIX": f"env{tag}", "EXPECTED_PREFIX": f"env{tag}"}),
+                        (("--cni-netns-prefix", f"both{tag}"), {"CNICORE_TEST_NETNS_PREFIX": f"env{tag}",
+                                                                "EXPECTED_PREFIX": f"both{tag}"})):
+        proc = run(*args, **extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(names_file.read_text().split()) == 9
+    bad = run("--cni-netns-prefix", "no/slash")
+    assert bad.returncode == 4 and "invalid network namespace prefix 'no/slash'" in bad.stderr, bad.stderr
+    left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+            if tag in n]
+    assert not left, left
+
+
+# -- ping ----------------------------------------------------------------------------------------
+
+
+@privileged
+def test_ping_ipv4_and_ipv6_bounded(cni_sandbox) -> None:
+    host, ctr = cni_sandbox.host, cni_sandbox.container()
+    run_in(host, "ip", "link", "add", "pa", "type", "veth", "peer", "name", "pb", "netns", os.path.basename(ctr.path))
+    run_in(host, "ip", "addr", "add", "10.66.0.1/24", "dev", "pa")
+    run_in(host, "ip", "-6", "addr", "add", "fd66::1/64", "dev", "pa", "nodad")
+    run_in(ctr, "ip", "addr", "add", "10.66.0.2/24", "dev", "pb")
+    run_in(ctr, "ip", "-6", "addr", "add", "fd66::2/64", "dev", "pb")  # with DAD: tentative for a while
+    run_in(host, "ip", "link", "set", "pa", "up")
+    run_in(ctr, "ip", "link", "set", "pb", "up")
+
+    def received(out: str) -> int:  # ping keeps sending while the neighbour is resolved: maybe more
+        found = re.search(r"(\d+) received", out)
+        return int(found.group(1)) if found else 0
+
+    assert received(ping(host, "10.66.0.2")) >= 1
+    assert received(ping(host, "fd66::2", count=2, timeout=30)) >= 2  # waits out DAD, no sleep needed
+    ping(ctr, "fd66::1", interface="pb")
+    ping(ctr, "10.66.0.1", interface="10.66.0.2")
+
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match=r"ping 10\.66\.0\.9 from .*cnitest.*: not 1 reply within 2 s") as info:
+        ping(host, "10.66.0.9", timeout=2)
+    assert time.monotonic() - started < 15
+    assert "exit 1" in str(info.value)
+    with pytest.raises(AssertionError, match=r"not 3 replies within 1 s.*exit 2: .*unreachable"):
+        ping(ctr, "10.55.0.1", count=3, timeout=1)  # no route: retried until the deadline
+    with pytest.raises(ValueError):
+        ping(host, "10.66.0.2", count=0)
+    with pytest.raises(ValueError):
+        ping(host, "not-an-address")
+
+
+# -- resolv_conf ----------------------------------------------------------------------------------
+
+
+def test_resolv_conf_written_and_removed(tmp_path) -> None:
+    with resolv_conf(["10.1.0.53", "fd01::53"], domain="example.test", search=["a.test", "b.test"],
+                     options=["ndots:2", "rotate"]) as path:
+        with open(path) as fh:
+            assert fh.read() == ("nameserver 10.1.0.53\nnameserver fd01::53\ndomain example.test\n"
+                                 "search a.test b.test\noptions ndots:2 rotate\n")
+        assert os.stat(path).st_mode & 0o777 == 0o644
+    assert not os.path.exists(path)
+    with pytest.raises(RuntimeError), resolv_conf(text="nameserver 192.0.2.1\n", directory=str(tmp_path)) as raw:
+        assert os.path.dirname(raw) == str(tmp_path) and open(raw).read() == "nameserver 192.0.2.1\n"
+        raise RuntimeError("the test failed")
+    assert not os.path.exists(raw)  # removed on failure too
+
+
+@privileged
+def test_cni_resolv_conf_feeds_host_local(cni_runner, container_netns, cni_resolv_conf, tmp_path) -> None:
+    """A plugin reporting DNS from a file: host-local's ``resolvConf``."""
+    path = cni_resolv_conf(["10.1.0.53"], domain="example.test", search=["example.test"], options=["ndots:5"])
+    runner = cni_runner("host-local")
+    config = {"cniVersion": "1.0.0", "name": "dnsnet", "ipam": {
+        "type": "host-local", "dataDir": str(tmp_path / "ipam"), "resolvConf": path,
+        "ranges": [[{"subnet": "10.66.0.0/24"}]]}}
+    result = runner.add(config, container_netns)
+    assert result["dns"] == {"nameservers": ["10.1.0.53"], "domain": "example.test",
+                             "search": ["example.test"], "options": ["ndots:5"]}
+    runner.delete(config, container_netns)

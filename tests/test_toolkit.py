@@ -12,7 +12,10 @@ import errno
 import json
 import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 
@@ -107,6 +110,64 @@ def test_config_refuses_what_it_cannot_map() -> None:
         decode({}, Tuple2)
 
 
+class Pool:
+    subnet: str
+    weight: float = 1.5
+
+
+class BaseConf:
+    name: str = ""
+
+
+class PlainConf(BaseConf):
+    """The fast form: a plain class with annotated fields (no dataclasses import)."""
+
+    mtu: int
+    ip_masq: bool
+    dns_domain: str = "cluster.local"
+    pools: list[Pool] = []
+    pool: Pool
+    labels: dict[str, str]
+    maybe: str | None
+    counter: ClassVar[int] = 0  # a class variable, not a field
+    _private: int = 0
+    __json__ = {"dns_domain": "domain"}
+
+
+def test_plain_class_config() -> None:
+    empty = decode({}, PlainConf)
+    assert (empty.name, empty.mtu, empty.ip_masq, empty.dns_domain, empty.pools, empty.labels, empty.maybe) == \
+        ("", 0, False, "cluster.local", [], {}, None)  # Go's zero values where there is no default
+    assert (empty.pool.subnet, empty.pool.weight) == ("", 1.5)  # an empty nested struct, as in Go
+    conf = decode({"Name": "n", "mtu": 9000, "ipMasq": True, "domain": "example", "maybe": "x",
+                   "pools": [{"subnet": "10.0.0.0/8", "weight": 3}], "pool": {"subnet": "s"},
+                   "labels": {"a": "b"}, "counter": "ignored", "private": 5}, PlainConf)
+    assert (conf.name, conf.mtu, conf.ip_masq, conf.dns_domain, conf.maybe, conf.labels) == \
+        ("n", 9000, True, "example", "x", {"a": "b"})
+    assert [(p.subnet, p.weight) for p in conf.pools] == [("10.0.0.0/8", 3.0)] and conf.pool.subnet == "s"
+    assert PlainConf.counter == 0 and not hasattr(conf, "private")
+    assert decode({}, PlainConf).pools is not decode({}, PlainConf).pools  # a mutable default is copied
+    with pytest.raises(NetConfError, match="Go struct field Pool.pools.weight of type float64"):
+        decode({"pools": [{"weight": "heavy"}]}, PlainConf)
+    with pytest.raises(NetConfError, match="Go struct field PlainConf.domain of type string"):
+        decode({"domain": 1}, PlainConf)
+
+
+def test_plain_class_config_imports_no_dataclasses(tmp_path) -> None:
+    """The fast form's promise, where it matters: a fresh ``python -IS`` (a cold exec)."""
+    module = tmp_path / "plainconf.py"
+    module.write_text("from __future__ import annotations\n\n"
+                      "class Conf:\n    mtu: int = 0\n    names: list[str] = []\n")
+    probe = (f"import sys\nsys.path[:0] = {[str(tmp_path), *sys.path]!r}\n"
+             "from cnicore.config import decode\nimport plainconf\n"
+             "conf = decode({'MTU': 1400, 'names': ['a']}, plainconf.Conf)\n"
+             "assert (conf.mtu, conf.names) == (1400, ['a'])\n"
+             "print(sorted(m for m in sys.modules if m in ('dataclasses', 'typing', 'inspect', 're')))\n")
+    done = subprocess.run([sys.executable, "-IS", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 # -- names and addresses (pure) ----------------------------------------------------------
 
 
@@ -186,6 +247,24 @@ def test_setup_veth_refuses_taken_names_and_leaves_nothing(host_netns, container
     assert caught.value.msg.startswith("failed to make veth pair")
     assert sh(host_netns, "ip", "-o", "link", "show") == before_host
     assert not any(_exists(container_netns, n) for n in ("eth1", "eth2"))
+
+
+def test_setup_veth_removes_the_pair_when_the_host_end_fails(host_netns, container_netns) -> None:
+    class HostGoneAfterCreate:
+        """The host namespace as setup_veth sees it, failing once the pair exists (a namespace
+        that vanished, a host end the kernel refuses to bring up)."""
+
+        def fd(self) -> int:
+            return host_netns.fd()
+
+        def do(self, fn, *args):
+            raise CNIError(999, "host namespace gone")
+
+    before_host = sh(host_netns, "ip", "-o", "link", "show")
+    with pytest.raises(CNIError, match="host namespace gone"):
+        container_netns.do(ip.setup_veth, "eth0", 0, "", HostGoneAfterCreate(), "hostend0")
+    assert not _exists(container_netns, "eth0") and not _exists(host_netns, "hostend0")
+    assert sh(host_netns, "ip", "-o", "link", "show") == before_host
 
 
 def test_get_veth_peer_ifindex_of_a_non_veth(container_netns) -> None:

@@ -103,6 +103,35 @@ def test_main_walkthrough(cni_runner, cni_bin_dir, cni_sandbox, tmp_path) -> Non
     assert not [f for f in os.listdir(tmp_path / "ipam" / "ptpnet") if f[0].isdigit() or ":" in f]
 
 
+def test_main_walkthrough_cold_through_its_launcher(cni_sandbox, tmp_path) -> None:
+    """Where a runtime runs it: a Python launcher in a fresh ``python -IS`` (cnitool plugins
+    install), with host-local's launcher beside it, which the plugin runs in-process."""
+    from cnicore.cli.install import install
+    from cnicore.registry import PluginEntry, get
+    from cnicore.testing import run_executable
+
+    load_package(MAIN_DOC, tmp_path, "my_ptp")
+    bindir = tmp_path / "bin"
+    sys.path.insert(0, str(tmp_path / "src"))
+    try:
+        report = install(str(bindir), [PluginEntry("my-ptp", "my_ptp.plugin", "my-ptp", "0"), get("host-local")],
+                         kind="python")
+    finally:
+        sys.path.remove(str(tmp_path / "src"))
+    assert report.added == ["host-local", "my-ptp"]
+    container = cni_sandbox.container()
+    config = _ptp_config(tmp_path)
+    launcher = str(bindir / "my-ptp")
+    added = run_executable(launcher, "ADD", config, host=cni_sandbox.host, netns=container,
+                           path=str(bindir)).ok().json
+    assert [ip["address"] for ip in added["ips"]] == ["10.70.0.2/24", "fd70::2/64"]
+    sh(container, "ping", "-c", "1", "-W", "5", "fd70::1")
+    run_executable(launcher, "CHECK", dict(config, prevResult=added), host=cni_sandbox.host, netns=container,
+                   path=str(bindir)).ok()
+    run_executable(launcher, "DEL", config, host=cni_sandbox.host, netns=container, path=str(bindir)).ok()
+    assert "eth0" not in _links(container)
+
+
 def test_main_walkthrough_failed_add_leaves_nothing(cni_runner, cni_bin_dir, cni_sandbox, tmp_path) -> None:
     plugin = load_package(MAIN_DOC, tmp_path, "my_ptp")
     runner = cni_runner(plugin, "my-ptp", path=cni_bin_dir)

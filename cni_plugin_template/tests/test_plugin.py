@@ -21,6 +21,7 @@ It imports only cnicore's public API (``cnicore.testing``, ``errors``,
 from __future__ import annotations
 
 import ipaddress
+import os
 from importlib.metadata import entry_points
 from socket import AF_INET, AF_INET6
 
@@ -36,6 +37,7 @@ from cnicore.testing import (
     assert_plugin_valid,
     assert_result_has_ip,
     assert_result_has_route,
+    run_executable,
     spec_has_chaining,
     spec_has_check,
     version_answer,
@@ -172,6 +174,56 @@ def test_on_link_route_without_any_gateway(cni_runner, container_netns) -> None:
     result = runner.add(conf(routes=[{"dst": "10.99.0.0/16"}], prevResult=prev), container_netns)
     assert_result_has_route(result, "10.99.0.0/16", "")
     assert_netns_route(container_netns, "10.99.0.0/16", gw="", dev="eth0")
+
+
+@privileged
+@pytest.mark.parametrize(("through", "with_prev_result"), [("runner", True), ("runner", False), ("launcher", True)])
+def test_del_leaves_no_route(cni_runner, cni_sandbox, request, through: str, with_prev_result: bool) -> None:
+    """DEL removes every route ADD made: on-link ones (``scope link``), via a gateway, IPv4 and IPv6,
+    with or without prevResult; in-process and through the installed launcher (cold, or warm with
+    ``CNICORE_TEST_LAUNCHERS=native``)."""
+    container = cni_sandbox.container()
+    make_eth0(container)
+    if through == "launcher":
+        executable = os.path.join(request.getfixturevalue("cni_bin_dir"), PLUGIN_TYPE)
+
+        def run(command: str, config: dict) -> dict | None:
+            return run_executable(executable, command, config, host=cni_sandbox.host, netns=container).ok().json
+    else:
+        runner = cni_runner(plugin, PLUGIN_TYPE)
+
+        def run(command: str, config: dict) -> dict | None:
+            return runner.run(command, config, netns=container).ok().json
+
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": container.path}],
+            "ips": [{"address": "10.10.0.2/24", "interface": 0}]}  # no gateway: the routes are on-link
+    routes = [{"dst": "10.99.0.0/16"}, {"dst": "192.0.2.0/24", "gw": "10.10.0.254"}, {"dst": "fd99::/64"}]
+    config = conf(routes=routes, prevResult=prev)
+    result = run("ADD", config)
+    assert_netns_route(container, "10.99.0.0/16", gw="", dev="eth0")
+    assert_netns_route(container, "fd99::/64", gw="", dev="eth0")
+
+    run("DEL", dict(config, prevResult=result) if with_prev_result else conf(routes=routes))
+
+    for dst in ("10.99.0.0/16", "192.0.2.0/24", "fd99::/64"):
+        assert_netns_no_route(container, dst)
+    run("DEL", config)  # and again: nothing left is fine
+
+
+@privileged
+def test_del_leaves_other_routes_alone(cni_runner, container_netns) -> None:
+    """A route to the same destination through another interface, or via another gateway than the
+    configured one, is not this plugin's: DEL leaves it."""
+    runner = cni_runner(plugin, PLUGIN_TYPE)
+    make_eth0(container_netns)
+    with container_netns.iproute() as ipr:
+        peer = ipr.link_lookup(ifname="eth0peer")[0]
+        ipr.route("add", dst="10.99.0.0/16", oif=peer, scope="link")
+        ipr.route("add", dst="192.0.2.0/24", gateway="10.10.0.253", oif=ipr.link_lookup(ifname="eth0")[0])
+    runner.delete(conf(routes=[{"dst": "10.99.0.0/16"}, {"dst": "192.0.2.0/24", "gw": "10.10.0.254"}]),
+                  container_netns)
+    assert_netns_route(container_netns, "10.99.0.0/16", gw="", dev="eth0peer")
+    assert_netns_route(container_netns, "192.0.2.0/24", gw="10.10.0.253", dev="eth0")
 
 
 @privileged

@@ -14,7 +14,6 @@ pyroute2.
 from __future__ import annotations
 
 from cnicore import __version__
-from cnicore.config import NETCONF_FIELDS, Struct, decode_struct
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -30,10 +29,6 @@ if TYPE_CHECKING:
 WARM_REUSE = True
 
 LOOPBACK = "lo"
-
-
-#: The reference decodes its config into ``types.NetConf``.
-NETCONF = Struct("NetConf", NETCONF_FIELDS)
 
 
 @hookimpl
@@ -62,10 +57,12 @@ def _lo_up_and_addresses() -> tuple[str | None, str | None]:
 
 @hookimpl
 def cni_add(request: Request) -> AnyResult:
+    from cnicore.config import NETCONF_FIELDS, Struct, decode_struct
     from cnicore.ns import with_netns_path
     from cnicore.types import Interface, IPConfig, Result
 
-    decode_struct(request.config, NETCONF, "failed to parse network config: ")
+    # The reference decodes its config into ``types.NetConf``.
+    decode_struct(request.config, Struct("NetConf", NETCONF_FIELDS), "failed to parse network config: ")
     prev = request.prev_result_as_sent()
     if prev is not None:
         request.prev_result  # noqa: B018 - the reference rejects a prevResult it cannot convert

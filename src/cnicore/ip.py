@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 
     from cnicore._go.ip import CIDR, IPAddress, IPNetwork, canonical, parse_cidr, parse_ip, parse_ip_or_cidr
     from cnicore._go.mac import ethernet_mac, mac_string, parse_mac
+    from cnicore.netlink import Link, Netlink
     from cnicore.ns import NetNS
     from cnicore.request import Request
-    from cnicore.rtnl import Link, RtnlSocket
     from cnicore.types import IPConfig, Route
 
     LinkRef = Union[Link, int, str]
@@ -139,11 +139,12 @@ def setup_veth(contveth_name: str, mtu: int, container_mac: str, host_ns: NetNS,
     ``mtu`` (0: the kernel's default) applies to both ends, ``container_mac``
     ("": random) to the container end. The container end stays down
     (:func:`cnicore.ipam.configure_iface` brings it up). Returns
-    ``(host link, container link)``. Go's ``SetupVeth``/``SetupVethWithName``.
+    ``(host link, container link)``; on failure nothing is left. Go's
+    ``SetupVeth``/``SetupVethWithName``.
     """
-    from cnicore.rtnl import LinkExistsError, RtnlSocket
+    from cnicore.netlink import LinkExistsError, Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         for _ in range(10):
             peer = host_veth_name or random_veth_name()
             try:
@@ -164,14 +165,22 @@ def setup_veth(contveth_name: str, mtu: int, container_mac: str, host_ns: NetNS,
             break
         else:
             raise _fail("failed to find a unique veth name")
-    host = host_ns.do(_host_end_up, peer)
+        try:
+            host = host_ns.do(_host_end_up, peer)
+        except BaseException:
+            # All or nothing: the pair goes again (deleting this end takes the peer along).
+            try:
+                rtnl.delete_link(container)
+            except OSError:
+                pass
+            raise
     return host, container
 
 
 def _host_end_up(name: str) -> Link:
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         try:
             link = rtnl.link(name)
             rtnl.set_up(link, True)
@@ -184,9 +193,9 @@ def _host_end_up(name: str) -> Link:
 
 def link_by_name(name: str) -> Link:
     """The link ``name`` (a snapshot); :class:`~cnicore.netlink.LinkNotFoundError` if absent."""
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         return rtnl.link(name)
 
 
@@ -215,9 +224,9 @@ def del_link_by_name_addr(ifname: str) -> list[str]:
 
 
 def _delete(ifname: str, with_addresses: bool) -> list[str]:
-    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+    from cnicore.netlink import AF_INET, AF_INET6, Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         link = rtnl.link(ifname)
         addrs = rtnl.addresses(link, AF_INET) + rtnl.addresses(link, AF_INET6) if with_addresses else []
         try:
@@ -249,9 +258,9 @@ def add_route(dst: str, gw: str = "", dev: LinkRef | None = None, *, scope: int 
     :class:`~cnicore.netlink.Link`). Without ``scope``, a direct IPv4 route (a device, no
     gateway) is link scope, as ``ip route add`` makes it; anything else universe.
     ``OSError(EEXIST)`` if it exists, unless ``replace``."""
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         rtnl.add_route(dst, gw=gw, link=dev, table=table, scope=scope, priority=priority, mtu=mtu,
                        advmss=advmss, src=src, replace=replace)
 
@@ -274,9 +283,9 @@ def del_route(dst: str, gw: str = "", dev: LinkRef | None = None, *, table: int 
               priority: int = 0) -> None:
     """Delete the first route to ``dst`` matching what is given (``priority`` 0: any
     metric; any scope, so on-link routes match too). ``OSError(ESRCH)`` if none does."""
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         rtnl.del_route(dst, gw=gw, link=dev, table=table, priority=priority)
 
 
@@ -287,16 +296,16 @@ def settle_addresses(ifname: str, timeout: float = DAD_SETTLE_TIMEOUT) -> None:
     """Wait until no IPv6 address of ``ifname`` is tentative (DAD done); an address
     that failed DAD is an error, and so is one still tentative after ``timeout``
     seconds on a link that is up. Go's ``SettleAddresses``."""
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         _settle(rtnl, ifname, timeout)
 
 
-def _settle(rtnl: RtnlSocket, ifname: str, timeout: float) -> None:
+def _settle(rtnl: Netlink, ifname: str, timeout: float) -> None:
     import time
 
-    from cnicore.rtnl import AF_INET6, IFA_F_DADFAILED, IFA_F_TENTATIVE
+    from cnicore.netlink import AF_INET6, IFA_F_DADFAILED, IFA_F_TENTATIVE
 
     deadline = time.monotonic() + timeout
     while True:
@@ -360,10 +369,10 @@ def validate_expected_interface_ips(ifname: str, ips: Iterable[IPConfig]) -> Non
     Go's ``ValidateExpectedInterfaceIPs``."""
     import ipaddress
 
-    from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
+    from cnicore.netlink import AF_INET, AF_INET6, Netlink
     from cnicore.types import is_ipv4
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         for ipc in ips:
             try:
                 link = rtnl.link(ifname)
@@ -383,10 +392,10 @@ def validate_expected_route(routes: Iterable[Route]) -> None:
     import ipaddress
     import json
 
-    from cnicore.rtnl import AF_INET, AF_INET6, RT_TABLE_MAIN, RtnlSocket
+    from cnicore.netlink import AF_INET, AF_INET6, RT_TABLE_MAIN, Netlink
     from cnicore.types import is_ipv4
 
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         for route in routes:
             family = AF_INET if is_ipv4(route.dst) else AF_INET6
             dst = ipaddress.ip_network(route.dst, strict=False)

@@ -172,12 +172,12 @@ def configure_iface(ifname: str, result: Result, request: Request | None = None)
     reference's text.
     """
     from cnicore.ip import DAD_SETTLE_TIMEOUT, _settle
-    from cnicore.rtnl import RtnlSocket
+    from cnicore.netlink import Netlink
     from cnicore.types import is_ipv4
 
     if not result.interfaces:
         raise _fail("no interfaces to configure")
-    with RtnlSocket() as rtnl:
+    with Netlink() as rtnl:
         try:
             link = rtnl.link(ifname)
         except LookupError as exc:

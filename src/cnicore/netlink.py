@@ -1,46 +1,45 @@
 """The netlink handle (public toolkit): cnicore's own rtnetlink client, standard library only.
 
-:class:`Netlink` is one ``NETLINK_ROUTE`` socket with synchronous requests for
-links (bridges, veths and their settings), addresses, routes, bridge-port
-options and bridge VLANs; semantics follow vishvananda/netlink as the Go
-reference plugins use it. It is what :mod:`cnicore.ip` is built on, and what
-a plugin uses for the few link operations the toolkit's functions do not
-cover, without importing pyroute2 (~170-330 ms per cold exec). For anything
-beyond it, ``NetNS.iproute()`` gives pyroute2 bound to a namespace.
+Importing pyroute2 costs ~170-330 ms, more than a whole Go plugin run, so what
+plugins need — links (bridges, veths and their settings), addresses, routes
+(and ``route_get``, the kernel's route to an address), bridge-port options and
+bridge VLANs — is spoken here directly over an ``AF_NETLINK`` socket with
+``struct``. Semantics follow vishvananda/netlink as used by the Go reference
+plugins. :mod:`cnicore.ip` (Go's ``pkg/ip``) is built
+on it; a plugin uses :class:`Netlink` itself for the link operations the
+toolkit's functions do not cover. For anything beyond, ``NetNS.iproute()``
+gives pyroute2 bound to a namespace.
 
-A socket belongs to the namespace of the thread that created it: create the
-handle inside ``NetNS.do`` (``with Netlink() as nl: ...``). Links can be
-passed as a :class:`Link`, an ifindex or a name. Errors: the kernel's
-refusal is an ``OSError`` with its errno; a missing link is a
-:class:`LinkNotFoundError` (also a ``LookupError``), a name taken on create
-or rename a :class:`LinkExistsError`.
+A socket belongs to the namespace of the thread that created it, so create
+:class:`Netlink` inside ``NetNS.do`` (``with Netlink() as nl: ...``).
 
-The methods (see their docstrings): ``link``, ``link_by_index``, ``links``,
-``set_link``, ``set_up``, ``add_veth``, ``add_bridge``, ``delete_link``,
-``addresses``, ``address_flags``, ``add_address``, ``del_address``,
-``routes``, ``route_get``, ``add_route``, ``del_route``, ``set_bridge_port``,
-``bridge_port``, ``bridge_vlans``, ``bridge_vlan_add``, ``bridge_vlan_del``.
-The implementation (:mod:`cnicore.rtnl`, message packing and the rest)
-is private.
+Errors: a refusal by the kernel raises ``OSError`` with its errno (on Python
+3.11+ the kernel's extended-ack text, if any, is attached as a note); a
+missing link raises :class:`LinkNotFoundError` (ENODEV) and an existing name on
+create or rename :class:`LinkExistsError` (EEXIST), both ``OSError`` subclasses.
+Every change is sent with ``NLM_F_ACK``, so nothing fails silently.
+
+Links can be passed as a :class:`Link`, an ifindex (``int``) or a name (``str``,
+looked up first).
+
+Public: what ``__all__`` lists. The message layout (the ``_``-prefixed helpers
+and the netlink constants not listed) is private. ``cnicore.rtnl`` is this
+module's former name, kept for existing imports.
 """
 
 from __future__ import annotations
 
-from cnicore.rtnl import (
-    AF_INET,
-    AF_INET6,
-    IFA_F_DADFAILED,
-    IFA_F_TENTATIVE,
-    RT_SCOPE_HOST,
-    RT_SCOPE_LINK,
-    RT_SCOPE_UNIVERSE,
-    RT_TABLE_MAIN,
-    Link,
-    LinkExistsError,
-    LinkNotFoundError,
-    Route,
-)
-from cnicore.rtnl import RtnlSocket as Netlink
+# The C module directly: ``socket.py`` pulls in enum and selectors, ~2 ms per exec.
+import _socket as socket
+import errno
+import os
+import struct
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Union
+
+    LinkRef = Union["Link", int, str]
 
 __all__ = [
     "AF_INET",
@@ -57,3 +56,758 @@ __all__ = [
     "Netlink",
     "Route",
 ]
+
+# -- constants (uapi: linux/netlink.h, rtnetlink.h, if_link.h, if_addr.h,
+#    if_bridge.h, veth.h, if.h) ------------------------------------------------
+
+NETLINK_ROUTE = 0
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+MSG_TRUNC = 0x20
+RECV_SIZE = 1 << 20
+
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_DUMP_INTR = 0x10
+NLM_F_ROOT = 0x100
+NLM_F_MATCH = 0x200
+NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH
+NLM_F_REPLACE = 0x100  # modifiers of NEW requests
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLM_F_CAPPED = 0x100  # flags of an NLMSG_ERROR reply
+NLM_F_ACK_TLVS = 0x200
+NLMSGERR_ATTR_MSG = 1
+NLA_F_NESTED = 0x8000
+NLA_TYPE_MASK = 0x3FFF
+
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_GETLINK = 18
+RTM_SETLINK = 19
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
+RTM_GETADDR = 22
+RTM_NEWROUTE = 24
+RTM_DELROUTE = 25
+RTM_GETROUTE = 26
+
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_PRIORITY = 6
+RTA_PREFSRC = 7
+RTA_METRICS = 8
+RTA_TABLE = 15
+RTAX_MTU = 2
+RTAX_ADVMSS = 8
+RT_TABLE_UNSPEC = 0
+RT_TABLE_MAIN = 254
+RT_TABLE_LOCAL = 255
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RT_SCOPE_HOST = 254
+RT_SCOPE_NOWHERE = 255
+RTPROT_BOOT = 3
+RTN_UNSPEC = 0
+RTN_UNICAST = 1
+RTEXT_FILTER_BRVLAN = 1 << 1
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_MTU = 4
+IFLA_LINK = 5
+IFLA_MASTER = 10
+IFLA_PROTINFO = 12
+IFLA_TXQLEN = 13
+IFLA_OPERSTATE = 16
+IFLA_LINKINFO = 18
+IFLA_AF_SPEC = 26
+IFLA_NET_NS_FD = 28
+IFLA_EXT_MASK = 29
+IFLA_LINK_NETNSID = 37
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+IFLA_BR_VLAN_FILTERING = 7
+IFLA_BRPORT_MODE = 4  # hairpin
+IFLA_BRPORT_LEARNING = 8
+IFLA_BRPORT_ISOLATED = 33
+IFLA_BRIDGE_FLAGS = 0
+IFLA_BRIDGE_VLAN_INFO = 2
+BRIDGE_FLAGS_MASTER = 1
+BRIDGE_FLAGS_SELF = 2
+BRIDGE_VLAN_INFO_MASTER = 0x1
+BRIDGE_VLAN_INFO_PVID = 0x2
+BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+BRIDGE_VLAN_INFO_RANGE_BEGIN = 0x8
+BRIDGE_VLAN_INFO_RANGE_END = 0x10
+VETH_INFO_PEER = 1
+
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_BROADCAST = 4
+IFA_FLAGS = 8
+IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+IFA_F_NOPREFIXROUTE = 0x200
+
+IFNAMSIZ = 16
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
+
+AF_UNSPEC = socket.AF_UNSPEC
+AF_INET = socket.AF_INET
+AF_INET6 = socket.AF_INET6
+AF_BRIDGE = 7
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFINFOMSG = struct.Struct("=BxHiII")
+_IFADDRMSG = struct.Struct("=BBBBI")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_RTATTR = struct.Struct("=HH")
+_VLAN_INFO = struct.Struct("=HH")
+_U8 = struct.Struct("=B")
+_U16 = struct.Struct("=H")
+_U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+
+
+class LinkNotFoundError(OSError, LookupError):
+    """No such link in this namespace (errno ENODEV; also a ``LookupError``)."""
+
+
+class LinkExistsError(OSError):
+    """A link of that name already exists (errno EEXIST)."""
+
+
+class _DumpInterrupted(Exception):
+    """The kernel flagged a dump as inconsistent (NLM_F_DUMP_INTR): run it again."""
+
+
+# -- attribute helpers ---------------------------------------------------------
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    """One attribute (header, payload, padding)."""
+    length = _RTATTR.size + len(payload)
+    return _RTATTR.pack(length, kind) + payload + b"\0" * (_align(length) - length)
+
+
+def _nest(kind: int, *children: bytes) -> bytes:
+    """An attribute holding other attributes (pass ``kind | NLA_F_NESTED`` where the kernel wants the flag)."""
+    return _attr(kind, b"".join(children))
+
+
+def _u8(kind: int, value: int) -> bytes:
+    return _attr(kind, _U8.pack(value))
+
+
+def _u16(kind: int, value: int) -> bytes:
+    return _attr(kind, _U16.pack(value))
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return _attr(kind, _U32.pack(value))
+
+
+def _str(kind: int, value: str) -> bytes:
+    """A NUL-terminated string attribute."""
+    return _attr(kind, value.encode("utf-8", "surrogateescape") + b"\0")
+
+
+def _attr_list(data: bytes, offset: int = 0) -> list[tuple[int, bytes]]:
+    """Every attribute from ``offset`` on, in order, as (type without flags, payload)."""
+    out = []
+    while offset + _RTATTR.size <= len(data):
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size:
+            break
+        out.append((kind & NLA_TYPE_MASK, data[offset + _RTATTR.size:offset + length]))
+        offset += _align(length)
+    return out
+
+
+def _attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
+    """The attributes from ``offset`` on by type (the first of repeated ones)."""
+    out: dict[int, bytes] = {}
+    for kind, payload in _attr_list(data, offset):
+        out.setdefault(kind, payload)
+    return out
+
+
+def _get_u8(raw: bytes | None, default: int = 0) -> int:
+    return raw[0] if raw else default
+
+
+def _get_u32(raw: bytes | None, default: int = 0) -> int:
+    return _U32.unpack(raw)[0] if raw and len(raw) == 4 else default
+
+
+def _get_str(raw: bytes | None) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if raw else ""
+
+
+def _mac_bytes(mac: str) -> bytes:
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    if len(raw) != 6:
+        raise ValueError(f"invalid MAC address {mac!r}")
+    return raw
+
+
+def _mac_str(raw: bytes | None) -> str:
+    return ":".join(f"{b:02x}" for b in raw) if raw else ""
+
+
+def _ip(text: str, family: int = 0) -> tuple[int, bytes]:
+    """(family, packed address) of an IP address string."""
+    family = family or (AF_INET6 if ":" in text else AF_INET)
+    try:
+        return family, socket.inet_pton(family, text)
+    except OSError:
+        raise ValueError(f"invalid IP address {text!r}") from None
+
+
+def _cidr(cidr: str) -> tuple[int, bytes, int]:
+    """(family, packed address, prefix length) of ``ip[/prefix]`` (no prefix: a host)."""
+    addr, sep, plen = cidr.strip().partition("/")
+    family, raw = _ip(addr)
+    bits = len(raw) * 8
+    try:
+        prefix = int(plen) if sep else bits
+    except ValueError:
+        prefix = -1
+    if not 0 <= prefix <= bits:
+        raise ValueError(f"invalid prefix length in {cidr!r}")
+    return family, raw, prefix
+
+
+def _masked(raw: bytes, prefix: int) -> bytes:
+    """The network part of ``raw`` (host bits cleared), as Go's net.ParseCIDR gives it."""
+    bits = len(raw) * 8
+    value = int.from_bytes(raw, "big") >> (bits - prefix) << (bits - prefix) if prefix else 0
+    return value.to_bytes(len(raw), "big")
+
+
+def _kernel_error(code: int, payload: bytes, flags: int, done: bool = False) -> OSError:
+    """OSError for an NLMSG_ERROR (or a failed NLMSG_DONE); the extended-ack message,
+    if any, becomes a note."""
+    exc = OSError(code, os.strerror(code))
+    if flags & NLM_F_ACK_TLVS and (done or len(payload) >= 4 + _NLMSGHDR.size):
+        # ERROR: error code, the request's header (CAPPED) or whole request, TLVs; DONE: code, TLVs.
+        echoed = 0 if done else _NLMSGHDR.size if flags & NLM_F_CAPPED else _NLMSGHDR.unpack_from(payload, 4)[0]
+        message = _get_str(_attrs(payload, 4 + _align(echoed)).get(NLMSGERR_ATTR_MSG))
+        if message and hasattr(exc, "add_note"):
+            exc.add_note(f"kernel: {message}")
+    return exc
+
+
+# -- results -------------------------------------------------------------------
+
+
+class Link:
+    """What a link lookup returns (a snapshot; look the link up again after changes)."""
+
+    __slots__ = ("index", "name", "flags", "mac", "mtu", "kind", "master", "link", "link_netnsid",
+                 "txqlen", "operstate", "vlan_filtering")
+
+    def __init__(self, index: int, name: str, flags: int, mac: str, mtu: int, *, kind: str = "",
+                 master: int = 0, link: int = 0, link_netnsid: int | None = None, txqlen: int = 0,
+                 operstate: int = 0, vlan_filtering: bool | None = None) -> None:
+        self.index = index
+        self.name = name
+        self.flags = flags
+        self.mac = mac
+        self.mtu = mtu
+        self.kind = kind  # IFLA_INFO_KIND: "bridge", "veth", ... ("" for lo and the like)
+        self.master = master  # IFLA_MASTER ifindex, 0 for none
+        self.link = link  # IFLA_LINK: a veth's peer ifindex (in link_netnsid's namespace), 0 for none
+        self.link_netnsid = link_netnsid  # IFLA_LINK_NETNSID, None when the peer is in this namespace
+        self.txqlen = txqlen
+        self.operstate = operstate  # IF_OPER_*: 6 is UP, 2 DOWN
+        self.vlan_filtering = vlan_filtering  # bridges only, else None
+
+    @property
+    def is_up(self) -> bool:
+        return bool(self.flags & IFF_UP)
+
+    @property
+    def promisc(self) -> bool:
+        return bool(self.flags & IFF_PROMISC)
+
+    @property
+    def allmulti(self) -> bool:
+        return bool(self.flags & IFF_ALLMULTI)
+
+    def __repr__(self) -> str:
+        return (f"Link({self.index}, {self.name!r}, kind={self.kind!r}, up={self.is_up}, mac={self.mac!r}, "
+                f"mtu={self.mtu}, master={self.master}, link={self.link})")
+
+
+class Route:
+    """One route of a dump. ``dst`` is a CIDR (``0.0.0.0/0``/``::/0`` for default routes),
+    ``gw`` and ``src`` (RTA_PREFSRC) are ``""`` when absent, ``mtu``/``advmss`` 0 when unset."""
+
+    __slots__ = ("family", "dst", "gw", "src", "ifindex", "table", "scope", "priority", "mtu", "advmss",
+                 "proto", "type")
+
+    def __init__(self, *, family: int, dst: str, gw: str = "", src: str = "", ifindex: int = 0,
+                 table: int = RT_TABLE_MAIN, scope: int = RT_SCOPE_UNIVERSE, priority: int = 0, mtu: int = 0,
+                 advmss: int = 0, proto: int = 0, type: int = RTN_UNICAST) -> None:
+        self.family = family
+        self.dst = dst
+        self.gw = gw
+        self.src = src
+        self.ifindex = ifindex
+        self.table = table
+        self.scope = scope
+        self.priority = priority
+        self.mtu = mtu
+        self.advmss = advmss
+        self.proto = proto
+        self.type = type
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("gw", "src", "priority", "mtu", "advmss")
+                        if getattr(self, k))
+        return f"Route({self.dst!r}, ifindex={self.ifindex}, table={self.table}, scope={self.scope}{extra})"
+
+
+def _parse_link(payload: bytes) -> Link:
+    _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(payload)
+    attrs = _attrs(payload, _IFINFOMSG.size)
+    info = _attrs(attrs.get(IFLA_LINKINFO, b""))
+    kind = _get_str(info.get(IFLA_INFO_KIND))
+    vlan_filtering = None
+    if kind == "bridge":
+        raw = _attrs(info.get(IFLA_INFO_DATA, b"")).get(IFLA_BR_VLAN_FILTERING)
+        if raw:
+            vlan_filtering = bool(raw[0])
+    netnsid = attrs.get(IFLA_LINK_NETNSID)
+    return Link(index, _get_str(attrs.get(IFLA_IFNAME)), flags, _mac_str(attrs.get(IFLA_ADDRESS)),
+                _get_u32(attrs.get(IFLA_MTU)), kind=kind, master=_get_u32(attrs.get(IFLA_MASTER)),
+                link=_get_u32(attrs.get(IFLA_LINK)),
+                link_netnsid=_S32.unpack(netnsid)[0] if netnsid and len(netnsid) == 4 else None,
+                txqlen=_get_u32(attrs.get(IFLA_TXQLEN)), operstate=_get_u8(attrs.get(IFLA_OPERSTATE)),
+                vlan_filtering=vlan_filtering)
+
+
+def _parse_route(payload: bytes) -> Route:
+    family, dst_len, _src_len, _tos, table, proto, scope, rtype, _flags = _RTMSG.unpack_from(payload)
+    attrs = _attrs(payload, _RTMSG.size)
+    zero = b"\0" * (4 if family == AF_INET else 16)
+    metrics = _attrs(attrs.get(RTA_METRICS, b""))
+    gw = attrs.get(RTA_GATEWAY)
+    src = attrs.get(RTA_PREFSRC)
+    return Route(family=family, dst=f"{socket.inet_ntop(family, attrs.get(RTA_DST) or zero)}/{dst_len}",
+                 gw=socket.inet_ntop(family, gw) if gw else "", src=socket.inet_ntop(family, src) if src else "",
+                 ifindex=_get_u32(attrs.get(RTA_OIF)), table=_get_u32(attrs.get(RTA_TABLE), table), scope=scope,
+                 priority=_get_u32(attrs.get(RTA_PRIORITY)), mtu=_get_u32(metrics.get(RTAX_MTU)),
+                 advmss=_get_u32(metrics.get(RTAX_ADVMSS)), proto=proto, type=rtype)
+
+
+# -- the socket ----------------------------------------------------------------
+
+
+class Netlink:
+    """One NETLINK_ROUTE socket; requests are synchronous."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                   NETLINK_ROUTE)
+        try:
+            self._sock.bind((0, 0))
+            for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
+                try:
+                    self._sock.setsockopt(SOL_NETLINK, option, 1)
+                except OSError:  # older kernels: plain errors, full echo
+                    pass
+        except BaseException:
+            self._sock.close()
+            raise
+        self._seq = 0
+        self._buf: bytearray | None = None
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------
+
+    def _request(self, msg_type: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
+        """Send one message and collect its replies until the ACK or NLMSG_DONE
+        (a dump may take several datagrams); raise OSError on NLMSG_ERROR."""
+        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF or 1
+        self._sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags | NLM_F_REQUEST, seq, 0)
+                        + body)
+        buf = self._buf
+        if buf is None:
+            buf = self._buf = bytearray(RECV_SIZE)
+        replies: list[tuple[int, bytes]] = []
+        interrupted = False
+        while True:
+            size = self._sock.recv_into(buf, 0, MSG_TRUNC)  # the full size, even if it did not fit
+            if size > len(buf):
+                raise OSError(errno.EMSGSIZE, f"netlink reply of {size} bytes does not fit {len(buf)}")
+            data = bytes(memoryview(buf)[:size])
+            offset = 0
+            while offset + _NLMSGHDR.size <= size:
+                length, kind, mflags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    break
+                payload = data[offset + _NLMSGHDR.size:offset + length]
+                offset += _align(length)
+                if mseq != seq:
+                    continue  # a late reply to an earlier, abandoned request
+                interrupted = interrupted or bool(mflags & NLM_F_DUMP_INTR)
+                if kind == NLMSG_ERROR:
+                    (code,) = _S32.unpack_from(payload)
+                    if code:
+                        raise _kernel_error(-code, payload, mflags)
+                    return replies
+                if kind == NLMSG_DONE:
+                    code = _S32.unpack_from(payload)[0] if len(payload) >= 4 else 0
+                    if code < 0:
+                        raise _kernel_error(-code, payload, mflags, done=True)
+                    if interrupted:
+                        raise _DumpInterrupted()
+                    return replies
+                replies.append((kind, payload))
+                if not mflags & NLM_F_MULTI and not flags & NLM_F_ACK:
+                    return replies
+
+    def _dump(self, msg_type: int, body: bytes) -> list[tuple[int, bytes]]:
+        """A dump request, run again if the kernel says it raced with a change."""
+        for _ in range(10):
+            try:
+                return self._request(msg_type, NLM_F_DUMP, body)
+            except _DumpInterrupted:
+                continue
+        raise OSError(errno.EAGAIN, "netlink dump kept being interrupted by concurrent changes")
+
+    def _change(self, msg_type: int, body: bytes, what: str, flags: int = 0, names_link: bool = False) -> None:
+        """A change request with NLM_F_ACK; ENODEV → LinkNotFoundError, and EEXIST
+        → LinkExistsError when the request names a link (create, rename)."""
+        try:
+            self._request(msg_type, flags | NLM_F_ACK, body)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise LinkNotFoundError(errno.ENODEV, f"Link not found: {what}") from exc
+            if exc.errno == errno.EEXIST and names_link:
+                raise LinkExistsError(errno.EEXIST, f"{what}: {exc.strerror}") from exc
+            raise
+
+    def _index(self, link: LinkRef) -> int:
+        if isinstance(link, Link):
+            return link.index
+        if isinstance(link, str):
+            return self.link(link).index
+        return int(link)
+
+    @staticmethod
+    def _what(link: LinkRef) -> str:
+        if isinstance(link, Link):
+            return f'"{link.name}"'
+        return f'"{link}"' if isinstance(link, str) else f"index {link}"
+
+    # -- links -----------------------------------------------------------------
+
+    def _get_link(self, body: bytes, what: str) -> Link:
+        try:
+            replies = self._request(RTM_GETLINK, 0, body + _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS))
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise LinkNotFoundError(errno.ENODEV, f"Link not found: {what}") from None
+            raise
+        for kind, payload in replies:
+            if kind == RTM_NEWLINK:
+                return _parse_link(payload)
+        raise LinkNotFoundError(errno.ENODEV, f"Link not found: {what}")
+
+    def link(self, name: str) -> Link:
+        """Look a link up by name; :class:`LinkNotFoundError` if absent."""
+        # A name no link can have: the kernel would answer ERANGE.
+        if not name or len(name.encode("utf-8", "surrogateescape")) >= IFNAMSIZ:
+            raise LinkNotFoundError(errno.ENODEV, f'Link not found: "{name}"')
+        return self._get_link(_IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, name), f'"{name}"')
+
+    def link_by_index(self, index: int) -> Link:
+        """Look a link up by ifindex; :class:`LinkNotFoundError` if absent."""
+        if index <= 0:
+            raise LinkNotFoundError(errno.ENODEV, f"Link not found: index {index}")
+        return self._get_link(_IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0), f"index {index}")
+
+    def links(self) -> list[Link]:
+        """Every link of the namespace, in ifindex order."""
+        body = _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        return [_parse_link(p) for kind, p in self._dump(RTM_GETLINK, body) if kind == RTM_NEWLINK]
+
+    def set_up(self, link: LinkRef, up: bool = True) -> None:
+        """Set (or clear) IFF_UP on the link."""
+        self.set_link(link, up=up)
+
+    def add_bridge(self, name: str, *, mtu: int = 0, mac: str = "", vlan_filtering: bool | None = None) -> Link:
+        """Create bridge ``name`` (``LinkExistsError`` if the name is taken) and return it.
+
+        ``vlan_filtering`` None leaves the kernel default (off) and sends nothing;
+        True/False is sent as IFLA_BR_VLAN_FILTERING, which a kernel built without
+        CONFIG_BRIDGE_VLAN_FILTERING refuses with EOPNOTSUPP (even for False).
+        """
+        data = b"" if vlan_filtering is None else _nest(IFLA_INFO_DATA, _u8(IFLA_BR_VLAN_FILTERING, vlan_filtering))
+        body = (_IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, name) + self._link_attrs(mtu, mac)
+                + _nest(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"bridge"), data))
+        self._change(RTM_NEWLINK, body, f'"{name}"', NLM_F_CREATE | NLM_F_EXCL, names_link=True)
+        return self.link(name)
+
+    def add_veth(self, name: str, peer_name: str, *, mtu: int = 0, mac: str = "", peer_mac: str = "",
+                 peer_netns_fd: int | None = None) -> None:
+        """Create veth pair ``name`` <-> ``peer_name``; the peer goes straight into the
+        namespace of ``peer_netns_fd`` when given. ``mtu`` applies to both ends.
+        ``LinkExistsError`` if either name is taken (where that end would be created)."""
+        peer = (_IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, peer_name)
+                + self._link_attrs(mtu, peer_mac)
+                + (b"" if peer_netns_fd is None else _u32(IFLA_NET_NS_FD, peer_netns_fd)))
+        body = (_IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, name) + self._link_attrs(mtu, mac)
+                + _nest(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"veth"),
+                        _nest(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer))))
+        self._change(RTM_NEWLINK, body, f'"{name}" or its peer "{peer_name}"', NLM_F_CREATE | NLM_F_EXCL,
+                     names_link=True)
+
+    @staticmethod
+    def _link_attrs(mtu: int, mac: str) -> bytes:
+        return (_u32(IFLA_MTU, mtu) if mtu else b"") + (_attr(IFLA_ADDRESS, _mac_bytes(mac)) if mac else b"")
+
+    def delete_link(self, link_or_name: LinkRef) -> None:
+        """Delete a link (a veth takes its peer along); ``LinkNotFoundError`` if it is gone."""
+        if isinstance(link_or_name, str):
+            body = _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, link_or_name)
+        else:
+            body = _IFINFOMSG.pack(AF_UNSPEC, 0, self._index(link_or_name), 0, 0)
+        self._change(RTM_DELLINK, body, self._what(link_or_name))
+
+    def set_link(self, link: LinkRef, *, up: bool | None = None, mtu: int | None = None, mac: str | None = None,
+                 promisc: bool | None = None, allmulti: bool | None = None, txqlen: int | None = None,
+                 name: str | None = None, master: LinkRef | None = None, netns_fd: int | None = None) -> None:
+        """Change only the given settings, in one RTM_SETLINK. ``master=0`` releases the
+        link from its bridge; ``netns_fd`` moves it (the other changes apply there)."""
+        flags = change = 0
+        for flag, value in ((IFF_UP, up), (IFF_PROMISC, promisc), (IFF_ALLMULTI, allmulti)):
+            if value is not None:
+                change |= flag
+                flags |= flag if value else 0
+        attrs = []
+        if netns_fd is not None:
+            attrs.append(_u32(IFLA_NET_NS_FD, netns_fd))
+        if name is not None:
+            attrs.append(_str(IFLA_IFNAME, name))
+        if mtu is not None:
+            attrs.append(_u32(IFLA_MTU, mtu))
+        if mac is not None:
+            attrs.append(_attr(IFLA_ADDRESS, _mac_bytes(mac)))
+        if txqlen is not None:
+            attrs.append(_u32(IFLA_TXQLEN, txqlen))
+        if master is not None:
+            attrs.append(_u32(IFLA_MASTER, self._index(master) if master else 0))
+        if not change and not attrs:
+            return
+        body = _IFINFOMSG.pack(AF_UNSPEC, 0, self._index(link), flags, change) + b"".join(attrs)
+        what = self._what(link) if name is None else f'{self._what(link)} (renaming to "{name}")'
+        self._change(RTM_SETLINK, body, what, names_link=name is not None)
+
+    # -- addresses -------------------------------------------------------------
+
+    def addresses(self, link: LinkRef, family: int) -> list[str]:
+        """The link's addresses of ``family`` (AF_INET/AF_INET6) as ``ip/prefix``, kernel order."""
+        return [address for address, _flags in self.address_flags(link, family)]
+
+    def address_flags(self, link: LinkRef, family: int) -> list[tuple[str, int]]:
+        """``(ip/prefix, IFA_F_* flags)`` for the link's addresses of ``family``."""
+        index = self._index(link)
+        out = []
+        for kind, payload in self._dump(RTM_GETADDR, _IFADDRMSG.pack(family, 0, 0, 0, 0)):
+            if kind != RTM_NEWADDR:
+                continue
+            fam, prefixlen, flags, _scope, ifindex = _IFADDRMSG.unpack_from(payload)
+            if ifindex != index or fam != family:
+                continue
+            attrs = _attrs(payload, _IFADDRMSG.size)
+            raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+            if raw:
+                out.append((f"{socket.inet_ntop(family, raw)}/{prefixlen}", _get_u32(attrs.get(IFA_FLAGS), flags)))
+        return out
+
+    def _addr_msg(self, link: LinkRef, cidr: str, flags: int) -> bytes:
+        family, raw, prefix = _cidr(cidr)
+        body = (_IFADDRMSG.pack(family, prefix, flags & 0xFF, RT_SCOPE_UNIVERSE, self._index(link))
+                + _attr(IFA_LOCAL, raw) + _attr(IFA_ADDRESS, raw))
+        if family == AF_INET and prefix < 31:  # as vishvananda/netlink: the subnet broadcast
+            host_mask = (1 << (32 - prefix)) - 1
+            body += _attr(IFA_BROADCAST, (int.from_bytes(raw, "big") | host_mask).to_bytes(4, "big"))
+        if flags > 0xFF:
+            body += _u32(IFA_FLAGS, flags)
+        return body
+
+    def add_address(self, link: LinkRef, cidr: str, *, noprefixroute: bool = False, nodad: bool = False) -> None:
+        """Add ``ip/prefix``; OSError(EEXIST) if the link already has it."""
+        flags = (IFA_F_NOPREFIXROUTE if noprefixroute else 0) | (IFA_F_NODAD if nodad else 0)
+        self._change(RTM_NEWADDR, self._addr_msg(link, cidr, flags), self._what(link), NLM_F_CREATE | NLM_F_EXCL)
+
+    def del_address(self, link: LinkRef, cidr: str) -> None:
+        """Remove ``ip/prefix``; OSError(EADDRNOTAVAIL) if the link does not have it."""
+        self._change(RTM_DELADDR, self._addr_msg(link, cidr, 0), self._what(link))
+
+    # -- routes ----------------------------------------------------------------
+
+    def routes(self, family: int, *, table: int | None = RT_TABLE_MAIN) -> list[Route]:
+        """The routes of ``family`` in ``table`` (None: every table), kernel order."""
+        out = []
+        for kind, payload in self._dump(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
+            if kind == RTM_NEWROUTE and payload[0] == family:
+                route = _parse_route(payload)
+                if table is None or route.table == table:
+                    out.append(route)
+        return out
+
+    def route_get(self, dst: str) -> Route:
+        """The route the kernel would use to reach the address ``dst`` (``ip route get``,
+        Go's ``netlink.RouteGet``): its ``ifindex`` is the outgoing link. OSError
+        (ENETUNREACH...) if there is none."""
+        family, raw = _ip(dst)
+        body = _RTMSG.pack(family, len(raw) * 8, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, raw)
+        for kind, payload in self._request(RTM_GETROUTE, 0, body):
+            if kind == RTM_NEWROUTE:
+                return _parse_route(payload)
+        raise OSError(errno.ENETUNREACH, f"no route to {dst}")
+
+    def _route_msg(self, delete: bool, dst: str, gw: str, link: LinkRef | None, table: int | None,
+                   scope: int | None, priority: int, mtu: int, advmss: int, src: str) -> bytes:
+        family, raw, prefix = _cidr(dst)
+        table = RT_TABLE_MAIN if table is None else table
+        if delete:  # as iproute2: unspecified protocol and type, and scope as a wildcard
+            proto, rtype = 0, RTN_UNSPEC
+            scope = RT_SCOPE_NOWHERE if scope is None else scope
+        else:  # as `ip route add`: a direct IPv4 route (no gateway, a device) is link scope
+            proto, rtype = RTPROT_BOOT, RTN_UNICAST
+            if scope is None:
+                scope = RT_SCOPE_LINK if family == AF_INET and not gw and link is not None else RT_SCOPE_UNIVERSE
+        attrs = [_u32(RTA_TABLE, table), _attr(RTA_DST, _masked(raw, prefix))]
+        if gw:
+            attrs.append(_attr(RTA_GATEWAY, _ip(gw, family)[1]))
+        if link is not None:
+            attrs.append(_u32(RTA_OIF, self._index(link)))
+        if priority:
+            attrs.append(_u32(RTA_PRIORITY, priority))
+        if src:
+            attrs.append(_attr(RTA_PREFSRC, _ip(src, family)[1]))
+        metrics = (_u32(RTAX_MTU, mtu) if mtu else b"") + (_u32(RTAX_ADVMSS, advmss) if advmss else b"")
+        if metrics:
+            attrs.append(_attr(RTA_METRICS, metrics))
+        return (_RTMSG.pack(family, prefix, 0, 0, table if table < 256 else RT_TABLE_UNSPEC, proto, scope, rtype, 0)
+                + b"".join(attrs))
+
+    def add_route(self, dst: str, *, gw: str = "", link: LinkRef | None = None, table: int | None = None,
+                  scope: int | None = None, priority: int = 0, mtu: int = 0, advmss: int = 0, src: str = "",
+                  replace: bool = False) -> None:
+        """Add a unicast route to CIDR ``dst`` (``0.0.0.0/0``/``::/0`` for a default route;
+        host bits are cleared). OSError(EEXIST) if it exists, unless ``replace``."""
+        body = self._route_msg(False, dst, gw, link, table, scope, priority, mtu, advmss, src)
+        what = "the route's device" if link is None else self._what(link)
+        self._change(RTM_NEWROUTE, body, what, NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL))
+
+    def del_route(self, dst: str, *, gw: str = "", link: LinkRef | None = None, table: int | None = None,
+                  priority: int = 0) -> None:
+        """Delete the first route matching ``dst`` and whatever else is given (``priority``
+        0: any metric); OSError(ESRCH) if none does."""
+        body = self._route_msg(True, dst, gw, link, table, None, priority, 0, 0, "")
+        self._change(RTM_DELROUTE, body, "the route's device" if link is None else self._what(link))
+
+    # -- bridge ports and VLANs ------------------------------------------------
+
+    def _bridge_entries(self, index: int, ext_mask: int) -> list[list[tuple[int, bytes]]]:
+        """The attribute lists of ``index``'s entries in an AF_BRIDGE link dump."""
+        body = _IFINFOMSG.pack(AF_BRIDGE, 0, 0, 0, 0) + (_u32(IFLA_EXT_MASK, ext_mask) if ext_mask else b"")
+        out = []
+        for kind, payload in self._dump(RTM_GETLINK, body):
+            if kind == RTM_NEWLINK and _IFINFOMSG.unpack_from(payload)[2] == index:
+                out.append(_attr_list(payload, _IFINFOMSG.size))
+        return out
+
+    def set_bridge_port(self, link: LinkRef, *, hairpin: bool | None = None, isolated: bool | None = None,
+                        learning: bool | None = None) -> None:
+        """Set the given options of a bridge port (EOPNOTSUPP if not enslaved to a bridge)."""
+        options = [_u8(attr, value) for attr, value in ((IFLA_BRPORT_MODE, hairpin),
+                   (IFLA_BRPORT_ISOLATED, isolated), (IFLA_BRPORT_LEARNING, learning)) if value is not None]
+        if not options:
+            return
+        body = _IFINFOMSG.pack(AF_BRIDGE, 0, self._index(link), 0, 0) + _nest(IFLA_PROTINFO | NLA_F_NESTED, *options)
+        self._change(RTM_SETLINK, body, self._what(link))
+
+    def bridge_port(self, link: LinkRef) -> dict[str, bool]:
+        """``{"hairpin", "isolated", "learning"}`` of a bridge port (EOPNOTSUPP if it is none)."""
+        index = self._index(link)
+        for attrs in self._bridge_entries(index, 0):
+            for kind, payload in attrs:
+                if kind == IFLA_PROTINFO:
+                    port = _attrs(payload)
+                    return {"hairpin": bool(_get_u8(port.get(IFLA_BRPORT_MODE))),
+                            "isolated": bool(_get_u8(port.get(IFLA_BRPORT_ISOLATED))),
+                            "learning": bool(_get_u8(port.get(IFLA_BRPORT_LEARNING)))}
+        name = self.link_by_index(index).name  # LinkNotFoundError if it is gone altogether
+        raise OSError(errno.EOPNOTSUPP, f'"{name}" is not a bridge port')
+
+    def _bridge_vlan(self, msg_type: int, link: LinkRef, vid: int, info: int, master: bool) -> None:
+        spec = _nest(IFLA_AF_SPEC, _u16(IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_MASTER if master else BRIDGE_FLAGS_SELF),
+                     _attr(IFLA_BRIDGE_VLAN_INFO, _VLAN_INFO.pack(info, vid)))
+        self._change(msg_type, _IFINFOMSG.pack(AF_BRIDGE, 0, self._index(link), 0, 0) + spec, self._what(link))
+
+    def bridge_vlan_add(self, link: LinkRef, vid: int, *, pvid: bool = False, untagged: bool = False,
+                        master: bool = True) -> None:
+        """Allow VLAN ``vid`` on a bridge port (``master=False``: on the bridge device itself,
+        ``bridge vlan add ... self``)."""
+        info = (BRIDGE_VLAN_INFO_PVID if pvid else 0) | (BRIDGE_VLAN_INFO_UNTAGGED if untagged else 0)
+        self._bridge_vlan(RTM_SETLINK, link, vid, info, master)
+
+    def bridge_vlan_del(self, link: LinkRef, vid: int, *, master: bool = True) -> None:
+        """Remove VLAN ``vid`` from a bridge port (or, ``master=False``, the bridge itself)."""
+        self._bridge_vlan(RTM_DELLINK, link, vid, 0, master)
+
+    def bridge_vlans(self, link: LinkRef) -> list[tuple[int, bool, bool]]:
+        """``(vid, pvid, untagged)`` of the link's bridge VLANs, by vid ([] if it has none)."""
+        index = self._index(link)
+        found: dict[int, tuple[int, bool, bool]] = {}
+        for attrs in self._bridge_entries(index, RTEXT_FILTER_BRVLAN):
+            for kind, payload in attrs:
+                if kind != IFLA_AF_SPEC:
+                    continue
+                start = 0
+                for sub, raw in _attr_list(payload):
+                    if sub != IFLA_BRIDGE_VLAN_INFO or len(raw) < _VLAN_INFO.size:
+                        continue
+                    flags, vid = _VLAN_INFO.unpack_from(raw)
+                    if flags & BRIDGE_VLAN_INFO_RANGE_BEGIN:
+                        start = vid
+                        continue
+                    first = start if flags & BRIDGE_VLAN_INFO_RANGE_END and start else vid
+                    start = 0
+                    for v in range(first, vid + 1):
+                        found[v] = (v, bool(flags & BRIDGE_VLAN_INFO_PVID), bool(flags & BRIDGE_VLAN_INFO_UNTAGGED))
+        return [found[v] for v in sorted(found)]
+
+
+#: The class's former name (``cnicore.rtnl.RtnlSocket``), kept for existing code.
+RtnlSocket = Netlink

@@ -1,4 +1,4 @@
-"""All-or-nothing operations: record how to undo each step, undo them all on failure.
+"""All-or-nothing operations (public toolkit): record how to undo each step, undo them all on failure.
 
 A plugin ADD pushes an undo action right after each change it makes (a veth
 created, an address reserved, a rule added). If anything later fails, the

@@ -1,4 +1,4 @@
-"""Sysctl writes gated by policy, and the default policy itself.
+"""Sysctl writes gated by policy (public toolkit), and the default policy itself.
 
 Plugins never open /proc/sys directly: :func:`write` resolves the key, asks
 every ``cni_sysctl_check`` implementation (any may veto) and only then writes.

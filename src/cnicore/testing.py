@@ -11,9 +11,18 @@ With ``CNICORE_FAIL_ON_SKIP=1`` in the environment every skipped test fails
 Installing cnicore registers this module through the ``pytest11`` entry point,
 so a plugin project's tests use the fixtures without any import or conftest.
 
+Every namespace the fixtures make is named ``<prefix>-<role>-<random>``; the
+prefix is ``cnitest`` unless the pytest option ``--cni-netns-prefix PREFIX`` or
+the environment variable ``CNICORE_TEST_NETNS_PREFIX`` (the option wins) names
+another — letters, digits, ``_``, ``.`` and ``-``, at most 64 characters — for
+example to tell two suites' namespaces apart, or to look for leftovers of one
+(``ip netns list | grep ^PREFIX-``). :class:`Sandbox` and :class:`WarmServer`
+made by hand take the environment variable's prefix too.
+
 Fixtures:
 
 * ``cni_sandbox`` — a :class:`Sandbox` (``.host``, ``.container()``).
+* ``cni_netns_prefix`` — (session) the namespace prefix in effect (see above).
 * ``host_netns`` / ``container_netns`` — one of each from that sandbox.
 * ``cni_runner`` — ``cni_runner(plugin_or_type, name=None, path=...)`` returns a
   :class:`PluginRunner` that runs one plugin in-process through ``skel.run``
@@ -43,9 +52,15 @@ Helpers (plain functions, no fixture needed):
   :mod:`cnicore.types` object: :func:`assert_result_has_ip`,
   :func:`assert_result_has_route`, :func:`assert_result_has_interface`; and
   :func:`as_current_result` to compare anything else on the 1.x model.
-* Kernel assertions inside a namespace (through :mod:`cnicore.rtnl`):
+* Kernel assertions inside a namespace (through :mod:`cnicore.netlink`):
   :func:`netns_routes`, :func:`assert_netns_route`,
   :func:`assert_netns_no_route`, :func:`assert_netns_address`.
+* :func:`ping` — iputils ``ping`` from inside a namespace (IPv4 or IPv6),
+  bounded by a deadline, failing the test with ping's own output.
+* :func:`resolv_conf` — a context manager writing a resolv.conf to a temporary
+  file (for plugins that report DNS from one, such as host-local's
+  ``resolvConf``), removed afterwards; the ``cni_resolv_conf`` fixture makes
+  them for one test.
 
 Example, a chained plugin after bridge + host-local::
 
@@ -63,13 +78,16 @@ Example, a chained plugin after bridge + host-local::
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import math
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -78,9 +96,9 @@ from cnicore.cli.install import install
 from cnicore.errors import CNIError
 from cnicore.host import PluginHost
 from cnicore.libcni import CNIConfig, NetworkConfigList, RuntimeConf, conf_list_from_bytes, conf_list_from_dict
+from cnicore.netlink import AF_INET, AF_INET6, Netlink
 from cnicore.ns import new_netns
 from cnicore.registry import load
-from cnicore.rtnl import AF_INET, AF_INET6, RtnlSocket
 from cnicore.types import Result, Result020, Result040, result_from_json
 from cnicore.version import ALL, greater_or_equal
 
@@ -88,15 +106,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterator, Mapping, Sequence
 
+    from cnicore.netlink import Route as KernelRoute
     from cnicore.ns import NetNS
-    from cnicore.rtnl import Route as KernelRoute
     from cnicore.types import AnyResult
 
 DEFAULT_PATH = "/opt/cni/bin:/usr/lib/cni"
 
 __all__ = [
-    "DEFAULT_PATH", "Sandbox", "WarmServer", "Outcome", "PluginRunner", "ConflistRunner", "cni_env",
-    "run_executable", "in_netns", "run_in", "launcher_kind",
+    "DEFAULT_PATH", "DEFAULT_NETNS_PREFIX", "NETNS_PREFIX_ENV", "netns_prefix",
+    "Sandbox", "WarmServer", "Outcome", "PluginRunner", "ConflistRunner", "cni_env",
+    "run_executable", "in_netns", "run_in", "launcher_kind", "ping", "resolv_conf",
     "SPEC_VERSIONS", "spec_has_chaining", "spec_has_check", "spec_has_ip_version", "spec_has_gc",
     "spec_has_status", "version_answer", "assert_plugin_valid",
     "as_current_result", "assert_result_has_interface", "assert_result_has_ip", "assert_result_has_route",
@@ -150,11 +169,29 @@ def assert_plugin_valid(plugin: Any, name: str = "plugin") -> None:
     PluginHost(plugin, name).validate()
 
 
-class Sandbox:
-    """A private host namespace plus any number of container namespaces."""
+#: The prefix of the namespaces the fixtures make, unless configured otherwise.
+DEFAULT_NETNS_PREFIX = "cnitest"
+#: The environment variable that sets it (the pytest option ``--cni-netns-prefix`` wins).
+NETNS_PREFIX_ENV = "CNICORE_TEST_NETNS_PREFIX"
+_NETNS_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
-    def __init__(self, prefix: str = "cnitest") -> None:
-        self.prefix = prefix
+
+def netns_prefix(value: str | None = None) -> str:
+    """The namespace prefix in effect: ``value`` (the pytest option's), else ``$CNICORE_TEST_NETNS_PREFIX``,
+    else ``cnitest``. Raises ``ValueError`` for a name ``ip netns`` could not list safely."""
+    prefix = value or os.environ.get(NETNS_PREFIX_ENV) or DEFAULT_NETNS_PREFIX
+    if not _NETNS_PREFIX.match(prefix):
+        raise ValueError(f"invalid network namespace prefix {prefix!r}: use up to 64 letters, digits, '_', '.' "
+                         "or '-', starting with a letter or digit")
+    return prefix
+
+
+class Sandbox:
+    """A private host namespace plus any number of container namespaces, named
+    ``<prefix>-host-…`` and ``<prefix>-ctr-…`` (prefix: :func:`netns_prefix` by default)."""
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self.prefix = prefix or netns_prefix()
         self._made: list[NetNS] = []
         self.host = self._new("host")
 
@@ -189,20 +226,21 @@ class Sandbox:
 class WarmServer:
     """A ``cnitool daemon`` of this environment (or of ``python``'s), running inside its own throwaway
     network namespace (so a worker that failed to enter its caller's namespace
-    could not touch the machine's), listening in a private 0700 directory.
+    could not touch the machine's; named ``<prefix>-…``, by default
+    :func:`netns_prefix` ``+ "-srv"``), listening in a private 0700 directory.
 
     ``stop()`` ends it by PID (SIGTERM, then SIGKILL) and removes the
     namespace; it is also what leaving the ``with`` block does.
     """
 
     def __init__(self, directory: str, workers: int = 2, timeout: float = 60.0,
-                 extra_env: Mapping[str, str] | None = None, prefix: str = "cnitest-srv",
+                 extra_env: Mapping[str, str] | None = None, prefix: str | None = None,
                  python: str = "", extra_args: Sequence[str] = ()) -> None:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         self.socket = os.path.join(directory, "cnicore.sock")
         self.log_path = os.path.join(directory, "server.log")
-        self.netns = new_netns(f"{prefix}-{uuid.uuid4().hex[:10]}")
+        self.netns = new_netns(f"{prefix or netns_prefix() + '-srv'}-{uuid.uuid4().hex[:10]}")
         env = dict(os.environ, **(extra_env or {}))
         try:
             with open(self.log_path, "ab") as log:
@@ -478,6 +516,70 @@ def run_in(netns: NetNS, *argv: str, check: bool = True) -> str:
     return str(proc.stdout)
 
 
+def ping(netns: NetNS, address: str, *, count: int = 1, timeout: float = 10.0, interface: str = "") -> str:
+    """Ping ``address`` (IPv4 or IPv6) from inside ``netns`` with iputils ``ping``; return its output.
+
+    Succeeds once ``count`` replies came back; fails the test (``AssertionError``
+    with ping's output) when they did not within ``timeout`` seconds. Errors that
+    can clear up meanwhile (an IPv6 address still tentative, a route not there
+    yet) are retried until the deadline, so a test need not sleep first.
+    ``interface`` is ping's ``-I`` (an interface name or a source address).
+    """
+    target = ipaddress.ip_address(address.split("%")[0])
+    if count < 1 or not 0 < timeout <= 600:
+        raise ValueError(f"ping: count must be >= 1 and timeout in (0, 600], not {count}, {timeout}")
+    deadline = time.monotonic() + timeout
+    attempts: list[str] = []
+    while True:
+        left = deadline - time.monotonic()
+        argv = ["ping", f"-{target.version}", "-n", "-c", str(count), "-i", "0.2",
+                "-w", str(max(1, math.ceil(left)))]
+        if interface:
+            argv += ["-I", interface]
+        argv.append(address)
+        try:
+            proc = in_netns(netns, subprocess.run, argv, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=max(left, 1.0) + 5.0)
+        except subprocess.TimeoutExpired as exc:
+            attempts.append(f"killed after {exc.timeout:.0f} s")
+            break
+        if proc.returncode == 0:
+            return str(proc.stdout)
+        attempts.append(f"exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()}")
+        if proc.returncode == 1 or time.monotonic() + 0.1 >= deadline:
+            break  # 1: it ran to the deadline without enough replies
+        time.sleep(0.1)
+    raise AssertionError(f"ping {address} from {netns.path}: not {count} repl{'y' if count == 1 else 'ies'} "
+                         f"within {timeout:g} s ({len(attempts)} attempt(s)); last: {attempts[-1]}")
+
+
+@contextlib.contextmanager
+def resolv_conf(nameservers: Sequence[str] = (), *, domain: str = "", search: Sequence[str] = (),
+                options: Sequence[str] = (), text: str | None = None, directory: str | None = None) -> Iterator[str]:
+    """A resolv.conf in a temporary file for the ``with`` block; yields its path, removes it afterwards.
+
+    Written from ``nameservers``, ``domain``, ``search`` and ``options`` in the
+    usual syntax, or ``text`` verbatim; in ``directory`` (default: the system's
+    temporary directory). For plugins that report DNS settings read from a file,
+    such as host-local's ``resolvConf``.
+    """
+    if text is None:
+        lines = [f"nameserver {server}" for server in nameservers]
+        lines += [f"domain {domain}"] if domain else []
+        lines += [f"search {' '.join(search)}"] if search else []
+        lines += [f"options {' '.join(options)}"] if options else []
+        text = "".join(line + "\n" for line in lines)
+    fd, path = tempfile.mkstemp(prefix="cnitest-resolv-", suffix=".conf", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(path, 0o644)  # as /etc/resolv.conf: readable by a plugin of another user
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def as_current_result(result: AnyResult | Mapping[str, Any] | bytes | str) -> Result:
     """Any result (decoded JSON, JSON text or a :mod:`cnicore.types` object, any
     spec version) as the current 1.x model, for version-independent assertions."""
@@ -551,10 +653,10 @@ def assert_result_has_route(result: AnyResult | Mapping[str, Any], dst: str, gw:
 
 def netns_routes(netns: NetNS, family: int = 0, *, table: int | None = 254) -> list[KernelRoute]:
     """The routes in ``netns`` (``family`` 0: IPv4 and IPv6; ``table`` None: every table),
-    read with :mod:`cnicore.rtnl` inside the namespace."""
+    read with :mod:`cnicore.netlink` inside the namespace."""
 
     def read() -> list[KernelRoute]:
-        with RtnlSocket() as rtnl:
+        with Netlink() as rtnl:
             families = (family,) if family else (AF_INET, AF_INET6)
             return [r for f in families for r in rtnl.routes(f, table=table)]
 
@@ -563,7 +665,7 @@ def netns_routes(netns: NetNS, family: int = 0, *, table: int | None = 254) -> l
 
 def _ifindex(netns: NetNS, ifname: str) -> int:
     def read() -> int:
-        with RtnlSocket() as rtnl:
+        with Netlink() as rtnl:
             return rtnl.link(ifname).index
 
     return netns.do(read)
@@ -601,7 +703,7 @@ def assert_netns_address(netns: NetNS, ifname: str, cidr: str) -> None:
     wanted = ipaddress.ip_interface(cidr)
 
     def read() -> list[str]:
-        with RtnlSocket() as rtnl:
+        with Netlink() as rtnl:
             return rtnl.addresses(ifname, AF_INET6 if wanted.version == 6 else AF_INET)
 
     present = netns.do(read)
@@ -639,18 +741,48 @@ if pytest is not None:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             report.longrepr = f"module skipped in CI, which must run every test: {reason}"
 
+    def pytest_addoption(parser: Any) -> None:
+        group = parser.getgroup("cnicore")
+        group.addoption("--cni-netns-prefix", dest="cni_netns_prefix", default=None, metavar="PREFIX",
+                        help=f"prefix of the network namespaces cnicore's fixtures make (default: "
+                             f"${NETNS_PREFIX_ENV}, else {DEFAULT_NETNS_PREFIX!r})")
+
+    def pytest_configure(config: Any) -> None:
+        """Refuse a bad namespace prefix before any test runs."""
+        try:
+            netns_prefix(config.getoption("cni_netns_prefix", None))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
     def _require_root() -> None:
         if os.geteuid() != 0:
             if os.environ.get("CI"):
                 pytest.fail("network-namespace tests need root, and CI must run them")
             pytest.skip("needs root to create network namespaces")
 
+    @pytest.fixture(scope="session")
+    def cni_netns_prefix(pytestconfig: Any) -> str:
+        """(session) The prefix of the namespaces the fixtures make: ``--cni-netns-prefix``,
+        else ``$CNICORE_TEST_NETNS_PREFIX``, else ``cnitest``."""
+        return netns_prefix(pytestconfig.getoption("cni_netns_prefix", None))
+
     @pytest.fixture
-    def cni_sandbox() -> Iterator[Sandbox]:
+    def cni_sandbox(cni_netns_prefix: str) -> Iterator[Sandbox]:
         """A private host netns plus container netns on demand; all removed afterwards."""
         _require_root()
-        with Sandbox() as sandbox:
+        with Sandbox(cni_netns_prefix) as sandbox:
             yield sandbox
+
+    @pytest.fixture
+    def cni_resolv_conf(tmp_path: Any) -> Iterator[Any]:
+        """``cni_resolv_conf(nameservers, domain=..., search=..., options=..., text=...)`` -> the path of
+        a resolv.conf written under ``tmp_path`` (see :func:`resolv_conf`); removed after the test."""
+        with contextlib.ExitStack() as stack:
+
+            def make(nameservers: Sequence[str] = (), **kw: Any) -> str:
+                return stack.enter_context(resolv_conf(nameservers, directory=str(tmp_path), **kw))
+
+            yield make
 
     @pytest.fixture
     def host_netns(cni_sandbox: Sandbox) -> NetNS:
@@ -676,10 +808,10 @@ if pytest is not None:
         return make
 
     @pytest.fixture(scope="session")
-    def cni_server(tmp_path_factory: Any) -> Iterator[WarmServer]:
+    def cni_server(tmp_path_factory: Any, cni_netns_prefix: str) -> Iterator[WarmServer]:
         """(session) A warm server of this environment in its own throwaway namespace."""
         _require_root()
-        server = WarmServer(str(tmp_path_factory.mktemp("cni-server")))
+        server = WarmServer(str(tmp_path_factory.mktemp("cni-server")), prefix=f"{cni_netns_prefix}-srv")
         try:
             yield server
         finally:

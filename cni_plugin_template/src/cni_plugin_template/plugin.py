@@ -16,8 +16,11 @@ config::
   the ones already added are removed again.
 * CHECK verifies that every route is in prevResult and in the kernel, on
   CNI_IFNAME, with the same gateway.
-* DEL removes the routes that are still there. It succeeds when the
-  namespace, the interface or the routes are already gone.
+* DEL removes the routes that are still there: every main-table route to a
+  configured ``dst`` through CNI_IFNAME (via the configured ``gw``, when there
+  is one), deleted with the attributes the kernel lists for it, so on-link
+  routes go too. It succeeds when the namespace, the interface or the routes
+  are already gone, and fails when a route it found cannot be removed.
 
 This module is the model to copy: it imports only cnicore's public API
 (``cnicore.plugin``, ``errors``, ``request``, ``types``, ``ns``) and pyroute2,
@@ -248,9 +251,50 @@ def cni_del(request: Request) -> None:
         if not found:
             return  # the interface is gone and its routes with it
         for route in routes:
-            try:
-                ipr.route("del", dst=route.dst, oif=found[0])
-            except NetlinkError as exc:
-                if exc.code != errno.ESRCH:
-                    raise _fail(f"failed to remove route {route.dst} dev {request.ifname}: "
-                                f"{os.strerror(exc.code)}") from None
+            for msg in _routes_to(ipr, route, int(found[0])):
+                _delete_route(ipr, msg, route, request.ifname)
+
+
+def _routes_to(ipr: IPRoute, route: RouteSpec, index: int) -> list[Any]:
+    """The main-table routes to ``route.dst`` through interface ``index`` (via ``route.gw`` when the
+    config names one: a route via another gateway is not ours), as the kernel lists them."""
+    network = ipaddress.ip_network(route.dst)
+    family = socket.AF_INET6 if network.version == 6 else socket.AF_INET
+    gateway = ipaddress.ip_address(route.gw) if route.gw else None
+    matches = []
+    for msg in ipr.get_routes(family=family, table=254):
+        dst = msg.get_attr("RTA_DST")
+        if dst is None or msg.get_attr("RTA_OIF") != index or msg.get_attr("RTA_TABLE", 254) != 254:
+            continue
+        if ipaddress.ip_network(f"{dst}/{msg['dst_len']}") != network:
+            continue
+        via = msg.get_attr("RTA_GATEWAY")
+        if gateway is not None and (via is None or ipaddress.ip_address(via) != gateway):
+            continue
+        matches.append(msg)
+    return matches
+
+
+def _delete_route(ipr: IPRoute, msg: Any, route: RouteSpec, ifname: str) -> None:
+    """Delete one listed route, described as the kernel listed it.
+
+    The kernel deletes only a route whose scope, metric and gateway match the request's: a
+    request at pyroute2's default scope (universe) never matches an on-link route (scope link),
+    and the "no such route" it gets back is the same error as for a route that is gone. So the
+    request carries the route's own attributes, and "no such route" counts as gone only if the
+    route is then really no longer listed.
+    """
+    args: dict[str, Any] = {"dst": route.dst, "oif": msg.get_attr("RTA_OIF"), "table": 254,
+                            "scope": msg["scope"], "proto": msg["proto"], "type": msg["type"],
+                            "tos": msg["tos"]}
+    for attr, key in (("RTA_GATEWAY", "gateway"), ("RTA_PRIORITY", "priority")):
+        value = msg.get_attr(attr)
+        if value is not None:
+            args[key] = value
+    try:
+        ipr.route("del", **args)
+    except NetlinkError as exc:
+        if exc.code == errno.ESRCH and not _routes_to(ipr, RouteSpec(route.dst, msg.get_attr("RTA_GATEWAY") or "",
+                                                                    route.family), args["oif"]):
+            return  # removed meanwhile: gone is what DEL wants
+        raise _fail(f"failed to remove route {route.dst} dev {ifname}: {os.strerror(exc.code)}") from None

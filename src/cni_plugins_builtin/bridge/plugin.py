@@ -20,7 +20,6 @@ on the exec path.
 from __future__ import annotations
 
 from cnicore import __version__, faults
-from cnicore.config import NetConfError, lookup
 from cnicore.errors import CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -131,6 +130,8 @@ def _dns(conf: BridgeConf) -> DNS | None:
     try:
         return DNS.from_dict(conf.dns)
     except (ResultError, ValueError) as exc:
+        from cnicore.config import NetConfError
+
         raise NetConfError(f"failed to load netconf: {exc}") from None
 
 
@@ -327,6 +328,7 @@ def cni_del(request: Request) -> None:
 
 @hookimpl
 def cni_check(request: Request) -> None:
+    from cnicore.config import lookup
     from cnicore.ip import validate_expected_interface_ips, validate_expected_route
     from cnicore.ipam import exec_check
     from cnicore.ns import get_netns
@@ -362,6 +364,7 @@ def cni_status(request: Request) -> None:
 
 @hookimpl
 def cni_gc(request: Request) -> None:
+    from cnicore.config import lookup
     from cnicore.ipam import exec_gc
 
     conf = _conf(request)

@@ -12,8 +12,10 @@ Modules, one job each (all pure but :mod:`.store` and :mod:`.plugin`):
 * :mod:`.allocator` — round-robin allocation over a store;
 * :mod:`.plugin` — the hook implementations.
 
-Go's rules it shares with the other plugins (``net`` parsing, ``encoding/json``
-decoding, whitespace and OS-error wording) are in :mod:`cnicore._go`.
+Go's rules it shares with the other plugins come from the public toolkit, as
+a third-party plugin would use them: ``encoding/json`` decoding
+(:mod:`cnicore.config`), ``net`` parsing (:mod:`cnicore.ip`), whitespace and
+OS-error wording (:mod:`cnicore.utils`).
 
 Nothing is imported here, so loading the plugin module stays cheap.
 """

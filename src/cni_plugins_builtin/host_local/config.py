@@ -2,7 +2,7 @@
 
 :func:`load_config` turns the network config (plus CNI_ARGS) into an
 :class:`IPAMConfig` or raises the reference's error, message for message:
-the JSON is decoded with Go's rules (:mod:`cnicore._go.json`), then requested
+the JSON is decoded with Go's rules (:mod:`cnicore.config`), then requested
 addresses are collected, range sets built and checked. Pure: no I/O.
 
 Deliberate differences from the reference:
@@ -187,7 +187,7 @@ class RangeSet:
         return f"RangeSet({self})"
 
 
-# -- decoding (Go's rules, see cnicore._go.json) -------------------------------------------
+# -- decoding (Go's rules, see cnicore.config) ---------------------------------------------
 
 class IPAMSpec:
     """The ``ipam`` object as decoded, before validation."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 
 from cnicore import __version__
-from cnicore.config import lookup
 from cnicore.errors import ERR_INVALID_NETWORK_CONFIG, ERR_PLUGIN_NOT_AVAILABLE, CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -97,6 +96,8 @@ def cni_check(request: Request) -> None:
 
 def valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
     """``cni.dev/valid-attachments`` as ``{(containerID, ifname)}``; code 7 if malformed."""
+    from cnicore.config import lookup
+
     raw = lookup(config, VALID_ATTACHMENTS)
     if raw is None:
         return set()

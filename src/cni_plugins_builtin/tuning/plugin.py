@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 
 from cnicore import __version__
-from cnicore.config import lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
 from cnicore.plugin import ALL, PluginInfo, hookimpl
 
@@ -69,6 +68,8 @@ def _conf(request: Request, check_duplicates: bool = True) -> TuningConf:
 
 
 def _require_prev_result(request: Request) -> None:
+    from cnicore.config import lookup
+
     if lookup(request.config, "prevResult") is None:
         raise _fail("Required prevResult missing")
 

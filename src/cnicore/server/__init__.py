@@ -7,8 +7,9 @@ both run the plugin cold, exactly as before. The protocol, the fallback rules
 and the security model are in ``docs/DESIGN.md`` ("The warm server").
 
 Modules: ``_protocol`` (the wire format, pure), ``_daemon`` (the parent and
-its pool), ``_worker`` (one request in one process), ``_native`` (compiling
-the launcher), ``client`` (the Python side of a launcher).
+its pool), ``_worker`` (one request in one process), ``_codewatch`` (whether
+the served code changed on disk), ``_native`` (compiling the launcher),
+``client`` (the Python side of a launcher).
 """
 
 from __future__ import annotations

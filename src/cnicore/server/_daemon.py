@@ -12,8 +12,9 @@ stays idle long after serving exits, and the pool shrinks back.
 Signals: SIGTERM/SIGINT stop (the socket closes at once, so launchers fall
 back to the cold path; busy workers finish), SIGHUP restarts. A restart
 re-executes the same command with the listening socket inherited, so no
-connection is refused meanwhile; it also happens by itself when a worker
-sees that the installed code changed (``pip install -U``).
+connection is refused meanwhile; it also happens by itself when the served
+code changed on disk (``pip install -U``, a plugin's source file edited in
+place: :mod:`cnicore.server._codewatch`), and the log says which file.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import signal
 import socket
 import stat
 import sys
+import time
 
 from cnicore.server import _worker
+from cnicore.server._codewatch import SETTLE_LIMIT, SETTLE_SECONDS, CodeWatch, entry_files
 from cnicore.server._native import build_id
 
 TYPE_CHECKING = False
@@ -140,10 +143,10 @@ def preload() -> list[str]:
         ip,
         ipam,
         launchers,
+        netlink,
         ns,
         request,
         rollback,
-        rtnl,
         skel,
         sysctl,
         types,
@@ -179,19 +182,14 @@ def preload() -> list[str]:
     return roots
 
 
-def code_stamp(roots: list[str]) -> tuple[tuple[str, int], ...]:
-    """What changes when packages are installed, upgraded or removed: the mtimes of
-    site-packages and of each plugin's root directory."""
-    import site
+def code_watch(roots: list[str]) -> CodeWatch:
+    """What the server serves, as imported: site-packages and the plugins' roots, and the
+    source files of cnicore and of every plugin (see :mod:`cnicore.server._codewatch`)."""
+    from cnicore.registry import discover
 
-    dirs = sorted(set(roots) | {p for p in site.getsitepackages() if os.path.isdir(p)})
-    stamp = []
-    for path in dirs:
-        try:
-            stamp.append((path, os.stat(path).st_mtime_ns))
-        except OSError:
-            stamp.append((path, -1))
-    return tuple(stamp)
+    entries = list(discover().values())
+    packages = {"cnicore"} | {entry.module.partition(".")[0] for entry in entries}
+    return CodeWatch(roots, packages, entry_files(entry.module for entry in entries))
 
 
 # -- the pool ------------------------------------------------------------------------
@@ -345,11 +343,11 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
         listener, owned = bind(path), True
     bound_path = listener.getsockname() if owned else ""
     roots = preload()
-    stamp = code_stamp(roots)
+    watch = code_watch(roots)
     from cnicore.host import PluginHost
 
     ctx = _worker.WorkerContext(build_id(), timeout,
-                                lambda: code_stamp(roots) != stamp, PluginHost(object(), "warm-up"),
+                                lambda: bool(watch.changed()), PluginHost(object(), "warm-up"),
                                 max_requests=max_requests, idle_exit=idle_exit, run_command=run_command)
     gc.collect()
     gc.freeze()
@@ -358,31 +356,45 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
     selector = selectors.DefaultSelector()
     selector.register(wake_r, selectors.EVENT_READ)
     selector.register(pool.status_r, selectors.EVENT_READ)
+    if watch.fileno() >= 0:
+        selector.register(watch.fileno(), selectors.EVENT_READ)
     _log(f"serving on {bound_path or 'an inherited socket'} with {workers} idle workers "
          f"(at most {max_workers}), build {ctx.build_id}")
-    action = ""
+    _log(watch.summary())
+    action = reason = ""
+    # A served file changed: restart once the writes have settled (workers refuse meanwhile).
+    changed_at = settle_at = 0.0
     while not action:
         pool.reap()
         if pool.stale:
+            action, reason = "restart", watch.describe() or "a worker found the served code changed"
+            break
+        if settle_at and time.monotonic() >= settle_at:
             action = "restart"
             break
         pool.fill()
         pool.publish()
-        selector.select()
+        events = selector.select(max(0.0, settle_at - time.monotonic()) if settle_at else None)
         try:
             os.read(wake_r, 4096)
         except BlockingIOError:
             pass
         pool.read_status()
+        if any(key.fd == watch.fileno() for key, _ in events):
+            found = watch.read_events()
+            if found or settle_at:
+                now = time.monotonic()
+                changed_at, reason = changed_at or now, reason or found
+                settle_at = min(now + SETTLE_SECONDS, changed_at + SETTLE_LIMIT)
         while received:
             signum = received.pop()
             if signum in (signal.SIGTERM, signal.SIGINT):
                 action = "stop"
             elif signum == signal.SIGHUP:
-                action = "restart"
+                action, reason = "restart", "SIGHUP"
     pool.stop_idle()
     if action == "restart":
-        _log("installed code changed or SIGHUP: restarting")
+        _log(f"restarting: {reason}")
         _restart(listener)
     listener.close()
     if bound_path:
