@@ -60,6 +60,7 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "cnicore.firewall.masquerade": LEAN + ("ipaddress", "hashlib", "shlex"),
     "cnicore.firewall.spoofcheck": LEAN + ("ipaddress", "hashlib", "shlex"),
     "cnicore.firewall.tools": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "cnicore.conntrack": LEAN + ("ipaddress", "cnicore.types"),
     "cni_plugins_builtin.portmap.plugin": LEAN,
     "launcher:loopback": LEAN + ("cnicore.netlink", "cnicore.types", "cnicore.ns", "cnicore.ipam", "cnicore.sysctl"),
     "launcher:bridge": LEAN + ("cnicore.netlink", "cnicore.ns"),

@@ -460,6 +460,47 @@ def test_firewall_tools_batch_and_system_dirs(host_netns, tmp_path, monkeypatch)
         host_netns.do(tools.iptables_restore, "*nat\n-A NO-SUCH-CHAIN -j RETURN\nCOMMIT\n")
 
 
+def conntrack_entries(netns) -> list[str]:
+    """The namespace's conntrack table (/proc/thread-self: the calling thread's namespace)."""
+    def read() -> list[str]:
+        with open("/proc/thread-self/net/nf_conntrack") as fh:
+            return fh.read().splitlines()
+
+    return netns.do(read)
+
+
+def send_udp(netns, ip: str, port: int) -> None:
+    import socket
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"x", (ip, port))
+
+    netns.do(send)
+
+
+def test_conntrack_entries_deleted_by_port_and_by_address(host_netns) -> None:
+    import socket
+
+    from cnicore import conntrack
+
+    sh(host_netns, "ip", "link", "set", "lo", "up")
+    for tool in ("iptables", "ip6tables"):  # conntrack runs in a namespace only once something uses it
+        sh(host_netns, tool, "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT")
+    for address in ("127.0.0.1", "::1"):
+        for port in (5353, 5354):
+            send_udp(host_netns, address, port)
+    assert len([e for e in conntrack_entries(host_netns) if " udp " in e]) == 4
+    assert host_netns.do(conntrack.delete_entries_for_dst_port, 5353, conntrack.PROTOCOL_UDP, socket.AF_INET) == 1
+    assert host_netns.do(conntrack.delete_entries_for_dst_port, 5353, conntrack.PROTOCOL_TCP, socket.AF_INET6) == 0
+    left = conntrack_entries(host_netns)
+    assert not [e for e in left if e.startswith("ipv4") and "dport=5353 " in e]
+    assert [e for e in left if e.startswith("ipv6") and "dport=5353 " in e]
+    assert host_netns.do(conntrack.delete_entries_for_dst_ip, "::1", conntrack.PROTOCOL_UDP) == 2
+    left = conntrack_entries(host_netns)
+    assert len(left) == 1 and "dport=5354 " in left[0] and left[0].startswith("ipv4")
+
+
 # -- IPAM delegation (privileged: host-local through its launcher, in-process) -------------------
 
 
