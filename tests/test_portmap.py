@@ -444,6 +444,43 @@ def test_only_the_container_interfaces_addresses(ours, cni_sandbox) -> None:
     assert "fd00" not in rules
 
 
+@privileged
+def test_stale_udp_conntrack_entries_are_deleted(ours, cni_sandbox) -> None:
+    """A UDP flow to the host port from before the ADD would bypass the new DNAT: ADD
+    deletes the entries for its UDP host ports, of that family, and no others."""
+    host = cni_sandbox.host
+    sh(host, "ip", "link", "set", "lo", "up")
+    for tool in ("iptables", "ip6tables"):  # conntrack runs in a namespace only once something uses it
+        sh(host, tool, "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT")
+
+    def entries() -> list[str]:
+        def read() -> list[str]:
+            with open("/proc/thread-self/net/nf_conntrack") as fh:
+                return [line for line in fh.read().splitlines() if " udp " in line]
+
+        return host.do(read)
+
+    def send(ip: str, port: int) -> None:
+        def run() -> None:
+            with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"x", (ip, port))
+
+        host.do(run)
+
+    for ip in ("127.0.0.1", "::1"):
+        for port in (5353, 5354):
+            send(ip, port)
+    assert len(entries()) == 4
+    ctr = cni_sandbox.container()
+    config = conf("1.0.0", mappings(1, 5353, "udp") + mappings(1, 5354, "tcp"),
+                  prev_result("1.0.0", ctr.path, (V4,)))
+    ours("ADD", config, ctr).ok()
+    left = entries()
+    assert not [e for e in left if e.startswith("ipv4") and "dport=5353 " in e], left
+    assert len(left) == 3, left  # IPv6 (no IPv6 address) and port 5354 (a TCP mapping) stay
+    ours("DEL", config, ctr).ok()
+
+
 # -- CHECK -------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,8 @@ and localhost masquerade, default true), ``markMasqBit`` (default 13) or
 later releases have it); forwards to the first IPv4 and the first IPv6 address
 of prevResult on the container's interface; sets ``route_localnet`` on the
 host interface that routes to the container's IPv4 address, so 127.0.0.1
-connections to the host port reach it. The rules are the reference's, byte for
+connections to the host port reach it; drops stale UDP conntrack entries for
+the host ports (:mod:`cnicore.conntrack`). The rules are the reference's, byte for
 byte, so Go's DEL removes ours and ours Go's.
 
 Deliberate differences:
@@ -22,8 +23,6 @@ Deliberate differences:
   every container with mappings (later releases fixed it, as here);
 * the default backend is iptables when the ``iptables`` tool is installed
   (the reference also runs it once to see that it works);
-* stale UDP conntrack entries for the host ports are not flushed after ADD
-  (the reference tries, and only logs a failure);
 * the tools are run from the system's directories, never from the caller's
   PATH (:mod:`cnicore.firewall.tools`);
 * a protocol, hostIP or condition that would end its command in the batch
@@ -124,11 +123,30 @@ def cni_add(request: Request) -> AnyResult:
     backend = _backend(conf)
     if v4 is not None:
         _firewall(backend.forward_ports, conf, request.container_id, v4)
+        _delete_stale_udp_entries(conf, ipv6=False)
         if conf.snat:
             _enable_localnet_routing(v4.ip, request)
     if v6 is not None:
         _firewall(backend.forward_ports, conf, request.container_id, v6)
+        _delete_stale_udp_entries(conf, ipv6=True)
     return prev
+
+
+def _delete_stale_udp_entries(conf: PortMapConf, ipv6: bool) -> None:
+    """Drop conntrack entries for the UDP host ports, made before the rules existed, or UDP
+    flows keep following them past the new DNAT. As the reference: after the rules are in
+    place, and a failure only costs that cleanup."""
+    ports = sorted({m.host_port for m in conf.mappings if m.protocol.lower() == "udp"})
+    if not ports:
+        return
+    from cnicore.conntrack import PROTOCOL_UDP, delete_entries_for_dst_port
+    from cnicore.netlink import AF_INET, AF_INET6
+
+    for port in ports:
+        try:
+            delete_entries_for_dst_port(port, PROTOCOL_UDP, AF_INET6 if ipv6 else AF_INET)
+        except (OSError, ValueError):
+            return
 
 
 def _enable_localnet_routing(container_ip: str, request: Request) -> None:
