@@ -48,7 +48,7 @@ from sides import (  # noqa: E402
 
 README = os.path.join(REPO, "bench", "README.md")
 #: The sections, in the order they run (`--only NAME` picks some).
-SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party", "ptp"]
+SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party", "ptp", "portmap"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -114,6 +114,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "third-party": lambda: sections.third_party_main(sandbox, go, side, work, rounds,
                                                              third_party or EXAMPLE_MAIN_TYPE),
             "ptp": lambda: sections.ptp_static(sandbox, go, side, work, rounds),
+            "portmap": lambda: sections.portmap(sandbox, go, side, rounds),
         }
         for name, step in every.items():
             if (opts.only and name not in opts.only) or (label and name in ("warm", "host-local")):
