@@ -48,7 +48,8 @@ from sides import (  # noqa: E402
 
 README = os.path.join(REPO, "bench", "README.md")
 #: The sections, in the order they run (`--only NAME` picks some).
-SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party", "ptp", "portmap"]
+SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party",
+            "ptp", "portmap"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
