@@ -49,8 +49,8 @@ from sides import (  # noqa: E402
 
 README = os.path.join(REPO, "bench", "README.md")
 #: The sections, in the order they run (`--only NAME` picks some).
-SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party", "ptp",
-            "podman"]
+SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party",
+            "ptp", "portmap", "podman"]
 #: Sections --short leaves out unless --only names them (a real client: seconds a round).
 NOT_SHORT = ["podman"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -118,6 +118,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "third-party": lambda: sections.third_party_main(sandbox, go, side, work, rounds,
                                                              third_party or EXAMPLE_MAIN_TYPE),
             "ptp": lambda: sections.ptp_static(sandbox, go, side, work, rounds),
+            "portmap": lambda: sections.portmap(sandbox, go, side, rounds),
             "podman": lambda: sections.podman(go, side, min(rounds, 10)),
         }
         for name, step in every.items():

@@ -127,6 +127,35 @@ def chain_exec(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list
     return list(totals.values()) + list(cases.values())
 
 
+# -- portmap: ADD and DEL of the chained plugin alone ------------------------------------------
+
+def portmap(sandbox: Any, go: Go, ours: Ours, rounds: int) -> list[Case]:
+    """portmap ADD then DEL, exec'd with a bridge-like prevResult (one IPv4 address), for one
+    and for ten TCP mappings. Go execs iptables per probe and per rule; ours reads the table
+    once and writes it in one iptables-restore. Each side has its own network name (so its
+    own per-container chains) in the same namespace, and leaves nothing behind per round."""
+    dirs = bin_dirs(go, ours)
+    cases = {(verb, n): Case("portmap", f"{verb} {n} mapping{'s' if n > 1 else ''}")
+             for n in (1, 10) for verb in ("ADD", "DEL")}
+    ctr = sandbox.container()
+    for index in range(rounds):
+        for count in (1, 10):
+            for side in ("go", "ours"):
+                maps = [{"hostPort": 18000 + i, "containerPort": 80 + i, "protocol": "tcp"} for i in range(count)]
+                ip = "10.241.0.2/16" if side == "go" else "10.242.0.2/16"
+                prev = {"cniVersion": "1.0.0",
+                        "interfaces": [{"name": f"br-{side}"}, {"name": "eth0", "sandbox": ctr.path}],
+                        "ips": [{"address": ip, "interface": 1}]}
+                conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-pm-{side}", "type": "portmap",
+                                   "runtimeConfig": {"portMappings": maps}, "prevResult": prev}).encode()
+                for verb in ("ADD", "DEL"):
+                    env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-pm-{index}", CNI_NETNS=ctr.path,
+                                    CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                    cases[(verb, count)].add(side, run_exec([os.path.join(dirs[side], "portmap")], env, conf)[0])
+    ctr.remove()
+    return list(cases.values())
+
+
 # -- the chain through libcni and through cnitool -----------------------------------------------
 
 def chain_libcni(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
