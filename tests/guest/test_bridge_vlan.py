@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_bridge import BR, GO_BRIDGE, GO_DIR, bindir, bridge, go_available, ipam_dir, netconf, sysctl  # noqa: F401
 
 from cnicore.testing import Sandbox, kernel_has, run_executable
 from cnicore.testing import run_in as sh
+from test_bridge import BR, GO_BRIDGE, GO_DIR, bindir, bridge, go_available, ipam_dir, netconf, sysctl  # noqa: F401
 
 pytestmark = [pytest.mark.privileged, pytest.mark.kernel("bridge_vlan_filtering")]
 
