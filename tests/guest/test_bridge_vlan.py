@@ -48,18 +48,21 @@ DEFAULT = (1, True, True)  # the kernel's default VLAN on a new port: PVID, egre
 KEPT = (1, False, True)  # the default VLAN kept beside a new PVID: egress untagged only
 
 #: option -> (config, the host port's VLANs after ADD, whether Debian's Go bridge (v1.1.1)
-#: gives the same: it knows ``vlan`` and ignores vlanTrunk and preserveDefaultVlan, always
-#: keeping the default VLAN, which is why the reference defaults preserveDefaultVlan to true)
+#: gives the same). We follow the current reference (v1.8.0 on): ``vlan``/``vlanTrunk``
+#: remove the port's default VLAN 1 unless ``preserveDefaultVlan`` is true (a trunk without
+#: ``vlan`` gets 1 back as its native VLAN). v1.1.1 knows ``vlan`` only, always keeps the
+#: default VLAN and ignores vlanTrunk and preserveDefaultVlan.
 CASES = {
-    "vlan": ({"vlan": 100}, {KEPT, (100, True, True)}, True),
+    "vlan": ({"vlan": 100}, {(100, True, True)}, False),
     "vlan-preserveDefaultVlan": ({"vlan": 3, "preserveDefaultVlan": True}, {KEPT, (3, True, True)}, True),
-    "vlan-no-preserveDefaultVlan": ({"vlan": 3, "preserveDefaultVlan": False}, {(3, True, True)}, False),
     "vlanTrunk": ({"vlanTrunk": [{"id": 5}, {"minID": 10, "maxID": 12}]},
                   {DEFAULT, (5, False, False), (10, False, False), (11, False, False), (12, False, False)}, False),
-    "vlanTrunk-no-preserveDefaultVlan": ({"vlanTrunk": [{"id": 7}], "preserveDefaultVlan": False},
-                                         {DEFAULT, (7, False, False)}, False),
+    "vlanTrunk-preserveDefaultVlan": ({"vlanTrunk": [{"id": 7}], "preserveDefaultVlan": True},
+                                      {DEFAULT, (7, False, False)}, False),
     "vlan+vlanTrunk": ({"vlan": 4, "vlanTrunk": [{"minID": 20, "maxID": 21}]},
-                       {KEPT, (4, True, True), (20, False, False), (21, False, False)}, False),
+                       {(4, True, True), (20, False, False), (21, False, False)}, False),
+    "vlan+vlanTrunk-preserveDefaultVlan": ({"vlan": 4, "vlanTrunk": [{"id": 20}], "preserveDefaultVlan": True},
+                                           {KEPT, (4, True, True), (20, False, False)}, False),
     "emptyTrunk": ({"vlanTrunk": []}, {DEFAULT}, False),
 }
 
@@ -87,9 +90,9 @@ def test_vlan_two_containers_one_bridge(bridge, cni_sandbox, ipam_dir) -> None: 
     bridge.run("ADD", netconf("1.0.0", ipam_dir, vlan=10), netns=a, container_id="a").ok()
     bridge.run("ADD", netconf("1.0.0", ipam_dir, vlan=20), netns=b, container_id="b").ok()
     ports = {vlans for name, vlans in vlan_table(cni_sandbox.host).items() if name.startswith("veth")}
-    assert ports == {frozenset({KEPT, (10, True, True)}), frozenset({KEPT, (20, True, True)})}
+    assert ports == {frozenset({(10, True, True)}), frozenset({(20, True, True)})}
     bridge.run("DEL", netconf("1.0.0", ipam_dir, vlan=10), netns=a, container_id="a").ok()
-    assert port_vlans(cni_sandbox.host) == {KEPT, (20, True, True)}
+    assert port_vlans(cni_sandbox.host) == {(20, True, True)}
     bridge.run("DEL", netconf("1.0.0", ipam_dir, vlan=20), netns=b, container_id="b").ok()
 
 
@@ -120,7 +123,7 @@ def test_vlan_options_like_go(bridge, cni_sandbox, ipam_dir, tmp_path, case) -> 
     assert ours == expected
     if go_same:
         assert theirs == ours and go_filtering
-    else:  # what ignoring vlanTrunk and preserveDefaultVlan gives
+    else:  # what always keeping VLAN 1 and ignoring vlanTrunk and preserveDefaultVlan gives
         vlan = extra.get("vlan", 0)
         assert theirs == ({KEPT, (vlan, True, True)} if vlan else {DEFAULT}) and go_filtering == bool(vlan)
     assert go_after == {BR: {DEFAULT}}

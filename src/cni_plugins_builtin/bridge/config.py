@@ -99,9 +99,7 @@ class BridgeConf:
         trunk = _get(conf, "vlanTrunk", None)
         self.trunk_given = trunk is not None
         self.vlans = collect_vlan_trunk(trunk)
-        # True unless set: the reference keeps the port's default VLAN 1 (what its releases
-        # before the option did), and removes it only for "preserveDefaultVlan": false.
-        self.preserve_default_vlan: bool = _get(conf, "preserveDefaultVlan", True)
+        self.preserve_default_vlan: bool = _get(conf, "preserveDefaultVlan", False)
         self.mac_spoof_check: bool = _get(conf, "macspoofchk", False)
         self.enable_dad: bool = _get(conf, "enabledad", False)
         self.disable_container_interface: bool = _get(conf, "disableContainerInterface", False)
