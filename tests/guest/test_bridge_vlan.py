@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from cnicore.testing import Sandbox, kernel_has, run_executable
+from cnicore.testing import Sandbox, kernel_has, ping, run_executable
 from cnicore.testing import run_in as sh
 from test_bridge import BR, GO_BRIDGE, GO_DIR, bindir, bridge, go_available, ipam_dir, netconf, sysctl  # noqa: F401
 
@@ -67,22 +67,6 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_vlan_options(bridge, cni_sandbox, ipam_dir, case) -> None:  # noqa: F811
-    """ADD makes the new bridge VLAN-filtering and gives the port exactly these VLANs;
-    CHECK passes; DEL removes the port and its VLANs, the bridge stays filtering."""
-    extra, expected, _ = CASES[case]
-    ctr = cni_sandbox.container()
-    conf = netconf("1.0.0", ipam_dir, **extra)
-    bridge.run("ADD", conf, netns=ctr, container_id="c1").ok()
-    assert vlan_filtering(cni_sandbox.host)
-    assert port_vlans(cni_sandbox.host) == expected
-    assert vlan_table(cni_sandbox.host)[BR] == {DEFAULT}  # the bridge's own VLAN is left alone
-    bridge.run("DEL", conf, netns=ctr, container_id="c1").ok()
-    assert vlan_table(cni_sandbox.host) == {BR: {DEFAULT}}
-    assert vlan_filtering(cni_sandbox.host)
-
-
 def test_vlan_two_containers_one_bridge(bridge, cni_sandbox, ipam_dir) -> None:  # noqa: F811
     """A second ADD with another ``vlan`` on the same (existing, filtering) bridge tags
     only its own port; DEL of one leaves the other's VLANs untouched."""
@@ -96,37 +80,95 @@ def test_vlan_two_containers_one_bridge(bridge, cni_sandbox, ipam_dir) -> None: 
     bridge.run("DEL", netconf("1.0.0", ipam_dir, vlan=20), netns=b, container_id="b").ok()
 
 
+def container_ip(result: dict) -> str:
+    return result["ips"][0]["address"].split("/")[0]
+
+
+def test_vlan_isolates_traffic(bridge, cni_sandbox, ipam_dir) -> None:  # noqa: F811
+    """The tags take effect: two containers on VLAN 10 reach each other, one on VLAN 20
+    in the same subnet reaches neither (the bridge drops across VLANs)."""
+    a, b, c = cni_sandbox.container(), cni_sandbox.container(), cni_sandbox.container()
+    ips = {}
+    for netns, cid, vlan in ((a, "a", 10), (b, "b", 10), (c, "c", 20)):
+        ips[cid] = container_ip(bridge.run("ADD", netconf("1.0.0", ipam_dir, vlan=vlan), netns=netns,
+                                           container_id=cid).ok().json)
+    ping(a, ips["b"], timeout=30)
+    for src, dst in ((a, "c"), (c, "b")):
+        out = sh(src, "ping", "-c", "2", "-W", "1", ips[dst], check=False)
+        assert " 0 received" in out, out
+
+
+@pytest.mark.interop
+def test_vlan_gateway_interface_like_go(bridge, cni_sandbox, ipam_dir, tmp_path) -> None:  # noqa: F811
+    """``isGateway`` with ``vlan``: the gateway address goes on a veth ``br0.<vlan>`` whose
+    peer is a port tagged with the VLAN, reported as a fourth interface, as Go's does;
+    the container reaches its gateway through the VLAN."""
+    go_available()
+    ctr = cni_sandbox.container()
+    result = bridge.run("ADD", netconf("1.0.0", ipam_dir, isGateway=True, vlan=100), netns=ctr,
+                        container_id="c1").ok().json
+    with Sandbox() as go:
+        go_ctr = go.container()
+        out = run_executable(GO_BRIDGE, "ADD", netconf("1.0.0", tmp_path / "go", isGateway=True, vlan=100),
+                             host=go.host, netns=go_ctr, container_id="c1", extra={"CNI_PATH": GO_DIR})
+        assert out.code == 0, out
+        go_result = out.json
+        go_gateway = json.loads(sh(go.host, "ip", "-j", "addr", "show", f"{BR}.100"))[0]
+        go_ports = {v for name, v in vlan_table(go.host).items() if name.startswith("veth")}
+    names = [i["name"] for i in result["interfaces"]]
+    assert names[0] == BR and names[-1] == f"{BR}.100" and len(names) == 4
+    assert [i["name"] for i in go_result["interfaces"]][-1] == f"{BR}.100" and len(go_result["interfaces"]) == 4
+    gateway = json.loads(sh(cni_sandbox.host, "ip", "-j", "addr", "show", f"{BR}.100"))[0]
+    for found in (gateway, go_gateway):
+        assert [(a["local"], a["prefixlen"]) for a in found["addr_info"] if a["family"] == "inet"] == [
+            ("10.10.0.1", 24)]
+    # Both ports (the container's and the gateway veth's peer) carry VLAN 100 as PVID;
+    # Go's v1.1.1 keeps VLAN 1 beside it (see CASES).
+    ours = {v for name, v in vlan_table(cni_sandbox.host).items() if name.startswith("veth")}
+    assert ours == {frozenset({(100, True, True)})}
+    assert go_ports == {frozenset({KEPT, (100, True, True)})}
+    assert len([n for n in vlan_table(cni_sandbox.host) if n.startswith("veth")]) == 2
+    ping(ctr, "10.10.0.1", timeout=30)
+    bridge.run("DEL", netconf("1.0.0", ipam_dir, isGateway=True, vlan=100), netns=ctr, container_id="c1").ok()
+
+
 @pytest.mark.interop
 @pytest.mark.parametrize("case", list(CASES))
-def test_vlan_options_like_go(bridge, cni_sandbox, ipam_dir, tmp_path, case) -> None:  # noqa: F811
-    """Go's bridge, same config, its own sandbox: the same exit code, the same bridge
-    filtering and the same port VLANs where v1.1.1 knows the options; where it ignores
-    one (vlanTrunk, preserveDefaultVlan) its port shows exactly what ignoring means.
-    DEL leaves both bridges with only their own default VLAN."""
+def test_vlan_options(bridge, cni_sandbox, ipam_dir, tmp_path, case) -> None:  # noqa: F811
+    """ADD makes the new bridge VLAN-filtering and gives the port exactly these VLANs,
+    leaving the bridge's own alone; CHECK passes; DEL removes the port and its VLANs and
+    the bridge stays filtering. Go's bridge, same config in its own sandbox: the same
+    port VLANs where v1.1.1 knows the options, else exactly what ignoring them gives;
+    its DEL leaves the same."""
     go_available()
     extra, expected, go_same = CASES[case]
     ctr = cni_sandbox.container()
-    bridge.run("ADD", netconf("1.0.0", ipam_dir, **extra), netns=ctr, container_id="c1").ok()
-    ours = port_vlans(cni_sandbox.host)
+    conf = netconf("1.0.0", ipam_dir, **extra)
+    result = bridge.run("ADD", conf, netns=ctr, container_id="c1").ok().json
+    assert vlan_filtering(cni_sandbox.host)
+    assert port_vlans(cni_sandbox.host) == expected
+    assert vlan_table(cni_sandbox.host)[BR] == {DEFAULT}
+    bridge.run("CHECK", dict(conf, prevResult=result), netns=ctr, container_id="c1").ok()
+    bridge.run("DEL", conf, netns=ctr, container_id="c1").ok()
+    assert vlan_table(cni_sandbox.host) == {BR: {DEFAULT}}
+    assert vlan_filtering(cni_sandbox.host)
     with Sandbox() as go:
         go_ctr = go.container()
-        conf = netconf("1.0.0", tmp_path / "go", **extra)
-        out = run_executable(GO_BRIDGE, "ADD", conf, host=go.host, netns=go_ctr, container_id="c1",
+        go_conf = netconf("1.0.0", tmp_path / "go", **extra)
+        out = run_executable(GO_BRIDGE, "ADD", go_conf, host=go.host, netns=go_ctr, container_id="c1",
                              extra={"CNI_PATH": GO_DIR})
         assert out.code == 0, out
         go_filtering = vlan_filtering(go.host)
         theirs = port_vlans(go.host)
-        out = run_executable(GO_BRIDGE, "DEL", conf, host=go.host, netns=go_ctr, container_id="c1",
+        out = run_executable(GO_BRIDGE, "DEL", go_conf, host=go.host, netns=go_ctr, container_id="c1",
                              extra={"CNI_PATH": GO_DIR})
         assert out.code == 0, out
-        go_after = vlan_table(go.host)
-    assert ours == expected
+        assert vlan_table(go.host) == {BR: {DEFAULT}}
     if go_same:
-        assert theirs == ours and go_filtering
+        assert theirs == expected and go_filtering
     else:  # what always keeping VLAN 1 and ignoring vlanTrunk and preserveDefaultVlan gives
         vlan = extra.get("vlan", 0)
         assert theirs == ({KEPT, (vlan, True, True)} if vlan else {DEFAULT}) and go_filtering == bool(vlan)
-    assert go_after == {BR: {DEFAULT}}
 
 
 @pytest.mark.parametrize("enabled", [True, False])
