@@ -7,7 +7,8 @@ ADD/CHECK/DEL exec by exec, through libcni and through cnitool; bridge's
 own ADD/DEL work in a warm process against Go's whole process; host-local
 at 0/50/99 % of a /20; 50 concurrent chain ADDs and DELs; a third-party
 main plugin (scaffolded from cnicore's main example into the bench's venv)
-against Go's ptp. Then the warm
+against Go's ptp; podman's ``run -d -p`` and ``rm -f`` on each side's plugins alone
+(not in ``--short`` unless ``--only podman`` names it). Then the warm
 server (``cnitool daemon``, in a throwaway namespace of its own): the exec
 sections again with native launchers served by it ("warm:" rows; ours cold
 are Python launchers), and its footprint. ``--no-server`` skips that part.
@@ -48,7 +49,10 @@ from sides import (  # noqa: E402
 
 README = os.path.join(REPO, "bench", "README.md")
 #: The sections, in the order they run (`--only NAME` picks some).
-SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party", "ptp"]
+SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party",
+            "ptp", "portmap", "podman"]
+#: Sections --short leaves out unless --only names them (a real client: seconds a round).
+NOT_SHORT = ["podman"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -114,9 +118,13 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "third-party": lambda: sections.third_party_main(sandbox, go, side, work, rounds,
                                                              third_party or EXAMPLE_MAIN_TYPE),
             "ptp": lambda: sections.ptp_static(sandbox, go, side, work, rounds),
+            "portmap": lambda: sections.portmap(sandbox, go, side, rounds),
+            "podman": lambda: sections.podman(go, side, min(rounds, 10)),
         }
         for name, step in every.items():
             if (opts.only and name not in opts.only) or (label and name in ("warm", "host-local")):
+                continue
+            if opts.short and not opts.only and name in NOT_SHORT:
                 continue
             for case in step():
                 rows.append(case.row())

@@ -61,12 +61,16 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "cni_plugins_builtin.host_local.index": LEAN,
     "cnicore.firewall.masquerade": LEAN + ("ipaddress", "hashlib", "shlex"),
     "cnicore.firewall.spoofcheck": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "cnicore.firewall.tools": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "cnicore.conntrack": LEAN + ("ipaddress", "cnicore.types"),
+    "cni_plugins_builtin.portmap.plugin": LEAN,
     "launcher:loopback": LEAN + ("cnicore.netlink", "cnicore.types", "cnicore.ns", "cnicore.ipam", "cnicore.sysctl"),
     "launcher:bridge": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:host-local": LEAN + ("cnicore.netlink",),
     "launcher:tuning": LEAN + ("cnicore.netlink",),
     "launcher:firewall": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:bandwidth": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:portmap": LEAN + ("cnicore.netlink",),
     # cluster-ipam's verbs need etcd3gw + requests (~200 ms): never for VERSION.
     "cni_plugins_builtin.cluster_ipam.plugin": LEAN + ("ipaddress", "etcd3gw", "requests", "urllib3",
                                                       "cnicore.types", "cni_plugins_builtin.host_local",
@@ -92,7 +96,7 @@ CNITOOL_BUDGET: dict[str, tuple[str, ...]] = {
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("budget-bin")
     install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam",
-                                           "firewall", "bandwidth")])
+                                           "firewall", "bandwidth", "portmap")])
     return directory
 
 

@@ -2,7 +2,8 @@
 
 Importing pyroute2 costs ~170-330 ms, more than a whole Go plugin run, so what
 plugins need — links (bridges, veths and their settings, ifb and other
-simple kinds), addresses, routes, bridge-port options, bridge VLANs and
+simple kinds), addresses, routes (and ``route_get``, the kernel's route to an
+address), bridge-port options, bridge VLANs and
 traffic control (tbf and ingress qdiscs, a u32 mirred redirect filter, qdisc
 dumps) — is spoken here directly over an
 ``AF_NETLINK`` socket with ``struct``. Semantics follow vishvananda/netlink as
@@ -821,6 +822,17 @@ class Netlink:
                 if table is None or route.table == table:
                     out.append(route)
         return out
+
+    def route_get(self, dst: str) -> Route:
+        """The route the kernel would use to reach the address ``dst`` (``ip route get``,
+        Go's ``netlink.RouteGet``): its ``ifindex`` is the outgoing link. OSError
+        (ENETUNREACH...) if there is none."""
+        family, raw = _ip(dst)
+        body = _RTMSG.pack(family, len(raw) * 8, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, raw)
+        for kind, payload in self._request(RTM_GETROUTE, 0, body):
+            if kind == RTM_NEWROUTE:
+                return _parse_route(payload)
+        raise OSError(errno.ENETUNREACH, f"no route to {dst}")
 
     def _route_msg(self, delete: bool, dst: str, gw: str, link: LinkRef | None, table: int | None,
                    scope: int | None, priority: int, mtu: int, advmss: int, src: str) -> bytes:
