@@ -18,12 +18,21 @@ other's rules:
   rule per IP in ``masq_checks`` whose comment starts with a hash of the
   network and of ``ifname:containerID``.
 
-Deliberate differences (all on the cleanup side, so Go still reads our state):
-teardown finds the iptables jump rules by listing the nat table instead of
-rebuilding them from the container's IPs, so it also works when the IPs are
-unknown (DEL without netns or IPAM result) or have changed; and iptables GC
-is implemented (Go's is a no-op), by reading the comments the rules already
-carry. Callers run us with the calling thread in the target netns.
+Deliberate differences (the rules are the same, so Go still reads our state):
+the reference execs iptables once per probe and per rule (about nine execs
+per address for ADD, six for DEL); here each family in use is one
+``iptables-restore --noflush`` transaction in the usual case (ADD: the
+container's chain is new, created with ``-N`` inside the transaction so an
+existing one fails it whole and changes nothing; DEL: our jumps, the chain's
+flush and delete), and only otherwise is the table read (``iptables-save``)
+and the change planned from it, or the rules probed one by one as Go does
+(a repeated ADD). Teardown finds the jump rules in that read, not only by
+rebuilding them from the container's IPs, so it also works when the IPs
+have changed within a family, or are unknown (DEL without netns or IPAM
+result: both families are read then); given addresses, only their families
+are touched, as in Go. iptables GC is implemented (Go's is a no-op), by
+reading the comments the rules already carry. Callers run us with the
+calling thread in the target netns.
 """
 
 from __future__ import annotations
