@@ -183,6 +183,36 @@ def test_iptables_teardown_removes_everything(host_netns, networks) -> None:
         iptables_expected("ctr2", "fd00:77::3", "fd00:77::/64", v6=True))
 
 
+#: Address sets whose rules the batched setup must leave exactly as the reference's
+#: one-rule-at-a-time sequence does: a second address in the same subnet adds no rule
+#: to the chain (AppendUnique), one in another subnet adds its ACCEPT after MASQUERADE.
+BATCH_CASES = {
+    "one": (["10.77.0.2/24"], NET, "ctr1"),
+    "same-subnet": (["10.77.0.2/24", "10.77.0.3/24", "10.77.0.2/24"], NET, "ctr1"),
+    "two-subnets-dual": (["10.77.0.2/24", "fd00:77::2/64", "10.78.0.2/16", "fd00:78::2/64"], NET, "ctr1"),
+    "quoted-comment": (["10.77.0.2/24"], 'n"e\\t', 'c "1\\'),
+}
+
+
+@privileged
+@pytest.mark.parametrize("case", list(BATCH_CASES))
+def test_iptables_batched_setup_equals_one_rule_at_a_time(host_netns, case) -> None:
+    """Setup's one-transaction path against the probing path (Go's exec sequence, kept for
+    a repeated ADD), byte for byte in iptables-save; then teardown with the addresses (one
+    transaction) leaves nothing, and a repeated setup adds nothing."""
+    networks, net, cid = BATCH_CASES[case]
+    in_ns(host_netns, setup_ip_masq_for_networks, networks, net, "eth0", cid)
+    batched = (nat_save(host_netns), nat_save(host_netns, v6=True))
+    in_ns(host_netns, setup_ip_masq_for_networks, networks, net, "eth0", cid)  # chain exists: probing path
+    assert (nat_save(host_netns), nat_save(host_netns, v6=True)) == batched
+    with Sandbox("cnitest-fw") as probing:
+        in_ns(probing.host, masquerade._setup_iptables, masquerade._parse(networks), net, cid)
+        assert (nat_save(probing.host), nat_save(probing.host, v6=True)) == batched
+    assert naming.format_chain_name(net, cid) in batched[0]
+    in_ns(host_netns, teardown_ip_masq_for_networks, networks, net, "eth0", cid)
+    assert nat_rules(host_netns) == [] and nat_rules(host_netns, v6=True) == []
+
+
 @privileged
 def test_teardown_on_pristine_namespace(host_netns) -> None:
     in_ns(host_netns, teardown_ip_masq_for_networks, None, NET, "eth0", "never")
@@ -498,6 +528,30 @@ def test_interop_go_del_removes_our_rules(cni_sandbox, host_netns, tmp_path) -> 
     assert len(nat_rules(host_netns)) == 4
     go_bridge("DEL", conf, host_netns, ctr, "ctr-go-1")
     assert nat_rules(host_netns) == []
+
+
+@privileged
+@interop
+def test_interop_go_add_several_addresses_equals_ours(cni_sandbox, host_netns, tmp_path) -> None:
+    """Go's bridge masquerades two IPv4 subnets and one IPv6: our one-transaction setup
+    of the same addresses leaves the same tables, and our teardown removes Go's. (Go
+    1.1.1's own DEL cannot remove this state: it deletes the chain after the first
+    address's jump while the second one's still uses it.)"""
+    ranges = [[{"subnet": "10.77.0.0/24"}], [{"subnet": "10.78.0.0/24"}], [{"subnet": "fd00:77::/64"}]]
+    conf = go_bridge_conf(tmp_path, isGateway=False,  # 1.1.1 puts one gateway per family on the bridge
+                          ipam={"type": "host-local", "ranges": ranges, "dataDir": str(tmp_path)})
+    ctr = cni_sandbox.container()
+    result = go_bridge("ADD", conf, host_netns, ctr, "ctr-go-1")
+    addresses = [ip["address"] for ip in result["ips"]]
+    assert len(addresses) == 3
+    go_state = (nat_save(host_netns), nat_save(host_netns, v6=True))
+    with Sandbox("cnitest-fw") as ours:
+        in_ns(ours.host, setup_ip_masq_for_networks, addresses, NET, "eth0", "ctr-go-1")
+        assert (nat_save(ours.host), nat_save(ours.host, v6=True)) == go_state
+    in_ns(host_netns, teardown_ip_masq_for_networks, addresses, NET, "eth0", "ctr-go-1")
+    assert nat_rules(host_netns) == [] and nat_rules(host_netns, v6=True) == []
+    in_ns(host_netns, setup_ip_masq_for_networks, addresses, NET, "eth0", "ctr-go-1")
+    assert (nat_save(host_netns), nat_save(host_netns, v6=True)) == go_state
 
 
 @privileged
