@@ -304,6 +304,21 @@ def test_nftables_teardown(host_netns, networks) -> None:
 
 
 @privileged
+def test_nft_table_probe_agrees_with_nft(host_netns) -> None:
+    """Teardown skips the nft exec only when the kernel says the table is not there."""
+    assert in_ns(host_netns, masquerade._nft_table_absent) is True
+    sh(host_netns, "nft", "add", "table", "ip", masquerade.NFT_TABLE)  # same name, other family
+    assert in_ns(host_netns, masquerade._nft_table_absent) is True
+    in_ns(host_netns, setup_ip_masq_for_networks, ["10.77.0.2/24"], NET, "eth0", "ctr1", backend="nftables")
+    assert in_ns(host_netns, masquerade._nft_table_absent) is False
+    assert [r["chain"] for r in masq_rules(host_netns)].count(masquerade.NFT_MASQ_CHAIN) == 1
+    in_ns(host_netns, teardown_ip_masq_for_networks, ["10.77.0.2/24"], NET, "eth0", "ctr1")
+    assert [r for r in masq_rules(host_netns) if r["chain"] == masquerade.NFT_MASQ_CHAIN] == []
+    sh(host_netns, "nft", "delete", "table", "inet", masquerade.NFT_TABLE)
+    assert in_ns(host_netns, masquerade._nft_table_absent) is True
+
+
+@privileged
 def test_teardown_removes_both_backends(host_netns) -> None:
     def run():
         setup_ip_masq_for_networks(["10.77.0.2/24"], NET, "eth0", "ctr1", backend="iptables")

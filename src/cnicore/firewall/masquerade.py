@@ -597,10 +597,39 @@ def _delete_nft_rules(comment_prefix: str, keep: Callable[[str], bool]) -> list[
     return []
 
 
+_NFNL_SUBSYS_NFTABLES = 10
+_NFT_MSG_GETTABLE = 1
+_NFTA_TABLE_NAME = 1
+_NFPROTO_INET = 1
+
+
+def _nft_table_absent() -> bool:
+    """True if the kernel says our nftables table does not exist (one netlink request,
+    no ``nft`` exec); False if it exists or the kernel could not say (then nft is asked).
+
+    The usual DEL has nothing in nftables (the default backend is iptables), and
+    ``nft --json list`` would cost a process and the whole ruleset's parsing to learn it."""
+    import errno
+    import struct
+
+    from cnicore.conntrack import _Conntrack as _NFNetlink  # the NETLINK_NETFILTER transport
+    from cnicore.netlink import NLM_F_ACK, _attr
+
+    body = struct.pack("=BBH", _NFPROTO_INET, 0, 0) + _attr(_NFTA_TABLE_NAME, NFT_TABLE.encode() + b"\0")
+    try:
+        with _NFNetlink() as nfnl:
+            nfnl._request((_NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_GETTABLE, NLM_F_ACK, body)
+    except OSError as exc:
+        return exc.errno == errno.ENOENT
+    return False
+
+
 def _teardown_nftables(network: str, ifname: str, container_id: str) -> list[str]:
     """Delete this attachment's masq_checks rules (the table and chains stay, as in Go)."""
     from cnicore.utils import nft_hash_for_instance
 
+    if _nft_table_absent():
+        return []
     return _delete_nft_rules(nft_hash_for_instance(network, ifname, container_id), lambda _: False)
 
 
