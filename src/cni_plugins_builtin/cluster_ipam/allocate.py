@@ -81,7 +81,10 @@ def random_guess(rangeset: RangeSet) -> IPAddress | None:
 
 
 def scan_for_gap(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddress]) -> IPAddress:
-    """A free address found by reading the set's keys from a random point round to it."""
+    """A free address found by reading the set's keys from a random point round to it.
+
+    Pages follow the keys, not the addresses: a page may hold only foreign keys
+    (``0a000005.bak``, written by hand) and the next page starts after its last key."""
     spans = _usable(rangeset)
     start_range = random.randrange(len(spans))
     rng, first, last = spans[start_range]
@@ -91,12 +94,13 @@ def scan_for_gap(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddres
     for step, (rng, first, last) in enumerate(order):
         low = origin if step == 0 else first
         high = origin - 1 if step == len(order) - 1 else last
+        start_key, end_key = keys.ip(_address(rng, low)), keys.ip(_address(rng, high)) + "\x00"
         while low <= high:
-            answer = etcd.range(keys.ip(_address(rng, low)), keys.ip(_address(rng, high)) + "\x00",
-                                limit=SCAN_PAGE, keys_only=True)
-            used = {keys.parse_ip(item.key) for item in kv.kvs(answer)}
-            more = bool(answer.get("more"))
-            upto = int(max(ip for ip in used if ip is not None)) if more else high
+            answer = etcd.range(start_key, end_key, limit=SCAN_PAGE, keys_only=True)
+            items = kv.kvs(answer)
+            used = {keys.parse_ip(item.key) for item in items}
+            more = bool(answer.get("more")) and bool(items)
+            upto = _last_covered(keys, rng, low, high, items[-1].key) if more else high
             value = low
             while value <= upto and len(gaps) < GAPS:
                 ip = _address(rng, value)
@@ -106,7 +110,22 @@ def scan_for_gap(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddres
             if gaps:
                 return random.choice(gaps)
             low = upto + 1
+            if more:
+                start_key = items[-1].key + "\x00"
     raise Exhausted()
+
+
+def _last_covered(keys: Keys, rng: Range, low: int, high: int, last_key: str) -> int:
+    """The highest address in ``low-1 .. high`` whose key sorts at or before ``last_key``
+    (every such key was in the pages read so far)."""
+    lo, hi = low - 1, high
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if keys.ip(_address(rng, mid)) <= last_key:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _requested_ok(rangeset: RangeSet, ip: IPAddress) -> None:
@@ -142,7 +161,7 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
     # heals, and the failed ADD would then have written); and a retried ADD is answered.
     held_before = etcd.get(akey)
     if held_before is not None:
-        return Attachment.decode(held_before.value)
+        return held_record(conf, cluster, akey, held_before.value, container_id, ifname)
     taken: set[IPAddress] = set()
     picks: list[IPAddress | None] = list(requested)
     value = ip_value(container_id, ifname, cluster.node)
@@ -168,7 +187,7 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
             return record
         held = kv.kvs(responses[0].get("response_range", {}))
         if held:
-            return Attachment.decode(held[0].value)
+            return held_record(conf, cluster, akey, held[0].value, container_id, ifname)
         for index, ip in enumerate(chosen):
             if kv.kvs(responses[index + 1].get("response_range", {})):
                 if requested[index] is not None:
@@ -177,6 +196,25 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
                 taken.add(ip)
                 picks[index] = None
     raise fail(f"could not claim addresses after {MAX_ROUNDS} contended transactions, try again")
+
+
+def held_record(conf: IPAMConfig, cluster: ClusterSettings, akey: str, data: bytes, container_id: str,
+                ifname: str) -> Attachment:
+    """A repeated ADD's answer: the stored record, if it is one this attachment's
+    ADD could have written (its names, one address in each range set); else a
+    clear error — never a corrupted record handed to the runtime as a result."""
+    try:
+        record = Attachment.decode(data)
+        if (record.container_id, record.ifname, record.node) != (container_id, ifname, cluster.node):
+            raise ValueError(f"it names {record.node}/{record.container_id}/{record.ifname}")
+        addresses = record.addresses()
+        if len(addresses) != len(conf.ranges) or not all(
+                rangeset.contains(ip) for rangeset, ip in zip(conf.ranges, addresses)):
+            raise ValueError(f"its addresses {[str(ip) for ip in addresses]} are not one per range set")
+    except ValueError as exc:
+        raise fail(f"the stored attachment {akey} is not valid ({exc}); DEL it (or `cnitool ipam "
+                   f"reap-node`) and ADD again") from None
+    return record
 
 
 def _range(conf: IPAMConfig, index: int, ip: IPAddress) -> Range:

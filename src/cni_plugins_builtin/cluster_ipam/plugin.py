@@ -92,12 +92,15 @@ def connect(cluster: ClusterSettings) -> tuple[Etcd, Keys]:
 
 def guarded(fn: Callable[..., _T], *args: Any) -> _T:
     """Run ``fn``; etcd trouble becomes code 11 (transient) or 999 (a refused request)."""
-    from cni_plugins_builtin.cluster_ipam.etcd import EtcdRequestError, EtcdUnavailable
+    from cni_plugins_builtin.cluster_ipam.etcd import EtcdRequestError, EtcdTLSError, EtcdUnavailable
 
     try:
         return fn(*args)
     except EtcdUnavailable as exc:
         raise CNIError(ERR_TRY_AGAIN_LATER, "cluster-ipam: etcd cluster unavailable", str(exc)) from None
+    except EtcdTLSError as exc:
+        raise CNIError(ERR_INTERNAL, "cluster-ipam: TLS with etcd failed on every endpoint "
+                       "(check etcd.cacert, etcd.cert and etcd.key)", str(exc)) from None
     except EtcdRequestError as exc:
         raise CNIError(ERR_INTERNAL, "cluster-ipam: etcd refused the request", str(exc)) from None
 
@@ -148,13 +151,13 @@ def cni_check(request: Request) -> None:
 @hookimpl
 def cni_gc(request: Request) -> None:
     from cni_plugins_builtin.cluster_ipam.config import load_cluster
-    from cni_plugins_builtin.cluster_ipam.release import collect
+    from cni_plugins_builtin.cluster_ipam.release import gc
     from cni_plugins_builtin.host_local.plugin import valid_attachments
 
     cluster = load_cluster(request.config)
     valid = valid_attachments(request.config)
     etcd, keys = connect(cluster)
-    guarded(collect, etcd, keys, cluster.node, valid, cluster.gc_grace)
+    guarded(gc, etcd, keys, cluster.node, valid, cluster.gc_grace)
 
 
 @hookimpl
