@@ -63,7 +63,7 @@ def cluster(etcd_cluster):
 
 
 def net_config(cluster, name=None, *, ranges=None, timeout=5, node="node-a", endpoints=None, **ipam):
-    ipam_obj = {"type": "cluster-ipam", "nodeName": node,
+    ipam_obj = {"type": "cluster-ipam", "nodeName": node, "stateDir": os.path.join(cluster.base_dir, "cni-state"),
                 "etcd": {"endpoints": endpoints or cluster.endpoints, "timeoutSeconds": timeout},
                 "ranges": ranges or [[{"subnet": "10.20.0.0/16"}]]}
     ipam_obj.update(ipam)

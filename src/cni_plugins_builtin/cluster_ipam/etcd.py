@@ -1,7 +1,8 @@
 """An etcd client that fails over across endpoints within one time budget.
 
-``etcd3gw`` (etcd's JSON gateway, ``/v3/``) talks to one endpoint per client
-object, so failover is ours: a request that is not answered by etcd
+The transport (:mod:`.transport`, ``http.client``: measured faster than
+``requests`` + ``etcd3gw``, cold and warm) talks to one endpoint per
+connection, so failover is ours: a request that is not answered by etcd
 (connection refused or reset, a timeout, a 5xx such as "leader changed" or
 "request timed out", anything but etcd's own JSON — a proxy's 502, a 404
 from something else listening there, a body that is not JSON) is retried on
@@ -18,8 +19,8 @@ request we send is safe to repeat: writes are transactions guarded by
 compares, reads are linearizable (never ``serializable``: a minority member
 answers those with stale data, and allocation must never see stale data).
 
-``etcd3gw`` (and ``requests`` with it) is imported when the first client is
-made, never when a launcher answers VERSION.
+The transport (``http.client``, ``ssl``) is imported when the first
+connection is made, never when a launcher answers VERSION.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from cni_plugins_builtin.cluster_ipam.config import EtcdSettings
+    from cni_plugins_builtin.cluster_ipam.transport import Answer, Connection
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
@@ -148,35 +150,28 @@ class Etcd:
         self.settings = settings
         self.deadline = deadline
         self._tls = (settings.cacert, settings.cert, settings.key)
-        self._clients: dict[tuple[Any, ...], Any] = _reused().setdefault("clients", {})
+        self._clients: dict[tuple[Any, ...], Connection] = _reused().setdefault("clients", {})
         self._preferred = Preferred(settings.urls, getattr(settings, "state_dir", ""))
         self._current = self._preferred.get() % len(settings.endpoints)
 
-    def _client(self, index: int) -> Any:
-        """The endpoint's client; kept per thread, so a warm process reuses its
-        connections (requests sessions are not shared between threads), and per
-        network namespace: a warm server's worker serves callers in different ones,
-        and a connection belongs to the namespace it was opened in."""
+    def _client(self, index: int) -> Connection:
+        """The endpoint's connection; kept per thread, so a warm process reuses it,
+        and per network namespace: a warm server's worker serves callers in
+        different ones, and a connection belongs to the namespace it was opened in."""
         cache_key = (_netns_id(), self.settings.endpoints[index]) + self._tls
         client = self._clients.get(cache_key)
         if client is None:
-            import requests
-            from etcd3gw.client import Etcd3Client
+            from cni_plugins_builtin.cluster_ipam.transport import Connection, tls_context
 
             scheme, host, port = self.settings.endpoints[index]
-            session = requests.Session()
-            session.trust_env = False  # etcd is reached directly, never through a proxy
-            if scheme == "https":
-                session.verify = self.settings.cacert or True
-                if self.settings.cert:
-                    session.cert = (self.settings.cert, self.settings.key)
-            client = Etcd3Client(host=host, port=port, protocol=scheme, api_path="/v3/", session=session)
-            self._clients[cache_key] = client
+            context = tls_context(*self._tls) if scheme == "https" else None
+            client = self._clients[cache_key] = Connection(scheme, host, port, context)
         return client
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``/v3/<path>`` on the first endpoint that answers in time."""
-        import requests
+        import http.client
+        import ssl
 
         now = time.monotonic()
         deadline = self.deadline if self.deadline is not None else now + self.settings.timeout
@@ -191,29 +186,27 @@ class Etcd:
             remaining = deadline - time.monotonic()
             if remaining <= 0.01:
                 raise EtcdUnavailable(answered, failures)
-            client = self._client(index)
             url = self.settings.urls[index]
             per_try = min(remaining, cap)
             try:
-                response = client.session.post(client.get_url(path), json=body,
-                                               timeout=(min(per_try, CONNECT_SECONDS), per_try))
-            except requests.exceptions.SSLError as exc:
+                answer = self._client(index).post("/v3/" + path, body, min(per_try, CONNECT_SECONDS), per_try)
+            except ssl.SSLError as exc:
                 tls_failed.add(index)
                 failures.append(f"{url}: {_tls_reason(exc)}")
                 if len(tls_failed) == count:
                     raise EtcdTLSError("; ".join(failures[-count:])) from None
-            except requests.exceptions.Timeout:
+            except TimeoutError:
                 failures.append(f"{url}: timed out")
-            except (requests.exceptions.RequestException, OSError) as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 failures.append(f"{url}: {_connection_reason(exc)}")
             else:
                 answered = True
-                result, problem = _etcd_answer(response)
+                result, problem = _etcd_answer(answer)
                 if result is not None:
                     self._current = index
                     self._preferred.set(index)
                     return result
-                if response.status_code in REFUSALS and problem.startswith("etcd: "):
+                if answer.status in REFUSALS and problem.startswith("etcd: "):
                     raise EtcdRequestError(f"{url}: {problem[6:]}")
                 failures.append(f"{url}: {problem}")
             attempt += 1
@@ -249,14 +242,13 @@ class Etcd:
 
     def status(self, index: int, timeout: float) -> dict[str, Any] | None:
         """``maintenance/status`` of one endpoint, or None if it does not answer in ``timeout``."""
-        from etcd3gw import exceptions
+        import http.client
 
-        client = self._client(index)
-        client.timeout = timeout
         try:
-            result: dict[str, Any] = client.post(client.get_url("maintenance/status"), json={})
-        except exceptions.Etcd3Exception:
+            answer = self._client(index).post("/v3/maintenance/status", {}, min(timeout, CONNECT_SECONDS), timeout)
+        except (OSError, http.client.HTTPException):
             return None
+        result, _ = _etcd_answer(answer)
         return result
 
 
@@ -314,14 +306,11 @@ def nested(compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> dict
     return {"request_txn": {"compare": compare, "success": success, "failure": []}}
 
 
-def _etcd_answer(response: Any) -> tuple[dict[str, Any] | None, str]:
+def _etcd_answer(response: Answer) -> tuple[dict[str, Any] | None, str]:
     """``(answer, "")`` for etcd's JSON 200, else ``(None, why)``; ``why`` starts
     with ``etcd: `` when etcd itself sent the error (its JSON)."""
-    try:
-        obj = response.json()
-    except ValueError:
-        obj = None
-    status = response.status_code
+    obj = response.json
+    status = response.status
     if status == 200:
         if isinstance(obj, dict):
             return obj, ""
@@ -346,27 +335,3 @@ def _connection_reason(exc: Exception) -> str:
     if "reset" in text.lower():
         return "connection reset"
     return "connection failed"
-
-
-def _describe(exc: Exception) -> str:
-    """A one-line reason from an etcd3gw exception (etcd's own message when it sent one)."""
-    import json
-
-    detail = getattr(exc, "detail_text", None) or ""
-    try:
-        obj = json.loads(detail)
-        if isinstance(obj, dict) and (obj.get("error") or obj.get("message")):
-            detail = str(obj.get("error") or obj.get("message"))
-    except ValueError:
-        pass
-    reason = " ".join(str(a) for a in exc.args)
-    text = f"{reason}: {detail}" if reason and detail else (detail or reason or type(exc).__name__)
-    if "SSLError" in text or "[SSL" in text:
-        start = text.find("[SSL")
-        text = "TLS: " + (text[start:].split("'")[0].split('"')[0].rstrip(" (),") if start >= 0
-                          else "handshake failed")
-    elif "Max retries exceeded" in text or "Connection refused" in text:
-        text = "connection refused" if "refused" in text else "connection failed"
-    elif "timed out" in text.lower() and "etcdserver" not in text:
-        text = "timed out"
-    return text.replace("\n", " ")[:300]

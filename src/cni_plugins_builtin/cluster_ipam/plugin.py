@@ -64,7 +64,7 @@ WARM_REUSE = True
 
 #: Imported once by the warm server (``cnitool daemon`` with ``CNICORE_SERVER_PRELOAD=cluster-ipam``),
 #: so its workers pay nothing for them.
-WARM_IMPORTS = ("etcd3gw.client", "cni_plugins_builtin.cluster_ipam.config",
+WARM_IMPORTS = ("cni_plugins_builtin.cluster_ipam.transport", "cni_plugins_builtin.cluster_ipam.config",
                 "cni_plugins_builtin.cluster_ipam.model", "cni_plugins_builtin.cluster_ipam.etcd",
                 "cni_plugins_builtin.cluster_ipam.allocate", "cni_plugins_builtin.cluster_ipam.release",
                 "cni_plugins_builtin.cluster_ipam.health", "cni_plugins_builtin.host_local.config",
@@ -80,9 +80,8 @@ def connect(cluster: ClusterSettings) -> tuple[Etcd, Keys]:
     """A client whose calls all end within the verb's budget, and the network's keys.
 
     The client library is imported first: the budget is for talking to etcd,
-    not for an interpreter starved of CPU loading ``requests``."""
-    import etcd3gw.client  # noqa: F401
-
+    not for an interpreter starved of CPU loading ``http.client`` and ``ssl``."""
+    import cni_plugins_builtin.cluster_ipam.transport  # noqa: F401
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.cluster_ipam.model import Keys
 
