@@ -301,6 +301,11 @@ def read(key: str) -> dict[str, Any]:
     return {"request_range": {"key": b64(key)}}
 
 
+def count(key: str, range_end: str) -> dict[str, Any]:
+    """A txn read of how many keys lie in ``[key, range_end)`` (no keys sent back)."""
+    return {"request_range": {"key": b64(key), "range_end": b64(range_end), "count_only": True}}
+
+
 def nested(compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> dict[str, Any]:
     """A transaction inside a transaction (etcd >= 3.3): its own compares, no failure ops."""
     return {"request_txn": {"compare": compare, "success": success, "failure": []}}
