@@ -19,10 +19,12 @@ the cluster heals), and a retried ADD is answered from it.
 
 Choosing: the first guess per set is a random address (no read of the
 address keys: in a pool with room it wins at once, and concurrent ADDs on
-many nodes rarely collide); after a collision, a linearizable scan of the keys from a random
-point finds the gaps, and a random one of the first gaps is taken. A scan
-that goes round the whole set without a gap is host-local's "no IP
-addresses available". Unlike host-local there is no round-robin cursor: a
+many nodes rarely collide); after a collision, :func:`find_free` finds a
+free address in a few linearizable reads whatever the occupancy (a random
+64-address probe, then ``count_only`` windows narrowing down), and only
+when the counts show no room does an exact scan of the keys decide
+(:func:`scan_for_gap`); one that goes round the whole set without a gap is
+host-local's "no IP addresses available". Unlike host-local there is no round-robin cursor: a
 shared cursor would be a hot key every ADD of the cluster writes.
 """
 
