@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""cluster-ipam's path to etcd: ``requests`` + ``etcd3gw`` against ``http.client`` (issue 19).
+"""cluster-ipam's path to etcd: ``requests`` + ``etcd3gw``, ``http.client`` and gRPC (issue 19).
 
 One ADD's etcd work (a linearizable read of the attachment key, then a
 guarded two-key transaction) from Python clients on a 3-member cluster on
 127.0.0.1 of a private namespace: cold (a fresh ``python -I``: import + one
 ADD's work, median of 8 execs) and warm (one client, 300 in a row; 16
-processes, 150 each). Prints JSON. Run as root from the repo:
+processes, 150 each). gRPC uses stubs generated at run time (``grpcio-tools``,
+the test extras) from ``bench/etcd_subset.proto``, etcd's own messages for
+Range and Txn; it is skipped when grpcio is not installed. Prints JSON. Run as root from the repo:
 ``sudo .venv/bin/python bench/etcd_clients_bench.py``. The numbers and the
 choice are in docs/CLUSTER_IPAM.md ("The path to etcd").
 """
@@ -34,6 +36,21 @@ if mode == "requests":
     client = Etcd3Client(host=host, port=int(port), api_path="/v3/", session=session)
     def post(path, body):
         return client.session.post(client.get_url(path), json=body, timeout=2).json()
+elif mode == "grpc":
+    sys.path.insert(0, sys.argv[5])
+    import grpc
+    import etcd_subset_pb2 as pb
+    import etcd_subset_pb2_grpc as pb_grpc
+    stub = pb_grpc.KVStub(grpc.insecure_channel(f"{host}:{port}"))
+    def post(path, body):
+        if path == "kv/range":
+            return stub.Range(pb.RangeRequest(key=base64.b64decode(body["key"])), timeout=2)
+        compare = [pb.Compare(key=base64.b64decode(c["key"]), target=pb.Compare.CREATE, result=pb.Compare.EQUAL,
+                              create_revision=0) for c in body["compare"]]
+        success = [pb.RequestOp(request_put=pb.PutRequest(key=base64.b64decode(op["request_put"]["key"]),
+                                                          value=base64.b64decode(op["request_put"]["value"])))
+                   for op in body["success"]]
+        return stub.Txn(pb.TxnRequest(compare=compare, success=success), timeout=2)
 else:
     import http.client
     conn = http.client.HTTPConnection(host, int(port), timeout=2)
@@ -60,7 +77,7 @@ def measure(cluster, script: str, mode: str) -> dict[str, float]:
     url, py = cluster.endpoints[0], sys.executable
 
     def argv(count: int) -> list[str]:
-        return [py, "-I", script, mode, url, str(count), uuid.uuid4().hex[:12]]
+        return [py, "-I", script, mode, url, str(count), uuid.uuid4().hex[:12], os.path.dirname(script)]
 
     cold = []
     for _ in range(8):
@@ -81,6 +98,17 @@ def measure(cluster, script: str, mode: str) -> dict[str, float]:
             "warm16_p99_ms": round(lats[int(len(lats) * 0.99)] * 1000, 2)}
 
 
+def generate_grpc_stubs(directory: str) -> bool:
+    """``etcd_subset_pb2*.py`` in ``directory``; False without grpcio-tools."""
+    try:
+        from grpc_tools import protoc
+    except ImportError:
+        return False
+    here = os.path.dirname(os.path.abspath(__file__))
+    return protoc.main(["protoc", f"-I{here}", f"--python_out={directory}", f"--grpc_python_out={directory}",
+                        os.path.join(here, "etcd_subset.proto")]) == 0
+
+
 def main() -> None:
     from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
     from cnicore.ns import new_netns
@@ -94,8 +122,10 @@ def main() -> None:
             script = os.path.join(base, "worker.py")
             with open(script, "w") as fh:
                 fh.write(WORKER)
-            print(json.dumps({mode: measure(cluster, script, mode) for mode in ("requests", "http.client")},
-                             indent=1))
+            modes = ["requests", "http.client"]
+            if generate_grpc_stubs(base):
+                modes.append("grpc")
+            print(json.dumps({mode: measure(cluster, script, mode) for mode in modes}, indent=1))
         finally:
             cluster.stop()
     finally:

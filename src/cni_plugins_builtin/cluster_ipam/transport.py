@@ -1,14 +1,15 @@
 """One keep-alive HTTP/1.1 connection to one etcd member's JSON gateway, on ``http.client``.
 
-Why not ``requests`` + ``etcd3gw`` (what this used before): measured on this
-machine against the 3-member test cluster (load average ~5, one ADD's etcd
-work = a linearizable read + a guarded transaction), ``http.client`` imports
-in 31 ms against 321 ms (a cold exec: 0.09 s against 0.53 s in all), and 16
-warm processes do 318 ADD-works/s against 152 (p50 40 ms against 86 ms; one
-client alone 3.1 ms against 4.6 ms). The gateway speaks plain JSON over
-HTTP/1.1: nothing of ``requests`` is needed (no redirects, cookies, proxies
-— etcd is never reached through a proxy — or encodings). gRPC was not
-measured: no Python gRPC runtime is installed here (see docs/CLUSTER_IPAM.md).
+Why this and not ``requests`` + ``etcd3gw`` (used before) or gRPC: measured
+on this machine (bench/etcd_clients_bench.py; numbers and reasons in
+docs/CLUSTER_IPAM.md, "The path to etcd"): ``http.client`` imports in ~30 ms
+against 100–320 ms for ``requests`` and ~130 ms for ``grpc`` + ``protobuf``
+(a cold exec pays that before its first byte), and does 1.5–2x the warm
+throughput of ``requests``; gRPC does ~1.5x more warm, but is not safe
+across the warm server's fork and adds run-time dependencies. The gateway
+speaks plain JSON over HTTP/1.1: nothing of ``requests`` is needed (no
+redirects, cookies, proxies — etcd is never reached through a proxy — or
+encodings).
 
 Every failure is an exception the caller sorts (:mod:`.etcd`): ``ssl.SSLError``
 (TLS), ``TimeoutError``/``socket.timeout``, ``OSError`` (refused, reset),
