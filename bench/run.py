@@ -7,7 +7,8 @@ ADD/CHECK/DEL exec by exec, through libcni and through cnitool; bridge's
 own ADD/DEL work in a warm process against Go's whole process; host-local
 at 0/50/99 % of a /20; 50 concurrent chain ADDs and DELs; a third-party
 main plugin (scaffolded from cnicore's main example into the bench's venv)
-against Go's ptp. Then the warm
+against Go's ptp; podman's ``run -d -p`` and ``rm -f`` on each side's plugins alone
+(not in ``--short`` unless ``--only podman`` names it). Then the warm
 server (``cnitool daemon``, in a throwaway namespace of its own): the exec
 sections again with native launchers served by it ("warm:" rows; ours cold
 are Python launchers), and its footprint. ``--no-server`` skips that part.
@@ -47,6 +48,11 @@ from sides import (  # noqa: E402
 )
 
 README = os.path.join(REPO, "bench", "README.md")
+#: The sections, in the order they run (`--only NAME` picks some).
+SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party",
+            "ptp", "portmap", "podman"]
+#: Sections --short leaves out unless --only names them (a real client: seconds a round).
+NOT_SHORT = ["podman"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -107,12 +113,18 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "cnitool": lambda: sections.chain_cnitool(sandbox, go, side, work, rounds),
             "warm": lambda: sections.bridge_warm(sandbox, go, warm, work, rounds),
             "host-local": lambda: sections.host_local(go, side, work, rounds, prefix),
+            "meta": lambda: sections.meta(sandbox, go, side, work, rounds),
             "concurrent": lambda: sections.concurrent(sandbox, go, side, work, count, 1 if opts.short else 3),
             "third-party": lambda: sections.third_party_main(sandbox, go, side, work, rounds,
                                                              third_party or EXAMPLE_MAIN_TYPE),
+            "ptp": lambda: sections.ptp_static(sandbox, go, side, work, rounds),
+            "portmap": lambda: sections.portmap(sandbox, go, side, rounds),
+            "podman": lambda: sections.podman(go, side, min(rounds, 10)),
         }
         for name, step in every.items():
             if (opts.only and name not in opts.only) or (label and name in ("warm", "host-local")):
+                continue
+            if opts.short and not opts.only and name in NOT_SHORT:
                 continue
             for case in step():
                 rows.append(case.row())
@@ -196,8 +208,7 @@ def main() -> int:
     parser.add_argument("--venv", default=scratch("cnicore-bench-venv"))
     parser.add_argument("--readme", action="store_true", help="also write the table into bench/README.md")
     parser.add_argument("--only", action="append", default=[],
-                        choices=["version", "exec", "libcni", "cnitool", "warm", "host-local", "concurrent",
-                                 "third-party"],
+                        choices=SECTIONS,
                         help="run only this section (repeatable)")
     parser.add_argument("--ours-bin", default="", help="use these launchers (e.g. the warm server's)")
     parser.add_argument("--ours-kind", default="exec", help="label for --ours-bin (e.g. server)")

@@ -8,9 +8,13 @@ never share kernel objects or files; containers are fresh namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
+import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -123,6 +127,35 @@ def chain_exec(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list
     return list(totals.values()) + list(cases.values())
 
 
+# -- portmap: ADD and DEL of the chained plugin alone ------------------------------------------
+
+def portmap(sandbox: Any, go: Go, ours: Ours, rounds: int) -> list[Case]:
+    """portmap ADD then DEL, exec'd with a bridge-like prevResult (one IPv4 address), for one
+    and for ten TCP mappings. Go execs iptables per probe and per rule; ours reads the table
+    once and writes it in one iptables-restore. Each side has its own network name (so its
+    own per-container chains) in the same namespace, and leaves nothing behind per round."""
+    dirs = bin_dirs(go, ours)
+    cases = {(verb, n): Case("portmap", f"{verb} {n} mapping{'s' if n > 1 else ''}")
+             for n in (1, 10) for verb in ("ADD", "DEL")}
+    ctr = sandbox.container()
+    for index in range(rounds):
+        for count in (1, 10):
+            for side in ("go", "ours"):
+                maps = [{"hostPort": 18000 + i, "containerPort": 80 + i, "protocol": "tcp"} for i in range(count)]
+                ip = "10.241.0.2/16" if side == "go" else "10.242.0.2/16"
+                prev = {"cniVersion": "1.0.0",
+                        "interfaces": [{"name": f"br-{side}"}, {"name": "eth0", "sandbox": ctr.path}],
+                        "ips": [{"address": ip, "interface": 1}]}
+                conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-pm-{side}", "type": "portmap",
+                                   "runtimeConfig": {"portMappings": maps}, "prevResult": prev}).encode()
+                for verb in ("ADD", "DEL"):
+                    env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-pm-{index}", CNI_NETNS=ctr.path,
+                                    CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                    cases[(verb, count)].add(side, run_exec([os.path.join(dirs[side], "portmap")], env, conf)[0])
+    ctr.remove()
+    return list(cases.values())
+
+
 # -- the chain through libcni and through cnitool -----------------------------------------------
 
 def chain_libcni(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
@@ -181,6 +214,46 @@ def chain_cnitool(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> l
                     cases[verb].rss(side, run_with_rss(argv, env)[0])
                 else:
                     cases[verb].add(side, run_exec(argv, env)[0])
+            ctr.remove()
+    return list(cases.values())
+
+
+# -- the meta plugins firewall and bandwidth ---------------------------------------------------
+
+META_SUBNETS = {"go": "10.243.0.0/24", "ours": "10.244.0.0/24"}
+BANDWIDTH = {"ingressRate": 8_000_000, "ingressBurst": 80_000, "egressRate": 16_000_000, "egressBurst": 160_000}
+
+
+def meta(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """firewall (iptables) and bandwidth (ingress + egress) ADD and DEL, each exec'd,
+    chained after Go's bridge (not timed) on each side's own bridge and subnet."""
+    from cnicore import wire
+
+    cases = {f"{plugin} {verb}": Case("meta plugins", f"{plugin} {verb}")
+             for plugin in ("firewall", "bandwidth") for verb in ("ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    for index in range(rounds + 1):  # round 0 creates the bridges and chains: not counted
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            cid = f"bench-meta-{index}"
+            env = {verb: clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=cid, CNI_NETNS=ctr.path, CNI_IFNAME="eth0",
+                                   CNI_PATH=go.bin_dir, CNI_ARGS="") for verb in ("ADD", "DEL")}
+            bridge_conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-meta-{side}", "type": "bridge",
+                                      "bridge": f"cnimeta-{side}", "isGateway": True,
+                                      "ipam": {"type": "host-local", "subnet": META_SUBNETS[side],
+                                               "dataDir": os.path.join(work, side, "meta-ipam")}}).encode()
+            prev = wire.loads(run_exec([os.path.join(go.bin_dir, "bridge")], env["ADD"], bridge_conf)[1])
+            confs = {"firewall": {"backend": "iptables"}, "bandwidth": BANDWIDTH}
+            for verb in ("ADD", "DEL"):
+                order = ("firewall", "bandwidth") if verb == "ADD" else ("bandwidth", "firewall")
+                for plugin in order:
+                    conf = dict(confs[plugin], cniVersion="1.0.0", name=f"bench-meta-{side}", type=plugin,
+                                prevResult=prev)
+                    seconds = run_exec([os.path.join(dirs[side], plugin)], dict(env[verb], CNI_PATH=dirs[side]),
+                                       json.dumps(conf).encode())[0]
+                    if index:
+                        cases[f"{plugin} {verb}"].add(side, seconds)
+            run_exec([os.path.join(go.bin_dir, "bridge")], env["DEL"], bridge_conf)
             ctr.remove()
     return list(cases.values())
 
@@ -397,6 +470,67 @@ def third_party_main(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int, p
 
 
 # -- the warm server -------------------------------------------------------------------------------
+
+def ptp_static(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """ptp (+ host-local, IPv4, ipMasq) ADD and DEL in a fresh container, and static
+    ADD and DEL, one exec each: Go's binaries against our launchers. IPv4 only: with
+    IPv6 both sides wait ~1.5 s for duplicate address detection, which hides the work."""
+    cases = {name: Case("ptp and static", name) for name in ("ptp ADD", "ptp DEL", "static ADD", "static DEL")}
+    dirs = bin_dirs(go, ours)
+    subnets = {"go": "10.243.0.0/16", "ours": "10.244.0.0/16"}
+    static = json.dumps({"cniVersion": "1.0.0", "name": "bench-static", "type": "static", "ipam": {
+        "type": "static", "addresses": [{"address": "10.245.0.5/24", "gateway": "10.245.0.1"},
+                                        {"address": "fd45::5/64", "gateway": "fd45::1"}],
+        "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["10.245.0.1"]}}}).encode()
+    for index in range(rounds):
+        for side in ("go", "ours"):
+            conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-ptp-{side}", "type": "ptp", "ipMasq": True,
+                               "ipam": {"type": "host-local", "dataDir": os.path.join(work, side, "ptp-ipam"),
+                                        "ranges": [[{"subnet": subnets[side]}]],
+                                        "routes": [{"dst": "0.0.0.0/0"}]}}).encode()
+            ctr = sandbox.container()
+            for verb in ("ADD", "DEL"):
+                env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-ptp-{index}", CNI_NETNS=ctr.path,
+                                CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                cases[f"ptp {verb}"].add(side, run_exec([os.path.join(dirs[side], "ptp")], env, conf)[0])
+                cases[f"static {verb}"].add(side, run_exec([os.path.join(dirs[side], "static")], env, static)[0])
+            ctr.remove()
+    return list(cases.values())
+
+
+def podman(go: Go, ours: Ours, rounds: int) -> list[Case]:
+    """podman 4.3 (Debian's, CNI backend) on Go's plugins and on ours, each in its own throwaway
+    environment and private host (tests/helpers/clients.py, the client tests' harness): ``podman
+    run -d -p`` on a ``podman network create`` network (bridge + host-local + portmap + firewall +
+    tuning ADD inside it) and ``podman rm -f`` (their DEL), interleaved round by round."""
+    tests_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    from helpers.clients import podman_at
+
+    run = Case("podman", "podman run -d -p 8080:80 (a network of bridge, portmap, firewall, tuning)")
+    remove = Case("podman", "podman rm -f (the same chain's DEL)")
+    with contextlib.ExitStack() as stack:
+        envs = {}
+        for side, bin_dir in bin_dirs(go, ours).items():
+            work = tempfile.mkdtemp(prefix=f"cnicore-bench-podman-{side}-")
+            stack.callback(shutil.rmtree, work, True)
+            envs[side] = stack.enter_context(podman_at(bin_dir, work, "cnitest-bench"))
+            envs[side].run("network", "create", "benchnet")
+        for i in range(rounds + 1):  # the first round warms podman's own caches: not counted
+            for side in (("go", "ours") if i % 2 else ("ours", "go")):
+                env, name = envs[side], f"bench{i}"
+                start = time.perf_counter()
+                cid = env.run(*env.publish_args(name, 8080, "benchnet")).strip()
+                if i:
+                    run.add(side, time.perf_counter() - start)
+                env.track(cid)
+                start = time.perf_counter()
+                env.run("rm", "-f", "-t", "0", name)
+                if i:
+                    remove.add(side, time.perf_counter() - start)
+    return [run, remove]
+
 
 def server_footprint(pid: int, workers: list[int], idle_seconds: float) -> list[Case]:
     """The warm server's own cost: the parent's RSS, an idle worker's private pages

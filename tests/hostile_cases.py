@@ -34,6 +34,8 @@ BASE: dict[str, dict[str, Any]] = {
     "tuning": {"cniVersion": "1.0.0", "name": "hnet", "type": "tuning", "dataDir": "{tuning}",
                "sysctl": {"net.ipv4.conf.IFNAME.rp_filter": "2"}, "prevResult": PREV},
     "loopback": {"cniVersion": "1.0.0", "name": "hnet", "type": "loopback"},
+    "portmap": {"cniVersion": "1.0.0", "name": "hnet", "type": "portmap", "prevResult": PREV,
+                "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}},
 }
 
 
@@ -228,8 +230,28 @@ for plugin, change, label, field in (
         ("tuning", {"prevResult": 1}, "prevresult-number", "prevResult"),
         ("tuning", {"runtimeConfig": []}, "runtimeconfig-array", "runtimeConfig"),
         ("loopback", {"capabilities": []}, "capabilities-array", "capabilities"),
+        ("portmap", {"snat": "yes"}, "snat-string", "snat"),
+        ("portmap", {"markMasqBit": "13"}, "markmasqbit-string", "markMasqBit"),
+        ("portmap", {"conditionsV4": "-s 10.0.0.0/8"}, "conditions-string", "conditionsV4"),
+        ("portmap", {"runtimeConfig": {"portMappings": {}}}, "portmappings-object", "portMappings"),
+        ("portmap", {"runtimeConfig": {"portMappings": [{"hostPort": "80", "containerPort": 80}]}},
+         "hostport-string", "hostPort"),
+        ("portmap", {"prevResult": 1}, "prevresult-number", "prevResult"),
         ("loopback", {"dns": {"nameservers": "x"}}, "dns-nameservers-string", "nameservers")):
     add(Case(f"{plugin}-type-{label}", plugin, change, field=field))
+
+# -- portmap: values that end up in iptables rules --------------------------------------------
+add(Case("portmap-mark-bit-40", "portmap", {"markMasqBit": 40}, field="MasqMarkBit"),
+    Case("portmap-host-port-0", "portmap", {"runtimeConfig": {"portMappings": [
+        {"hostPort": 0, "containerPort": 80, "protocol": "tcp"}]}}, field="host port"),
+    Case("portmap-host-port-70000", "portmap", {"runtimeConfig": {"portMappings": [
+        {"hostPort": 70000, "containerPort": 80, "protocol": "tcp"}]}}, field="70000"),
+    Case("portmap-protocol-line-break", "portmap", {"runtimeConfig": {"portMappings": [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp\n-A OUTPUT -j DROP"}]}}, field="tcp"),
+    Case("portmap-condition-line-break", "portmap", {"conditionsV4": ["-s", "10.0.0.0/8\n-A OUTPUT -j DROP"]},
+         field="10.0.0.0/8"),
+    Case("portmap-external-chain-missing", "portmap", {"externalSetMarkChain": "CNITEST-NO-SUCH-CHAIN"},
+         field="CNITEST-NO-SUCH-CHAIN"))
 
 # -- key case -------------------------------------------------------------------------
 add(Case("bridge-case-name-escape", "bridge", {"name": None, "NAME": "../x"}, field="network name"),

@@ -10,7 +10,8 @@ launcher is installed into a temporary bin dir that is the whole CNI_PATH.
 Interop tests put /usr/lib/cni on the path (Go host-local) or run Go's bridge.
 
 This kernel has no bridge VLAN filtering: ``vlan``, ``vlanTrunk`` and
-``preserveDefaultVlan`` are tested to fail like Go's bridge and leave nothing.
+``preserveDefaultVlan`` are tested to fail like Go's bridge and leave nothing
+(tests/guest/test_bridge_vlan.py tests them working, on Debian's stock kernel).
 """
 
 from __future__ import annotations

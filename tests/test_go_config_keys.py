@@ -58,7 +58,7 @@ WRONG_KINDS = {
 
 @pytest.mark.privileged
 @pytest.mark.interop
-@pytest.mark.parametrize("plugin", ["loopback", "bridge", "tuning"])
+@pytest.mark.parametrize("plugin", ["loopback", "bridge", "tuning", "firewall"])
 @pytest.mark.parametrize("variant", list(WRONG_KINDS.values()), ids=list(WRONG_KINDS))
 def test_wrong_kinds_are_refused_like_go(plugin, variant, cni_bin_dir, cni_sandbox, tmp_path):
     conf = dict({"cniVersion": "1.0.0", "name": "net", "type": plugin}, **variant)

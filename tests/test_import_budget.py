@@ -53,16 +53,24 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "cni_plugins_builtin.loopback": LEAN + ("cnicore.types", "cnicore.netlink"),
     "cni_plugins_builtin.bridge.plugin": LEAN,
     "cni_plugins_builtin.tuning.plugin": LEAN,
+    "cni_plugins_builtin.firewall.plugin": LEAN,
+    "cni_plugins_builtin.bandwidth.plugin": LEAN,
     "cni_plugins_builtin.host_local.plugin": LEAN + ("ipaddress", "cnicore.types",
                                                     "cni_plugins_builtin.host_local.config",
                                                     "cni_plugins_builtin.host_local.store"),
     "cni_plugins_builtin.host_local.index": LEAN,
     "cnicore.firewall.masquerade": LEAN + ("ipaddress", "hashlib", "shlex"),
     "cnicore.firewall.spoofcheck": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "cnicore.firewall.tools": LEAN + ("ipaddress", "hashlib", "shlex"),
+    "cnicore.conntrack": LEAN + ("ipaddress", "cnicore.types"),
+    "cni_plugins_builtin.portmap.plugin": LEAN,
     "launcher:loopback": LEAN + ("cnicore.netlink", "cnicore.types", "cnicore.ns", "cnicore.ipam", "cnicore.sysctl"),
     "launcher:bridge": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:host-local": LEAN + ("cnicore.netlink",),
     "launcher:tuning": LEAN + ("cnicore.netlink",),
+    "launcher:firewall": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:bandwidth": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:portmap": LEAN + ("cnicore.netlink",),
     # cluster-ipam's verbs need http.client + ssl: never for VERSION.
     "cni_plugins_builtin.cluster_ipam.plugin": LEAN + ("ipaddress", "http.client", "ssl", "etcd3gw", "requests",
                                                       "urllib3", "cnicore.types", "cni_plugins_builtin.host_local",
@@ -87,7 +95,8 @@ CNITOOL_BUDGET: dict[str, tuple[str, ...]] = {
 @pytest.fixture(scope="module")
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("budget-bin")
-    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam")])
+    install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam",
+                                           "firewall", "bandwidth", "portmap")])
     return directory
 
 

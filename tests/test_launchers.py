@@ -273,8 +273,11 @@ def test_manifest_survives_garbage_and_invalid_names(tmp_path: Path) -> None:
 def test_launcher_errors(tmp_path: Path) -> None:
     with pytest.raises(LauncherError, match="too long"):
         render(loopback_entry(), python="/" + "p" * 300)
-    with pytest.raises(LauncherError, match="cannot find module 'cnitest_no_such_module'"):
-        install(str(tmp_path), entries=[PluginEntry("x", "cnitest_no_such_module.plugin", "x", "1")])
+    # A plugin whose module is missing is refused and reported; the others are installed.
+    report = install(str(tmp_path / "some"), entries=[PluginEntry("x", "cnitest_no_such_module.plugin", "x", "1"),
+                                                      loopback_entry()])
+    assert report.refused == ["x"] and "No module named 'cnitest_no_such_module'" in report.skipped["x"]
+    assert report.added == ["loopback"] and not (tmp_path / "some" / "x").exists()
     with pytest.raises(LauncherError, match="cannot find module 'cnitest_no_such_policy'"):
         install(str(tmp_path), entries=[loopback_entry()], policies=["cnitest_no_such_policy"])
     assert not (tmp_path / "x").exists() and not (tmp_path / "loopback").exists()

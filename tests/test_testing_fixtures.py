@@ -350,3 +350,19 @@ def test_cni_resolv_conf_feeds_host_local(cni_runner, container_netns, cni_resol
     assert result["dns"] == {"nameservers": ["10.1.0.53"], "domain": "example.test",
                              "search": ["example.test"], "options": ["ndots:5"]}
     runner.delete(config, container_netns)
+
+
+@pytest.mark.privileged
+def test_kernel_has_answers_from_this_kernel() -> None:
+    """kernel_has tries the link for real (in a throwaway namespace): veth and bridge exist
+    everywhere, a made-up kind nowhere. What this kernel lacks (dummy, bridge VLAN
+    filtering) tests/guest/test_bridge_vlan.py proves the other way."""
+    from cnicore import testing
+
+    assert testing.kernel_has("veth") and testing.kernel_has("bridge")
+    testing.KERNEL_FEATURES["nonsense"] = ("link add t0 type cnicore-no-such-kind",)
+    try:
+        assert not testing.kernel_has("nonsense")
+    finally:
+        del testing.KERNEL_FEATURES["nonsense"]
+        testing._kernel_answers.pop("nonsense", None)

@@ -404,6 +404,24 @@ def test_netlink_handle_is_the_toolkits(container_netns) -> None:
     assert container_netns.do(up_lo)
 
 
+def test_route_get_names_the_outgoing_link(container_netns) -> None:
+    def probe() -> tuple[str, str, int]:
+        with Netlink() as nl:
+            nl.add_veth("rg0", "rg1")
+            nl.set_up(nl.link("rg0"))
+            nl.add_address("rg0", "10.67.0.1/24")
+            nl.add_address("rg0", "fd67::1/64", nodad=True)
+            v4 = nl.link_by_index(nl.route_get("10.67.0.9").ifindex).name
+            v6 = nl.link_by_index(nl.route_get("fd67::9").ifindex).name
+            try:
+                nl.route_get("192.0.2.1")
+            except OSError as exc:
+                return v4, v6, exc.errno
+            return v4, v6, 0
+
+    assert container_netns.do(probe) == ("rg0", "rg0", errno.ENETUNREACH)
+
+
 # -- masquerade (privileged: iptables in the sandbox's host namespace) -----------------------
 
 
@@ -419,6 +437,68 @@ def test_masquerade_set_up_and_torn_down(host_netns) -> None:
     assert f"-A {chain} -d 10.66.0.0/24" in rules and "-j MASQUERADE" in rules
     host_netns.do(teardown_ip_masq_for_networks, None, "toolnet", "eth0", "ctr-1")
     assert chain not in sh(host_netns, "iptables", "-t", "nat", "-S")
+
+
+def test_firewall_tools_batch_and_system_dirs(host_netns, tmp_path, monkeypatch) -> None:
+    """A table read with iptables_save and changed with one iptables_restore; the tools
+    come from TOOL_DIRS even when PATH names a planted one first."""
+    from cnicore.firewall import tools
+
+    planted = tmp_path / "iptables-restore"
+    planted.write_text("#!/bin/sh\nexit 3\n")
+    planted.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ.get('PATH', '')}")
+    assert tools.find_tool("iptables-restore") == next(
+        os.path.join(d, "iptables-restore") for d in tools.TOOL_DIRS
+        if os.path.exists(os.path.join(d, "iptables-restore")))
+    host_netns.do(tools.iptables_restore, '*nat\n:TOOLKIT-T - [0:0]\n-A TOOLKIT-T -m comment --comment "a \\"b\\"" '
+                  "-j RETURN\nCOMMIT\n")
+    saved = host_netns.do(tools.iptables_save, "nat")
+    assert '-A TOOLKIT-T -m comment --comment "a \\"b\\"" -j RETURN' in saved
+    assert "TOOLKIT-T" not in host_netns.do(tools.iptables_save, "nat", True)
+    with pytest.raises(tools.FirewallError):
+        host_netns.do(tools.iptables_restore, "*nat\n-A NO-SUCH-CHAIN -j RETURN\nCOMMIT\n")
+
+
+def conntrack_entries(netns) -> list[str]:
+    """The namespace's conntrack table (/proc/thread-self: the calling thread's namespace)."""
+    def read() -> list[str]:
+        with open("/proc/thread-self/net/nf_conntrack") as fh:
+            return fh.read().splitlines()
+
+    return netns.do(read)
+
+
+def send_udp(netns, ip: str, port: int) -> None:
+    import socket
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"x", (ip, port))
+
+    netns.do(send)
+
+
+def test_conntrack_entries_deleted_by_port_and_by_address(host_netns) -> None:
+    import socket
+
+    from cnicore import conntrack
+
+    sh(host_netns, "ip", "link", "set", "lo", "up")
+    for tool in ("iptables", "ip6tables"):  # conntrack runs in a namespace only once something uses it
+        sh(host_netns, tool, "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT")
+    for address in ("127.0.0.1", "::1"):
+        for port in (5353, 5354):
+            send_udp(host_netns, address, port)
+    assert len([e for e in conntrack_entries(host_netns) if " udp " in e]) == 4
+    assert host_netns.do(conntrack.delete_entries_for_dst_port, 5353, conntrack.PROTOCOL_UDP, socket.AF_INET) == 1
+    assert host_netns.do(conntrack.delete_entries_for_dst_port, 5353, conntrack.PROTOCOL_TCP, socket.AF_INET6) == 0
+    left = conntrack_entries(host_netns)
+    assert not [e for e in left if e.startswith("ipv4") and "dport=5353 " in e]
+    assert [e for e in left if e.startswith("ipv6") and "dport=5353 " in e]
+    assert host_netns.do(conntrack.delete_entries_for_dst_ip, "::1", conntrack.PROTOCOL_UDP) == 2
+    left = conntrack_entries(host_netns)
+    assert len(left) == 1 and "dport=5354 " in left[0] and left[0].startswith("ipv4")
 
 
 # -- IPAM delegation (privileged: host-local through its launcher, in-process) -------------------
@@ -441,3 +521,51 @@ def test_exec_add_check_del(cni_bin_dir, container_netns, tmp_path) -> None:
     exec_check(request("CHECK"))
     exec_del(request("DEL"))
     assert not os.path.exists(tmp_path / "toolkit-ipam" / "10.77.0.2")
+
+
+# -- traffic control (privileged) -------------------------------------------------------------
+
+
+def test_tc_helpers_ifb_tbf_ingress_and_redirect(host_netns) -> None:
+    from cnicore.netlink import TC_ACT_OK, TC_ACT_STOLEN, LinkExistsError
+
+    def build() -> tuple[list, list, list]:
+        with Netlink() as nl:
+            nl.add_veth("tcv0", "tcv1")
+            ifb = nl.add_link("tcifb0", "ifb", mtu=1400, txqlen=0, up=True)
+            assert (ifb.kind, ifb.mtu, ifb.txqlen, ifb.is_up) == ("ifb", 1400, 0, True)
+            with pytest.raises(LinkExistsError):
+                nl.add_link("tcifb0", "ifb")
+            nl.add_qdisc_tbf("tcv0", rate=1_000_000, limit=35_000, buffer=156_250)
+            with pytest.raises(OSError) as info:
+                nl.add_qdisc_tbf("tcv0", rate=1_000_000, limit=35_000, buffer=156_250)
+            assert info.value.errno == errno.EEXIST
+            nl.add_qdisc_tbf(ifb, rate=5 * 2**32, limit=1_000, buffer=1_000)  # RATE64
+            nl.add_qdisc_ingress("tcv0")
+            nl.add_redirect_filter("tcv0", ifb, controls=(TC_ACT_STOLEN, TC_ACT_OK))
+            return nl.qdiscs("tcv0"), nl.qdiscs(ifb), nl.qdiscs()
+
+    def delete() -> list:
+        from cnicore.netlink import TC_H_INGRESS
+
+        with Netlink() as nl:
+            nl.delete_qdisc("tcv0", parent=TC_H_INGRESS, handle=0xFFFF0000)
+            nl.delete_qdisc("tcv0")
+            with pytest.raises(OSError):
+                nl.delete_qdisc("tcv0")
+            return nl.qdiscs("tcv0")
+
+    veth, ifb, every = host_netns.do(build)
+    assert [(q.kind, q.handle, q.rate, q.limit, q.buffer) for q in veth] == \
+        [("tbf", 0x10000, 1_000_000, 35_000, 156_250), ("ingress", 0xFFFF0000, 0, 0, 0)]
+    assert veth[1].parent == 0xFFFFFFF1
+    assert [(q.kind, q.rate, q.limit, q.buffer) for q in ifb] == [("tbf", 5 * 2**32, 1_000, 1_000)]
+    assert len(every) >= 3
+    shown = sh(host_netns, "tc", "qdisc", "show", "dev", "tcv0")
+    assert "tbf 1: root" in shown and "rate 8Mbit burst 10000b lat 25ms" in shown
+    filters = sh(host_netns, "tc", "filter", "show", "dev", "tcv0", "ingress")
+    assert "u32" in filters and "flowid 1:1" in filters and "match 00000000/00000000 at 0" in filters
+    assert "mirred (Egress Redirect to device tcifb0) stolen" in filters
+    assert "mirred (Egress Redirect to device tcifb0) pass" in filters
+    assert [q.kind for q in host_netns.do(delete)] in ([], ["noqueue"])  # the filters went with the qdisc
+    assert "u32" not in sh(host_netns, "tc", "filter", "show", "dev", "tcv0", "ingress")

@@ -225,8 +225,10 @@ class DelegateArgs:
 # -- running a plugin ---------------------------------------------------------------
 
 def _spawn(plugin_path: str, env: Mapping[str, str], deadline: float | None,
-           timeout: float | None, cancel: threading.Event | None) -> subprocess.Popen[bytes]:
-    """Start the plugin, retrying while its binary is busy being written."""
+           timeout: float | None, cancel: threading.Event | None,
+           executable: str | None = None) -> subprocess.Popen[bytes]:
+    """Start the plugin (``executable`` in its place when given, with the same argv, as a
+    native launcher execs its Python fallback), retrying while its binary is busy being written."""
     import subprocess  # only code that really execs pays for it (~3 ms)
 
     attempt = 0
@@ -236,7 +238,7 @@ def _spawn(plugin_path: str, env: Mapping[str, str], deadline: float | None,
                                        plugin_path=plugin_path)
         try:
             return subprocess.Popen(
-                [plugin_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [plugin_path], executable=executable, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=dict(env), close_fds=True, **_NEW_GROUP)
         except OSError as exc:
             busy = exc.errno == errno.ETXTBSY
@@ -394,11 +396,12 @@ def exec_plugin(plugin_path: str, stdin: bytes, env: Mapping[str, str],
     deadline = None if timeout is None else time.monotonic() + timeout
     from cnicore.launchers import read_header
 
-    warm = _warm(read_header(plugin_path), plugin_path, stdin, env, timeout, cancel)
+    header = read_header(plugin_path)
+    warm = _warm(header, plugin_path, stdin, env, timeout, cancel)
     if warm is not None:
         returncode, stdout, stderr, reason = warm
     else:
-        proc = _spawn(plugin_path, env, deadline, timeout, cancel)
+        proc = _spawn(plugin_path, env, deadline, timeout, cancel, _cold_executable(header))
         try:
             stdout, stderr, reason = _collect(proc, stdin, deadline, cancel)
         except BaseException:
@@ -450,6 +453,16 @@ def _warm(header: LauncherHeader | None, plugin_path: str, stdin: bytes, env: Ma
         raise PluginError(ERR_TRY_AGAIN_LATER, f"plugin {plugin_path}: {exc}",
                           plugin_path=plugin_path) from None
     return None if done is None else (*done, "")
+
+
+def _cold_executable(header: LauncherHeader | None) -> str | None:
+    """A native launcher's Python fallback when its server gave no first answer to this
+    process (the launcher would only wait for it again), else None: exec the plugin."""
+    if header is None or not header.native or not header.socket:
+        return None
+    from cnicore.server import client
+
+    return header.file if header.socket in client._unresponsive else None
 
 
 def serve_or_exec(plugin_path: str, stdin: bytes, env: Mapping[str, str],

@@ -18,6 +18,7 @@ host its plugin without an exec. Writing launchers is tooling.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from cnicore import wire
@@ -132,12 +133,21 @@ def read_header(path: str) -> LauncherHeader | None:
 
 
 def _head(path: str) -> bytes | None:
-    """The first 4 KiB of ``path`` (room for the shebang and the header), or None."""
+    """The first 4 KiB of ``path`` (room for the shebang and the header), or None when it
+    is not a regular file: opened non-blocking, so a FIFO (or a device) named as a
+    plugin never blocks its reader, e.g. a warm server's worker."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(4096)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _parse_header(file: str, head: bytes | None) -> LauncherHeader | None:

@@ -1,8 +1,11 @@
 """The netlink handle (public toolkit): cnicore's own rtnetlink client, standard library only.
 
 Importing pyroute2 costs ~170-330 ms, more than a whole Go plugin run, so what
-plugins need — links (bridges, veths and their settings), addresses, routes,
-bridge-port options and bridge VLANs — is spoken here directly over an
+plugins need — links (bridges, veths and their settings, ifb and other
+simple kinds), addresses, routes (and ``route_get``, the kernel's route to an
+address), bridge-port options, bridge VLANs and
+traffic control (tbf and ingress qdiscs, a u32 mirred redirect filter, qdisc
+dumps) — is spoken here directly over an
 ``AF_NETLINK`` socket with ``struct``. Semantics follow vishvananda/netlink as
 used by the Go reference plugins. :mod:`cnicore.ip` (Go's ``pkg/ip``) is built
 on it; a plugin uses :class:`Netlink` itself for the link operations the
@@ -49,10 +52,15 @@ __all__ = [
     "RT_SCOPE_LINK",
     "RT_SCOPE_UNIVERSE",
     "RT_TABLE_MAIN",
+    "TC_ACT_OK",
+    "TC_ACT_STOLEN",
+    "TC_H_INGRESS",
+    "TC_H_ROOT",
     "Link",
     "LinkExistsError",
     "LinkNotFoundError",
     "Netlink",
+    "Qdisc",
     "Route",
 ]
 
@@ -147,6 +155,29 @@ BRIDGE_VLAN_INFO_RANGE_BEGIN = 0x8
 BRIDGE_VLAN_INFO_RANGE_END = 0x10
 VETH_INFO_PEER = 1
 
+# traffic control (tc): qdiscs and filters
+RTM_NEWQDISC = 36
+RTM_DELQDISC = 37
+RTM_GETQDISC = 38
+RTM_NEWTFILTER = 44
+TCA_KIND = 1
+TCA_OPTIONS = 2
+TC_H_ROOT = 0xFFFFFFFF
+TC_H_INGRESS = 0xFFFFFFF1
+TCA_TBF_PARMS = 1
+TCA_TBF_RATE64 = 4
+TCA_U32_CLASSID = 1
+TCA_U32_SEL = 5
+TCA_U32_ACT = 7
+TC_U32_TERMINAL = 1
+TCA_ACT_KIND = 1
+TCA_ACT_OPTIONS = 2
+TCA_MIRRED_PARMS = 2
+TCA_EGRESS_REDIR = 1
+TC_ACT_OK = 0
+TC_ACT_STOLEN = 4
+ETH_P_ALL = 0x0003
+
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_BROADCAST = 4
@@ -171,6 +202,12 @@ _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
+_TCMSG = struct.Struct("=BxxxiIII")
+_TC_RATESPEC = struct.Struct("=BBHhHI")
+_TBF_QOPT = struct.Struct("=12s12sIII")
+_U32_SEL = struct.Struct("=BBBxHHhhI")
+_U32_KEY = struct.Struct("=IIii")
+_TC_MIRRED = struct.Struct("=IIiiiiI")
 _VLAN_INFO = struct.Struct("=HH")
 _U8 = struct.Struct("=B")
 _U16 = struct.Struct("=H")
@@ -401,6 +438,45 @@ def _parse_link(payload: bytes) -> Link:
                 vlan_filtering=vlan_filtering)
 
 
+class Qdisc:
+    """One queueing discipline of a dump: ``kind`` ("tbf", "ingress", ...), ``handle`` and
+    ``parent`` as 32-bit tc handles; for tbf, ``rate`` (bytes/s), ``limit`` (bytes) and
+    ``buffer`` (ticks) as the kernel reports them, else 0."""
+
+    __slots__ = ("ifindex", "kind", "handle", "parent", "rate", "limit", "buffer")
+
+    def __init__(self, ifindex: int, kind: str, handle: int, parent: int, rate: int = 0, limit: int = 0,
+                 buffer: int = 0) -> None:
+        self.ifindex = ifindex
+        self.kind = kind
+        self.handle = handle
+        self.parent = parent
+        self.rate = rate
+        self.limit = limit
+        self.buffer = buffer
+
+    def __repr__(self) -> str:
+        return (f"Qdisc({self.kind!r}, ifindex={self.ifindex}, handle={self.handle:#x}, parent={self.parent:#x}, "
+                f"rate={self.rate}, limit={self.limit}, buffer={self.buffer})")
+
+
+def _parse_qdisc(payload: bytes) -> Qdisc:
+    _family, ifindex, handle, parent, _info = _TCMSG.unpack_from(payload)
+    attrs = _attrs(payload, _TCMSG.size)
+    kind = _get_str(attrs.get(TCA_KIND))
+    qdisc = Qdisc(ifindex, kind, handle, parent)
+    if kind == "tbf":
+        options = _attrs(attrs.get(TCA_OPTIONS, b""))
+        parms = options.get(TCA_TBF_PARMS)
+        if parms and len(parms) >= _TBF_QOPT.size:
+            rate, _peak, qdisc.limit, qdisc.buffer, _mtu = _TBF_QOPT.unpack_from(parms)
+            qdisc.rate = _TC_RATESPEC.unpack(rate)[5]
+        rate64 = options.get(TCA_TBF_RATE64)
+        if rate64 and len(rate64) == 8:
+            qdisc.rate = struct.unpack("=Q", rate64)[0]
+    return qdisc
+
+
 def _parse_route(payload: bytes) -> Route:
     family, dst_len, _src_len, _tos, table, proto, scope, rtype, _flags = _RTMSG.unpack_from(payload)
     attrs = _attrs(payload, _RTMSG.size)
@@ -628,6 +704,71 @@ class Netlink:
         what = self._what(link) if name is None else f'{self._what(link)} (renaming to "{name}")'
         self._change(RTM_SETLINK, body, what, names_link=name is not None)
 
+    def add_link(self, name: str, kind: str, *, mtu: int = 0, txqlen: int | None = None, up: bool = False) -> Link:
+        """Create a simple virtual link of ``kind`` ("ifb", "dummy": no kind-specific data)
+        and return it; ``LinkExistsError`` if the name is taken. ``txqlen`` None sends
+        none (the kernel default); ``up`` creates it up, in the same request."""
+        body = (_IFINFOMSG.pack(AF_UNSPEC, 0, 0, IFF_UP if up else 0, IFF_UP if up else 0)
+                + _str(IFLA_IFNAME, name) + self._link_attrs(mtu, "")
+                + (_u32(IFLA_TXQLEN, txqlen) if txqlen is not None else b"")
+                + _nest(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, kind.encode())))
+        self._change(RTM_NEWLINK, body, f'"{name}"', NLM_F_CREATE | NLM_F_EXCL, names_link=True)
+        return self.link(name)
+
+    # -- traffic control ---------------------------------------------------------
+
+    def _add_tc(self, msg_type: int, link: LinkRef, handle: int, parent: int, info: int, kind: str,
+                options: bytes) -> None:
+        body = (_TCMSG.pack(AF_UNSPEC, self._index(link), handle, parent, info) + _str(TCA_KIND, kind)
+                + _attr(TCA_OPTIONS, options))
+        self._change(msg_type, body, self._what(link), NLM_F_CREATE | NLM_F_EXCL)
+
+    def add_qdisc_tbf(self, link: LinkRef, *, rate: int, limit: int, buffer: int, handle: int = 0x10000,
+                      parent: int = TC_H_ROOT) -> None:
+        """A token bucket filter qdisc (``tc qdisc add ... tbf``), as vishvananda/netlink
+        sends it: ``rate`` in bytes/s (RATE64 from 2**32 on), ``limit`` in bytes,
+        ``buffer`` in scheduler ticks (``/proc/net/psched``). EEXIST if the place is taken."""
+        ratespec = _TC_RATESPEC.pack(0, 0, 0, 0, 0, min(rate, 0xFFFFFFFF))
+        options = _attr(TCA_TBF_PARMS, _TBF_QOPT.pack(ratespec, b"\0" * _TC_RATESPEC.size, limit, buffer, 0))
+        if rate >= 1 << 32:
+            options += _attr(TCA_TBF_RATE64, struct.pack("=Q", rate))
+        self._add_tc(RTM_NEWQDISC, link, handle, parent, 0, "tbf", options)
+
+    def add_qdisc_ingress(self, link: LinkRef) -> None:
+        """The ingress qdisc (handle ``ffff:``), where ingress filters attach."""
+        self._add_tc(RTM_NEWQDISC, link, 0xFFFF0000, TC_H_INGRESS, 0, "ingress", b"")
+
+    def add_redirect_filter(self, link: LinkRef, target: LinkRef, *, parent: int = 0xFFFF0000, prio: int = 1,
+                            classid: int = 0x10001, controls: tuple[int, ...] = (TC_ACT_STOLEN,)) -> None:
+        """A match-all u32 filter (every protocol) redirecting the link's packets to the
+        egress of ``target`` (``tc filter add ... u32 match u32 0 0 action mirred
+        egress redirect dev TARGET``): one mirred action per entry of ``controls``,
+        each the action's verdict (``TC_ACT_STOLEN``, ``TC_ACT_OK``)."""
+        target_index = self._index(target)
+        sel = _U32_SEL.pack(TC_U32_TERMINAL, 0, 1, 0, 0, 0, 0, 0) + _U32_KEY.pack(0, 0, 0, 0)
+        actions = b"".join(
+            _nest(order, _str(TCA_ACT_KIND, "mirred"),
+                  _nest(TCA_ACT_OPTIONS, _attr(TCA_MIRRED_PARMS, _TC_MIRRED.pack(0, 0, control, 0, 0,
+                                                                                  TCA_EGRESS_REDIR,
+                                                                                  target_index))))
+            for order, control in enumerate(controls, 1))
+        options = _attr(TCA_U32_SEL, sel) + _u32(TCA_U32_CLASSID, classid) + _nest(TCA_U32_ACT, actions)
+        info = (prio << 16) | ((ETH_P_ALL & 0xFF) << 8 | ETH_P_ALL >> 8)  # protocol in network order
+        self._add_tc(RTM_NEWTFILTER, link, 0, parent, info, "u32", options)
+
+    def delete_qdisc(self, link: LinkRef, *, parent: int = TC_H_ROOT, handle: int = 0) -> None:
+        """Delete the qdisc at ``parent`` (the root by default; ``TC_H_INGRESS`` with
+        handle ``0xffff0000`` for the ingress qdisc), its filters with it. ENOENT if none."""
+        body = _TCMSG.pack(AF_UNSPEC, self._index(link), handle, parent, 0)
+        self._change(RTM_DELQDISC, body, self._what(link))
+
+    def qdiscs(self, link: LinkRef | None = None) -> list[Qdisc]:
+        """The qdiscs of one link (or of all), in the kernel's order (root first)."""
+        index = 0 if link is None else self._index(link)
+        replies = self._dump(RTM_GETQDISC, _TCMSG.pack(AF_UNSPEC, 0, 0, 0, 0))
+        out = [_parse_qdisc(p) for kind, p in replies if kind == RTM_NEWQDISC]
+        return [q for q in out if not index or q.ifindex == index]
+
     # -- addresses -------------------------------------------------------------
 
     def addresses(self, link: LinkRef, family: int) -> list[str]:
@@ -681,6 +822,17 @@ class Netlink:
                 if table is None or route.table == table:
                     out.append(route)
         return out
+
+    def route_get(self, dst: str) -> Route:
+        """The route the kernel would use to reach the address ``dst`` (``ip route get``,
+        Go's ``netlink.RouteGet``): its ``ifindex`` is the outgoing link. OSError
+        (ENETUNREACH...) if there is none."""
+        family, raw = _ip(dst)
+        body = _RTMSG.pack(family, len(raw) * 8, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, raw)
+        for kind, payload in self._request(RTM_GETROUTE, 0, body):
+            if kind == RTM_NEWROUTE:
+                return _parse_route(payload)
+        raise OSError(errno.ENETUNREACH, f"no route to {dst}")
 
     def _route_msg(self, delete: bool, dst: str, gw: str, link: LinkRef | None, table: int | None,
                    scope: int | None, priority: int, mtu: int, advmss: int, src: str) -> bytes:

@@ -63,7 +63,7 @@ MS_REC = 0x4000
 MS_SHARED = 1 << 20
 MNT_DETACH = 0x2
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO named as a netns never blocks
 
 
 class NetNSError(Exception):
@@ -259,10 +259,17 @@ class NetNS:
         target = self.fd()
         home = _open_current_ns()
         try:
-            try:
-                _setns(target, CLONE_NEWNET)
-            except OSError as exc:
-                raise NetNSError(f"failed to enter netns {self.path!r}: {exc.strerror}") from exc
+            _setns(target, CLONE_NEWNET)
+        except OSError as exc:  # never left: nothing to return from (a caller without
+            os.close(home)      # CAP_SYS_ADMIN could not return either, and gets the error)
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            reason = reason[:1].lower() + reason[1:]  # the reference's (Go's) texts, both levels
+            raise NetNSError(f"error switching to ns {self.path}: Error switching to ns {self.path}: "
+                             f"{reason}") from exc
+        except BaseException:  # interrupted (KeyboardInterrupt): it may have entered
+            _return_home(home)
+            raise
+        try:
             return fn(*args, **kwargs)
         finally:
             _return_home(home)

@@ -120,6 +120,7 @@ __all__ = [
     "spec_has_status", "version_answer", "assert_plugin_valid",
     "as_current_result", "assert_result_has_interface", "assert_result_has_ip", "assert_result_has_route",
     "netns_routes", "assert_netns_route", "assert_netns_no_route", "assert_netns_address",
+    "KERNEL_FEATURES", "kernel_has",
 ]
 
 
@@ -490,6 +491,39 @@ class ConflistRunner:
 #: The machine's own network namespace, as this process started in it: helpers
 #: below refuse to run anything there.
 MACHINE_NETNS_INODE = os.stat("/proc/self/ns/net").st_ino
+
+
+#: What :func:`kernel_has` can probe: the ``ip`` commands that make one, run in order
+#: inside a throwaway network namespace (a parent link first where the kind needs one).
+KERNEL_FEATURES: dict[str, tuple[str, ...]] = {
+    "dummy": ("link add t0 type dummy",),
+    "veth": ("link add t0 type veth peer name t1",),
+    "bridge": ("link add t0 type bridge",),
+    "bridge_vlan_filtering": ("link add t0 type bridge vlan_filtering 1",),
+    "vlan": ("link add t0 type veth peer name t1", "link add t0.5 link t0 type vlan id 5"),
+    "macvlan": ("link add t0 type veth peer name t1", "link add t2 link t0 type macvlan mode bridge"),
+    "ipvlan": ("link add t0 type veth peer name t1", "link add t2 link t0 type ipvlan mode l2"),
+    "vrf": ("link add t0 type vrf table 10",),
+    "ifb": ("link add t0 type ifb",),
+    "tap": ("tuntap add t0 mode tap",),
+}
+_kernel_answers: dict[str, bool] = {}
+
+
+def kernel_has(kind: str) -> bool:
+    """Whether the running kernel can make ``kind`` (a key of :data:`KERNEL_FEATURES`):
+    tried for real in a throwaway network namespace (``unshare --net``, gone with the
+    process), never in the machine's own. Needs root; the answer is cached.
+
+    This machine's kernel lacks dummy, vlan, macvlan, ipvlan, vrf and bridge VLAN
+    filtering; tests that need them live in ``tests/guest`` and run on Debian's stock
+    kernel through ``scripts/guest``."""
+    if kind not in _kernel_answers:
+        script = " && ".join(f"ip {step}" for step in KERNEL_FEATURES[kind])
+        proc = subprocess.run(["unshare", "--net", "--", "sh", "-c", script], capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+        _kernel_answers[kind] = proc.returncode == 0
+    return _kernel_answers[kind]
 
 
 def in_netns(netns: NetNS, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -78,7 +78,7 @@ def go_os_error(op: str, path: str, exc: OSError) -> str:
 #: Go's simple folds that reach ASCII letters: case, ``ſ`` -> s, Kelvin sign -> k.
 _FOLD = {**{c: c + 32 for c in range(ord("A"), ord("Z") + 1)}, 0x017F: ord("s"), 0x212A: ord("k")}
 #: Go integer types and their bounds (a number beyond them, or a fraction, is quoted).
-_INTEGERS = {"int": 2**63, "int64": 2**63, "uint32": 2**32, "uint16": 2**16, "uint": 2**64}
+_INTEGERS = {"int": 2**63, "int64": 2**63, "uint32": 2**32, "uint16": 2**16, "uint": 2**64, "uint64": 2**64}
 
 
 def fold(key: str) -> str:

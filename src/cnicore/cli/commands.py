@@ -260,7 +260,7 @@ def plugins_install(directory: str, policies: tuple[str, ...], native: bool | No
         sys.exit(1)
 
 
-@main.command("daemon")
+@main.group("daemon", invoke_without_command=True)
 @click.option("--socket", "socket_path", default=None, metavar="PATH",
               help="Listen here (default /run/cnicore/cnicore.sock; ignored under systemd "
                    "socket activation).")
@@ -274,7 +274,8 @@ def plugins_install(directory: str, policies: tuple[str, ...], native: bool | No
               help="Requests one worker serves at most (1: a fresh worker for every request).")
 @click.option("--idle-exit", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a worker that has served waits for another request before it exits.")
-def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeout: float,
+@click.pass_context
+def daemon(ctx: click.Context, socket_path: str | None, workers: int, max_workers: int | None, timeout: float,
            max_requests: int, idle_exit: float) -> None:
     """Serve plugin execs warm until SIGTERM: the warm server behind native launchers.
 
@@ -285,16 +286,56 @@ def daemon(socket_path: str | None, workers: int, max_workers: int | None, timeo
     exactly to its own state; otherwise each request has a fresh worker.
     Root only.
 
+    Each request leaves one line on stderr (caller pid, plugin, command,
+    warm or refused and why, duration); `cnitool daemon status` shows the
+    counters.
+
     \b
     Example:
       cnitool daemon --workers 4 &
       cnitool plugins install /opt/cni/bin
+      cnitool daemon status
     """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = socket_path
+        return
     try:
         serve(socket_path or DEFAULT_SOCKET, workers=workers, max_workers=max_workers, timeout=timeout,
               max_requests=max_requests, idle_exit=idle_exit, run_command=cnitool.run_served)
     except ServerError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@daemon.command("status")
+@click.option("--socket", "socket_path", default=None, metavar="PATH",
+              help="The server's socket (default: the one given to daemon, else /run/cnicore/cnicore.sock).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counters as JSON.")
+@click.pass_context
+def daemon_status(ctx: click.Context, socket_path: str | None, as_json: bool) -> None:
+    """Show a running server's workers and counters: requests served warm,
+    refused by reason (their callers ran them cold), restarts.
+
+    Asked of the server itself, by the server's own user; exit status 1 when
+    no server answers within the launchers' first-answer deadline.
+    """
+    from cnicore.server import client
+
+    path = socket_path or ctx.obj or DEFAULT_SOCKET
+    answer = client.status(path)
+    if answer is None:
+        raise click.ClickException(f"no answer from a warm server on {path}")
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(f"server pid {answer.get('pid')} on {path}")
+    click.echo(f"  workers: {answer.get('workers')} ({answer.get('busy')} busy, {answer.get('idle')} idle)")
+    click.echo(f"   served: {answer.get('served')}")
+    refused = answer.get("refused") or {}
+    assert isinstance(refused, dict)
+    click.echo(f"  refused: {sum(refused.values())}")
+    for reason, count in sorted(refused.items()):
+        click.echo(f"           {count} {reason}")
+    click.echo(f" restarts: {answer.get('restarts')}")
 
 
 @main.command("new-plugin")

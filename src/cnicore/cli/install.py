@@ -218,6 +218,8 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
             native_binary = compile_launcher(socket)
         except NativeBuildError as exc:
             raise LauncherError(str(exc)) from None
+    for policy in policies:  # a policy is in every launcher: one that is missing stops the install
+        _root(policy.split(".")[0])
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fallback_dir = os.path.join(directory, PYTHON_DIR)
     report = InstallReport()
@@ -229,12 +231,12 @@ def install(directory: str = DEFAULT_DIR, entries: Iterable[PluginEntry] | None 
             if not plugin_type or "/" in plugin_type or plugin_type.startswith(".") or "\0" in plugin_type:
                 report.skipped[plugin_type] = "invalid plugin type name"
                 continue
-            script = render(entry, python, policies, socket).encode()
-            refusal = _refusal(entry, policies)
+            refusal = _refusal(entry, policies)  # first: a module that is missing cannot be rendered
             if refusal:
                 report.skipped[plugin_type] = refusal
                 report.refused.append(plugin_type)
                 continue
+            script = render(entry, python, policies, socket).encode()
             main_data, fallback_data = (native_binary, script) if kind == "native" else (script, b"")
             path = os.path.join(directory, plugin_type)
             fallback = os.path.join(fallback_dir, plugin_type)

@@ -35,16 +35,24 @@ class FirewallError(Exception):
 
 
 class ToolMissingError(FirewallError):
-    """The tool's binary is not installed (not on PATH)."""
+    """The tool's binary is not installed (not in :data:`TOOL_DIRS`)."""
+
+
+#: Where the netfilter tools are looked for, in this order: the system's own locations,
+#: never the caller's PATH. Go's plugins take ``exec.LookPath`` on PATH; here a plugin
+#: may run in a warm server's worker with the server's privileges, and a tool found on
+#: a caller-chosen PATH would be the caller's code run there. Cold runs use the same
+#: rule, so warm and cold run the same binary.
+TOOL_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 
 def find_tool(name: str) -> str | None:
-    """Full path of ``name`` on PATH (plus the sbin dirs a CNI env may lack), or None."""
-    import shutil
-
-    path = os.environ.get("PATH") or os.defpath
-    extra = [d for d in ("/usr/sbin", "/sbin", "/usr/local/sbin") if d not in path.split(os.pathsep)]
-    return shutil.which(name, path=os.pathsep.join([path, *extra]))
+    """Absolute path of the executable ``name`` in :data:`TOOL_DIRS`, or None."""
+    for directory in TOOL_DIRS:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def run(argv: Sequence[str], stdin: str | None = None, timeout: float = TIMEOUT) -> str:
@@ -58,7 +66,7 @@ def run(argv: Sequence[str], stdin: str | None = None, timeout: float = TIMEOUT)
 
     tool = find_tool(argv[0])
     if tool is None:
-        raise ToolMissingError(f"failed to locate {argv[0]}: executable file not found in $PATH")
+        raise ToolMissingError(f"failed to locate {argv[0]}: executable file not found in {':'.join(TOOL_DIRS)}")
     env = dict(os.environ, LC_ALL="C")
     try:
         proc = subprocess.run([tool, *argv[1:]], input=stdin or "", capture_output=True, text=True,

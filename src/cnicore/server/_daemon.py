@@ -14,7 +14,16 @@ back to the cold path; busy workers finish), SIGHUP restarts. A restart
 re-executes the same command with the listening socket inherited, so no
 connection is refused meanwhile; it also happens by itself when the served
 code changed on disk (``pip install -U``, a plugin's source file edited in
-place: :mod:`cnicore.server._codewatch`), and the log says which file.
+place: :mod:`cnicore.server._codewatch`), and the log says which file. These
+signals are blocked across the re-exec (the mask survives ``execve``, the
+handlers do not) and unblocked once the new image has its handlers: a SIGHUP
+storm restarts the server again, never kills it. The socket file is removed
+at the stop only by the server that bound it (carried across restarts, never
+one systemd passed), and only while the path still names the inode it bound.
+
+Counters for ``cnitool daemon status`` (:data:`_worker.STATS`) live in the
+memory the parent shares with its workers: the parent counts what workers
+report on the status pipe, and a worker answers a status request from them.
 """
 
 from __future__ import annotations
@@ -36,6 +45,13 @@ if TYPE_CHECKING:
 
 #: The listening socket inherited across our own restart.
 LISTEN_FD_ENV = "CNICORE_LISTEN_FD"
+#: Across our own restart: "device:inode" of the socket file when this server bound it
+#: (absent when systemd passed the socket: its file is systemd's).
+LISTEN_INODE_ENV = "CNICORE_LISTEN_INODE"
+#: Across our own restart: the counters so far (restarts, served, refused by reason).
+COUNTS_ENV = "CNICORE_SERVER_COUNTS"
+#: Stop and restart: blocked across the re-exec, and until the handlers are ours.
+_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 SD_LISTEN_FDS_START = 3
 BACKLOG = 1024
 
@@ -92,7 +108,8 @@ def _clear_stale(path: str) -> None:
 
 
 def bind(path: str) -> socket.socket:
-    """A listening socket at ``path``: mode 0600 in a 0700 directory."""
+    """A listening socket at ``path``: mode 0600 in a 0700 directory (see :func:`identity`
+    for the file it made)."""
     _check_dir(os.path.dirname(path) or ".")
     _clear_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -109,20 +126,46 @@ def bind(path: str) -> socket.socket:
     return sock
 
 
-def inherited() -> tuple[socket.socket | None, bool]:
+def identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path``, or None when there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def inherited() -> tuple[socket.socket | None, tuple[int, int] | None]:
     """A listening socket handed to us: by our own restart, or by systemd
-    (``LISTEN_FDS``); and whether we own its file (only when we bound it)."""
+    (``LISTEN_FDS``); and the identity of its file when we own it (we bound it,
+    before a restart), else None. Close-on-exec either way: no plugin's child
+    may hold the server's listener."""
     own = os.environ.pop(LISTEN_FD_ENV, "")
+    inode = os.environ.pop(LISTEN_INODE_ENV, "")
     if own.isdigit():
-        return socket.socket(fileno=int(own)), True
+        os.set_inheritable(int(own), False)
+        dev, _, ino = inode.partition(":")
+        return socket.socket(fileno=int(own)), (int(dev), int(ino)) if dev.isdigit() and ino.isdigit() else None
     pid, count = os.environ.pop("LISTEN_PID", ""), os.environ.pop("LISTEN_FDS", "")
     os.environ.pop("LISTEN_FDNAMES", None)
     if pid == str(os.getpid()) and count.isdigit() and int(count) >= 1:
+        os.set_inheritable(SD_LISTEN_FDS_START, False)
         sock = socket.socket(fileno=SD_LISTEN_FDS_START)
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
             raise ServerError("the socket systemd passed is not a unix stream socket")
-        return sock, False
-    return None, False
+        return sock, None
+    return None, None
+
+
+def _remove_own(path: str, bound: tuple[int, int] | None) -> None:
+    """Unlink the socket file at ``path`` if it is still the one we bound (never one
+    systemd owns, nor a successor's at the same path)."""
+    if bound is None or identity(path) != bound:
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 # -- what workers inherit --------------------------------------------------------------
@@ -212,18 +255,25 @@ class Pool:
         # fork): a worker that has served exits when it finds itself surplus after a burst.
         import mmap
 
-        ctx.pool_counts = self.counts = mmap.mmap(-1, _worker.POOL_COUNTS.size)
+        ctx.pool_counts = self.counts = mmap.mmap(-1, _worker.POOL_COUNTS.size + _worker.STATS.size)
         self._pending = b""
         self.stale = False
         self.served = 0
+        #: Since the first start (carried across restarts): restarts, served, refused by reason.
+        self.totals = _load_counts()
 
     @property
     def idle(self) -> int:
         return sum(1 for state in self.workers.values() if state == "idle")
 
     def publish(self) -> None:
-        """Write the idle and target counts where workers read them."""
-        _worker.POOL_COUNTS.pack_into(self.counts, 0, self.idle, self.idle_target)
+        """Write the idle and target counts where workers read them, and the counters a
+        worker answers a status request with."""
+        idle = self.idle
+        _worker.POOL_COUNTS.pack_into(self.counts, 0, idle, self.idle_target)
+        totals = self.totals
+        _worker.STATS.pack_into(self.counts, _worker.POOL_COUNTS.size, os.getpid(), len(self.workers),
+                                len(self.workers) - idle, totals[0], totals[1], *totals[2:])
 
     def fill(self) -> None:
         """Fork until ``idle_target`` workers wait, within ``max_workers``.
@@ -284,8 +334,11 @@ class Pool:
                 self.workers[pid] = "idle"
             elif kind == _worker.SERVED:
                 self.served += 1
+                self.totals[1] += 1
             elif kind == _worker.STALE:
                 self.stale = True
+            elif _worker.REFUSED_BASE < kind <= _worker.REFUSED_BASE + _worker.MAX_REASONS:
+                self.totals[2 + kind - _worker.REFUSED_BASE - 1] += 1
 
     def reap(self) -> None:
         while True:
@@ -338,10 +391,12 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
     received: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, lambda signum, frame: received.append(signum))
-    listener, owned = inherited()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)  # blocked by a restart: ours now
+    listener, bound = inherited()
     if listener is None:
-        listener, owned = bind(path), True
-    bound_path = listener.getsockname() if owned else ""
+        listener = bind(path)
+        bound = identity(path)
+    bound_path = listener.getsockname() if bound is not None else ""
     roots = preload()
     watch = code_watch(roots)
     from cnicore.host import PluginHost
@@ -395,13 +450,11 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
     pool.stop_idle()
     if action == "restart":
         _log(f"restarting: {reason}")
-        _restart(listener)
+        pool.read_status()
+        _restart(listener, bound, pool.totals)
     listener.close()
     if bound_path:
-        try:
-            os.unlink(bound_path)
-        except OSError:
-            pass
+        _remove_own(bound_path, bound)
     _log("stopping: waiting for busy workers")
     while pool.workers:
         pool.reap()
@@ -416,10 +469,25 @@ def serve(path: str, workers: int = 4, max_workers: int | None = None, timeout: 
     _log(f"stopped after serving {pool.served} requests")
 
 
-def _restart(listener: socket.socket) -> None:
-    """Re-execute this command, handing it the listening socket."""
+def _load_counts() -> list[int]:
+    """restarts, served, refused by reason: carried by a restart, else zeros."""
+    size = 2 + _worker.MAX_REASONS
+    counts = [int(c) for c in os.environ.pop(COUNTS_ENV, "").split(",") if c.isdigit()]
+    return counts if len(counts) == size else [0] * size
+
+
+def _restart(listener: socket.socket, bound: tuple[int, int] | None, totals: list[int]) -> None:
+    """Re-execute this command, handing it the listening socket, whether we own its file,
+    and the counters; stop and restart signals stay blocked until its handlers are set."""
     os.set_inheritable(listener.fileno(), True)
     os.environ[LISTEN_FD_ENV] = str(listener.fileno())
+    if bound is not None:
+        os.environ[LISTEN_INODE_ENV] = f"{bound[0]}:{bound[1]}"
+    os.environ[COUNTS_ENV] = ",".join(map(str, [totals[0] + 1, *totals[1:]]))
+    signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
     signal.set_wakeup_fd(-1)
     argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, *sys.argv]
-    os.execv(sys.executable, [sys.executable, *argv[1:]])
+    try:
+        os.execv(sys.executable, [sys.executable, *argv[1:]])
+    finally:  # the exec failed: stop instead, with our signals back
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)

@@ -73,6 +73,8 @@ def compile_launcher(socket_path: str) -> bytes:
     import subprocess
     import tempfile
 
+    from cnicore.server._protocol import FIRST_ANSWER_TIMEOUT
+
     cc = compiler()
     if cc is None:
         raise NativeBuildError("no C compiler found (cc, gcc, clang or $CC)")
@@ -82,7 +84,8 @@ def compile_launcher(socket_path: str) -> bytes:
         out = os.path.join(tmp, "launcher")
         argv = [cc, "-O2", "-Wall", "-o", out, SOURCE,
                 f"-DCNICORE_SOCKET={_c_string(socket_path)}",
-                f"-DCNICORE_BUILD_ID={_c_string(build_id())}"]
+                f"-DCNICORE_BUILD_ID={_c_string(build_id())}",
+                f"-DCNICORE_FIRST_ANSWER_MS={round(FIRST_ANSWER_TIMEOUT * 1000)}"]
         # Static where libc.a is installed: no dynamic loader per exec (~0.3 ms here).
         done = subprocess.run([*argv, "-static"], capture_output=True, text=True, check=False)
         if done.returncode != 0:

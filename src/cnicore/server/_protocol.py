@@ -1,8 +1,12 @@
 """The warm server's wire protocol, as pure functions (no I/O).
 
-One request per connection. The client (the native launcher, or
-:mod:`cnicore.server.client`) sends one message, with its descriptors
-attached to the first byte by ``SCM_RIGHTS``::
+One request per connection. The worker that takes the connection first
+sends an ``A`` frame (accepted; or ``R`` at once, for a caller it never
+serves). Only then does the client (the native launcher, or
+:mod:`cnicore.server.client`) send one message, with its descriptors
+attached to the first byte by ``SCM_RIGHTS``: descriptors queued in a
+connection that no worker takes would keep the runtime's stdout open after
+the client went cold::
 
     "CNIW" | u32 protocol version | u32 payload length | payload
     payload: str build id | u32 umask | u32 flags | str cwd | str launcher
@@ -12,10 +16,21 @@ attached to the first byte by ``SCM_RIGHTS``::
     descriptors: stdin, stdout, stderr, mount ns, network ns[, CNI_NETNS]
 
 The server answers with 8-byte frames: a kind byte, three zero bytes and an
-i32 value: ``R`` refused (value: a :data:`REFUSALS` reason; the client runs
+i32 value: ``A`` accepted (before the request), ``R`` refused (value: a :data:`REFUSALS` reason; the client runs
 the cold path), ``S`` started (the plugin is running), ``X`` exited (value:
 the exit status, after the worker closed the caller's stdio). The client may
 send one byte ``C`` to cancel; hanging up cancels too.
+
+A status request (:data:`FLAG_STATUS`, no descriptors, from the server's own
+uid) is answered with one ``T`` frame whose value is the length of the JSON
+text that follows (``cnitool daemon status``).
+
+Every client gives the server :data:`FIRST_ANSWER_TIMEOUT` seconds from its
+connect for ``S`` or ``R`` and then runs the cold path: a
+server whose parent is stopped or gone, or whose workers are all busy or
+stopped, leaves a connection queued in the listen backlog with nobody to
+take it, and a launcher must never wait for a server. After ``S`` the plugin
+runs, and only the caller's own timeout applies.
 
 The native launcher (``forwarder.c``) writes the same layout in C; the build
 id covers both files, so a launcher compiled from another version of them is
@@ -36,16 +51,28 @@ FLAG_STDIN_SNAPSHOT = 2
 #: A whole ``cnitool`` network command (argv) rather than one plugin exec; the launcher
 #: field then names the caller's interpreter, which must be the server's.
 FLAG_CNITOOL = 4
+#: No plugin: the server's counters, for ``cnitool daemon status`` (see the module docstring).
+FLAG_STATUS = 8
 #: Descriptors: stdin, stdout, stderr, mount ns, net ns, and optionally CNI_NETNS.
 MIN_FDS = 5
 MAX_FDS = 6
 #: Sanity limit on a request's payload (argv + environment), not on stdin.
 MAX_PAYLOAD = 4 << 20
+#: Seconds a client waits, from its connect, for the server's first frame (``S`` or
+#: ``R``) before it runs the cold path instead; the one constant of every client (the
+#: native launcher is compiled with it). A worker answers within milliseconds of taking
+#: a connection, so only a server that cannot take it runs out this time.
+FIRST_ANSWER_TIMEOUT = 2.0
+#: Seconds a worker gives a connection, from its accept, to deliver the whole request
+#: (header and payload); a client that has not sent it by then has given up anyway.
+RECEIVE_TIMEOUT = FIRST_ANSWER_TIMEOUT
 
+ACCEPTED = b"A"
 STARTED = b"S"
 EXITED = b"X"
 REFUSED = b"R"
 CANCEL = b"C"
+STATUS_REPLY = b"T"
 
 #: Why a request is refused (the value of an ``R`` frame).
 REFUSALS = {
@@ -58,9 +85,11 @@ REFUSALS = {
     7: "cannot enter the caller's namespaces or directory",
     8: "malformed request",
     9: "server shutting down",
+    10: "request not received in time",
 }
 REFUSE_VERSION, REFUSE_BUILD, REFUSE_UID, REFUSE_FDS, REFUSE_STALE, REFUSE_LAUNCHER, \
     REFUSE_ENTER, REFUSE_MALFORMED, REFUSE_SHUTDOWN = range(1, 10)
+REFUSE_SLOW = 10
 
 
 class ProtocolError(ValueError):

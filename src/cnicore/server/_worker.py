@@ -2,7 +2,10 @@
 
 A worker is forked by the server's parent with everything imported. It
 accepts one connection, tells the parent it is busy (so the parent may fork
-a replacement), checks the caller and the descriptors, enters the caller's
+a replacement), answers ``A`` to a root caller (only then does the client
+send its request and descriptors), takes the whole request within
+:data:`~cnicore.server._protocol.RECEIVE_TIMEOUT` of the accept, checks the
+caller and the descriptors, enters the caller's
 mount namespace and then its network namespace (the process is still
 single-threaded, which ``setns(CLONE_NEWNS)`` requires), takes the caller's
 environment, working directory and umask, and runs the plugin through
@@ -46,6 +49,13 @@ BUSY = 1
 STALE = 2
 SERVED = 3
 IDLE = 4  # back in accept() after a request
+#: A refusal is reported as kind REFUSED_BASE + its reason (a :data:`proto.REFUSALS` key).
+REFUSED_BASE = 64
+#: Refusal reasons the counters have room for.
+MAX_REASONS = 32
+#: The counters the parent keeps after :data:`POOL_COUNTS` in the shared memory, for a
+#: status request: parent pid, workers, busy workers, restarts, served, refused by reason.
+STATS = struct.Struct(f"=iiiqq{MAX_REASONS}q")
 
 #: Requests one worker serves at most, by default (its heap grows a little with each).
 MAX_REQUESTS = 200
@@ -65,8 +75,6 @@ _WATCHED_SIGNALS = ("SIGHUP", "SIGALRM", "SIGIO", "SIGCHLD", "SIGPIPE", "SIGUSR1
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703
-#: How long a connected client may take to send its request.
-RECEIVE_TIMEOUT = 5.0
 _STDIO_TYPES = (stat.S_ISFIFO, stat.S_ISREG, stat.S_ISCHR, stat.S_ISSOCK)
 
 
@@ -113,7 +121,7 @@ class WorkerContext:
 def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn:
     """The worker's whole life: requests until one of them may not be followed by
     another (see the module docstring), then ``_exit``."""
-    global _log_fd
+    global _log_fd, _status_fd
     import signal
 
     _die_with_parent(True)
@@ -121,6 +129,7 @@ def run(listener: socket.socket, status_fd: int, ctx: WorkerContext) -> NoReturn
         os._exit(0)
     _warm_up(ctx)
     _log_fd = os.dup(2)  # the server's stderr, for messages while fd 2 is a caller's
+    _status_fd = status_fd
     signal.signal(signal.SIGALRM, _deadline_passed)
     from cnicore import invoke
 
@@ -361,6 +370,36 @@ def _log(text: str) -> None:
 
 #: The server's own stderr, kept on a private descriptor (fd 2 becomes the caller's).
 _log_fd = 2
+#: The parent's status pipe (refusals are counted there).
+_status_fd = -1
+
+
+class _RequestLog:
+    """The one log line of a request: who asked, for what, how it went, how long it took."""
+
+    __slots__ = ("started", "pid", "plugin", "command")
+
+    def __init__(self, conn: socket.socket) -> None:
+        import time
+
+        self.started = time.monotonic()
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        self.pid = int(struct.unpack("3i", creds)[0])
+        self.plugin = self.command = "-"
+
+    def name(self, req: proto.Request) -> None:
+        if req.flags & proto.FLAG_CNITOOL:
+            self.plugin, self.command = "cnitool", " ".join(req.argv[1:2]) or "-"
+        else:
+            self.plugin = os.path.basename(req.launcher) or "-"
+            self.command = req.env.get("CNI_COMMAND", "") or "-"
+
+    def done(self, outcome: str) -> None:
+        import time
+
+        took = (time.monotonic() - self.started) * 1000
+        _log(f"cnitool daemon: request pid={self.pid} plugin={self.plugin} command={self.command} "
+             f"{outcome} {took:.1f} ms")
 
 
 def _peer_uid(conn: socket.socket) -> int:
@@ -369,11 +408,23 @@ def _peer_uid(conn: socket.socket) -> int:
 
 
 def _receive(conn: socket.socket) -> tuple[proto.Request, list[int]]:
-    """The request and its descriptors (closed again on any failure)."""
-    conn.settimeout(RECEIVE_TIMEOUT)
+    """The request and its descriptors (closed again on any failure), all of it within
+    :data:`proto.RECEIVE_TIMEOUT` of the accept: a client that trickles its request
+    byte by byte holds a worker no longer than one that sends nothing."""
+    import time
+
+    deadline = time.monotonic() + proto.RECEIVE_TIMEOUT
+
+    def in_time() -> socket.socket:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Refused(proto.REFUSE_SLOW, f"not sent within {proto.RECEIVE_TIMEOUT:g} s")
+        conn.settimeout(left)
+        return conn
+
     fds: list[int] = []
     try:
-        data, ancdata, flags, _ = conn.recvmsg(65536, socket.CMSG_SPACE(proto.MAX_FDS * 4))
+        data, ancdata, flags, _ = in_time().recvmsg(65536, socket.CMSG_SPACE(proto.MAX_FDS * 4))
         for level, kind, cdata in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 count = len(cdata) // 4
@@ -383,14 +434,14 @@ def _receive(conn: socket.socket) -> tuple[proto.Request, list[int]]:
         if flags & socket.MSG_CTRUNC:
             raise Refused(proto.REFUSE_FDS, "too many descriptors")
         while len(data) < proto.HEADER.size:
-            more = conn.recv(proto.HEADER.size - len(data))
+            more = in_time().recv(proto.HEADER.size - len(data))
             if not more:
                 raise Refused(proto.REFUSE_MALFORMED, "connection closed in the header")
             data += more
         length = proto.decode_header(data)
         payload = bytearray(data[proto.HEADER.size:])
         while len(payload) < length:
-            more = conn.recv(min(length - len(payload), 1 << 20))
+            more = in_time().recv(min(length - len(payload), 1 << 20))
             if not more:
                 raise Refused(proto.REFUSE_MALFORMED, "connection closed in the payload")
             payload += more
@@ -400,6 +451,9 @@ def _receive(conn: socket.socket) -> tuple[proto.Request, list[int]]:
     except proto.ProtocolError as exc:
         _close_all(fds)
         raise Refused(exc.reason, str(exc)) from None
+    except TimeoutError:
+        _close_all(fds)
+        raise Refused(proto.REFUSE_SLOW, f"not sent within {proto.RECEIVE_TIMEOUT:g} s") from None
     except (OSError, Refused):
         _close_all(fds)
         raise
@@ -552,16 +606,24 @@ def _deadline_passed(signum: int, frame: object) -> None:
 
 def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
     """One request; True when the worker may serve another after it (see the module docstring)."""
+    log = _RequestLog(conn)
     uid = _peer_uid(conn)
     if uid != 0:
-        _refuse(conn, Refused(proto.REFUSE_UID, f"uid {uid}"))
+        _refuse(conn, Refused(proto.REFUSE_UID, f"uid {uid}"), log)
         return True
     try:
+        conn.sendall(proto.frame(proto.ACCEPTED))  # now the client hands over its descriptors
         req, fds = _receive(conn)
-    except EOFError:
-        return True
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return True  # a connect-and-close probe (a readiness check), or a caller that went cold
     except Refused as exc:
-        _refuse(conn, exc)
+        _refuse(conn, exc, log)
+        return True
+    log.name(req)
+    if req.flags & proto.FLAG_STATUS:
+        _close_all(fds)
+        _answer_status(conn, ctx)
+        log.done("status")
         return True
     try:
         if req.build_id != ctx.build_id:
@@ -583,13 +645,18 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
         _enter(req, fds)
     except Refused as exc:
         _close_all(fds)
-        _refuse(conn, exc)
+        _refuse(conn, exc, log)
         return exc.reason != proto.REFUSE_STALE and not _entered
     from cnicore import inprocess, skel
 
     conn.settimeout(None)
-    conn.sendall(proto.frame(proto.STARTED))
+    try:
+        conn.sendall(proto.frame(proto.STARTED))
+    except OSError:  # the caller stopped waiting for a first answer and runs it cold
+        log.done("not run: the caller stopped waiting (it runs cold)")
+        return False
     if not _arm_cancellation(conn, ctx.timeout):
+        log.done("not run: the caller hung up")
         return False
     if host is None:
         assert ctx.run_command is not None
@@ -618,13 +685,41 @@ def _serve(conn: socket.socket, status_fd: int, ctx: WorkerContext) -> bool:
         os.write(status_fd, STATUS.pack(os.getpid(), SERVED))
     except OSError:
         pass
+    log.done(f"warm exit={code}")
     return inprocess.warm_reusable()
 
 
-def _refuse(conn: socket.socket, refusal: Refused) -> None:
-    """Tell the client to run the cold path, and say why in the server's log."""
-    _log(f"worker {os.getpid()}: refused: {refusal}")
+def _refuse(conn: socket.socket, refusal: Refused, log: _RequestLog | None = None) -> None:
+    """Tell the client to run the cold path, say why in the server's log, and count it."""
+    if log is not None:
+        log.done(f"refused: {refusal} (the caller runs it cold)")
+    else:
+        _log(f"worker {os.getpid()}: refused: {refusal}")
+    if 0 < refusal.reason <= MAX_REASONS:
+        try:
+            os.write(_status_fd, STATUS.pack(os.getpid(), REFUSED_BASE + refusal.reason))
+        except OSError:
+            pass
     try:
         conn.sendall(proto.frame(proto.REFUSED, refusal.reason))
+    except OSError:
+        pass
+
+
+def _answer_status(conn: socket.socket, ctx: WorkerContext) -> None:
+    """The parent's counters as JSON, after a ``T`` frame giving its length."""
+    import json
+
+    status: dict[str, object] = {}
+    if ctx.pool_counts is not None:
+        pid, workers, busy, restarts, served, *refused = STATS.unpack_from(ctx.pool_counts, POOL_COUNTS.size)
+        status = {"pid": pid, "workers": workers, "busy": busy, "idle": workers - busy, "served": served,
+                  "restarts": restarts,
+                  "refused": {proto.REFUSALS[reason]: count for reason, count in enumerate(refused, 1)
+                              if count and reason in proto.REFUSALS}}
+    body = json.dumps(status).encode()
+    try:
+        conn.settimeout(proto.RECEIVE_TIMEOUT)
+        conn.sendall(proto.frame(proto.STATUS_REPLY, len(body)) + body)
     except OSError:
         pass

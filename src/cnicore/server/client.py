@@ -5,7 +5,9 @@ What the native launcher does in C, for a caller that already runs Python:
 header and returns ``(status, stdout, stderr)`` as an exec would, or ``None``
 when the server cannot take it (none running, refused, lost before the
 plugin started; and after it started, for anything but ADD) so the caller
-execs the plugin instead.
+execs the plugin instead. A server that gives no first answer within
+:data:`~cnicore.server._protocol.FIRST_ANSWER_TIMEOUT` of the connect counts
+as none, and is not asked again by this process.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ if TYPE_CHECKING:
 
     from cnicore.launchers import LauncherHeader
 
-#: How long to wait for a server to accept the connection.
-CONNECT_TIMEOUT = 1.0
 POLL_INTERVAL = 0.05
+#: Sockets of servers that let a first answer time out in this process: a chain (or a
+#: cnitool command run here after its server did not answer) goes cold at once.
+_unresponsive: set[str] = set()
 
 
 class ServerLost(Exception):
@@ -58,8 +61,9 @@ def call(header: LauncherHeader, plugin_path: str, stdin: bytes, env: Mapping[st
          timeout: float | None = None, cancel: threading.Event | None = None
          ) -> tuple[int, bytes, bytes] | None:
     """Run one request on the server; see the module docstring."""
+    answer_by = time.monotonic() + proto.FIRST_ANSWER_TIMEOUT
     sock = _connect(header.socket)
-    if sock is None:
+    if sock is None or not _accepted(sock, header.socket, answer_by):
         return None
     sent: list[int] = []
     keep: list[int] = []
@@ -88,10 +92,14 @@ def call(header: LauncherHeader, plugin_path: str, stdin: bytes, env: Mapping[st
     finally:
         _close(sent)
     try:
-        return _collect(sock, out_r, err_r, env.get("CNI_COMMAND", ""), timeout, cancel)
+        done = _collect(sock, out_r, err_r, env.get("CNI_COMMAND", ""), timeout, cancel, answer_by)
+    except _NoAnswer:
+        _unresponsive.add(header.socket)
+        return None
     finally:
         _close(keep)
         sock.close()
+    return done
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -108,10 +116,42 @@ def _close(fds: list[int]) -> None:
             pass
 
 
+def _accepted(sock: _socket.socket, socket_path: str, answer_by: float) -> bool:
+    """Whether a worker took the connection (its ``A`` frame) by ``answer_by``: only then
+    may descriptors be sent. The socket is closed when not."""
+    frame = b""
+    try:
+        while len(frame) < proto.FRAME.size:
+            left = answer_by - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
+            more = sock.recv(proto.FRAME.size - len(frame))
+            if not more:
+                break
+            frame += more
+    except TimeoutError:
+        _unresponsive.add(socket_path)
+        frame = b""
+    except OSError:
+        frame = b""
+    if len(frame) == proto.FRAME.size and proto.decode_frame(frame)[0] == proto.ACCEPTED:
+        return True
+    sock.close()
+    return False
+
+
+class _NoAnswer(Exception):
+    """No first frame from the server within :data:`proto.FIRST_ANSWER_TIMEOUT`."""
+
+
 def _connect(socket_path: str) -> _socket.socket | None:
-    """A connection to the server at ``socket_path``, or None when none answers in time."""
+    """A connection to the server at ``socket_path``, or None when none answers in time
+    (its sends, too, time out with the first answer's deadline)."""
+    if socket_path in _unresponsive:
+        return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    sock.settimeout(CONNECT_TIMEOUT)
+    sock.settimeout(proto.FIRST_ANSWER_TIMEOUT)
     try:
         sock.connect(socket_path)
     except OSError:
@@ -142,7 +182,8 @@ def _send(sock: _socket.socket, stdio: list[int], extra: list[int], flags: int, 
 
 
 def _collect(sock: _socket.socket, out_r: int, err_r: int, command: str, timeout: float | None,
-             cancel: threading.Event | None) -> tuple[int, bytes, bytes] | None:
+             cancel: threading.Event | None, answer_by: float) -> tuple[int, bytes, bytes] | None:
+    """The exit status and output; :class:`_NoAnswer` when no frame came by ``answer_by``."""
     import select
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -158,6 +199,9 @@ def _collect(sock: _socket.socket, out_r: int, err_r: int, command: str, timeout
         wait = POLL_INTERVAL if cancel is not None else None
         if deadline is not None:
             remaining = max(deadline - time.monotonic(), 0.0)
+            wait = remaining if wait is None else min(wait, remaining)
+        if not replies.started:
+            remaining = max(answer_by - time.monotonic(), 0.0)
             wait = remaining if wait is None else min(wait, remaining)
         for fd, _ in poller.poll(None if wait is None else wait * 1000):
             if fd == sock.fileno():
@@ -182,6 +226,8 @@ def _collect(sock: _socket.socket, out_r: int, err_r: int, command: str, timeout
                 else:
                     poller.unregister(fd)
                     open_pipes -= 1
+        if not replies.started and replies.status is None and time.monotonic() >= answer_by:
+            raise _NoAnswer
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
         if deadline is not None and time.monotonic() >= deadline:
@@ -244,27 +290,80 @@ def run_command(socket_path: str, interpreter: str, argv: list[str], env: Mappin
     status. None when the server cannot take it (none running, refused, lost before
     it started; and after it started, for anything but add), so the caller runs it
     itself. :class:`ServerLost` when the server went away during an add."""
+    answer_by = time.monotonic() + proto.FIRST_ANSWER_TIMEOUT
     sock = _connect(socket_path)
-    if sock is None:
+    if sock is None or not _accepted(sock, socket_path, answer_by):
         return None
     try:
         _send(sock, [0, 1, 2], [], proto.FLAG_CNITOOL, interpreter, argv, env)
-        sock.settimeout(None)
-        return _await_exit(sock, verb == "add")
+        return _await_exit(sock, verb == "add", answer_by)
+    except _NoAnswer:
+        _unresponsive.add(socket_path)
+        return None
     except OSError:
         return None
     finally:
         sock.close()
 
 
-def _await_exit(sock: _socket.socket, is_add: bool) -> int | None:
-    """The exit status in the server's frames (see :func:`run_command` for None)."""
+def _await_exit(sock: _socket.socket, is_add: bool, answer_by: float) -> int | None:
+    """The exit status in the server's frames (see :func:`run_command` for None);
+    :class:`_NoAnswer` when no frame came by ``answer_by``."""
     replies = _Replies()
     while replies.status is None:
-        data = sock.recv(64)
+        if replies.started:
+            sock.settimeout(None)
+        else:
+            left = answer_by - time.monotonic()
+            if left <= 0:
+                raise _NoAnswer
+            sock.settimeout(left)
+        try:
+            data = sock.recv(64)
+        except TimeoutError:
+            raise _NoAnswer from None
         if not data:
             replies.hung_up(is_add, "add")
             return None
         if not replies.feed(data):
             return None
     return replies.status
+
+
+# -- the server's counters ------------------------------------------------------------
+
+def status(socket_path: str) -> dict[str, object] | None:
+    """The counters of the server at ``socket_path`` (``cnitool daemon status``), or None
+    when it gives no answer within :data:`proto.FIRST_ANSWER_TIMEOUT` (none running,
+    every worker busy or stopped) or refuses (another uid, another protocol)."""
+    import json
+
+    from cnicore.server._native import build_id
+
+    answer_by = time.monotonic() + proto.FIRST_ANSWER_TIMEOUT
+    sock = _connect(socket_path)
+    if sock is None or not _accepted(sock, socket_path, answer_by):
+        return None
+    try:
+        sock.sendall(proto.encode_request(build_id(), 0, proto.FLAG_STATUS, "/", "", [], {}))
+        data = b""
+        while True:
+            left = answer_by - time.monotonic()
+            if left <= 0:
+                return None
+            sock.settimeout(left)
+            more = sock.recv(65536)
+            if not more:
+                return None
+            data += more
+            if len(data) >= proto.FRAME.size:
+                kind, length = proto.decode_frame(data[:proto.FRAME.size])
+                if kind != proto.STATUS_REPLY:
+                    return None
+                if len(data) >= proto.FRAME.size + length:
+                    answer = json.loads(data[proto.FRAME.size:proto.FRAME.size + length])
+                    return answer if isinstance(answer, dict) else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        sock.close()

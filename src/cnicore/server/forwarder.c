@@ -12,6 +12,8 @@
  *  - no server, refused connection, refusal by the server (protocol or build
  *    mismatch, non-root, stale code): exec the plugin's Python launcher at
  *    once, the cold path; never wait for a server;
+ *  - no first answer (S or R) within CNICORE_FIRST_ANSWER_MS of the connect
+ *    (a server stopped, gone, or with every worker busy): the cold path too;
  *  - connection lost after the worker started: ADD is reported as CNI error
  *    11 (try again later) by the Python launcher; other commands rerun cold;
  *  - SIGTERM/SIGINT: the worker is cancelled, then we die of the same signal.
@@ -29,11 +31,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CNICORE_SOCKET
@@ -41,6 +45,9 @@
 #endif
 #ifndef CNICORE_BUILD_ID
 #error "CNICORE_BUILD_ID must be defined"
+#endif
+#ifndef CNICORE_FIRST_ANSWER_MS  /* cnicore.server._protocol.FIRST_ANSWER_TIMEOUT, passed at build */
+#define CNICORE_FIRST_ANSWER_MS 2000
 #endif
 #define PROTOCOL_VERSION 1u
 #define FALLBACK_DIR ".cnicore-python"
@@ -91,6 +98,26 @@ static void run_cold(char **argv, int lost_add) {
 }
 
 static void on_signal(int sig) { cancel_signal = sig; }
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 1 when fd is readable before the monotonic time `deadline` (ms), 0 when it passed,
+   -1 on a signal that cancels. */
+static int readable_by(int fd, long long deadline) {
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0) return 0;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, (int)left);
+        if (r > 0) return 1;
+        if (r == 0) return 0;
+        if (errno != EINTR || cancel_signal) return -1;
+    }
+}
 
 static int read_full(int fd, void *p, size_t n) {
     size_t got = 0;
@@ -148,7 +175,9 @@ int main(int argc, char **argv) {
     int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     strncpy(addr.sun_path, CNICORE_SOCKET, sizeof addr.sun_path - 1);
-    struct timeval connect_timeout = { .tv_sec = 1 };
+    struct timeval connect_timeout = { .tv_sec = CNICORE_FIRST_ANSWER_MS / 1000,
+                                       .tv_usec = CNICORE_FIRST_ANSWER_MS % 1000 * 1000 };
+    long long answer_by = now_ms() + CNICORE_FIRST_ANSWER_MS;
     if (sock < 0 || setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &connect_timeout, sizeof connect_timeout) < 0
         || connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0)
         run_cold(argv, 0);
@@ -204,6 +233,24 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
+    /* Nothing of ours is handed over before a worker has taken the connection (an 'A'
+       frame): descriptors queued in a connection nobody accepts would keep the runtime's
+       stdout open after we went cold. */
+    {
+        unsigned char frame[8];
+        int r = readable_by(sock, answer_by);
+        if (r > 0) r = read_full(sock, frame, sizeof frame);
+        if (cancel_signal) {  /* nothing was handed over: nothing to cancel */
+            signal(cancel_signal, SIG_DFL);
+            raise(cancel_signal);
+            _exit(128 + cancel_signal);
+        }
+        if (r <= 0 || frame[0] != 'A') {  /* no worker in time, gone, or refused */
+            close(sock);
+            run_cold(argv, 0);
+        }
+    }
+
     size_t sent = 0;
     while (sent < message.len) {
         ssize_t w = sent == 0 ? sendmsg(sock, &msg, MSG_NOSIGNAL)
@@ -219,7 +266,12 @@ int main(int argc, char **argv) {
     int started = 0;
     for (;;) {
         unsigned char frame[8];
-        int r = read_full(sock, frame, sizeof frame);
+        int r = started ? 1 : readable_by(sock, answer_by);
+        if (r == 0) {  /* nobody took the connection in time: never wait for a server */
+            close(sock);
+            run_cold(argv, 0);
+        }
+        if (r > 0) r = read_full(sock, frame, sizeof frame);
         if (cancel_signal) {
             (void)!send(sock, "C", 1, MSG_NOSIGNAL);
             close(sock);

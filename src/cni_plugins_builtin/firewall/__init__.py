@@ -1,0 +1,1 @@
+"""firewall: a meta plugin that lets a chained container's traffic through the host's FORWARD chain."""
