@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 
 #: Transactions one ADD may lose to concurrent ADDs before giving up.
 MAX_ROUNDS = 50
-#: Keys read per scan page, and gaps collected before one is picked.
-SCAN_PAGE = 500
+#: Addresses (and keys) per read of a scan, and gaps collected before one is picked.
+SCAN_PAGE = 2000
 GAPS = 32
 #: Windows counted per round trip, the size of a window whose keys are read, and the
 #: most counts in one transaction (etcd allows 128 operations).
@@ -146,22 +146,46 @@ def _count(etcd: Etcd, keys: Keys, windows: list[tuple[Range, int, int]]) -> lis
 
 def _gaps(etcd: Etcd, keys: Keys, rng: Range, low: int, high: int, taken: set[IPAddress]) -> list[IPAddress]:
     """The free addresses of one small window (its keys read, foreign ones stepped over)."""
-    gaps: list[IPAddress] = []
+    return _free_in(etcd, keys, rng, low, high, taken, high - low + 1)
+
+
+def _free_in(etcd: Etcd, keys: Keys, rng: Range, low: int, high: int, taken: set[IPAddress],
+             want: int) -> list[IPAddress]:
+    """Up to ``want`` free addresses of ``low .. high`` in ``rng``, in order, read window by
+    window. Keys are compared as integers (no address objects per key: a full /16 is
+    65,000 of them), and only keys exactly of an address's form count as taken."""
+    version = rng.start.version
+    prefix, width = keys.ip_prefix(version), 8 if version == 4 else 32
+    gateway = int(rng.gateway) if rng.gateway.version == version else -1
+    taken_values = {int(ip) for ip in taken if ip.version == version}
+    found: list[int] = []
     start_key: str | None = None
-    while low <= high:
-        answer = etcd.range(start_key or keys.ip(_address(rng, low)), keys.ip(_address(rng, high)) + "\x00",
-                            limit=SCAN_PAGE, keys_only=True)
-        items = kv.kvs(answer)
-        used = {keys.parse_ip(item.key) for item in items}
-        more = bool(answer.get("more")) and bool(items)
-        upto = _last_covered(keys, rng, low, high, items[-1].key) if more else high
+    while low <= high and len(found) < want:
+        window_high = min(low + SCAN_PAGE - 1, high)
+        answer = etcd.range(start_key or keys.ip(_address(rng, low)),
+                            keys.ip(_address(rng, window_high)) + "\x00", limit=SCAN_PAGE, keys_only=True)
+        names = [kv.unb64(item["key"]).decode("utf-8", "surrogateescape") for item in answer.get("kvs", [])]
+        used = _address_values(names, prefix, width)
+        more = bool(answer.get("more")) and bool(names)
+        upto = _last_covered(keys, rng, low, window_high, names[-1]) if more else window_high
         for value in range(low, upto + 1):
-            ip = _address(rng, value)
-            if ip not in used and ip != rng.gateway and ip not in taken:
-                gaps.append(ip)
+            if value not in used and value != gateway and value not in taken_values:
+                found.append(value)
+                if len(found) >= want:
+                    break
         low = upto + 1
-        start_key = items[-1].key + "\x00" if more else None
-    return gaps
+        start_key = names[-1] + "\x00" if more else None
+    return [_address(rng, value) for value in found]
+
+
+HEX_DIGITS = "0123456789abcdef"
+
+
+def _address_values(names: list[str], prefix: str, width: int) -> set[int]:
+    """The addresses (as integers) that these key names hold; foreign names left out."""
+    size = len(prefix) + width
+    return {int(name[-width:], 16) for name in names
+            if len(name) == size and name.startswith(prefix) and not name[-width:].strip(HEX_DIGITS)}
 
 
 def scan_for_gap(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddress]) -> IPAddress:
@@ -176,30 +200,13 @@ def scan_for_gap(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddres
     start_range = random.randrange(len(spans))
     rng, first, last = spans[start_range]
     origin = random.randint(first, last)
-    gaps: list[IPAddress] = []
     order = spans[start_range:] + spans[:start_range] + [spans[start_range]]
     for step, (rng, first, last) in enumerate(order):
         low = origin if step == 0 else first
         high = origin - 1 if step == len(order) - 1 else last
-        start_key: str | None = None
-        while low <= high:
-            window_high = min(low + SCAN_PAGE - 1, high)
-            answer = etcd.range(start_key or keys.ip(_address(rng, low)),
-                                keys.ip(_address(rng, window_high)) + "\x00", limit=SCAN_PAGE, keys_only=True)
-            items = kv.kvs(answer)
-            used = {keys.parse_ip(item.key) for item in items}
-            more = bool(answer.get("more")) and bool(items)
-            upto = _last_covered(keys, rng, low, window_high, items[-1].key) if more else window_high
-            value = low
-            while value <= upto and len(gaps) < GAPS:
-                ip = _address(rng, value)
-                if ip not in used and ip != rng.gateway and ip not in taken:
-                    gaps.append(ip)
-                value += 1
-            if gaps:
-                return random.choice(gaps)
-            low = upto + 1
-            start_key = items[-1].key + "\x00" if more else None
+        gaps = _free_in(etcd, keys, rng, low, high, taken, GAPS)
+        if gaps:
+            return random.choice(gaps)
     raise Exhausted()
 
 
