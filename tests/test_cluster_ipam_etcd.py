@@ -807,8 +807,10 @@ def test_gc_releases_past_malformed_records(cluster, cni_bin_dir):
 
 
 def test_foreign_keys_inside_the_address_range_do_not_break_the_scan(cluster, cni_bin_dir):
-    """Defect 4: a page full of foreign keys (600 ``.bak`` keys after the one free
-    address, written by hand) among the address keys; the free address is found."""
+    """Defect 4: a page full of foreign keys (more ``.bak`` keys after the one free
+    address, written by hand, than one read returns) among the address keys; the
+    free address is found."""
+    from cni_plugins_builtin.cluster_ipam.allocate import SCAN_PAGE
     from cni_plugins_builtin.cluster_ipam.config import load_cluster
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
 
@@ -821,7 +823,7 @@ def test_foreign_keys_inside_the_address_range_do_not_break_the_scan(cluster, cn
     def fill():
         etcd = Etcd(settings.etcd)
         taken = [keys.ip(ipaddress.ip_address(f"10.34.0.{host}")) for host in range(10, 210) if host != 107]
-        foreign = [f"{keys.ip(free)}.bak{n:03d}" for n in range(600)]
+        foreign = [f"{keys.ip(free)}.bak{n:05d}" for n in range(SCAN_PAGE + 100)]
         everything = taken + foreign
         for start in range(0, len(everything), 100):
             ops = [{"request_put": {"key": b64(key), "value": b64("{}")}} for key in everything[start:start + 100]]
