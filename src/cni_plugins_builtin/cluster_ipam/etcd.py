@@ -106,8 +106,11 @@ class Preferred:
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
             scratch = f"{self.path}.{os.getpid()}"
-            with open(scratch, "w") as fh:
-                fh.write(str(index))
+            fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, str(index).encode())
+            finally:
+                os.close(fd)
             os.replace(scratch, self.path)
         except OSError:
             pass

@@ -51,10 +51,10 @@ class Connection:
         self.scheme, self.host, self.port, self.tls = scheme, host, port, tls
         self._conn: http.client.HTTPConnection | None = None
 
-    def _open(self, connect_timeout: float) -> http.client.HTTPConnection:
-        if self.scheme == "https":
+    def _open(self, connect_timeout: float, timeout: float) -> http.client.HTTPConnection:
+        if self.scheme == "https":  # the TLS handshake is CPU on both sides: the whole try's time
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=connect_timeout, context=self.tls)
+                self.host, self.port, timeout=timeout, context=self.tls)
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=connect_timeout)
         conn.connect()
@@ -74,7 +74,7 @@ class Connection:
         for reused in (True, False):
             fresh = self._conn is None
             if fresh:
-                self._conn = self._open(connect_timeout)
+                self._conn = self._open(connect_timeout, timeout)
             conn = self._conn
             assert conn is not None and conn.sock is not None
             conn.sock.settimeout(timeout)
