@@ -15,6 +15,14 @@ nodes (different ``nodeName``), ADD as fast as they are answered from one
   the latency at the target load;
 * ``cold`` — each ADD execs the Python launcher, as a runtime without the
   warm server does (interpreter start + imports per ADD);
+* ``server, 90 % random`` / ``server, 90 % contiguous`` — as ``server``, in a
+  pool filled beforehand to 90 % (address keys written directly), spread at
+  random or from the start of the range: allocation must not cost more as
+  the pool fills (issue 19);
+* ``raw limit`` — the same 16 clients sending only one ADD's etcd work (a
+  linearizable read + a guarded two-key transaction over ``http.client``,
+  as cluster-ipam does) in a loop: what this cluster serves Python clients
+  at most, measured in the same run; the warm phases report their share of it;
 * ``leader-kill`` — as ``server``, with the leader SIGKILLed one second in;
   then checked: no address acknowledged twice, every acknowledged allocation
   present in etcd (0 lost), no orphaned address key.
@@ -22,7 +30,8 @@ nodes (different ``nodeName``), ADD as fast as they are answered from one
 Reported per phase: ADDs, failures, ADD/s (acknowledged ADDs over the span
 from the first start to the last answer), p50/p99/max latency.
 Targets: >= 100 ADD/s (through the server, back to back) and p99 <= 50 ms (through the
-server at 100 ADD/s, no faults); during the kill
+server at 100 ADD/s, no faults); issue 19: the server phases at >= 0.5 of the raw limit at
+empty, 90 % random and 90 % contiguous occupancy; during the kill
 0 duplicates, 0 lost, worst ADD <= timeoutSeconds + 1 s.
 
 Run as root from the repo: ``sudo .venv/bin/python bench/cluster_ipam_bench.py [--json]``.
@@ -49,12 +58,64 @@ CLIENTS = 16
 PACED_RATE = 100.0
 NODES = ("node-a", "node-b", "node-c")
 TIMEOUT = 3
+SUBNET = "10.128.0.0/16"
+#: Occupancies of the server phases after the empty one: (name, layout).
+FILLED = (("server, 90% random", "random"), ("server, 90% contiguous", "contiguous"))
 
 
-def config(endpoints: list[str], name: str) -> dict[str, object]:
+def config(endpoints: list[str], name: str, subnet: str = SUBNET) -> dict[str, object]:
     return {"cniVersion": "1.1.0", "name": name,
             "ipam": {"type": "cluster-ipam", "etcd": {"endpoints": endpoints, "timeoutSeconds": TIMEOUT},
-                     "ranges": [[{"subnet": "10.128.0.0/16"}]]}}
+                     "ranges": [[{"subnet": subnet}]]}}
+
+
+def fill(cluster: object, conf: dict[str, object], layout: str, share: float = 0.9) -> int:
+    """Write address keys for ``share`` of the pool (``random`` or ``contiguous`` from its
+    start), 120 to a transaction, as if ADDs had taken them; how many."""
+    import ipaddress
+    import random
+
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd, b64
+    from cni_plugins_builtin.cluster_ipam.model import Keys
+
+    settings = load_cluster(conf)
+    keys = Keys(settings.prefix, settings.network)
+    net = ipaddress.ip_network(conf["ipam"]["ranges"][0][0]["subnet"])  # type: ignore[index]
+    hosts = list(range(int(net.network_address) + 2, int(net.broadcast_address)))  # .1 is the gateway
+    count = int(len(hosts) * share)
+    chosen = hosts[:count] if layout == "contiguous" else random.Random(19).sample(hosts, count)
+    value = b64('{"containerID":"filler","ifname":"eth0","node":"filler"}')
+
+    def write() -> None:
+        etcd = Etcd(settings.etcd)
+        for start in range(0, len(chosen), 120):
+            ops = [{"request_put": {"key": b64(keys.ip(ipaddress.ip_address(v))), "value": value}}
+                   for v in chosen[start:start + 120]]
+            etcd.call("kv/txn", {"compare": [], "success": ops, "failure": []})
+
+    cluster.run(write)  # type: ignore[attr-defined]
+    return count
+
+
+def raw_limit(cluster: object, workdir: str, per_client: int) -> dict[str, object]:
+    """One ADD's etcd work, back to back from 16 processes over ``http.client``: ops/s."""
+    from etcd_clients_bench import WORKER
+
+    script = os.path.join(workdir, "raw_worker.py")
+    with open(script, "w") as fh:
+        fh.write(WORKER)
+    url = cluster.endpoints[0]  # type: ignore[attr-defined]
+    procs = [cluster.run(lambda i=i: subprocess.Popen(  # type: ignore[attr-defined]
+        [sys.executable, "-I", script, "http.client", url, str(per_client), f"raw{i}-{uuid.uuid4().hex[:6]}", workdir],
+        stdout=subprocess.PIPE, text=True)) for i in range(CLIENTS)]
+    results = [json.loads(proc.communicate(timeout=600)[0]) for proc in procs]
+    lats = sorted(x for r in results for x in r["lat"])
+    busiest = max(sum(r["lat"]) for r in results)
+    return {"phase": "raw limit", "adds": len(lats), "failed": 0, "adds_per_s": round(len(lats) / busiest, 1),
+            "p50_ms": round(lats[len(lats) // 2] * 1000, 1), "p99_ms": round(lats[int(len(lats) * 0.99)] * 1000, 1),
+            "max_ms": round(lats[-1] * 1000, 1), "cpu_ms_per_add": {"clients": 0, "server": 0, "etcd": 0},
+            "errors": []}
 
 
 def run_clients(cluster: object, conf: dict[str, object], per_client: int, launcher: str, netns_path: str,
@@ -166,6 +227,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-client", type=int, default=60, help="ADDs per client, warm phases")
     parser.add_argument("--cold-per-client", type=int, default=8, help="ADDs per client, cold phase")
+    parser.add_argument("--subnet", default=SUBNET, help="the pool (the occupancy phases fill 90 %% of it)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -197,11 +259,20 @@ def main() -> int:
                                              ("server", native, args.per_client, 0.0),
                                              (paced, native, args.per_client // 2, PACED_RATE),
                                              ("cold", launcher, args.cold_per_client, 0.0)):
-                conf = config(cluster.endpoints, phase.replace(" ", "-").replace("/", ""))
+                conf = config(cluster.endpoints, phase.replace(" ", "-").replace("/", ""), args.subnet)
                 before = meter.sample()
                 lines = run_clients(cluster, conf, count, path, ctr.path, workdir, rate=rate)
                 results.append(summarize(phase, lines, before, meter.sample()))
-            killed = config(cluster.endpoints, "leader-kill")
+                if phase == "server":  # the same work in fuller pools, then the limit, in this run
+                    for filled, layout in FILLED:
+                        conf = config(cluster.endpoints, filled.replace(" ", "-").replace(",", "").replace("%", ""),
+                                      args.subnet)
+                        fill(cluster, conf, layout)
+                        before = meter.sample()
+                        lines = run_clients(cluster, conf, count, path, ctr.path, workdir)
+                        results.append(summarize(filled, lines, before, meter.sample()))
+                    results.append(raw_limit(cluster, workdir, args.per_client * 2))
+            killed = config(cluster.endpoints, "leader-kill", args.subnet)
             victim: list[object] = []
 
             def kill_leader() -> None:
@@ -229,18 +300,21 @@ def main() -> int:
     print(f"cluster-ipam, {CLIENTS} clients on {len(NODES)} nodes, 3-member etcd on 127.0.0.1, "
           f"{os.cpu_count()} CPUs")
     print(f"load average before: {load:.1f} (other work on the machine skews every figure)")
-    print(f"{'phase':<16} {'ADDs':>5} {'failed':>6} {'ADD/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  "
+    print(f"{'phase':<24} {'ADDs':>5} {'failed':>6} {'ADD/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  "
           "CPU ms/ADD clients+server+etcd  checks")
+    raw = next((float(r["adds_per_s"]) for r in results if r["phase"] == "raw limit"), 0.0)  # type: ignore[arg-type]
     for r in results:
         checks = ""
+        if str(r["phase"]).startswith("server") and raw and "/s" not in str(r["phase"]):
+            checks = f"{float(r['adds_per_s']) / raw:.2f} of the raw limit"  # type: ignore[arg-type]
         if "duplicates" in r:
             checks = f"duplicates={r['duplicates']} lost={r['lost']} orphans={r['orphans']} (killed {r['killed']})"
         cpu = r["cpu_ms_per_add"]
         share = f"{cpu['clients']}+{cpu['server']}+{cpu['etcd']}" if cpu["etcd"] else "-"  # type: ignore[index]
-        print(f"{r['phase']:<16} {r['adds']:>5} {r['failed']:>6} {r['adds_per_s']:>7} {r['p50_ms']:>7} "
+        print(f"{r['phase']:<24} {r['adds']:>5} {r['failed']:>6} {r['adds_per_s']:>7} {r['p50_ms']:>7} "
               f"{r['p99_ms']:>7} {r['max_ms']:>7}  {share:<31}  {checks}")
         for error in r["errors"]:  # type: ignore[attr-defined]
-            print(f"{'':<16} failed: {error}")
+            print(f"{'':<24} failed: {error}")
     return 0
 
 

@@ -635,8 +635,9 @@ DRIFTS = {
     "container-link-deleted": (_drift_container_link, "Interface name eth0 not found"),
     "promisc-changed": (_drift_promisc,
                         f"Bridge interface {BR} configured Promisc Mode false doesn't match current state: true "),
-    "route-missing": (_drift_route, 'Expected Route {"dst":"192.168.0.0/16"} not found in routing table'),
-    "default-route-missing": (_drift_default_route, 'Expected Route {"dst":"0.0.0.0/0","gw":"10.10.0.1"} '
+    "route-missing": (_drift_route, "Expected Route {Dst:{IP:192.168.0.0 Mask:ffff0000} GW:<nil>} "
+                                    "not found in routing table"),
+    "default-route-missing": (_drift_default_route, "Expected Route {Dst:{IP:0.0.0.0 Mask:00000000} GW:10.10.0.1} "
                                                     "not found in routing table"),
     "address-missing": (_drift_address, "Failed to match addr 10.10.0.2/24 on interface eth0"),
     "veth-not-on-bridge": (_drift_host_veth_released, f"CNI veth created for bridge {BR} was not found"),

@@ -52,6 +52,7 @@ def test_defaults():
     ({"nodeName": "a/b"}, "cluster-ipam: invalid nodeName 'a/b'"),
     ({"prefix": "relative"}, "cluster-ipam: invalid prefix 'relative': an absolute key path"),
     ({"gcGraceSeconds": -1}, "cluster-ipam: gcGraceSeconds must be a number >= 0"),
+    ({"stateDir": "run/x"}, "cluster-ipam: invalid stateDir 'run/x': an absolute path"),
 ])
 def test_cluster_config_errors_are_code_999(ipam, message):
     err = error_of(load_cluster, conf(**ipam))
@@ -90,15 +91,18 @@ def test_attachment_record_round_trip():
         Attachment.decode(b'{"ips": 3}')
 
 
-def test_server_preloads_the_etcd_client_only_when_asked():
-    """The warm server imports WARM_IMPORTS for the types in CNICORE_SERVER_PRELOAD only:
-    ~18 MB more heap would make every worker fork dearer for every plugin.
+def test_server_preloads_the_etcd_transport_and_never_requests():
+    """The etcd transport is the standard library's (http.client, ssl): the warm server
+    follows cluster-ipam's lazy imports to it whatever CNICORE_SERVER_PRELOAD says, so a
+    worker pays nothing; requests and etcd3gw (~18 MB of heap) are no longer loaded at all.
     (VERSION's own import budget is in test_import_budget.py.)"""
-    code = "import sys; from cnicore.server._daemon import preload; preload(); print('etcd3gw' in sys.modules)"
-    for preload, expected in (("", "False"), ("tuning,cluster-ipam", "True")):
+    code = ("import sys; from cnicore.server._daemon import preload; preload(); "
+            "print('cni_plugins_builtin.cluster_ipam.transport' in sys.modules, "
+            "'requests' in sys.modules or 'etcd3gw' in sys.modules)")
+    for preload in ("", "tuning,cluster-ipam"):
         env = dict(os.environ, CNICORE_SERVER_PRELOAD=preload)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-        assert out.stdout.strip() == expected, out.stderr
+        assert out.stdout.strip() == "True False", out.stderr
 
 
 @pytest.mark.privileged
@@ -117,3 +121,39 @@ def test_no_endpoint_answers(cni_runner, container_netns):
     assert status.error.code == 50 and status.error.msg == "cluster-ipam: no etcd endpoint answers"
     deleted = runner.run("DEL", config)
     assert deleted.error.code == 11
+
+
+NESTING = "is a key tree of every network, so this network's keys could lie inside another's"
+
+
+@pytest.mark.parametrize("prefix, name, message", [
+    # network "net" under "/p" has its keys in /p/net/ips/... and /p/net/attach/...
+    ("/p/net/ips/v4", "x", "cluster-ipam: invalid prefix '/p/net/ips/v4': 'ips' " + NESTING),
+    ("/p/net/attach", "node-a", "cluster-ipam: invalid prefix '/p/net/attach': 'attach' " + NESTING),
+    ("/p/net", "ips", "cluster-ipam: invalid network name 'ips': 'ips' " + NESTING),
+    ("/p/net", "attach", "cluster-ipam: invalid network name 'attach': 'attach' " + NESTING),
+])
+def test_nested_key_trees_are_refused_at_config_time(prefix, name, message):
+    """Issue 19, defect 5: one network's GC deleted another's address keys when its
+    keys lay inside the other's. Refused whatever the other networks are."""
+    config = conf(prefix=prefix)
+    config["name"] = name
+    err = error_of(load_cluster, config)
+    assert (err.code, err.msg) == (999, message)
+    for fine in ("/p", "/p/net", "/cni-ipam/v1", "/ipsx/attached"):
+        assert load_cluster(conf(prefix=fine)).prefix == fine
+
+
+@pytest.mark.parametrize("value", [
+    b'{"containerID":"c","ifname":"eth0","node":"n","ips":[],"created":[1]}',
+    b'{"containerID":"c","ifname":"eth0","node":"n","ips":[],"created":"yesterday"}',
+    b'{"containerID":"c","ifname":"eth0","node":"n","ips":{},"created":1}',
+    b'{"containerID":"c","ifname":"eth0","node":"n","ips":[{"address":"not-an-ip"}],"created":1}',
+    b'{"containerID":"c","ifname":"eth0","node":"n","ips":[{"address":7}],"created":1}',
+    b'{"containerID":["c"],"ifname":"eth0","node":"n","ips":[],"created":1}',
+    b'\xff\xfe', b"[]", b"null",
+])
+def test_a_malformed_record_is_a_value_error(value):
+    """Issue 19, defects 3 and 9: only ValueError, whatever the record holds."""
+    with pytest.raises(ValueError):
+        Attachment.decode(value)

@@ -172,8 +172,45 @@ def test_iptables_teardown_removes_everything(host_netns, networks) -> None:
 
     in_ns(host_netns, run)
     assert sorted_rules(nat_rules(host_netns)) == sorted_rules(iptables_expected("ctr2", "10.77.0.3", "10.77.0.0/24"))
+    if networks == ["10.77.0.99/24"]:
+        # Given addresses, only their families are touched (the usual DEL: one exec per family
+        # in use); the IPv6 rules stay until a teardown without addresses (or GC) removes them.
+        assert sorted_rules(nat_rules(host_netns, v6=True)) == sorted_rules(
+            iptables_expected("ctr1", "fd00:77::2", "fd00:77::/64", v6=True)
+            + iptables_expected("ctr2", "fd00:77::3", "fd00:77::/64", v6=True))
+        in_ns(host_netns, teardown_ip_masq_for_networks, None, NET, "eth0", "ctr1")
     assert sorted_rules(nat_rules(host_netns, v6=True)) == sorted_rules(
         iptables_expected("ctr2", "fd00:77::3", "fd00:77::/64", v6=True))
+
+
+#: Address sets whose rules the batched setup must leave exactly as the reference's
+#: one-rule-at-a-time sequence does: a second address in the same subnet adds no rule
+#: to the chain (AppendUnique), one in another subnet adds its ACCEPT after MASQUERADE.
+BATCH_CASES = {
+    "one": (["10.77.0.2/24"], NET, "ctr1"),
+    "same-subnet": (["10.77.0.2/24", "10.77.0.3/24", "10.77.0.2/24"], NET, "ctr1"),
+    "two-subnets-dual": (["10.77.0.2/24", "fd00:77::2/64", "10.78.0.2/16", "fd00:78::2/64"], NET, "ctr1"),
+    "quoted-comment": (["10.77.0.2/24"], 'n"e\\t', 'c "1\\'),
+}
+
+
+@privileged
+@pytest.mark.parametrize("case", list(BATCH_CASES))
+def test_iptables_batched_setup_equals_one_rule_at_a_time(host_netns, case) -> None:
+    """Setup's one-transaction path against the probing path (Go's exec sequence, kept for
+    a repeated ADD), byte for byte in iptables-save; then teardown with the addresses (one
+    transaction) leaves nothing, and a repeated setup adds nothing."""
+    networks, net, cid = BATCH_CASES[case]
+    in_ns(host_netns, setup_ip_masq_for_networks, networks, net, "eth0", cid)
+    batched = (nat_save(host_netns), nat_save(host_netns, v6=True))
+    in_ns(host_netns, setup_ip_masq_for_networks, networks, net, "eth0", cid)  # chain exists: probing path
+    assert (nat_save(host_netns), nat_save(host_netns, v6=True)) == batched
+    with Sandbox("cnitest-fw") as probing:
+        in_ns(probing.host, masquerade._setup_iptables, masquerade._parse(networks), net, cid)
+        assert (nat_save(probing.host), nat_save(probing.host, v6=True)) == batched
+    assert naming.format_chain_name(net, cid) in batched[0]
+    in_ns(host_netns, teardown_ip_masq_for_networks, networks, net, "eth0", cid)
+    assert nat_rules(host_netns) == [] and nat_rules(host_netns, v6=True) == []
 
 
 @privileged
@@ -264,6 +301,21 @@ def test_nftables_teardown(host_netns, networks) -> None:
         nft_masq_rule("ctr2", "10.77.0.3", "10.77.0.0/24")]
     # Like Go, the table and its chains stay for the next container.
     assert len([r for r in masq_rules(host_netns) if r["chain"] == "postrouting"]) == 3
+
+
+@privileged
+def test_nft_table_probe_agrees_with_nft(host_netns) -> None:
+    """Teardown skips the nft exec only when the kernel says the table is not there."""
+    assert in_ns(host_netns, masquerade._nft_table_absent) is True
+    sh(host_netns, "nft", "add", "table", "ip", masquerade.NFT_TABLE)  # same name, other family
+    assert in_ns(host_netns, masquerade._nft_table_absent) is True
+    in_ns(host_netns, setup_ip_masq_for_networks, ["10.77.0.2/24"], NET, "eth0", "ctr1", backend="nftables")
+    assert in_ns(host_netns, masquerade._nft_table_absent) is False
+    assert [r["chain"] for r in masq_rules(host_netns)].count(masquerade.NFT_MASQ_CHAIN) == 1
+    in_ns(host_netns, teardown_ip_masq_for_networks, ["10.77.0.2/24"], NET, "eth0", "ctr1")
+    assert [r for r in masq_rules(host_netns) if r["chain"] == masquerade.NFT_MASQ_CHAIN] == []
+    sh(host_netns, "nft", "delete", "table", "inet", masquerade.NFT_TABLE)
+    assert in_ns(host_netns, masquerade._nft_table_absent) is True
 
 
 @privileged
@@ -491,6 +543,30 @@ def test_interop_go_del_removes_our_rules(cni_sandbox, host_netns, tmp_path) -> 
     assert len(nat_rules(host_netns)) == 4
     go_bridge("DEL", conf, host_netns, ctr, "ctr-go-1")
     assert nat_rules(host_netns) == []
+
+
+@privileged
+@interop
+def test_interop_go_add_several_addresses_equals_ours(cni_sandbox, host_netns, tmp_path) -> None:
+    """Go's bridge masquerades two IPv4 subnets and one IPv6: our one-transaction setup
+    of the same addresses leaves the same tables, and our teardown removes Go's. (Go
+    1.1.1's own DEL cannot remove this state: it deletes the chain after the first
+    address's jump while the second one's still uses it.)"""
+    ranges = [[{"subnet": "10.77.0.0/24"}], [{"subnet": "10.78.0.0/24"}], [{"subnet": "fd00:77::/64"}]]
+    conf = go_bridge_conf(tmp_path, isGateway=False,  # 1.1.1 puts one gateway per family on the bridge
+                          ipam={"type": "host-local", "ranges": ranges, "dataDir": str(tmp_path)})
+    ctr = cni_sandbox.container()
+    result = go_bridge("ADD", conf, host_netns, ctr, "ctr-go-1")
+    addresses = [ip["address"] for ip in result["ips"]]
+    assert len(addresses) == 3
+    go_state = (nat_save(host_netns), nat_save(host_netns, v6=True))
+    with Sandbox("cnitest-fw") as ours:
+        in_ns(ours.host, setup_ip_masq_for_networks, addresses, NET, "eth0", "ctr-go-1")
+        assert (nat_save(ours.host), nat_save(ours.host, v6=True)) == go_state
+    in_ns(host_netns, teardown_ip_masq_for_networks, addresses, NET, "eth0", "ctr-go-1")
+    assert nat_rules(host_netns) == [] and nat_rules(host_netns, v6=True) == []
+    in_ns(host_netns, setup_ip_masq_for_networks, addresses, NET, "eth0", "ctr-go-1")
+    assert (nat_save(host_netns), nat_save(host_netns, v6=True)) == go_state
 
 
 @privileged

@@ -453,9 +453,9 @@ def test_ipam_errors_propagate_with_their_code(version: str, fixture_plugins: Pa
     missing = run_main(host_netns, "ADD", dict(config, ipam={"type": "cnitest-no-such-ipam"}), here)
     assert missing.code == 1 and missing.error is not None
     assert 'failed to find plugin "cnitest-no-such-ipam"' in missing.error.msg
-    # A config without an IPAM type.
+    # A config without an IPAM type: the reference's delegate lookup of an empty name.
     untyped = run_main(host_netns, "ADD", dict(config, ipam={}), here)
-    assert untyped.error == CNIError(ERR_INVALID_NETWORK_CONFIG, "missing ipam type in network config")
+    assert untyped.error == CNIError(ERR_INTERNAL, "no plugin name provided")
 
 
 def test_ipam_launcher_policies_apply_in_process_too(fixture_plugins: Path, tmp_path: Path,

@@ -177,7 +177,7 @@ def test_legacy_single_range_add_and_store_bytes(tmp_path: Path) -> None:
     assert sorted(os.listdir(netdir)) == ["10.1.2.2", "last_reserved_ip.0", "lock"]
     assert (netdir / "10.1.2.2").read_bytes() == b"ctr1\r\neth0"  # no trailing newline
     assert (netdir / "last_reserved_ip.0").read_bytes() == b"10.1.2.2"
-    assert (netdir / "lock").read_bytes().startswith(b"cnicore-host-local-index 1 ")  # Go only flocks it
+    assert (netdir / "lock").read_bytes().startswith(b"cnicore-host-local-index 2 ")  # Go only flocks it
     for path in (tmp_path / "data", netdir):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o755 & ~umask
     for name in ("10.1.2.2", "last_reserved_ip.0"):  # Go's mode (Debian v1.1.1)

@@ -74,14 +74,18 @@ def test_index_is_trusted_only_with_the_directorys_stamp(tmp_path: Path) -> None
     netdir = store_dir(tmp_path)
     header = (netdir / "lock").read_bytes()[:index.HEADER_SIZE]
     assert header.startswith(index.MAGIC)
-    assert int(header.split()[2]) == os.stat(netdir).st_mtime_ns
+    st = os.stat(netdir)
+    assert [int(field) for field in header.split()[2:6]] == [st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino]
     fd = os.open(netdir / "lock", os.O_RDONLY)
     try:
-        stamp = os.stat(netdir).st_mtime_ns
+        stamp = index.directory_stamp(os.stat(netdir))
         assert index.load(fd, stamp) is not None
-        assert index.load(fd, stamp + 1) is None
+        for field in range(4):
+            assert index.load(fd, tuple(v + (i == field) for i, v in enumerate(stamp))) is None  # type: ignore[arg-type]
         os.utime(netdir)  # any later change to the directory moves its mtime on
-        assert index.load(fd, os.stat(netdir).st_mtime_ns) is None
+        assert index.load(fd, index.directory_stamp(os.stat(netdir))) is None
+        os.utime(netdir, ns=(st.st_atime_ns, st.st_mtime_ns))  # and setting it back moves the ctime on
+        assert index.load(fd, index.directory_stamp(os.stat(netdir))) is None
     finally:
         os.close(fd)
     fresh_process()
@@ -233,3 +237,156 @@ def test_a_record_the_index_missed_is_skipped_and_learnt(tmp_path: Path) -> None
     assert "duplicate allocation" in err(run("ADD", config, cid="ghost"))[2]
     fresh_process()
     assert index_view(tmp_path) == disk_view(tmp_path)
+
+
+# -- an index that is wrong must never be trusted or kept (issue 19, findings 11 and 12) ------------------------
+
+
+def fill_small_range(tmp_path: Path) -> dict:
+    """A /29 (10.9.0.2-.6) held by a..e, the index written and trusted."""
+    config = netconf(tmp_path, subnet="10.9.0.0/29")
+    for cid in "abcde":
+        add(config, cid=cid)
+    assert disk_view(tmp_path) == {f"10.9.0.{2 + i}": f"{c}\r\neth0" for i, c in enumerate("abcde")}
+    return config
+
+
+def tamper(netdir: Path) -> None:
+    """Behind the index's back: b's record removed, one for "ghost" created over d's place."""
+    (netdir / "10.9.0.3").unlink()
+    (netdir / "10.9.0.5").unlink()
+    (netdir / "10.9.0.5").write_bytes(b"ghost\r\neth0")
+
+
+def restore_mtime(netdir: Path, st: os.stat_result) -> None:
+    os.utime(netdir, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def forge_stamp(netdir: Path) -> None:
+    """Give the lock file's index a header matching the directory as it is now: what a
+    change in the same clock tick as our stamp leaves on a kernel with coarse
+    timestamps (before 6.13), so the index is trusted though wrong."""
+    fd = os.open(netdir / "lock", os.O_RDWR)
+    try:
+        header = os.pread(fd, index.HEADER_SIZE, 0)
+        length = int(header.split()[-1])
+        os.pwrite(fd, index.header(index.directory_stamp(os.stat(netdir)), length), 0)
+    finally:
+        os.close(fd)
+
+
+HIDDEN = {
+    "mtime set back to the stamp": lambda netdir, st: restore_mtime(netdir, st),
+    "header forged to the directory (same tick)": lambda netdir, st: forge_stamp(netdir),
+}
+
+
+@pytest.mark.parametrize("warm", [True, False])
+@pytest.mark.parametrize("hide", sorted(HIDDEN))
+def test_a_hidden_change_is_seen_and_repaired(tmp_path: Path, hide: str, warm: bool) -> None:
+    """Finding 11: the directory changed and its mtime was set back (or the stamp
+    matches by accident); the index must not be trusted, or the first write that
+    meets the disagreement rebuilds it — never re-stamped as it was."""
+    config = fill_small_range(tmp_path)
+    netdir = store_dir(tmp_path)
+    st = os.stat(netdir)
+    tamper(netdir)
+    HIDDEN[hide](netdir, st)
+    if not warm:
+        fresh_process()
+    # ghost holds 10.9.0.5 on disk: a repeated ADD is a duplicate, not a second address.
+    assert "duplicate allocation" in err(run("ADD", config, cid="ghost"))[2]
+    # 10.9.0.3 is free on disk: handed out, not "no IP addresses available".
+    assert addresses(add(config, cid="f")) == ["10.9.0.3"]
+    assert err(run("ADD", config, cid="g"))[2].startswith("failed to allocate for range 0: no IP addresses")
+    run("DEL", config, cid="ghost").ok()
+    assert "10.9.0.5" not in disk_view(tmp_path)
+    assert index_view(tmp_path) == disk_view(tmp_path)
+    fresh_process()
+    assert index_view(tmp_path) == disk_view(tmp_path)
+
+
+def test_del_of_a_phantom_holder_rebuilds_the_index(tmp_path: Path) -> None:
+    """A write that finds the disk disagreeing with a trusted index (a record it
+    names is gone) rebuilds it instead of stamping it again."""
+    config = fill_small_range(tmp_path)
+    netdir = store_dir(tmp_path)
+    tamper(netdir)
+    forge_stamp(netdir)
+    fresh_process()
+    run("DEL", config, cid="b").ok()  # the index says b holds 10.9.0.3; the disk says nobody does
+    assert index_view(tmp_path) == disk_view(tmp_path)
+    fresh_process()
+    assert index_view(tmp_path) == disk_view(tmp_path)
+    assert addresses(add(config, cid="f")) == ["10.9.0.3"]
+
+
+def copy_with_old_index(src: Path, dst: Path, old_lock: bytes, old_stat: os.stat_result) -> None:
+    """``cp -a`` of a live store whose lock file was read before a change and the
+    records after, the directory's mtime restored to the earlier moment."""
+    import subprocess
+
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+    (dst / "lock").write_bytes(old_lock)
+    os.utime(dst, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_copied_store_is_not_trusted(tmp_path: Path, warm: bool) -> None:
+    """Finding 12: the index records the directory's identity; a copy is another directory."""
+    config = fill_small_range(tmp_path / "orig")
+    netdir = store_dir(tmp_path / "orig")
+    old_lock, old_stat = (netdir / "lock").read_bytes(), os.stat(netdir)
+    run("DEL", config, cid="b").ok()
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    copy_with_old_index(netdir, store_dir(copy_dir), old_lock, old_stat)
+    if not warm:
+        fresh_process()
+    copied = netconf(copy_dir, subnet="10.9.0.0/29")
+    assert index_view(copy_dir) == disk_view(copy_dir)  # no phantom b
+    assert err(run("CHECK", copied, cid="b"))[1] == 999
+    assert addresses(add(copied, cid="f")) == ["10.9.0.3"]
+    run("DEL", copied, cid="c").ok()
+    assert "10.9.0.4" not in disk_view(copy_dir)
+    fresh_process()
+    assert index_view(copy_dir) == disk_view(copy_dir)
+    assert index_view(tmp_path / "orig") == disk_view(tmp_path / "orig")
+
+
+@pytest.mark.interop
+@needs_go
+@pytest.mark.parametrize("case", ["mtime set back", "cp -a with an older lock file"])
+def test_hidden_changes_with_go_writing_between_ours(launcher: str, tmp_path: Path, case: str) -> None:
+    """Go's host-local and ours alternate on a store that was changed behind the index's
+    back; every step leaves the records as both expect and the index equal to them."""
+    data = tmp_path / "data"
+    config = fill_small_range(data)
+    netdir = store_dir(data)
+    if case == "mtime set back":
+        st = os.stat(netdir)
+        tamper(netdir)
+        restore_mtime(netdir, st)
+    else:
+        old_lock, old_stat = (netdir / "lock").read_bytes(), os.stat(netdir)
+        run("DEL", config, cid="b").ok()
+        (netdir / "10.9.0.5").unlink()
+        (netdir / "10.9.0.5").write_bytes(b"ghost\r\neth0")
+        moved = tmp_path / "moved"
+        netdir.rename(moved)
+        copy_with_old_index(moved, netdir, old_lock, old_stat)
+    fresh_process()
+    live = {"a", "c", "e", "ghost"}  # one address free: ADDs and DELs alternate
+    for i in range(12):
+        exe = GO_HOST_LOCAL if i % 3 == 1 else launcher
+        if i % 2:
+            gone = sorted(live)[i % len(live)]
+            exec_plugin(exe, "DEL", config, cid=gone).ok()
+            live.discard(gone)
+        else:
+            cid = f"n{i}"
+            exec_plugin(exe, "ADD", config, cid=cid).ok()
+            live.add(cid)
+        assert sorted(disk_view(data).values()) == sorted(f"{c}\r\neth0" for c in live)
+        fresh_process()
+        assert index_view(data) == disk_view(data)

@@ -71,11 +71,11 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "launcher:firewall": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:bandwidth": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:portmap": LEAN + ("cnicore.netlink",),
-    # cluster-ipam's verbs need etcd3gw + requests (~200 ms): never for VERSION.
-    "cni_plugins_builtin.cluster_ipam.plugin": LEAN + ("ipaddress", "etcd3gw", "requests", "urllib3",
-                                                      "cnicore.types", "cni_plugins_builtin.host_local",
+    # cluster-ipam's verbs need http.client + ssl: never for VERSION.
+    "cni_plugins_builtin.cluster_ipam.plugin": LEAN + ("ipaddress", "http.client", "ssl", "etcd3gw", "requests",
+                                                      "urllib3", "cnicore.types", "cni_plugins_builtin.host_local",
                                                       "cni_plugins_builtin.cluster_ipam.etcd"),
-    "launcher:cluster-ipam": LEAN + ("etcd3gw", "requests", "urllib3", "cnicore.netlink"),
+    "launcher:cluster-ipam": LEAN + ("http.client", "ssl", "etcd3gw", "requests", "urllib3", "cnicore.netlink"),
 }
 #: cnitool's network verbs are not a plugin's exec path (ALWAYS does not apply), but they
 #: must start fast too: click only for the other commands and for errors.

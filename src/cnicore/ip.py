@@ -44,6 +44,7 @@ from cnicore.errors import ERR_INTERNAL, CNIError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
     from typing import Iterable, Union
 
     from cnicore._go.ip import CIDR, IPAddress, IPNetwork, canonical, parse_cidr, parse_ip, parse_ip_or_cidr
@@ -386,11 +387,16 @@ def validate_expected_interface_ips(ifname: str, ips: Iterable[IPConfig]) -> Non
                 raise _fail(f"Failed to find Gateway {ipc.gateway or '<nil>'} for interface {ifname}")
 
 
+def _go_route(dst: IPv4Network | IPv6Network, gw: IPv4Address | IPv6Address | None) -> str:
+    """A route as the reference's CHECK prints it (Go's ``%+v`` of its Route: the
+    destination's network address and hex mask, the gateway or ``<nil>``)."""
+    return f"{{Dst:{{IP:{dst.network_address} Mask:{dst.netmask.packed.hex()}}} GW:{gw if gw else '<nil>'}}}"
+
+
 def validate_expected_route(routes: Iterable[Route]) -> None:
     """CHECK: every route is in its routing table (main unless it names one), matched
     by destination, and by gateway if it has one. Go's ``ValidateExpectedRoute``."""
     import ipaddress
-    import json
 
     from cnicore.netlink import AF_INET, AF_INET6, RT_TABLE_MAIN, Netlink
     from cnicore.types import is_ipv4
@@ -405,5 +411,4 @@ def validate_expected_route(routes: Iterable[Route]) -> None:
                         and (gw is None or (r.gw and ipaddress.ip_address(r.gw) == gw))
                         for r in rtnl.routes(family, table=table))
             if not found:
-                shown = json.dumps(route.to_dict(), separators=(",", ":"))
-                raise _fail(f"Expected Route {shown} not found in routing table")
+                raise _fail(f"Expected Route {_go_route(dst, gw)} not found in routing table")

@@ -45,10 +45,15 @@ __all__ = [
 
 
 def ipam_type(request: Request) -> str:
-    """``config["ipam"]["type"]``, or a config error."""
+    """``config["ipam"]["type"]``.
+
+    Missing or empty, it is the reference's delegate lookup failing on an empty
+    name (Go's ptp: 999 "no plugin name provided"); not a string, a config error."""
     kind = lookup(lookup(request.config, "ipam"), "type")
-    if not kind or not isinstance(kind, str):
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, "missing ipam type in network config")
+    if kind is None or kind == "":
+        raise CNIError(ERR_INTERNAL, "no plugin name provided")
+    if not isinstance(kind, str):
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"ipam type must be a string, not {type(kind).__name__}")
     return kind
 
 

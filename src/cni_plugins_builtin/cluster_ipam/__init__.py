@@ -10,7 +10,7 @@ Modules, one job each:
 * :mod:`.config` — the config: host-local's address part plus ``etcd``,
   ``nodeName``, ``prefix``, ``gcGraceSeconds``;
 * :mod:`.model` — key names and record values in etcd (pure);
-* :mod:`.etcd` — the client: etcd3gw per endpoint, failover within a budget;
+* :mod:`.etcd` — the client: failover within a budget over :mod:`.transport` (``http.client``);
 * :mod:`.allocate` — ADD's transaction;
 * :mod:`.release` — DEL, GC, CHECK's ownership test, reaping a node;
 * :mod:`.health` — STATUS's probe;

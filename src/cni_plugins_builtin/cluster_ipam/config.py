@@ -12,6 +12,7 @@ addresses from CNI_ARGS ``IP``, ``args.cni.ips`` and ``runtimeConfig.ips``,
              "timeoutSeconds": 10},                           the whole verb's budget
     "nodeName": "node-a",         default: this host's name
     "prefix": "/cni-ipam/v1",     key prefix in etcd
+    "stateDir": "/run/cni/cluster-ipam",   where the endpoint that answered last is remembered
     "gcGraceSeconds": 60          GC never touches attachments younger than this
 
 Errors in it are code 999 too, as every host-local config error is.
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_GC_GRACE = 60.0
+DEFAULT_STATE_DIR = "/run/cni/cluster-ipam"
+#: The key trees of a network (see :mod:`.model`): a prefix or network name holding one
+#: of these as a path element could place one network's keys inside another's.
+RESERVED_ELEMENTS = ("ips", "attach", "alive")
 PLUGIN = "cluster-ipam"
 
 
@@ -47,16 +52,17 @@ def fail(msg: str) -> CNIError:
 class EtcdSettings:
     """Endpoints as ``(scheme, host, port)``, TLS files and the time budget."""
 
-    __slots__ = ("urls", "endpoints", "cacert", "cert", "key", "timeout")
+    __slots__ = ("urls", "endpoints", "cacert", "cert", "key", "timeout", "state_dir")
 
     def __init__(self, urls: list[str], cacert: str = "", cert: str = "", key: str = "",
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, state_dir: str = "") -> None:
         self.urls = urls
         self.endpoints = [parse_endpoint(url) for url in urls]
         self.cacert = cacert
         self.cert = cert
         self.key = key
         self.timeout = timeout
+        self.state_dir = state_dir
 
 
 class ClusterSettings:
@@ -133,15 +139,32 @@ def load_cluster(config: dict[str, Any]) -> ClusterSettings:
         raise fail("etcd.cert and etcd.key go together")
     for path, what in ((cacert, "cacert"), (cert, "cert"), (key, "key")):
         _readable(path, what)
+    state_dir = _text(ipam, "stateDir", "") or DEFAULT_STATE_DIR
+    if not state_dir.startswith("/"):
+        raise fail(f"invalid stateDir {state_dir!r}: an absolute path")
     settings = EtcdSettings(list(urls), cacert, cert, key,
-                            _seconds(etcd, "timeoutSeconds", "etcd.", DEFAULT_TIMEOUT, 0.1))
+                            _seconds(etcd, "timeoutSeconds", "etcd.", DEFAULT_TIMEOUT, 0.1), state_dir)
     if (cacert or cert) and any(scheme != "https" for scheme, _, _ in settings.endpoints):
         raise fail("etcd TLS files need https:// endpoints")
     prefix = _text(ipam, "prefix", "") or DEFAULT_PREFIX
     if not prefix.startswith("/") or "//" in prefix or not prefix.isprintable():
         raise fail(f"invalid prefix {prefix!r}: an absolute key path")
-    return ClusterSettings(str(config.get("name", "")), settings, _node_name(ipam), prefix.rstrip("/") or "/",
+    network = str(config.get("name", ""))
+    _refuse_nesting(prefix, network)
+    return ClusterSettings(network, settings, _node_name(ipam), prefix.rstrip("/") or "/",
                            _seconds(ipam, "gcGraceSeconds", "", DEFAULT_GC_GRACE, 0))
+
+
+def _refuse_nesting(prefix: str, network: str) -> None:
+    """A network's keys are ``<prefix>/<network>/ips/...`` and ``.../attach/...``;
+    another network can only lie inside them if its prefix or name holds ``ips``
+    or ``attach`` as a path element — then one network's scans and GC would
+    read (and delete) the other's keys. Refused, whatever the other networks are."""
+    for what, value, elements in (("prefix", prefix, prefix.split("/")), ("network name", network, [network])):
+        for element in elements:
+            if element in RESERVED_ELEMENTS:
+                raise fail(f"invalid {what} {value!r}: {element!r} is a key tree of every network, "
+                           "so this network's keys could lie inside another's")
 
 
 def load_config(config: dict[str, Any], cni_args: str = "") -> tuple[IPAMConfig, ClusterSettings]:

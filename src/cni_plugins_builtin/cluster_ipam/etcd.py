@@ -1,23 +1,32 @@
 """An etcd client that fails over across endpoints within one time budget.
 
-``etcd3gw`` (etcd's JSON gateway, ``/v3/``) talks to one endpoint per client
-object, so failover is ours: a request that cannot be answered (connection
-refused or reset, a timeout, a 5xx such as "leader changed" or "request
-timed out") is retried on the next endpoint, round after round, until the
-operation's deadline; the endpoint that answered last is tried first next
-time (clients and their connections are kept per thread, for a warm
-process serving many requests). Every request we send is safe to repeat: writes are transactions
-guarded by compares, reads are linearizable (never ``serializable``: a
-minority member answers those with stale data, and allocation must never
-see stale data).
+The transport (:mod:`.transport`, ``http.client``: measured faster than
+``requests`` + ``etcd3gw``, cold and warm) talks to one endpoint per
+connection, so failover is ours: a request that is not answered by etcd
+(connection refused or reset, a timeout, a 5xx such as "leader changed" or
+"request timed out", anything but etcd's own JSON — a proxy's 502, a 404
+from something else listening there, a body that is not JSON) is retried on
+the next endpoint, round after round, until the operation's deadline. Only
+etcd refusing the request itself (400/412/413 with its JSON error) stops at
+once, and TLS failing on every endpoint (a wrong CA, a missing or wrong
+client certificate: retrying cannot help) is answered at once as such. One
+try is capped at a share of the budget (:func:`try_cap`), so a blackholed
+endpoint cannot eat it whole; the endpoint that answered last is tried first
+next time — by this process (clients and their connections are kept per
+thread, for a warm process serving many requests) and by the next exec (a
+small file per endpoint list in ``stateDir``, :class:`Preferred`). Every
+request we send is safe to repeat: writes are transactions guarded by
+compares, reads are linearizable (never ``serializable``: a minority member
+answers those with stale data, and allocation must never see stale data).
 
-``etcd3gw`` (and ``requests`` with it) is imported when the first client is
-made, never when a launcher answers VERSION.
+The transport (``http.client``, ``ssl``) is imported when the first
+connection is made, never when a launcher answers VERSION.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import time
 
 TYPE_CHECKING = False
@@ -25,11 +34,23 @@ if TYPE_CHECKING:
     from typing import Any
 
     from cni_plugins_builtin.cluster_ipam.config import EtcdSettings
+    from cni_plugins_builtin.cluster_ipam.transport import Answer, Connection
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
 #: The longest one request may take before the next endpoint is tried.
 MAX_TRY_SECONDS = 2.0
+#: ... and the shortest cap, however small the budget's share.
+MIN_TRY_SECONDS = 0.25
+#: Connecting is one round trip: a member that does not accept within this is not there.
+CONNECT_SECONDS = 0.5
+#: HTTP statuses with which etcd's gateway refuses a request itself (with its JSON error).
+REFUSALS = (400, 412, 413)
+
+
+def try_cap(timeout: float, endpoints: int) -> float:
+    """One try's cap: room for every endpoint and a second round within the budget."""
+    return max(MIN_TRY_SECONDS, min(MAX_TRY_SECONDS, timeout / (endpoints + 1)))
 
 
 class EtcdUnavailable(Exception):
@@ -45,6 +66,54 @@ class EtcdUnavailable(Exception):
 
 class EtcdRequestError(Exception):
     """etcd refused the request itself (a 4xx: malformed, too large): retrying cannot help."""
+
+
+class EtcdTLSError(EtcdRequestError):
+    """TLS failed with every endpoint (wrong CA, missing or wrong client certificate)."""
+
+
+class Preferred:
+    """The endpoint that answered last, for one endpoint list: kept in this process
+    and in ``<stateDir>/endpoint-<hash>`` for the next exec (a cold exec would
+    otherwise pay a dead first endpoint's timeout every time). Best effort: a
+    state dir that cannot be written only loses the hint."""
+
+    def __init__(self, urls: list[str], state_dir: str) -> None:
+        import hashlib
+
+        self.key = tuple(urls)
+        digest = hashlib.sha256("\n".join(urls).encode()).hexdigest()[:16]
+        self.path = os.path.join(state_dir, f"endpoint-{digest}") if state_dir else ""
+        self._memory: dict[tuple[str, ...], int] = _reused().setdefault("preferred", {})
+
+    def get(self) -> int:
+        index = self._memory.get(self.key)
+        if index is None and self.path:
+            try:
+                with open(self.path, "rb") as fh:
+                    index = int(fh.read(16))
+            except (OSError, ValueError):
+                index = 0
+            self._memory[self.key] = index
+        return index or 0
+
+    def set(self, index: int) -> None:
+        if self._memory.get(self.key) == index:
+            return
+        self._memory[self.key] = index
+        if not self.path:
+            return
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
+            scratch = f"{self.path}.{os.getpid()}"
+            fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, str(index).encode())
+            finally:
+                os.close(fd)
+            os.replace(scratch, self.path)
+        except OSError:
+            pass
 
 
 def b64(text: str | bytes) -> str:
@@ -84,40 +153,35 @@ class Etcd:
         self.settings = settings
         self.deadline = deadline
         self._tls = (settings.cacert, settings.cert, settings.key)
-        self._clients: dict[tuple[Any, ...], Any] = _reused().setdefault("clients", {})
-        self._preferred: dict[tuple[str, ...], int] = _reused().setdefault("preferred", {})
-        self._current = self._preferred.get(tuple(settings.urls), 0) % len(settings.endpoints)
+        self._clients: dict[tuple[Any, ...], Connection] = _reused().setdefault("clients", {})
+        self._preferred = Preferred(settings.urls, getattr(settings, "state_dir", ""))
+        self._current = self._preferred.get() % len(settings.endpoints)
 
-    def _client(self, index: int) -> Any:
-        """The endpoint's client; kept per thread, so a warm process reuses its
-        connections (requests sessions are not shared between threads), and per
-        network namespace: a warm server's worker serves callers in different ones,
-        and a connection belongs to the namespace it was opened in."""
+    def _client(self, index: int) -> Connection:
+        """The endpoint's connection; kept per thread, so a warm process reuses it,
+        and per network namespace: a warm server's worker serves callers in
+        different ones, and a connection belongs to the namespace it was opened in."""
         cache_key = (_netns_id(), self.settings.endpoints[index]) + self._tls
         client = self._clients.get(cache_key)
         if client is None:
-            import requests
-            from etcd3gw.client import Etcd3Client
+            from cni_plugins_builtin.cluster_ipam.transport import Connection, tls_context
 
             scheme, host, port = self.settings.endpoints[index]
-            session = requests.Session()
-            session.trust_env = False  # etcd is reached directly, never through a proxy
-            if scheme == "https":
-                session.verify = self.settings.cacert or True
-                if self.settings.cert:
-                    session.cert = (self.settings.cert, self.settings.key)
-            client = Etcd3Client(host=host, port=port, protocol=scheme, api_path="/v3/", session=session)
-            self._clients[cache_key] = client
+            context = tls_context(*self._tls) if scheme == "https" else None
+            client = self._clients[cache_key] = Connection(scheme, host, port, context)
         return client
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``/v3/<path>`` on the first endpoint that answers in time."""
-        from etcd3gw import exceptions
+        import http.client
+        import ssl
 
         now = time.monotonic()
         deadline = self.deadline if self.deadline is not None else now + self.settings.timeout
         count = len(self.settings.endpoints)
+        cap = try_cap(self.settings.timeout, count)
         failures: list[str] = []
+        tls_failed: set[int] = set()
         answered = False
         attempt = 0
         while True:
@@ -125,21 +189,29 @@ class Etcd:
             remaining = deadline - time.monotonic()
             if remaining <= 0.01:
                 raise EtcdUnavailable(answered, failures)
-            client = self._client(index)
-            client.timeout = min(remaining, MAX_TRY_SECONDS)
+            url = self.settings.urls[index]
+            per_try = min(remaining, cap)
             try:
-                result: dict[str, Any] = client.post(client.get_url(path), json=body)
-            except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError,
-                    exceptions.InternalServerError) as exc:
-                if exc.args:  # etcd3gw passes the HTTP reason only for an HTTP answer
-                    answered = True
-                failures.append(f"{self.settings.urls[index]}: {_describe(exc)}")
-            except exceptions.Etcd3Exception as exc:
-                raise EtcdRequestError(f"{self.settings.urls[index]}: {_describe(exc)}") from None
+                answer = self._client(index).post("/v3/" + path, body, min(per_try, CONNECT_SECONDS), per_try)
+            except ssl.SSLError as exc:
+                tls_failed.add(index)
+                failures.append(f"{url}: {_tls_reason(exc)}")
+                if len(tls_failed) == count:
+                    raise EtcdTLSError("; ".join(failures[-count:])) from None
+            except TimeoutError:
+                failures.append(f"{url}: timed out")
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"{url}: {_connection_reason(exc)}")
             else:
-                self._current = index
-                self._preferred[tuple(self.settings.urls)] = index
-                return result
+                answered = True
+                result, problem = _etcd_answer(answer)
+                if result is not None:
+                    self._current = index
+                    self._preferred.set(index)
+                    return result
+                if answer.status in REFUSALS and problem.startswith("etcd: "):
+                    raise EtcdRequestError(f"{url}: {problem[6:]}")
+                failures.append(f"{url}: {problem}")
             attempt += 1
             if attempt % count == 0:  # a whole round failed: let an election finish
                 time.sleep(min(0.05 * (attempt // count), 0.25, max(deadline - time.monotonic(), 0)))
@@ -173,14 +245,13 @@ class Etcd:
 
     def status(self, index: int, timeout: float) -> dict[str, Any] | None:
         """``maintenance/status`` of one endpoint, or None if it does not answer in ``timeout``."""
-        from etcd3gw import exceptions
+        import http.client
 
-        client = self._client(index)
-        client.timeout = timeout
         try:
-            result: dict[str, Any] = client.post(client.get_url("maintenance/status"), json={})
-        except exceptions.Etcd3Exception:
+            answer = self._client(index).post("/v3/maintenance/status", {}, min(timeout, CONNECT_SECONDS), timeout)
+        except (OSError, http.client.HTTPException):
             return None
+        result, _ = _etcd_answer(answer)
         return result
 
 
@@ -235,30 +306,42 @@ def read(key: str) -> dict[str, Any]:
     return {"request_range": {"key": b64(key)}}
 
 
+def count(key: str, range_end: str) -> dict[str, Any]:
+    """A txn read of how many keys lie in ``[key, range_end)`` (no keys sent back)."""
+    return {"request_range": {"key": b64(key), "range_end": b64(range_end), "count_only": True}}
+
+
 def nested(compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> dict[str, Any]:
     """A transaction inside a transaction (etcd >= 3.3): its own compares, no failure ops."""
     return {"request_txn": {"compare": compare, "success": success, "failure": []}}
 
 
-def _describe(exc: Exception) -> str:
-    """A one-line reason from an etcd3gw exception (etcd's own message when it sent one)."""
-    import json
+def _etcd_answer(response: Answer) -> tuple[dict[str, Any] | None, str]:
+    """``(answer, "")`` for etcd's JSON 200, else ``(None, why)``; ``why`` starts
+    with ``etcd: `` when etcd itself sent the error (its JSON)."""
+    obj = response.json
+    status = response.status
+    if status == 200:
+        if isinstance(obj, dict):
+            return obj, ""
+        return None, "HTTP 200 without etcd's JSON answer"
+    if isinstance(obj, dict) and (obj.get("error") or obj.get("message")):
+        return None, f"etcd: {obj.get('error') or obj.get('message')}"[:300]
+    return None, f"HTTP {status} {response.reason or ''}".rstrip()
 
-    detail = getattr(exc, "detail_text", None) or ""
-    try:
-        obj = json.loads(detail)
-        if isinstance(obj, dict) and (obj.get("error") or obj.get("message")):
-            detail = str(obj.get("error") or obj.get("message"))
-    except ValueError:
-        pass
-    reason = " ".join(str(a) for a in exc.args)
-    text = f"{reason}: {detail}" if reason and detail else (detail or reason or type(exc).__name__)
-    if "SSLError" in text or "[SSL" in text:
-        start = text.find("[SSL")
-        text = "TLS: " + (text[start:].split("'")[0].split('"')[0].rstrip(" (),") if start >= 0
-                          else "handshake failed")
-    elif "Max retries exceeded" in text or "Connection refused" in text:
-        text = "connection refused" if "refused" in text else "connection failed"
-    elif "timed out" in text.lower() and "etcdserver" not in text:
-        text = "timed out"
-    return text.replace("\n", " ")[:300]
+
+def _tls_reason(exc: Exception) -> str:
+    text = str(exc)
+    start = text.find("[SSL")
+    if start < 0:
+        return "TLS: handshake failed"
+    return "TLS: " + text[start:].split("'")[0].split('"')[0].rstrip(" (),")[:200]
+
+
+def _connection_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "refused" in text:
+        return "connection refused"
+    if "reset" in text.lower():
+        return "connection reset"
+    return "connection failed"

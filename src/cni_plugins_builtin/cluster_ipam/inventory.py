@@ -13,7 +13,7 @@ import json
 
 from cni_plugins_builtin.cluster_ipam.etcd import Etcd
 from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
-from cni_plugins_builtin.cluster_ipam.release import attachments, collect
+from cni_plugins_builtin.cluster_ipam.release import attachments, collect, last_seen, orphans, sweep
 from cnicore.libcni import conf_files, conf_from_file, conf_list_from_conf, conf_list_from_file
 
 TYPE_CHECKING = False
@@ -56,16 +56,20 @@ def networks(conf_dir: str) -> list[NetworkConfigList]:
     return found
 
 
-def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
+def usage(conf: IPAMConfig, cluster: ClusterSettings, sweep_orphans: bool = False) -> dict[str, Any]:
     """``{"network", "ranges": [{"range", "size", "used", "free", "byNode": {node: used}}], "nodes":
     {node: {"attachments", "addresses"}}, "outside": addresses held outside
-    every configured range}``."""
+    every configured range, "orphans": address keys no attachment holds (not
+    counted as used), "swept": those deleted (with ``sweep_orphans``)}``."""
     keys = Keys(cluster.prefix, cluster.network)
     etcd = Etcd(cluster.etcd)
+    lost = orphans(etcd, keys)
+    swept = sweep(etcd, lost) if sweep_orphans else []
+    lost_keys = {item.key for item in lost}
     owner: dict[Any, str] = {}
     for item in attachments(etcd, keys.ips, page=1000):
         ip = keys.parse_ip(item.key)
-        if ip is not None:
+        if ip is not None and item.key not in lost_keys:
             owner[ip] = _node_of(item.value)
     addresses = set(owner)
     ranges = []
@@ -92,7 +96,8 @@ def usage(conf: IPAMConfig, cluster: ClusterSettings) -> dict[str, Any]:
         except ValueError:
             pass
     return {"network": cluster.network, "ranges": ranges, "nodes": dict(sorted(nodes.items())),
-            "outside": len(addresses - inside)}
+            "outside": len(addresses - inside),
+            "orphans": sorted(str(keys.parse_ip(item.key)) for item in lost), "swept": len(swept)}
 
 
 def _node_of(value: bytes) -> str:
@@ -103,7 +108,37 @@ def _node_of(value: bytes) -> str:
     return str(node) if node else "?"
 
 
-def reap_node(cluster: ClusterSettings, node: str) -> list[str]:
-    """Release every attachment ``node`` holds in this network (the keys released)."""
+class NodeLive(Exception):
+    """The node was seen alive recently: reaping it would hand out addresses its
+    containers may still use."""
+
+
+#: A node seen within this many seconds is not reaped without ``force``.
+DEFAULT_IDLE = 600.0
+
+
+def reap_node(cluster: ClusterSettings, node: str, force: bool = False, idle: float = DEFAULT_IDLE,
+              now: float | None = None) -> list[str]:
+    """Release every attachment ``node`` holds in this network (the keys released),
+    then its orphan address keys; refused (:class:`NodeLive`) for a node whose GC
+    or ADD was seen within ``idle`` seconds, unless ``force``."""
+    import time
+
     keys = Keys(cluster.prefix, cluster.network)
-    return collect(Etcd(cluster.etcd), keys, node, set(), grace=0.0)
+    etcd = Etcd(cluster.etcd)
+    if not force:
+        seen = last_seen(etcd, keys, node)
+        ago = (time.time() if now is None else now) - seen
+        if seen and ago < idle:
+            raise NodeLive(f"node {node} was active {ago:.0f} s ago in network {cluster.network} (a GC or an "
+                           f"ADD); it may still run containers: not reaped (--force if it is gone for good)")
+    released = collect(etcd, keys, node, set(), grace=0.0)
+    sweep(etcd, orphans(etcd, keys, node))
+    etcd.call("kv/deleterange", {"key": _b64(keys.alive(node))})
+    return released
+
+
+def _b64(text: str) -> str:
+    from cni_plugins_builtin.cluster_ipam.etcd import b64
+
+    return b64(text)

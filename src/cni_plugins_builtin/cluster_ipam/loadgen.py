@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             return proc.returncode, proc.stdout
     else:
         # In-process mode only: a run through launchers must not pay for them (its CPU is reported).
-        import etcd3gw.client  # noqa: F401 - loaded once up front, as a warm server would
-
+        import cni_plugins_builtin.cluster_ipam.transport  # noqa: F401 - loaded once up front, as a warm server would
         from cni_plugins_builtin.cluster_ipam import allocate, plugin  # noqa: F401
         from cnicore import skel
         from cnicore.host import PluginHost

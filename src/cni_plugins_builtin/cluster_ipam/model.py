@@ -7,6 +7,9 @@ Under ``<prefix>/<network>/`` (prefix default ``/cni-ipam/v1``):
   configs that cut the same subnet differently can still never hand out one
   address twice; fixed width keeps key order = address order, so a range is
   a key range. Value: ``{"containerID", "ifname", "node"}``.
+* ``alive/<node>`` — ``{"at": <unix time>}``, written by the node's GC: that
+  the node was alive then (``cnitool ipam reap-node`` refuses a node seen
+  recently).
 * ``attach/<node>/<containerID>/<ifname>`` — the attachment record, written
   in the same transaction as its addresses (so every address key has the
   record's ``create_revision``: that equality is how DEL, GC and CHECK know
@@ -67,6 +70,9 @@ class Keys:
             pass
         return None
 
+    def alive(self, node: str) -> str:
+        return f"{self.base}alive/{node}"
+
     @property
     def attachments(self) -> str:
         return self.base + "attach/"
@@ -116,13 +122,57 @@ class Attachment:
 
     @classmethod
     def decode(cls, data: bytes) -> Attachment:
-        """Raises ValueError for a value this version cannot read."""
-        obj: Any = json.loads(data)
+        """The record, checked field by field: ValueError (never another error) for
+        anything this version did not write — a record edited by hand must not
+        stop GC or be handed to a runtime as an ADD's result."""
+        import ipaddress
+
+        try:
+            obj: Any = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"not an attachment record: {data[:200]!r}") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("ips"), list):
             raise ValueError(f"not an attachment record: {data[:200]!r}")
-        ips = [(str(i.get("address", "")), str(i.get("gateway") or "")) for i in obj["ips"] if isinstance(i, dict)]
-        return cls(str(obj.get("containerID", "")), str(obj.get("ifname", "")), str(obj.get("node", "")),
-                   ips, float(obj.get("created") or 0))
+        texts = [obj.get(name, "") for name in ("containerID", "ifname", "node")]
+        created = obj.get("created", 0)
+        if not all(isinstance(text, str) for text in texts):
+            raise ValueError("containerID, ifname and node must be strings")
+        if isinstance(created, bool) or not isinstance(created, (int, float)):
+            raise ValueError(f"created must be a number, not {created!r}")
+        ips = []
+        for item in obj["ips"]:
+            address = item.get("address") if isinstance(item, dict) else None
+            gateway = (item.get("gateway") or "") if isinstance(item, dict) else None
+            if not isinstance(address, str) or not isinstance(gateway, str):
+                raise ValueError(f"not an address entry: {item!r}")
+            try:
+                ipaddress.ip_interface(address)
+                if gateway:
+                    ipaddress.ip_address(gateway)
+            except ValueError:
+                raise ValueError(f"not an address entry: {item!r}") from None
+            ips.append((address, gateway))
+        return cls(texts[0], texts[1], texts[2], ips, float(created))
+
+    @staticmethod
+    def addresses_in(data: bytes) -> list[IPAddress]:
+        """Whatever addresses a record that does not decode still names (to release
+        their keys with it: each is deleted only if it carries the record's revision)."""
+        import ipaddress
+
+        try:
+            obj: Any = json.loads(data)
+            items = obj.get("ips") if isinstance(obj, dict) else None
+        except (ValueError, UnicodeDecodeError):
+            return []
+        found = []
+        for item in items if isinstance(items, list) else []:
+            address = item.get("address") if isinstance(item, dict) else None
+            try:
+                found.append(ipaddress.ip_interface(address).ip)  # type: ignore[arg-type]
+            except (ValueError, TypeError):
+                continue
+        return found
 
     def addresses(self) -> list[IPAddress]:
         """The bare addresses (without prefix length)."""

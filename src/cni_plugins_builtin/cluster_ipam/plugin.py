@@ -64,7 +64,7 @@ WARM_REUSE = True
 
 #: Imported once by the warm server (``cnitool daemon`` with ``CNICORE_SERVER_PRELOAD=cluster-ipam``),
 #: so its workers pay nothing for them.
-WARM_IMPORTS = ("etcd3gw.client", "cni_plugins_builtin.cluster_ipam.config",
+WARM_IMPORTS = ("cni_plugins_builtin.cluster_ipam.transport", "cni_plugins_builtin.cluster_ipam.config",
                 "cni_plugins_builtin.cluster_ipam.model", "cni_plugins_builtin.cluster_ipam.etcd",
                 "cni_plugins_builtin.cluster_ipam.allocate", "cni_plugins_builtin.cluster_ipam.release",
                 "cni_plugins_builtin.cluster_ipam.health", "cni_plugins_builtin.host_local.config",
@@ -80,9 +80,8 @@ def connect(cluster: ClusterSettings) -> tuple[Etcd, Keys]:
     """A client whose calls all end within the verb's budget, and the network's keys.
 
     The client library is imported first: the budget is for talking to etcd,
-    not for an interpreter starved of CPU loading ``requests``."""
-    import etcd3gw.client  # noqa: F401
-
+    not for an interpreter starved of CPU loading ``http.client`` and ``ssl``."""
+    import cni_plugins_builtin.cluster_ipam.transport  # noqa: F401
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.cluster_ipam.model import Keys
 
@@ -92,12 +91,15 @@ def connect(cluster: ClusterSettings) -> tuple[Etcd, Keys]:
 
 def guarded(fn: Callable[..., _T], *args: Any) -> _T:
     """Run ``fn``; etcd trouble becomes code 11 (transient) or 999 (a refused request)."""
-    from cni_plugins_builtin.cluster_ipam.etcd import EtcdRequestError, EtcdUnavailable
+    from cni_plugins_builtin.cluster_ipam.etcd import EtcdRequestError, EtcdTLSError, EtcdUnavailable
 
     try:
         return fn(*args)
     except EtcdUnavailable as exc:
         raise CNIError(ERR_TRY_AGAIN_LATER, "cluster-ipam: etcd cluster unavailable", str(exc)) from None
+    except EtcdTLSError as exc:
+        raise CNIError(ERR_INTERNAL, "cluster-ipam: TLS with etcd failed on every endpoint "
+                       "(check etcd.cacert, etcd.cert and etcd.key)", str(exc)) from None
     except EtcdRequestError as exc:
         raise CNIError(ERR_INTERNAL, "cluster-ipam: etcd refused the request", str(exc)) from None
 
@@ -148,13 +150,13 @@ def cni_check(request: Request) -> None:
 @hookimpl
 def cni_gc(request: Request) -> None:
     from cni_plugins_builtin.cluster_ipam.config import load_cluster
-    from cni_plugins_builtin.cluster_ipam.release import collect
+    from cni_plugins_builtin.cluster_ipam.release import gc
     from cni_plugins_builtin.host_local.plugin import valid_attachments
 
     cluster = load_cluster(request.config)
     valid = valid_attachments(request.config)
     etcd, keys = connect(cluster)
-    guarded(collect, etcd, keys, cluster.node, valid, cluster.gc_grace)
+    guarded(gc, etcd, keys, cluster.node, valid, cluster.gc_grace)
 
 
 @hookimpl

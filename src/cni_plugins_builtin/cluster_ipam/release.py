@@ -36,7 +36,7 @@ def release_kv(etcd: Etcd, keys: Keys, item: KV) -> bool:
         record = Attachment.decode(item.value)
         addresses = record.addresses()
     except ValueError:
-        addresses = []  # unreadable: drop the record, leave the addresses to an operator
+        addresses = Attachment.addresses_in(item.value)  # unreadable: what it still names
     ok, _ = etcd.txn([kv.unmodified_since(item.key, item.mod_revision)],
                      [kv.delete(item.key)]
                      + [kv.nested([kv.created_at(keys.ip(ip), item.create_revision)], [kv.delete(keys.ip(ip))])
@@ -91,6 +91,88 @@ def collect(etcd: Etcd, keys: Keys, node: str, valid: set[tuple[str, str]], grac
         if release_kv(etcd, keys, item):
             released.append(item.key)
     return released
+
+
+def gc(etcd: Etcd, keys: Keys, node: str, valid: set[tuple[str, str]], grace: float) -> None:
+    """GC: this node's stale attachments (:func:`collect`), then its orphan address
+    keys (:func:`orphans`), then the node's liveness key."""
+    import json
+
+    collect(etcd, keys, node, valid, grace)
+    sweep(etcd, orphans(etcd, keys, node))
+    etcd.call("kv/put", {"key": kv.b64(keys.alive(node)),
+                         "value": kv.b64(json.dumps({"at": round(time.time(), 3)}))})
+
+
+def last_seen(etcd: Etcd, keys: Keys, node: str) -> float:
+    """When ``node`` was last known alive in this network: its GC's liveness key or
+    its newest attachment's creation (0 if never)."""
+    import json
+
+    seen = 0.0
+    item = etcd.get(keys.alive(node))
+    if item is not None:
+        try:
+            at = json.loads(item.value).get("at")
+            seen = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else 0.0
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            pass
+    for record in attachments(etcd, keys.node(node)):
+        try:
+            seen = max(seen, Attachment.decode(record.value).created)
+        except ValueError:
+            continue
+    return seen
+
+
+def orphans(etcd: Etcd, keys: Keys, node: str | None = None) -> list[KV]:
+    """Address keys no attachment holds (an attachment key deleted by hand, a record
+    rewritten): of ``node`` only (by the address key's value), or of every node.
+
+    An address key is held iff an attachment lists it *and* was created in the
+    same transaction (equal ``create_revision``). The address keys are read
+    first, the attachments after: an attachment that held one of them then
+    still exists (DEL removes both in one transaction), so nothing held is
+    ever taken for an orphan."""
+    found = []
+    for item in attachments(etcd, keys.ips):
+        if keys.parse_ip(item.key) is None:
+            continue
+        if node is not None and _value_node(item.value) != node:
+            continue
+        found.append(item)
+    if not found:
+        return []
+    held: set[tuple[str, int]] = set()
+    for item in attachments(etcd, keys.node(node) if node is not None else keys.attachments):
+        try:
+            record = Attachment.decode(item.value)
+        except ValueError:
+            held.update((keys.ip(ip), item.create_revision) for ip in Attachment.addresses_in(item.value))
+            continue
+        held.update((keys.ip(ip), item.create_revision) for ip in record.addresses())
+    return [item for item in found if (item.key, item.create_revision) not in held]
+
+
+def sweep(etcd: Etcd, items: list[KV]) -> list[str]:
+    """Delete these orphan address keys, each only if unchanged since it was read; the keys deleted."""
+    done = []
+    for item in items:
+        ok, _ = etcd.txn([kv.unmodified_since(item.key, item.mod_revision)], [kv.delete(item.key)])
+        if ok:
+            done.append(item.key)
+    return done
+
+
+def _value_node(value: bytes) -> str | None:
+    import json
+
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    node = obj.get("node") if isinstance(obj, dict) else None
+    return node if isinstance(node, str) else None
 
 
 def still_held(etcd: Etcd, keys: Keys, item: KV) -> list[str]:

@@ -17,6 +17,11 @@ Deliberate differences from the reference (both strictly safer):
 * requested addresses that fall in no range set are refused before
   anything is reserved, so such a request leaves no cursor behind (the
   reference reserves and moves the cursor first, then gives up).
+
+"No IP addresses available" and a reservation that finds a name the index
+thought free are both checked against the records: the store is read again
+and the ADD decided again (:class:`.store.StaleIndex`), so an index that is
+wrong — however it got past its stamp — is repaired, not trusted again.
 """
 
 from __future__ import annotations
@@ -122,13 +127,29 @@ class Allocator:
                 ip = key_address(key)
                 if store.reserve(container_id, ifname, ip, self.index):
                     return ip, rng
+        if store.rebuild():  # "full" is confirmed from the records, never from the index alone
+            from cni_plugins_builtin.host_local.store import StaleIndex
+
+            raise StaleIndex(str(self.rangeset))
         raise AllocationError(f"no IP addresses available in range set: {self.rangeset}")
 
 
 def allocate(store: DiskStore, conf: IPAMConfig, container_id: str,
              ifname: str) -> list[tuple[IPAddress, Range]]:
     """ADD: one address per range set (a requested one where a request falls in
-    the set), all or nothing. Call with the store locked."""
+    the set), all or nothing. Call with the store locked. Decided again, from the
+    records, when a reservation finds the index wrong (the duplicate check and
+    the free addresses both came from it)."""
+    from cni_plugins_builtin.host_local.store import StaleIndex
+
+    try:
+        return _allocate(store, conf, container_id, ifname)
+    except StaleIndex:
+        return _allocate(store, conf, container_id, ifname)
+
+
+def _allocate(store: DiskStore, conf: IPAMConfig, container_id: str,
+              ifname: str) -> list[tuple[IPAddress, Range]]:
     held = store.owned(container_id, ifname)
     pending = list(conf.requested)
     wanted: list[IPAddress | None] = []

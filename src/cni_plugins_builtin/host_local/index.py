@@ -11,24 +11,33 @@ Where: in the store's ``lock`` file, which both implementations only ever
 and record bytes stay exactly the reference's, so a directory listing of a
 store written by us equals one written by Go.
 
-Format: a fixed 64-byte header ``cnicore-host-local-index 1 <stamp> <length>``
-then ``length`` bytes of log lines, ``+<name> <address key> <holder hex>`` for
-a record created and ``-<name>`` for one removed, compacted when it grows.
-An address key is the address as an integer, IPv6 ones with bit 128 set
-(:func:`address_key`): allocation walks integers, not address objects.
+Format: a fixed 128-byte header ``cnicore-host-local-index 2 <mtime> <ctime>
+<dev> <inode> <length>`` then ``length`` bytes of log lines, ``+<name> <address
+key> <holder hex>`` for a record created and ``-<name>`` for one removed,
+compacted when it grows. An address key is the address as an integer, IPv6
+ones with bit 128 set (:func:`address_key`): allocation walks integers, not
+address objects.
 
-When it is trusted (the whole point): the header's ``stamp`` must equal the
-directory's mtime in nanoseconds. Every writer — Go, us, an administrator —
+When it is trusted (the whole point): the header's stamp must equal the
+directory's :func:`directory_stamp` — its mtime and ctime in nanoseconds and
+its identity (device, inode). Every writer — Go, us, an administrator —
 changes the directory's mtime when it creates, renames or removes a record;
 after our own changes (under the store's lock) we set the directory's mtime
 to *one nanosecond before* what the kernel just gave it and write that value
 as the stamp. No later change can produce that value again: the kernel stamps
 changes with the current time, which is never earlier than the mtime we read.
-So any change by anyone since our last write makes the stamp stale and the
-index is rebuilt from the records, as the reference reads them. Not seen: a
-record's bytes rewritten in place (neither implementation ever does that),
-and filesystems whose timestamps are coarser than a nanosecond (detected: the
-stamp does not read back, and the index is never trusted there).
+Setting the mtime back by hand (``touch -d``, ``utime``) moves the ctime on,
+which nobody can set; a copy of the store (``cp -a``, which restores the
+mtime, and copies the lock file and the records at different moments) is
+another directory, with another inode. So any change by anyone since our last
+write makes the stamp stale and the index is rebuilt from the records, as the
+reference reads them. Not seen: a record's bytes rewritten in place (neither
+implementation ever does that), a change *and* an mtime reset both in the
+clock tick of our stamp on kernels with coarse timestamps (before 6.13; then
+the first write that meets the disagreement rebuilds the index, see
+:meth:`.store.DiskStore.rebuild`), and filesystems whose timestamps are
+coarser than a nanosecond (detected: the stamp does not read back, and the
+index is never trusted there).
 
 Crash safety: log lines are written past the valid length first and the
 header last, and the directory has changed meanwhile; a process killed
@@ -45,12 +54,27 @@ if TYPE_CHECKING:
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
-MAGIC = b"cnicore-host-local-index 1 "
+MAGIC = b"cnicore-host-local-index 2 "
 V6_FLAG = 1 << 128
-HEADER_SIZE = 64
+HEADER_SIZE = 128
 #: Compact when the log is this many times the live entries' size (and not tiny).
 COMPACT_FACTOR = 3
 COMPACT_MIN = 64 * 1024
+
+
+#: What the index is trusted against: the directory's (mtime, ctime, st_dev, st_ino).
+Stamp = tuple[int, int, int, int]
+
+
+def directory_stamp(st: os.stat_result) -> Stamp:
+    """The directory as the index records it: changed by any write to it,
+    by resetting its mtime (the ctime moves), and by copying it (another inode)."""
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino
+
+
+def header(stamp: Stamp, length: int) -> bytes:
+    """The index's header for ``length`` log bytes trusted while the directory has ``stamp``."""
+    return (MAGIC + b"%d %d %d %d %d" % (*stamp, length)).ljust(HEADER_SIZE - 1) + b"\n"
 
 
 def address_key(ip: IPAddress) -> int:
@@ -117,14 +141,14 @@ def _add_line(name: str, address: int, holder: str) -> bytes:
                              holder.encode("utf-8", "surrogateescape").hex().encode())
 
 
-def load(fd: int, stamp: int) -> Listing | None:
+def load(fd: int, stamp: Stamp) -> Listing | None:
     """The index in ``fd`` if its stamp is ``stamp`` and it parses; else None."""
-    header = os.pread(fd, HEADER_SIZE, 0)
-    if len(header) != HEADER_SIZE or not header.startswith(MAGIC):
+    head = os.pread(fd, HEADER_SIZE, 0)
+    if len(head) != HEADER_SIZE or not head.startswith(MAGIC):
         return None
     try:
-        stamp_text, length_text = header[len(MAGIC):].split()
-        if int(stamp_text) != stamp:
+        *stamp_texts, length_text = head[len(MAGIC):].split()
+        if tuple(int(text) for text in stamp_texts) != stamp:
             return None
         length = int(length_text)
     except ValueError:
@@ -161,16 +185,17 @@ def load(fd: int, stamp: int) -> Listing | None:
     return listing
 
 
-def stamp_directory(path: str) -> int | None:
-    """Give the directory an mtime no later change can produce; None where the
-    filesystem cannot keep nanoseconds (then the index is never trusted)."""
+def stamp_directory(path: str) -> Stamp | None:
+    """Give the directory an mtime no later change can produce; its stamp, or None
+    where the filesystem cannot keep nanoseconds (then the index is never trusted)."""
     st = os.stat(path)
-    stamp = st.st_mtime_ns - 1
-    os.utime(path, ns=(st.st_atime_ns, stamp))
-    return stamp if os.stat(path).st_mtime_ns == stamp else None
+    mtime = st.st_mtime_ns - 1
+    os.utime(path, ns=(st.st_atime_ns, mtime))
+    st = os.stat(path)
+    return directory_stamp(st) if st.st_mtime_ns == mtime else None
 
 
-def save(fd: int, listing: Listing, directory: str) -> int | None:
+def save(fd: int, listing: Listing, directory: str) -> Stamp | None:
     """Write what changed, stamp the directory, then the header; the stamp (or None)."""
     compact = listing.length < 0 or (
         listing.length > COMPACT_MIN and listing.length > COMPACT_FACTOR * listing.live_bytes)
@@ -189,8 +214,7 @@ def save(fd: int, listing: Listing, directory: str) -> int | None:
     if stamp is None:
         listing.length = -1
         return None
-    header = MAGIC + b"%d %d" % (stamp, length)
-    os.pwrite(fd, header.ljust(HEADER_SIZE - 1) + b"\n", 0)
+    os.pwrite(fd, header(stamp, length), 0)
     listing.length = length
     return stamp
 

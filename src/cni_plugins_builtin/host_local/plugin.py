@@ -133,7 +133,7 @@ def cni_gc(request: Request) -> None:
     except FileNotFoundError:
         return  # nothing was ever allocated here
     with store:
-        store.release(stale(store.records(), valid))
+        store.release_where(lambda s: stale(s.records(), valid))
 
 
 def check_writable(path: str) -> None:

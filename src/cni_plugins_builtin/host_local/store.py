@@ -27,7 +27,10 @@ Unlike the reference, and safer:
 * the cursor is never written through a symlink planted in its place;
 * who holds what is read from an index (:mod:`.index`) that is rebuilt from
   the records whenever anybody else changed the directory: an ADD costs the
-  same at 99 % of a /20 as on an empty range.
+  same at 99 % of a /20 as on an empty range. A write that finds the disk
+  disagreeing with the index (a name it thought free exists, a record it
+  named is gone or holds another) rebuilds it and starts over (:class:`StaleIndex`),
+  so a wrong index is never stamped again as it was.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from cnicore.utils import errno_text, go_os_error, trim_space
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable
+
     from cnicore.ip import IPAddress
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
@@ -137,8 +142,11 @@ class DiskStore:
                 raise CNIError(ERR_INTERNAL, errno_text(exc)) from None
         self._listing: Listing | None = None
         self._dirty = False
-        #: The store directory's (st_dev, st_ino): what the warm cache is keyed by.
-        self._identity: tuple[int, int] | None = None
+        #: The listing was read from the records by this request: a disagreement with
+        #: the disk now is a writer racing us without the lock, not a wrong index.
+        self._from_records = False
+        #: Bumped by each rebuild: a caller that acted on an older listing redoes its walk.
+        self.generation = 0
 
     def __enter__(self) -> DiskStore:
         import fcntl
@@ -176,9 +184,8 @@ class DiskStore:
 
     def _load(self) -> Listing:
         if self._indexed:
-            st = os.stat(self.dir)
-            stamp, self._identity = st.st_mtime_ns, (st.st_dev, st.st_ino)
-            warm = _WARM.get(self._identity)
+            stamp = index.directory_stamp(os.stat(self.dir))
+            warm = _WARM.get(self.dir)
             if warm is not None and warm[0] == stamp:
                 return warm[1]
             try:
@@ -186,11 +193,24 @@ class DiskStore:
             except OSError:
                 listing = None
             if listing is not None:
-                _WARM[self._identity] = (stamp, listing)
+                _WARM[self.dir] = (stamp, listing)
                 return listing
-            _WARM.pop(self._identity, None)
+        _WARM.pop(self.dir, None)
         self._dirty = True  # rebuilt: write it whole
+        self._from_records = True
         return self._read_records()
+
+    def rebuild(self) -> bool:
+        """The index disagreed with the disk: read the records again (written whole on
+        exit). False, changing nothing, if the listing already came from them."""
+        if self._from_records:
+            return False
+        _WARM.pop(self.dir, None)
+        self._dirty = True
+        self._from_records = True
+        self._listing = self._read_records()
+        self.generation += 1
+        return True
 
     def _read_records(self) -> Listing:
         """The reference's view: every file named by an address, read."""
@@ -225,17 +245,14 @@ class DiskStore:
     def _save(self) -> None:
         if not (self._dirty and self._indexed and self._listing is not None):
             return
-        if self._identity is None:
-            st = os.stat(self.dir)
-            self._identity = (st.st_dev, st.st_ino)
-        _WARM.pop(self._identity, None)
+        _WARM.pop(self.dir, None)
         faults.point("host_local.index.save")
         try:
             stamp = index.save(self._fd, self._listing, self.dir)
         except OSError:  # a full or read-only disk: the next request reads the records
             return
         if stamp is not None:
-            _WARM[self._identity] = (stamp, self._listing)
+            _WARM[self.dir] = (stamp, self._listing)
 
     # -- reading -------------------------------------------------------------------
 
@@ -310,7 +327,9 @@ class DiskStore:
         try:
             os.link(scratch, path)
         except FileExistsError:
-            self._learn(name, ip)  # the index missed it (a change it could not see): it knows now
+            if name not in self.listing.entries and self.rebuild():
+                raise StaleIndex(name) from None  # the index missed it: start over from the records
+            self._learn(name, ip)  # a lockless writer raced us: the index knows now
             return False
         except OSError as exc:
             raise CNIError(ERR_INTERNAL, go_os_error("open", path, exc)) from None
@@ -375,22 +394,38 @@ class DiskStore:
         """Remove these records (skipping any whose file changed meanwhile); the
         addresses actually released."""
         done = []
-        listing = self.listing
         for record in records:
             if self._holder_text(record.name) == record.text:
                 self._dirty = True
                 if self._unlink(self.path(record.name)):
                     done.append(record.ip)
-                listing.remove(record.name)
+                self.listing.remove(record.name)
+            elif self.listing.entries.get(record.name, (0, None))[1] == record.text:
+                self.rebuild()  # the index named a record the disk does not have
+        return done
+
+    def release_where(self, choose: Callable[[DiskStore], list[Record]]) -> list[IPAddress]:
+        """Release the records ``choose`` picks from the listing; picked again once
+        if the release found the index wrong and rebuilt it."""
+        generation = self.generation
+        done = self.release(choose(self))
+        if self.generation != generation:
+            done += self.release(choose(self))
         return done
 
     def release_by_id(self, container_id: str, ifname: str) -> list[IPAddress]:
         """DEL: release the attachment's records; only if there are none, the
         legacy records holding the bare container ID (the reference's fallback)."""
-        mine = self.held_by(record_key(container_id, ifname))
-        if not mine:
-            mine = self.held_by(trim_space(container_id))
-        return self.release(mine)
+        def mine(store: DiskStore) -> list[Record]:
+            return (store.held_by(record_key(container_id, ifname))
+                    or store.held_by(trim_space(container_id)))
+
+        return self.release_where(mine)
+
+
+class StaleIndex(Exception):
+    """A write found the index wrong about the disk and rebuilt it from the
+    records: whatever was decided from the old listing is decided again."""
 
 
 def _read_all(fd: int) -> bytes:
@@ -403,7 +438,5 @@ def _read_all(fd: int) -> bytes:
 
 
 #: This process's last trusted listing per store directory, with its stamp: a
-#: warm process (a server, or a test run) skips even reading the index. Keyed by the
-#: directory's identity (st_dev, st_ino), never its path: one path names another
-#: directory in another mount namespace or root, or after a rename.
-_WARM: dict[tuple[int, int], tuple[int, Listing]] = {}
+#: warm process (a server, or a test run) skips even reading the index.
+_WARM: dict[str, tuple[index.Stamp, Listing]] = {}

@@ -18,12 +18,21 @@ other's rules:
   rule per IP in ``masq_checks`` whose comment starts with a hash of the
   network and of ``ifname:containerID``.
 
-Deliberate differences (all on the cleanup side, so Go still reads our state):
-teardown finds the iptables jump rules by listing the nat table instead of
-rebuilding them from the container's IPs, so it also works when the IPs are
-unknown (DEL without netns or IPAM result) or have changed; and iptables GC
-is implemented (Go's is a no-op), by reading the comments the rules already
-carry. Callers run us with the calling thread in the target netns.
+Deliberate differences (the rules are the same, so Go still reads our state):
+the reference execs iptables once per probe and per rule (about nine execs
+per address for ADD, six for DEL); here each family in use is one
+``iptables-restore --noflush`` transaction in the usual case (ADD: the
+container's chain is new, created with ``-N`` inside the transaction so an
+existing one fails it whole and changes nothing; DEL: our jumps, the chain's
+flush and delete), and only otherwise is the table read (``iptables-save``)
+and the change planned from it, or the rules probed one by one as Go does
+(a repeated ADD). Teardown finds the jump rules in that read, not only by
+rebuilding them from the container's IPs, so it also works when the IPs
+have changed within a family, or are unknown (DEL without netns or IPAM
+result: both families are read then); given addresses, only their families
+are touched, as in Go. iptables GC is implemented (Go's is a no-op), by
+reading the comments the rules already carry. Callers run us with the
+calling thread in the target netns.
 """
 
 from __future__ import annotations
@@ -112,8 +121,18 @@ def setup_ip_masq_for_networks(networks: Sequence[str], network_name: str, ifnam
 
     Idempotent: re-running adds nothing twice (iptables) or replaces this
     attachment's rules (nftables). Raises FirewallError.
+
+    With iptables (chosen, or the default) each family in use is tried first
+    as one transaction that creates the container's chain with its rules;
+    only when that fails (the chain is there already: a repeated ADD; a
+    tool is missing) is the backend chosen as before and the rules probed
+    one by one, as the reference does.
     """
     ipns = _parse(networks)
+    if backend in (None, IPTABLES):
+        ipns = _setup_iptables_batched(ipns, network_name, container_id)
+        if not ipns:
+            return
     chosen = backend_for(backend)
     if chosen == IPTABLES:
         _setup_iptables(ipns, network_name, container_id)
@@ -126,14 +145,16 @@ def teardown_ip_masq_for_networks(networks: Sequence[str] | None, network_name: 
     """Remove this attachment's masquerade rules of both backends; fine if already gone.
 
     ``networks`` may be None or empty: the rules are found by chain name and
-    comment, not by address. A backend that is not usable here is skipped
-    (like Go); other failures are raised together as one FirewallError.
+    comment, not by address, in both iptables families. Given addresses,
+    only their families' tables are touched. A backend that is not usable
+    here is skipped (like Go); other failures are raised together as one
+    FirewallError.
     """
-    from cnicore.utils import format_chain_name
+    from cnicore.utils import format_chain_name, format_comment
 
     ipns = _parse(networks)
     errors = _teardown_iptables_chain(format_chain_name(network_name, container_id),
-                                      {ipn.version for ipn in ipns})
+                                      format_comment(network_name, container_id), ipns)
     errors += _teardown_nftables(network_name, ifname, container_id)
     _raise_joined(errors)
 
@@ -239,6 +260,123 @@ def _setup_iptables(ipns: list[IPNet], network: str, container_id: str) -> None:
         ipt.append_unique(NAT, POSTROUTING, ["-s", str(ipn.ip), "-j", chain, *tagged])
 
 
+#: Unquoted in a restore line; anything else is double-quoted (comments hold spaces and quotes).
+_RESTORE_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,=+@[]%!")
+#: How often teardown reads the table again when a concurrent writer changed it between
+#: our read and our write (the transaction then failed whole and changed nothing).
+_ATTEMPTS = 5
+
+
+def _restore_line(*tokens: str) -> str:
+    """One ``iptables-restore`` line: tokens joined, quoted for its parser where needed.
+
+    A line break or NUL cannot be passed on (restore reads a line at a time), so
+    such a token is refused; comments never hold one (:func:`format_comment` quotes
+    control characters), and exec'd iptables would refuse it too."""
+    out = []
+    for token in tokens:
+        if any(c in token for c in "\n\r\0"):
+            raise FirewallError(f"invalid iptables argument {token!r}: line breaks are not allowed")
+        if token and all(c in _RESTORE_SAFE for c in token):
+            out.append(token)
+        else:
+            out.append('"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return " ".join(out)
+
+
+def _nat_restore(lines: list[str], ipv6: bool) -> None:
+    """One ``iptables-restore --noflush`` transaction on the nat table: all or nothing."""
+    from cnicore.firewall.tools import iptables_restore
+
+    iptables_restore("*nat\n" + "".join(line + "\n" for line in lines) + "COMMIT\n", ipv6)
+
+
+def _masq_plan(ipns: list[IPNet], chain: str, comment: str) -> tuple[list[list[str]], list[list[str]]]:
+    """The rules Go's SetupIPMasq leaves in a new ``chain`` and in POSTROUTING for one
+    family's addresses, in its order. Its AppendUnique skips a rule iptables sees as
+    identical, so an address whose subnet (or IP) came before adds no second one."""
+    tagged = ["-m", "comment", "--comment", comment]
+    rules: list[list[str]] = []
+    jumps: list[list[str]] = []
+    subnets: set[object] = set()
+    ips: set[object] = set()
+    for ipn in ipns:
+        if ipn.network not in subnets:
+            subnets.add(ipn.network)
+            rules.append(["-d", str(ipn), "-j", "ACCEPT", *tagged])
+        masq = ["!", "-d", MULTICAST_V6 if ipn.version == 6 else MULTICAST_V4, "-j", "MASQUERADE", *tagged]
+        if masq not in rules:
+            rules.append(masq)
+        if ipn.ip not in ips:
+            ips.add(ipn.ip)
+            jumps.append(["-s", str(ipn.ip), "-j", chain, *tagged])
+    return rules, jumps
+
+
+def _setup_iptables_batched(ipns: list[IPNet], network: str, container_id: str) -> list[IPNet]:
+    """Each family's rules as one transaction that creates the container's chain (``-N``,
+    which fails the whole transaction if the chain exists: nothing is changed then).
+    Returns the addresses of the families that still need the probing path."""
+    from cnicore.utils import format_chain_name, format_comment
+
+    chain = format_chain_name(network, container_id)
+    comment = format_comment(network, container_id)
+    left: list[IPNet] = []
+    for version in (4, 6):
+        mine = [ipn for ipn in ipns if ipn.version == version]
+        if not mine:
+            continue
+        rules, jumps = _masq_plan(mine, chain, comment)
+        lines = [f"-N {chain}"] + [_restore_line("-A", chain, *rule) for rule in rules] \
+            + [_restore_line("-A", POSTROUTING, *jump) for jump in jumps]
+        try:
+            _nat_restore(lines, version == 6)
+        except FirewallError:
+            left += mine
+    return left
+
+
+def _removal_lines(chain: str, saved: str) -> list[str]:
+    """Restore lines deleting every POSTROUTING jump to ``chain`` in an ``iptables-save``
+    text, then flushing and deleting the chain; none for what is not there."""
+    from cnicore.firewall.tools import split_rule
+
+    lines = []
+    exists = False
+    for line in saved.splitlines():
+        if line.startswith(f":{chain} "):
+            exists = True
+        elif line.startswith(f"-A {POSTROUTING} ") and chain in line:
+            try:
+                tokens = split_rule(line)
+            except ValueError:
+                continue
+            if _option(tokens, "-j") == chain:
+                lines.append("-D" + line[2:])  # save output is restore input
+    return lines + [f"-F {chain}", f"-X {chain}"] if exists else lines
+
+
+def _remove_chain_batched(chain: str, saved: str, ipv6: bool) -> None:
+    """Remove ``chain`` and the jumps to it as planned from ``saved`` (the nat table's
+    ``iptables-save``), in one transaction; nothing is written when nothing is there.
+    A concurrent writer that changed the table since makes the transaction fail whole:
+    the table is read again and, if the plan changed, tried again."""
+    from cnicore.firewall.tools import iptables_save
+
+    lines = _removal_lines(chain, saved)
+    for attempt in range(_ATTEMPTS):
+        if not lines:
+            return
+        try:
+            _nat_restore(lines, ipv6)
+            return
+        except FirewallError:
+            again = _removal_lines(chain, iptables_save(NAT, ipv6))
+            if again == lines or attempt + 1 == _ATTEMPTS:
+                raise
+            lines = again
+
+
 def _option(tokens: list[str], name: str) -> str | None:
     """The value following option ``name`` in a split ``-S`` line (None if absent)."""
     try:
@@ -280,27 +418,42 @@ def _remove_chain(ipt: IPTables, chain: str, nat_lines: list[str]) -> None:
                 raise
 
 
-def _teardown_iptables_chain(chain: str, needed_versions: set[int]) -> list[str]:
-    """Remove ``chain`` and the jumps to it in both families; return error messages.
+def _teardown_iptables_chain(chain: str, comment: str, ipns: list[IPNet]) -> list[str]:
+    """Remove ``chain`` and the jumps to it; return error messages.
 
-    A family whose nat table cannot even be listed is skipped when it holds
-    none of the container's addresses (IPv6 may be off), or when iptables is
-    unusable altogether (Go ignores errors then too).
+    The families of ``ipns``, or both when no address is known. Each family
+    is first tried as one blind transaction (delete our addresses' jumps,
+    flush and delete the chain: one exec, the usual DEL); if anything in it
+    is not as expected (the chain is gone, another jump to it is left, a
+    rule differs) it changed nothing, and the table is read and the removal
+    planned from what is there. A family whose nat table cannot even be
+    read is skipped when it holds none of the container's addresses (IPv6
+    may be off), or when iptables is unusable altogether (Go ignores errors
+    then too).
     """
-    from cnicore.firewall.iptables import IPTables
+    from cnicore.firewall.tools import IPTables, iptables_save
 
     errors = []
-    for version in (4, 6):
-        ipt = IPTables(ipv6=version == 6)
+    tagged = ["-m", "comment", "--comment", comment]
+    for version in sorted({ipn.version for ipn in ipns}) or [4, 6]:
+        v6 = version == 6
+        mine = [ipn for ipn in ipns if ipn.version == version]
+        if mine:
+            jumps = [_restore_line("-D", POSTROUTING, "-s", str(ip), "-j", chain, *tagged)
+                     for ip in dict.fromkeys(ipn.ip for ipn in mine)]
+            try:
+                _nat_restore([*jumps, f"-F {chain}", f"-X {chain}"], v6)
+                continue
+            except FirewallError:
+                pass  # not the usual state: read the table and plan
         try:
-            nat_lines = ipt.list_rules(NAT)
+            saved = iptables_save(NAT, v6)
         except FirewallError as exc:
-            if (version in needed_versions and not isinstance(exc, ToolMissingError)
-                    and ipt.supported()):
+            if mine and not isinstance(exc, ToolMissingError) and IPTables(ipv6=v6).supported():
                 errors.append(str(exc))
             continue
         try:
-            _remove_chain(ipt, chain, nat_lines)
+            _remove_chain_batched(chain, saved, v6)
         except FirewallError as exc:
             errors.append(str(exc))
     return errors
@@ -444,10 +597,39 @@ def _delete_nft_rules(comment_prefix: str, keep: Callable[[str], bool]) -> list[
     return []
 
 
+_NFNL_SUBSYS_NFTABLES = 10
+_NFT_MSG_GETTABLE = 1
+_NFTA_TABLE_NAME = 1
+_NFPROTO_INET = 1
+
+
+def _nft_table_absent() -> bool:
+    """True if the kernel says our nftables table does not exist (one netlink request,
+    no ``nft`` exec); False if it exists or the kernel could not say (then nft is asked).
+
+    The usual DEL has nothing in nftables (the default backend is iptables), and
+    ``nft --json list`` would cost a process and the whole ruleset's parsing to learn it."""
+    import errno
+    import struct
+
+    from cnicore.conntrack import _Conntrack as _NFNetlink  # the NETLINK_NETFILTER transport
+    from cnicore.netlink import NLM_F_ACK, _attr
+
+    body = struct.pack("=BBH", _NFPROTO_INET, 0, 0) + _attr(_NFTA_TABLE_NAME, NFT_TABLE.encode() + b"\0")
+    try:
+        with _NFNetlink() as nfnl:
+            nfnl._request((_NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_GETTABLE, NLM_F_ACK, body)
+    except OSError as exc:
+        return exc.errno == errno.ENOENT
+    return False
+
+
 def _teardown_nftables(network: str, ifname: str, container_id: str) -> list[str]:
     """Delete this attachment's masq_checks rules (the table and chains stay, as in Go)."""
     from cnicore.utils import nft_hash_for_instance
 
+    if _nft_table_absent():
+        return []
     return _delete_nft_rules(nft_hash_for_instance(network, ifname, container_id), lambda _: False)
 
 
