@@ -56,12 +56,18 @@ def test_valid_names(name: str) -> None:
     ("bridge", "cnicore built-in"),
     ("host-local", "cnicore built-in"),
     ("tuning", "cnicore built-in"),
-    ("macvlan", "reference CNI plugin"),
-    ("portmap", "reference CNI plugin"),
+    ("macvlan", "cnicore built-in|reference CNI plugin"),  # a reference type, built in or not (yet)
+    ("portmap", "cnicore built-in"),
 ])
 def test_invalid_names(name: str, message: str) -> None:
     with pytest.raises(ScaffoldError, match=message):
         validate_name(name)
+
+
+def test_a_reference_type_is_refused_even_when_no_built_in_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scaffold, "builtin_types", lambda: frozenset())
+    with pytest.raises(ScaffoldError, match="reference CNI plugin"):
+        validate_name("portmap")
 
 
 def test_names_derived() -> None:

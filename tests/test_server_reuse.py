@@ -66,6 +66,8 @@ def _leave(what):
 
 @hookimpl
 def cni_add(request):
+    if request.config.get("mark"):  # tells the test the request is in flight
+        open(request.config["mark"], "w").close()
     time.sleep(float(request.config.get("sleep", 0)))
     mask = os.umask(0)
     os.umask(mask)
@@ -312,19 +314,26 @@ def test_surplus_workers_exit_soon_after_a_burst(server, cni_sandbox) -> None:
     add(bin_dir, "cnitest-reuser", cni_sandbox.host, container)  # and the pool still serves
 
 
-def test_after_a_restart_no_worker_of_the_old_server_takes_a_request(server, cni_sandbox) -> None:
+def test_after_a_restart_no_worker_of_the_old_server_takes_a_request(server, cni_sandbox, tmp_path: Path) -> None:
+    """A SIGHUP while a request is in flight: that request finishes in its worker, which then
+    exits; no worker of the old image (busy or idle) takes a request after the restart."""
     srv, bin_dir = server()
     container = cni_sandbox.container()
     before = add(bin_dir, "cnitest-reuser", cni_sandbox.host, container)["pid"]
+    mark = tmp_path / "in-flight"
     busy: list[str] = []
     slow = threading.Thread(target=lambda: busy.append(
-        add(bin_dir, "cnitest-reuser", cni_sandbox.host, container, sleep=1.5)["pid"]))
+        add(bin_dir, "cnitest-reuser", cni_sandbox.host, container, sleep=2.0, mark=str(mark))["pid"]))
     slow.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not mark.exists():  # the plugin runs: the request is in a worker of the old image
+        assert time.monotonic() < deadline and slow.is_alive(), "the slow request never started"
+        time.sleep(0.02)
+    old_workers = {str(pid) for pid in srv.workers()} | {before}
     os.kill(srv.pid, signal.SIGHUP)
     slow.join()
-    assert busy == [before]  # the request in flight finished in its worker ...
-    assert gone_within(int(before))  # ... which then exited rather than wait for more
+    assert len(busy) == 1 and busy[0] in old_workers  # the request in flight finished in its worker ...
+    assert gone_within(int(busy[0]))  # ... which then exited rather than wait for more
     srv.wait_ready()
     after = {add(bin_dir, "cnitest-reuser", cni_sandbox.host, container)["pid"] for _ in range(3)}
-    assert before not in after
+    assert not after & old_workers
