@@ -984,8 +984,9 @@ class Netlink:
     def add_rule(self, *, src: str, table: int, priority: int | None = None) -> None:
         """``ip rule add from SRC lookup TABLE [pref PRIORITY]``: ``src`` a CIDR
         (``10.0.0.2/32``); without ``priority`` the kernel picks the one before the
-        first non-zero rule (32765 on a fresh namespace), as iproute2 and Go do.
-        OSError(EEXIST) if the same rule exists."""
+        first non-zero rule (32765 on a fresh namespace), as iproute2 and Go do, so
+        the same rule may be added twice; with a ``priority`` that already has it,
+        OSError(EEXIST)."""
         family = _cidr(src)[0]
         self._change(RTM_NEWRULE, self._rule_msg(family, src, table, priority), "the rule",
                      NLM_F_CREATE | NLM_F_EXCL)
