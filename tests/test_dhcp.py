@@ -154,12 +154,17 @@ def test_lease_renewed_kept_across_a_restart_and_released(lan, cni_bin_dir: str,
         assert re.fullmatch(r"10\.77\.0\.\d+/24", cidr) and result["ips"][0]["gateway"] == "10.77.0.1"
         assert {"dst": "0.0.0.0/0", "gw": "10.77.0.1"} in result["routes"]
         assert address in leases.read_text() and "cnitest-host" in leases.read_text()
+        # T1 and T2 from dnsmasq's ACK of a 2-minute lease: 60 s and 105 s.
+        lease = status(sock)["dhcp-c1/dhcpnet/eth0"]
+        assert 59 <= lease["renew_at"] - lease["bound"] <= 61 and 104 <= lease["rebind_at"] - lease["bound"] <= 106
+        expiry = lease["expires"]
         configure(netns, cidr)
         ping(netns, "10.77.0.1")
         # A renewal: a unicast REQUEST from the address, answered by an ACK that dnsmasq logs.
         t0 = time.monotonic()
         wait_for("a renewal", lambda: status(sock)["dhcp-c1/dhcpnet/eth0"]["renewals"] >= 1)
         renewed = time.monotonic() - t0
+        assert status(sock)["dhcp-c1/dhcpnet/eth0"]["expires"] > expiry
         assert acks(log, address) >= 2
         assert re.search(rf"DHCPREQUEST\(br0\) {re.escape(address)} ", log.read_text())
 
@@ -210,6 +215,36 @@ def test_side_by_side_with_go_on_the_same_server(lan, cni_bin_dir: str, cni_sand
                                          (GO_DHCP, go_ns, go_sock, "go")):
             run_executable(binary, "DEL", conf(sock), host=cni_sandbox.host, netns=netns,
                            container_id=f"dhcp-{tag}").ok()
+        # Options: priority on the routes, a requested option, and the reference's errors.
+        cases = [({"priority": 7, "request": [{"option": "121"}, {"option": "routers"}]}, True),
+                 ({"request": [{"skipDefault": True, "option": "subnet-mask"}]}, True),
+                 ({"provide": [{"option": "foo", "value": "x"}]}, False),
+                 ({"provide": [{"option": "300", "value": "x"}]}, False),
+                 ({"request": [{"option": "host name"}]}, False),
+                 ({"provide": [{"option": "host-name", "value": "x" * 256}]}, False)]
+        for index, (ipam, ok) in enumerate(cases):
+            outcomes = {}
+            for binary, netns, sock, tag in ((f"{cni_bin_dir}/dhcp", ours_ns, ours_sock, "ours"),
+                                             (GO_DHCP, go_ns, go_sock, "go")):
+                outcomes[tag] = run_executable(binary, "ADD", conf(sock, **ipam), host=cni_sandbox.host,
+                                               netns=netns, container_id=f"dhcp-{tag}-{index}")
+                if outcomes[tag].code == 0:
+                    run_executable(binary, "DEL", conf(sock, **ipam), host=cni_sandbox.host, netns=netns,
+                                   container_id=f"dhcp-{tag}-{index}").ok()
+            ours_out, go_out = outcomes["ours"], outcomes["go"]
+            assert (ours_out.code == 0) == (go_out.code == 0) == ok, (ipam, ours_out, go_out)
+            if ok:
+                ours_json, go_json = ours_out.json, go_out.json
+                if "priority" in ipam:  # a later release's option (v1.6.0): Debian's 1.1.1 ignores it
+                    assert all(route["priority"] == 7 for route in ours_json["routes"])
+                    for route in ours_json["routes"]:
+                        del route["priority"]
+                for result in (ours_json, go_json):
+                    result.pop("dns", None)
+                    result["ips"][0]["address"] = "X/24"
+                assert ours_json == go_json, ipam
+            else:
+                assert ours_out.json["msg"] == go_out.json["msg"], ipam
         # Neither daemon answers the other's plugin (different protocols), with an error, not a hang.
         wrong = run_executable(f"{cni_bin_dir}/dhcp", "ADD", conf(go_sock), host=cni_sandbox.host, netns=ours_ns,
                                container_id="dhcp-x", timeout=30)
@@ -226,3 +261,55 @@ def test_no_daemon_is_an_error_like_go(cni_bin_dir: str, cni_sandbox, tmp_path) 
     ours = run_executable(f"{cni_bin_dir}/dhcp", "ADD", conf(sock), host=cni_sandbox.host, netns=netns)
     assert go.code == ours.code != 0
     assert ours.json["code"] == go.json["code"] and ours.json["msg"] == go.json["msg"]
+
+
+def test_bridge_with_dhcp_ipam_like_go(lan, cni_conflist, cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    """The real flow: bridge asks dhcp, the daemon leases an address in the container, bridge
+    puts it on eth0, the container reaches the server and the lease is renewed. Bridge's DEL
+    removes eth0 before it calls IPAM DEL (the reference's order too), so no DHCPRELEASE can
+    leave: the daemon forgets the lease and dnsmasq keeps it until it expires — with Go's
+    bridge and Go's daemon alike."""
+    leases, log = lan
+    kept = {}
+    for side, path in (("ours", [cni_bin_dir]), ("go", ["/usr/lib/cni"])):
+        sock = str(tmp_path / f"{side}.sock")
+        daemon = start_daemon(cni_sandbox.host, tmp_path, sock, go=side == "go")
+        try:
+            runner = cni_conflist({"cniVersion": "1.0.0", "name": "dhcpnet", "plugins": [
+                {"type": "bridge", "bridge": "br0", "ipam": {"type": "dhcp", "daemonSocketPath": sock}}]},
+                cni_path=path, cache_dir=str(tmp_path / f"cache-{side}"))
+            netns = cni_sandbox.container()
+            result = runner.add(netns)
+            address = result["ips"][0]["address"].split("/")[0]
+            assert address in leases.read_text()
+            ping(netns, "10.77.0.1")
+            if side == "ours":
+                wait_for("a renewal", lambda: acks(log, address) >= 2)
+            runner.delete(netns)
+            if side == "ours":
+                assert status(sock) == {}
+            kept[side] = address in leases.read_text() and f"DHCPRELEASE(br0) {address}" not in log.read_text()
+        finally:
+            daemon.stop()
+    assert kept == {"ours": True, "go": True}
+
+
+def test_del_with_the_namespace_gone(lan, cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    """The container vanished before DEL: both plugins succeed (nothing left to release from)."""
+    ours_sock, go_sock = str(tmp_path / "ours.sock"), str(tmp_path / "go.sock")
+    ours_daemon = start_daemon(cni_sandbox.host, tmp_path, ours_sock)
+    go_daemon = start_daemon(cni_sandbox.host, tmp_path, go_sock, go=True)
+    try:
+        for binary, sock, tag in ((f"{cni_bin_dir}/dhcp", ours_sock, "o"), (GO_DHCP, go_sock, "g")):
+            netns = container(cni_sandbox, tag)
+            run_executable(binary, "ADD", conf(sock), host=cni_sandbox.host, netns=netns,
+                           container_id=f"gone-{tag}").ok()
+            path = netns.path
+            netns.remove()
+            outcome = run_executable(binary, "DEL", conf(sock), host=cni_sandbox.host, netns=path,
+                                     container_id=f"gone-{tag}", timeout=60)
+            assert outcome.code == 0, (binary, outcome)
+        assert status(ours_sock) == {}
+    finally:
+        ours_daemon.stop()
+        go_daemon.stop()

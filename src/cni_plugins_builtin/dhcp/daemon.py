@@ -30,6 +30,7 @@ from .packet import (
     OPT_CLASSLESS_ROUTES,
     OPT_LEASE_TIME,
     OPT_PARAMETER_LIST,
+    OPT_REBINDING_TIME,
     OPT_RENEWAL_TIME,
     OPT_ROUTER,
     OPT_SERVER_ID,
@@ -124,6 +125,7 @@ class Lease:
         return dict(base, address=ack.yiaddr, prefix=prefix, router=router, routes=routes,
                     server=ack.address(OPT_SERVER_ID), bound=now,
                     renew_at=now + ack.seconds(OPT_RENEWAL_TIME, lease // 2),
+                    rebind_at=now + ack.seconds(OPT_REBINDING_TIME, lease * 85 // 100),
                     expires=now + lease)
 
     def result(self, priority: int) -> dict[str, Any]:
@@ -146,7 +148,7 @@ class Lease:
 
         sock, mac = with_netns_path(self.state["netns"], open_socket, self.state["ifname"])
         options = {int(k): bytes.fromhex(v) for k, v in self.state["options"].items()}
-        return Exchange(sock, mac, self.state["client_id"], options)
+        return Exchange(sock, mac, self.state["client_id"], options, float(self.state.get("timeout", 10.0)))
 
     def next_renewal(self) -> float:
         if self.retry_at:
@@ -157,7 +159,10 @@ class Lease:
         return when
 
     def maintain(self, save: Any) -> None:
-        """Renew at T1 until stopped (then release) or the link is gone."""
+        """Renew at T1 (unicast to the server); past T2, acquire again (broadcast), as the
+        reference does; past the expiry, bring the link down and stop. Stopped (DEL):
+        release. The link or namespace gone: stop."""
+        cid = self.state["client_id"]
         while True:
             wait = max(0.0, self.next_renewal() - time.time())
             if self.stop.wait(wait):
@@ -165,21 +170,43 @@ class Lease:
             try:
                 exchange = self.exchange()
             except Exception as exc:  # noqa: BLE001 - the netns or the link is gone
-                log(f"{self.state['client_id']}: link gone ({exc}), no more renewals")
+                log(f"{cid}: interface {self.state['ifname']} gone ({exc}), terminating lease maintenance")
                 return
+            rebinding = time.time() >= self.state.get("rebind_at", self.state["expires"])
             try:
-                ack = exchange.renew(self.state["address"], self.state["server"])
+                if rebinding:
+                    ack = exchange.acquire()
+                else:
+                    ack = exchange.renew(self.state["address"], self.state["server"])
                 self.state = self.state_from_ack(ack, self.state)
                 self.renewals += 1
                 self.retry_at = 0.0
                 save()
-                log(f"{self.state['client_id']}: lease renewed, expiration is {time.ctime(self.state['expires'])}")
+                log(f"{cid}: lease {'rebound' if rebinding else 'renewed'}, expiration is "
+                    f"{time.ctime(self.state['expires'])}")
             except (DHCPError, OSError) as exc:
-                log(f"{self.state['client_id']}: renewal failed: {exc}")
+                log(f"{cid}: {'rebinding' if rebinding else 'renewal'} failed: {exc}")
+                if time.time() >= self.state["expires"]:
+                    log(f"{cid}: lease expired, bringing interface DOWN")
+                    self.link_down()
+                    return
                 self.retry_at = time.time() + RETRY
             finally:
                 exchange.close()
         self.release()
+
+    def link_down(self) -> None:
+        from cnicore.netlink import Netlink
+        from cnicore.ns import with_netns_path
+
+        def down() -> None:
+            with Netlink() as nl:
+                nl.set_up(nl.link(self.state["ifname"]), False)
+
+        try:
+            with_netns_path(self.state["netns"], down)
+        except Exception as exc:  # noqa: BLE001 - nothing left to bring down
+            log(f"{self.state['client_id']}: failed to bring {self.state['ifname']} interface DOWN: {exc}")
 
     def release(self) -> None:
         try:
@@ -197,8 +224,11 @@ class Lease:
 
 
 class Daemon:
-    def __init__(self, socket_path: str, renew_interval: float = 0.0, timeout: float = 10.0) -> None:
+    def __init__(self, socket_path: str, renew_interval: float = 0.0, timeout: float = 10.0,
+                 host_prefix: str = "") -> None:
         self.socket_path = socket_path
+        self.host_prefix = host_prefix
+        self.acquiring: dict[str, threading.Lock] = {}
         self.store = socket_path + ".leases.json"
         self.renew_interval = renew_interval
         self.timeout = timeout
@@ -242,24 +272,31 @@ class Daemon:
         cid = client_id(args["containerID"], conf.get("name", ""), args["ifName"])
         options = prepare_options(args.get("args", ""), ipam)
         with self.lock:
+            pending = self.acquiring.setdefault(cid, threading.Lock())
+        with pending:  # one acquisition per client at a time: a repeated ADD finds the lease
+            return self._allocate(args, cid, options, int(ipam.get("priority") or 0))
+
+    def _allocate(self, args: dict[str, Any], cid: str, options: dict[int, bytes], priority: int) -> dict[str, Any]:
+        with self.lock:
             lease = self.leases.get(cid)
         if lease is None:
             from cnicore.ns import with_netns_path
 
             log(f"{cid}: acquiring lease")
-            sock, mac = with_netns_path(args["netns"], open_socket, args["ifName"])
+            netns = self.host_prefix + args["netns"]
+            sock, mac = with_netns_path(netns, open_socket, args["ifName"])
             exchange = Exchange(sock, mac, cid, options, self.timeout)
             try:
                 ack = exchange.acquire()
             finally:
                 exchange.close()
-            base = {"client_id": cid, "netns": args["netns"], "ifname": args["ifName"],
+            base = {"client_id": cid, "netns": netns, "ifname": args["ifName"], "timeout": self.timeout,
                     "options": {str(k): v.hex() for k, v in options.items()}}
             lease = Lease(Lease.state_from_ack(ack, base), self.renew_interval)
             self._start(lease)
             self.save()
             log(f"{cid}: lease acquired, expiration is {time.ctime(lease.state['expires'])}")
-        return lease.result(int(ipam.get("priority") or 0))
+        return lease.result(priority)
 
     def release(self, args: dict[str, Any]) -> dict[str, Any]:
         conf = json.loads(args["stdinData"])
@@ -293,15 +330,33 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(json.dumps(reply).encode() + b"\n")
 
 
-def serve(socket_path: str, *, renew_interval: float = 0.0, timeout: float = 10.0, pidfile: str = "") -> None:
-    daemon = Daemon(socket_path, renew_interval, timeout)
-    if pidfile:
-        with open(pidfile, "w") as fh:
-            fh.write(str(os.getpid()))
+def _listener(socket_path: str) -> socket.socket:
+    """systemd's socket (LISTEN_FDS=1, as the reference's cni-dhcp.socket), else a new one."""
+    if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS"):
+        count = int(os.environ["LISTEN_FDS"])
+        if count != 1:
+            raise SystemExit(f"Too many ({count}) FDs passed through socket activation")
+        return socket.socket(fileno=3)
     os.makedirs(os.path.dirname(socket_path) or ".", mode=0o700, exist_ok=True)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
-    server = socketserver.ThreadingUnixStreamServer(socket_path, _Handler)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(64)
+    return listener
+
+
+def serve(socket_path: str, *, renew_interval: float = 0.0, timeout: float = 10.0, pidfile: str = "",
+          host_prefix: str = "") -> None:
+    daemon = Daemon(host_prefix + socket_path, renew_interval, timeout, host_prefix)
+    if pidfile:
+        if not os.path.isabs(pidfile):
+            raise SystemExit(f'Error writing pidfile "{pidfile}": path not absolute')
+        with open(pidfile, "w") as fh:
+            fh.write(str(os.getpid()))
+    server = socketserver.ThreadingUnixStreamServer(daemon.socket_path, _Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = _listener(daemon.socket_path)
     server.daemon_threads = True
     server.daemon = daemon  # type: ignore[attr-defined]
     daemon.adopt()
@@ -311,30 +366,55 @@ def serve(socket_path: str, *, renew_interval: float = 0.0, timeout: float = 10.
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log(f"listening on {socket_path}")
+    log(f"listening on {daemon.socket_path}")
     try:
         server.serve_forever()
     finally:
         server.server_close()
-        for path in (socket_path, pidfile):
+        for path in (daemon.socket_path, pidfile):
             if path and os.path.exists(path):
                 os.unlink(path)
 
 
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Go's ``time.ParseDuration`` for the common forms (``10s``, ``1m30s``, ``500ms``);
+    a bare number is seconds."""
+    import re
+
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise SystemExit(f'invalid value "{text}" for flag: parse error')
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+#: The reference's daemon flags: those cnicore's daemon has no use for are accepted and ignored.
+_IGNORED_FLAGS = ("resendmax", "resendtimeout", "broadcast")
+
+
 def main(argv: list[str]) -> int:
-    """``daemon [-socketpath P] [-pidfile F] [-timeout S] [-renewinterval S]`` (Go's flag
-    syntax: one or two dashes, ``-x v`` or ``-x=v``)."""
+    """``daemon [-socketpath P] [-pidfile F] [-hostprefix D] [-timeout 10s]
+    [-renewinterval S]``, with Go's flag syntax (one or two dashes, ``-x v`` or ``-x=v``).
+    ``-renewinterval`` (ours, for tests): renew at most this long after binding, before T1."""
     if not argv or argv[0] != "daemon":
         print("usage: python -m cni_plugins_builtin.dhcp daemon [-socketpath PATH] [-pidfile PATH] "
-              "[-timeout SECONDS] [-renewinterval SECONDS]", file=sys.stderr)
+              "[-hostprefix DIR] [-timeout DURATION] [-renewinterval DURATION]", file=sys.stderr)
         return 2
     flags: dict[str, str] = {}
     rest = argv[1:]
     while rest:
-        name, _, value = rest.pop(0).lstrip("-").partition("=")
-        if not _:
+        name, equals, value = rest.pop(0).lstrip("-").partition("=")
+        if not equals and name != "broadcast":
             value = rest.pop(0) if rest else ""
+        if name not in ("socketpath", "pidfile", "hostprefix", "timeout", "renewinterval", *_IGNORED_FLAGS):
+            print(f"flag provided but not defined: -{name}", file=sys.stderr)
+            return 2
         flags[name] = value
-    serve(flags.get("socketpath") or DEFAULT_SOCKET, renew_interval=float(flags.get("renewinterval") or 0),
-          timeout=float(str(flags.get("timeout") or "10").rstrip("s")), pidfile=flags.get("pidfile", ""))
+    serve(flags.get("socketpath") or DEFAULT_SOCKET, renew_interval=parse_duration(flags.get("renewinterval") or "0"),
+          timeout=parse_duration(flags.get("timeout") or "10s"), pidfile=flags.get("pidfile", ""),
+          host_prefix=flags.get("hostprefix", ""))
     return 0
