@@ -134,6 +134,15 @@ def configure(netns, cidr: str) -> None:
     netns.do(add)
 
 
+def lease_line(leases, address: str) -> list[str]:
+    """dnsmasq's lease of ``address``: expiry, MAC, address, hostname, client id (MAC left out)."""
+    for line in leases.read_text().splitlines():
+        fields = line.split()
+        if fields[2] == address:
+            return [fields[0], *fields[2:]]
+    raise AssertionError(f"no lease of {address}: {leases.read_text()}")
+
+
 def acks(log, address: str) -> int:
     return len(re.findall(rf"DHCPACK\(br0\) {re.escape(address)} ", log.read_text()))
 
@@ -169,6 +178,8 @@ def test_lease_renewed_kept_across_a_restart_and_released(lan, cni_bin_dir: str,
         assert re.search(rf"DHCPREQUEST\(br0\) {re.escape(address)} ", log.read_text())
 
         # A restart keeps the lease: the same address, renewed again by the new daemon.
+        held = lease_line(leases, address)
+        assert held[1:] == [address, "cnitest-host", "00:" + "dhcp-c1/dhcpnet/eth0".encode().hex(":")]
         daemon.stop()
         assert not os.path.exists(sock)
         before = acks(log, address)
@@ -177,7 +188,8 @@ def test_lease_renewed_kept_across_a_restart_and_released(lan, cni_bin_dir: str,
                                container_id="dhcp-c1").ok().json
         assert again["ips"] == result["ips"]
         wait_for("a renewal after the restart", lambda: acks(log, address) > before)
-        assert address in leases.read_text()
+        wait_for("the renewed lease", lambda: int(lease_line(leases, address)[0]) > int(held[0]), 10)
+        assert lease_line(leases, address)[1:] == held[1:]  # the same client, MAC and address
         run_executable(f"{cni_bin_dir}/dhcp", "CHECK", config, host=cni_sandbox.host, netns=netns,
                        container_id="dhcp-c1").ok()
 

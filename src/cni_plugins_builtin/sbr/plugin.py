@@ -22,7 +22,10 @@ Deliberate differences from the reference:
 
 * DEL succeeds when the namespace is gone (the spec; 1.x's DEL fails, and its
   lock would create a regular file at the vanished netns path).
-* No lock file is created: the lock is taken on the netns file opened read-only.
+* No lock file is created: the lock is taken on the netns file opened read-only
+  (an ADD naming a missing namespace is ``open <path>: no such file or
+  directory``; the reference's lock creates a file there first).
+* ``vrfname`` is not an sbr option in any release (it belongs to vrf).
 """
 
 from __future__ import annotations
