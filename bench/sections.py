@@ -561,3 +561,33 @@ def _skipped(section: str, why: str) -> Case:
     case = Case(section, "skipped")
     case.extra["skipped"] = why
     return case
+
+
+def sbr(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """sbr ADD and DEL on a container's net1 (a veth with its address and subnet route, as a
+    main plugin leaves it), one exec each: Go's binary against our launcher."""
+    from cnicore.netlink import Netlink
+
+    cases = {name: Case("sbr", name) for name in ("sbr ADD", "sbr DEL")}
+    dirs = bin_dirs(go, ours)
+
+    def net1() -> None:
+        with Netlink() as nl:
+            nl.add_veth("net1", "net1p")
+            nl.add_address(nl.link("net1"), "10.246.0.2/24")
+            nl.set_up(nl.link("net1"))
+            nl.set_up(nl.link("net1p"))
+
+    for index in range(rounds):
+        for side in ("go", "ours"):
+            ctr = sandbox.container()
+            ctr.do(net1)
+            conf = json.dumps({"cniVersion": "1.0.0", "name": "bench-sbr", "type": "sbr", "prevResult": {
+                "cniVersion": "1.0.0", "interfaces": [{"name": "net1", "sandbox": ctr.path}],
+                "ips": [{"interface": 0, "address": "10.246.0.2/24", "gateway": "10.246.0.1"}]}}).encode()
+            for verb in ("ADD", "DEL"):
+                env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-sbr-{index}", CNI_NETNS=ctr.path,
+                                CNI_IFNAME="net1", CNI_PATH=dirs[side], CNI_ARGS="")
+                cases[f"sbr {verb}"].add(side, run_exec([os.path.join(dirs[side], "sbr")], env, conf)[0])
+            ctr.remove()
+    return list(cases.values())

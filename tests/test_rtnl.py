@@ -865,3 +865,39 @@ def test_two_containers_on_a_bridge_can_talk(cni_sandbox: Sandbox) -> None:
     assert ping.returncode == 0, ping.stdout + ping.stderr
     ping = run(ctrs[1], "ping", "-6", "-c", "1", "-W", "1", "fd00:99::2")
     assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_policy_rules_and_put_route_agree_with_iproute2(host_netns: NetNS) -> None:
+    """rules/add_rule/del_rule are ``ip rule``'s; put_route copies a route into another table as it is."""
+
+    def run() -> tuple[list[str], list[str], list[str], list[str]]:
+        with RtnlSocket() as nl:
+            nl.add_veth("rl0", "rl0p")
+            link = nl.link("rl0")
+            nl.add_address(link, "10.66.0.2/24")
+            nl.set_up(link)
+            nl.add_rule(src="10.66.0.2/32", table=100)
+            nl.add_rule(src="fd66::2/128", table=1000, priority=500)
+            with pytest.raises(OSError) as exc:
+                nl.add_rule(src="fd66::2/128", table=1000, priority=500)
+            assert exc.value.errno == errno.EEXIST
+            ours = [repr(r) for r in nl.rules() if r.table in (100, 1000)]
+            shown = (subprocess.run(["ip", "rule"], capture_output=True, text=True).stdout.splitlines()
+                     + subprocess.run(["ip", "-6", "rule"], capture_output=True, text=True).stdout.splitlines())
+            subnet = [r for r in nl.routes(rtnl.AF_INET) if r.ifindex == link.index]
+            nl.put_route(subnet[0], table=100)
+            moved = subprocess.run(["ip", "route", "show", "table", "100"], capture_output=True,
+                                   text=True).stdout.splitlines()
+            for rule in nl.rules():
+                if rule.table in (100, 1000):
+                    nl.del_rule(rule)
+            left = [repr(r) for r in nl.rules() if r.table in (100, 1000)]
+            return ours, shown, moved, left
+
+    ours, shown, moved, left = host_netns.do(run)
+    assert sorted(ours) == sorted(["Rule(family=10, src='fd66::2/128', dst='', table=1000, priority=500)",
+                                "Rule(family=2, src='10.66.0.2/32', dst='', table=100, priority=32765)"])
+    assert "32765:\tfrom 10.66.0.2 lookup 100" in shown and "500:\tfrom fd66::2 lookup 1000" in shown
+    assert [line.replace(" linkdown", "").strip() for line in moved] == [
+        "10.66.0.0/24 dev rl0 proto kernel scope link src 10.66.0.2"]
+    assert left == []

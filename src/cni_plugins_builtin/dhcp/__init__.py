@@ -1,0 +1,13 @@
+"""dhcp: IPAM by DHCPv4, through a long-running client daemon, as the reference's
+``plugins/ipam/dhcp``. Modules, one job each:
+
+* :mod:`.packet` — DHCPv4 messages and options (RFC 2131/2132/3442), pure;
+* :mod:`.client` — one lease's exchanges (DISCOVER/OFFER/REQUEST/ACK, RENEW,
+  RELEASE) over a UDP socket made inside the container namespace and bound to
+  the interface;
+* :mod:`.daemon` — ``python -m cni_plugins_builtin.dhcp daemon``: the unix-socket
+  server that acquires, renews, releases and persists leases;
+* :mod:`.plugin` — the IPAM hook implementations, which ask the daemon.
+
+Nothing is imported here, so loading the plugin module stays cheap.
+"""

@@ -1,0 +1,327 @@
+"""The built-in dhcp IPAM plugin and its daemon against a real DHCP server.
+
+dnsmasq (Debian's dnsmasq-base) serves 10.77.0.0/24 with 2-minute leases (its
+minimum) on a bridge in the sandbox's host namespace; containers hang off the
+bridge by veth. Our daemon (``python -m cni_plugins_builtin.dhcp daemon``) runs
+in the host namespace with its socket under tmp_path and ``-renewinterval`` so a
+renewal comes within seconds instead of at T1 (60 s): the RENEW/ACK exchange is
+checked in dnsmasq's log and lease file. Go's daemon (/usr/lib/cni/dhcp daemon)
+serves Go's plugin on the same dnsmasq, side by side. Every process started here
+is stopped by its PID, also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cnicore.netlink import Netlink
+from cnicore.testing import ping, run_executable
+
+pytestmark = [pytest.mark.privileged, pytest.mark.interop]
+
+GO_DHCP = "/usr/lib/cni/dhcp"
+DEADLINE = 60.0
+
+
+def wait_for(what: str, predicate, timeout: float = DEADLINE):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+class Process:
+    """A process started inside a namespace, stopped by PID."""
+
+    def __init__(self, netns, argv: list[str], log: str) -> None:
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = netns.do(subprocess.Popen, argv, stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def lan(cni_sandbox, tmp_path):
+    """br0 (10.77.0.1/24) in the host namespace and dnsmasq serving it; yields (leases file, log file)."""
+
+    def bridge() -> None:
+        with Netlink() as nl:
+            nl.add_bridge("br0")
+            nl.add_address(nl.link("br0"), "10.77.0.1/24")
+            nl.set_up(nl.link("br0"))
+
+    cni_sandbox.host.do(bridge)
+    leases, log = tmp_path / "dnsmasq.leases", tmp_path / "dnsmasq.log"
+    dnsmasq = Process(cni_sandbox.host, [
+        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--interface=br0",
+        "--bind-interfaces", "--dhcp-authoritative", "--dhcp-range=10.77.0.50,10.77.0.150,255.255.255.0,2m",
+        f"--dhcp-leasefile={leases}", f"--pid-file={tmp_path / 'dnsmasq.pid'}", "--log-dhcp",
+        f"--log-facility={log}"], str(tmp_path / "dnsmasq.out"))
+    try:
+        wait_for("dnsmasq", lambda: log.exists() and "DHCP, IP range" in log.read_text(), 20)
+        yield leases, log
+    finally:
+        dnsmasq.stop()
+
+
+def start_daemon(netns, tmp_path, socket_path: str, go: bool = False) -> Process:
+    argv = ([GO_DHCP, "daemon", "-socketpath", socket_path] if go else
+            [sys.executable, "-m", "cni_plugins_builtin.dhcp", "daemon", "-socketpath", socket_path,
+             "-renewinterval", "3"])
+    daemon = Process(netns, argv, str(tmp_path / ("go-daemon.log" if go else "daemon.log")))
+    wait_for("the daemon's socket", lambda: os.path.exists(socket_path) or daemon.proc.poll() is not None, 20)
+    assert daemon.proc.poll() is None, open(daemon.log).read()
+    return daemon
+
+
+def container(sandbox, tag: str):
+    netns = sandbox.container()
+    host_fd = sandbox.host.fd()
+
+    def make() -> None:
+        with Netlink() as nl:
+            nl.add_veth("eth0", f"{tag}eth0", peer_netns_fd=host_fd)
+
+    def attach() -> None:
+        with Netlink() as nl:
+            nl.set_link(nl.link(f"{tag}eth0"), master=nl.link("br0").index, up=True)
+
+    netns.do(make)
+    sandbox.host.do(attach)
+    return netns
+
+
+def conf(socket_path: str, **ipam: object) -> dict:
+    return {"cniVersion": "1.0.0", "name": "dhcpnet", "type": "macvlan",
+            "ipam": {"type": "dhcp", "daemonSocketPath": socket_path, **ipam}}
+
+
+def status(socket_path: str) -> dict:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(socket_path)
+        sock.sendall(b'{"method": "Status"}\n')
+        return json.loads(sock.makefile().readline())["result"]
+
+
+def configure(netns, cidr: str) -> None:
+    """What the main plugin does with the result: the address on eth0."""
+
+    def add() -> None:
+        with Netlink() as nl:
+            nl.add_address(nl.link("eth0"), cidr)
+
+    netns.do(add)
+
+
+def lease_line(leases, address: str) -> list[str]:
+    """dnsmasq's lease of ``address``: expiry, MAC, address, hostname, client id (MAC left out)."""
+    for line in leases.read_text().splitlines():
+        fields = line.split()
+        if fields[2] == address:
+            return [fields[0], *fields[2:]]
+    raise AssertionError(f"no lease of {address}: {leases.read_text()}")
+
+
+def acks(log, address: str) -> int:
+    return len(re.findall(rf"DHCPACK\(br0\) {re.escape(address)} ", log.read_text()))
+
+
+def test_lease_renewed_kept_across_a_restart_and_released(lan, cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    leases, log = lan
+    sock = str(tmp_path / "run" / "dhcp.sock")
+    netns = container(cni_sandbox, "d")
+    config = conf(sock, provide=[{"option": "host-name", "value": "cnitest-host"}])
+    daemon = start_daemon(cni_sandbox.host, tmp_path, sock)
+    try:
+        started = time.monotonic()
+        result = run_executable(f"{cni_bin_dir}/dhcp", "ADD", config, host=cni_sandbox.host, netns=netns,
+                                container_id="dhcp-c1").ok().json
+        acquired = time.monotonic() - started
+        cidr = result["ips"][0]["address"]
+        address = cidr.split("/")[0]
+        assert re.fullmatch(r"10\.77\.0\.\d+/24", cidr) and result["ips"][0]["gateway"] == "10.77.0.1"
+        assert {"dst": "0.0.0.0/0", "gw": "10.77.0.1"} in result["routes"]
+        assert address in leases.read_text() and "cnitest-host" in leases.read_text()
+        # T1 and T2 from dnsmasq's ACK of a 2-minute lease: 60 s and 105 s.
+        lease = status(sock)["dhcp-c1/dhcpnet/eth0"]
+        assert 59 <= lease["renew_at"] - lease["bound"] <= 61 and 104 <= lease["rebind_at"] - lease["bound"] <= 106
+        expiry = lease["expires"]
+        configure(netns, cidr)
+        ping(netns, "10.77.0.1")
+        # A renewal: a unicast REQUEST from the address, answered by an ACK that dnsmasq logs.
+        t0 = time.monotonic()
+        wait_for("a renewal", lambda: status(sock)["dhcp-c1/dhcpnet/eth0"]["renewals"] >= 1)
+        renewed = time.monotonic() - t0
+        assert status(sock)["dhcp-c1/dhcpnet/eth0"]["expires"] > expiry
+        assert acks(log, address) >= 2
+        assert re.search(rf"DHCPREQUEST\(br0\) {re.escape(address)} ", log.read_text())
+
+        # A restart keeps the lease: the same address, renewed again by the new daemon.
+        held = lease_line(leases, address)
+        assert held[1:] == [address, "cnitest-host", "00:" + "dhcp-c1/dhcpnet/eth0".encode().hex(":")]
+        daemon.stop()
+        assert not os.path.exists(sock)
+        before = acks(log, address)
+        daemon = start_daemon(cni_sandbox.host, tmp_path, sock)
+        again = run_executable(f"{cni_bin_dir}/dhcp", "ADD", config, host=cni_sandbox.host, netns=netns,
+                               container_id="dhcp-c1").ok().json
+        assert again["ips"] == result["ips"]
+        wait_for("a renewal after the restart", lambda: acks(log, address) > before)
+        wait_for("the renewed lease", lambda: int(lease_line(leases, address)[0]) > int(held[0]), 10)
+        assert lease_line(leases, address)[1:] == held[1:]  # the same client, MAC and address
+        run_executable(f"{cni_bin_dir}/dhcp", "CHECK", config, host=cni_sandbox.host, netns=netns,
+                       container_id="dhcp-c1").ok()
+
+        # DEL releases it: dnsmasq forgets the lease.
+        run_executable(f"{cni_bin_dir}/dhcp", "DEL", config, host=cni_sandbox.host, netns=netns,
+                       container_id="dhcp-c1").ok()
+        wait_for("the release", lambda: address not in leases.read_text(), 20)
+        assert "DHCPRELEASE(br0) " + address in log.read_text()
+        assert status(sock) == {}
+        print(f"acquire {acquired:.2f}s, first renewal after {renewed:.2f}s")
+    finally:
+        daemon.stop()
+
+
+def test_side_by_side_with_go_on_the_same_server(lan, cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    leases, _log = lan
+    ours_sock, go_sock = str(tmp_path / "ours.sock"), str(tmp_path / "go.sock")
+    ours_ns, go_ns = container(cni_sandbox, "o"), container(cni_sandbox, "g")
+    ours_daemon = start_daemon(cni_sandbox.host, tmp_path, ours_sock)
+    go_daemon = start_daemon(cni_sandbox.host, tmp_path, go_sock, go=True)
+    try:
+        results = {}
+        for binary, netns, sock, tag in ((f"{cni_bin_dir}/dhcp", ours_ns, ours_sock, "ours"),
+                                         (GO_DHCP, go_ns, go_sock, "go")):
+            results[tag] = run_executable(binary, "ADD", conf(sock), host=cni_sandbox.host, netns=netns,
+                                          container_id=f"dhcp-{tag}").ok().json
+        ours, go = results["ours"], results["go"]
+        assert ours["ips"][0]["address"] != go["ips"][0]["address"]
+        for result in (ours, go):
+            result["ips"][0]["address"] = "X/24"
+        for result in (ours, go):
+            result.pop("dns", None)
+        assert ours == go
+        for binary, netns, sock, tag in ((f"{cni_bin_dir}/dhcp", ours_ns, ours_sock, "ours"),
+                                         (GO_DHCP, go_ns, go_sock, "go")):
+            run_executable(binary, "DEL", conf(sock), host=cni_sandbox.host, netns=netns,
+                           container_id=f"dhcp-{tag}").ok()
+        # Options: priority on the routes, a requested option, and the reference's errors.
+        cases = [({"priority": 7, "request": [{"option": "121"}, {"option": "routers"}]}, True),
+                 ({"request": [{"skipDefault": True, "option": "subnet-mask"}]}, True),
+                 ({"provide": [{"option": "foo", "value": "x"}]}, False),
+                 ({"provide": [{"option": "300", "value": "x"}]}, False),
+                 ({"request": [{"option": "host name"}]}, False),
+                 ({"provide": [{"option": "host-name", "value": "x" * 256}]}, False)]
+        for index, (ipam, ok) in enumerate(cases):
+            outcomes = {}
+            for binary, netns, sock, tag in ((f"{cni_bin_dir}/dhcp", ours_ns, ours_sock, "ours"),
+                                             (GO_DHCP, go_ns, go_sock, "go")):
+                outcomes[tag] = run_executable(binary, "ADD", conf(sock, **ipam), host=cni_sandbox.host,
+                                               netns=netns, container_id=f"dhcp-{tag}-{index}")
+                if outcomes[tag].code == 0:
+                    run_executable(binary, "DEL", conf(sock, **ipam), host=cni_sandbox.host, netns=netns,
+                                   container_id=f"dhcp-{tag}-{index}").ok()
+            ours_out, go_out = outcomes["ours"], outcomes["go"]
+            assert (ours_out.code == 0) == (go_out.code == 0) == ok, (ipam, ours_out, go_out)
+            if ok:
+                ours_json, go_json = ours_out.json, go_out.json
+                if "priority" in ipam:  # a later release's option (v1.6.0): Debian's 1.1.1 ignores it
+                    assert all(route["priority"] == 7 for route in ours_json["routes"])
+                    for route in ours_json["routes"]:
+                        del route["priority"]
+                for result in (ours_json, go_json):
+                    result.pop("dns", None)
+                    result["ips"][0]["address"] = "X/24"
+                assert ours_json == go_json, ipam
+            else:
+                assert ours_out.json["msg"] == go_out.json["msg"], ipam
+        # Neither daemon answers the other's plugin (different protocols), with an error, not a hang.
+        wrong = run_executable(f"{cni_bin_dir}/dhcp", "ADD", conf(go_sock), host=cni_sandbox.host, netns=ours_ns,
+                               container_id="dhcp-x", timeout=30)
+        assert wrong.code != 0 and "DHCP" in wrong.json["msg"]
+    finally:
+        ours_daemon.stop()
+        go_daemon.stop()
+
+
+def test_no_daemon_is_an_error_like_go(cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    netns = cni_sandbox.container()
+    sock = str(tmp_path / "none.sock")
+    go = run_executable(GO_DHCP, "ADD", conf(sock), host=cni_sandbox.host, netns=netns)
+    ours = run_executable(f"{cni_bin_dir}/dhcp", "ADD", conf(sock), host=cni_sandbox.host, netns=netns)
+    assert go.code == ours.code != 0
+    assert ours.json["code"] == go.json["code"] and ours.json["msg"] == go.json["msg"]
+
+
+def test_bridge_with_dhcp_ipam_like_go(lan, cni_conflist, cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    """The real flow: bridge asks dhcp, the daemon leases an address in the container, bridge
+    puts it on eth0, the container reaches the server and the lease is renewed. Bridge's DEL
+    removes eth0 before it calls IPAM DEL (the reference's order too), so no DHCPRELEASE can
+    leave: the daemon forgets the lease and dnsmasq keeps it until it expires — with Go's
+    bridge and Go's daemon alike."""
+    leases, log = lan
+    kept = {}
+    for side, path in (("ours", [cni_bin_dir]), ("go", ["/usr/lib/cni"])):
+        sock = str(tmp_path / f"{side}.sock")
+        daemon = start_daemon(cni_sandbox.host, tmp_path, sock, go=side == "go")
+        try:
+            runner = cni_conflist({"cniVersion": "1.0.0", "name": "dhcpnet", "plugins": [
+                {"type": "bridge", "bridge": "br0", "ipam": {"type": "dhcp", "daemonSocketPath": sock}}]},
+                cni_path=path, cache_dir=str(tmp_path / f"cache-{side}"))
+            netns = cni_sandbox.container()
+            result = runner.add(netns)
+            address = result["ips"][0]["address"].split("/")[0]
+            assert address in leases.read_text()
+            ping(netns, "10.77.0.1")
+            if side == "ours":
+                wait_for("a renewal", lambda: acks(log, address) >= 2)
+            runner.delete(netns)
+            if side == "ours":
+                assert status(sock) == {}
+            kept[side] = address in leases.read_text() and f"DHCPRELEASE(br0) {address}" not in log.read_text()
+        finally:
+            daemon.stop()
+    assert kept == {"ours": True, "go": True}
+
+
+def test_del_with_the_namespace_gone(lan, cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    """The container vanished before DEL: both plugins succeed (nothing left to release from)."""
+    ours_sock, go_sock = str(tmp_path / "ours.sock"), str(tmp_path / "go.sock")
+    ours_daemon = start_daemon(cni_sandbox.host, tmp_path, ours_sock)
+    go_daemon = start_daemon(cni_sandbox.host, tmp_path, go_sock, go=True)
+    try:
+        for binary, sock, tag in ((f"{cni_bin_dir}/dhcp", ours_sock, "o"), (GO_DHCP, go_sock, "g")):
+            netns = container(cni_sandbox, tag)
+            run_executable(binary, "ADD", conf(sock), host=cni_sandbox.host, netns=netns,
+                           container_id=f"gone-{tag}").ok()
+            path = netns.path
+            netns.remove()
+            outcome = run_executable(binary, "DEL", conf(sock), host=cni_sandbox.host, netns=path,
+                                     container_id=f"gone-{tag}", timeout=60)
+            assert outcome.code == 0, (binary, outcome)
+        assert status(ours_sock) == {}
+    finally:
+        ours_daemon.stop()
+        go_daemon.stop()
