@@ -541,11 +541,23 @@ def server_footprint(pid: int, workers: list[int], idle_seconds: float) -> list[
             return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
 
     def private_kib(p: int) -> int:
-        with open(f"/proc/{p}/smaps_rollup") as fh:
-            return sum(int(line.split()[1]) for line in fh if line.startswith(("Private_Clean", "Private_Dirty")))
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                return sum(int(line.split()[1]) for line in fh
+                           if line.startswith(("Private_Clean", "Private_Dirty")))
+        except FileNotFoundError:  # exited meanwhile
+            return 0
 
     def ticks() -> int:
-        return sum(cpu_ticks(p, children=True) for p in [pid, *workers])
+        """The parent's and live workers' CPU; a worker that exited meanwhile (idle exit) was
+        reaped by the parent, whose children's counters now hold its ticks."""
+        total = 0
+        for p in [pid, *workers]:
+            try:
+                total += cpu_ticks(p, children=True)
+            except FileNotFoundError:
+                pass
+        return total
 
     before = ticks()
     time.sleep(idle_seconds)
