@@ -36,9 +36,10 @@ the class does not declare them.
 
 Below the class form, the Go type objects it is built from (:class:`Struct`,
 :class:`Slice`, :class:`Map`, :data:`STRING`, :data:`BOOL`, :data:`INT`,
-:data:`ANY`, :data:`NETCONF_FIELDS`, :func:`decode_struct`) for configs read
-as plain dicts — the built-in plugins' form — :func:`lookup` (the value Go
-would decode into one field), and CNI_ARGS: :func:`load_args` (Go's
+:data:`ANY`, :data:`NETCONF_FIELDS`, :data:`ROUTES` for an IPAM config's
+``routes``, :func:`decode_struct`) for configs read as plain dicts — the
+built-in plugins' form — :func:`lookup` (the value Go would decode into one
+field), and CNI_ARGS: :func:`load_args` (Go's
 ``types.LoadArgs``). This module is where cnicore keeps Go's struct decoding
 (formerly ``cnicore._go.json``).
 """
@@ -55,6 +56,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping, TypeVar
 
+    from cnicore._go.ip import CIDR
     from cnicore.args import ArgsError, load_args, parse_bool
     from cnicore.request import Request
 
@@ -69,6 +71,7 @@ __all__ = [
     "INT",
     "NETCONF_FIELDS",
     "PREFIX",
+    "ROUTES",
     "STRING",
     "ArgsError",
     "Decoder",
@@ -255,6 +258,69 @@ NETCONF_FIELDS: dict[str, GoType] = {
                           "options": Slice(STRING)}, "types.DNS"),
     "prevResult": Map(ANY),
 }
+
+
+class _Routes(GoType):
+    """``[]*types.Route``, as the reference's IPAM plugins decode ``ipam.routes``.
+
+    Each route has its own unmarshaller, so any problem inside one stops
+    decoding (code 999) and is reported against the ``routes`` field; a
+    ``null`` route is skipped and a route without ``dst`` is an error (the
+    reference would print ``"dst": "<nil>"``). The 1.1.0 attributes (``mtu``,
+    ``advmss``, ``priority``, ``table``, ``scope``) are kept. Decodes to a list
+    of :class:`cnicore.types.Route`.
+    """
+
+    name = "[]*types.Route"
+    _fields = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        from cnicore._go.ip import parse_cidr, parse_ip
+        from cnicore.types import Route
+
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            d.mismatch(value, self.name, struct, path)
+            return []
+        routes: list[Route] = []
+        for item in value:
+            if item is None:
+                continue
+            if not isinstance(item, dict):
+                raise d.fail(item, "types.route", struct, path)
+            route = Route("")
+            dst: CIDR | None = None
+            for name, field_value in fields(item, self._fields):
+                if name == "dst":  # types.IPNet
+                    if field_value is not None and not isinstance(field_value, str):
+                        raise d.fail(field_value, "string", struct, path)
+                    dst = parse_cidr(field_value or "")
+                    if dst is None:
+                        raise NetConfError(f"invalid CIDR address: {field_value or ''}")
+                elif name == "gw":  # net.IP: "" is unset
+                    if field_value is None or field_value == "":
+                        route.gw = ""
+                        continue
+                    if not isinstance(field_value, str):
+                        raise d.fail(field_value, "net.IP", struct, path)
+                    gw = parse_ip(field_value)
+                    if gw is None:
+                        raise NetConfError(f"invalid IP address: {field_value}")
+                    route.gw = str(gw)
+                elif field_value is not None:
+                    if isinstance(field_value, bool) or not isinstance(field_value, int):
+                        raise d.fail(field_value, "int", struct, path)
+                    setattr(route, name, field_value)
+            if dst is None:
+                raise NetConfError("invalid CIDR address: ")
+            route.dst = str(dst)
+            routes.append(route)
+        return routes
+
+
+#: ``ipam.routes`` (``[]*types.Route``) decoded into :class:`cnicore.types.Route` objects.
+ROUTES = _Routes()
 
 
 def decode_struct(obj: Any, struct: Struct, prefix: str = "") -> dict[str, Any]:
