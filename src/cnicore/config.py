@@ -163,6 +163,16 @@ class GoType:
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
         raise NotImplementedError
 
+    def _holds(self, d: Decoder, value: Any, kind: type, struct: str, path: tuple[str, ...]) -> bool:
+        """Whether ``value`` is a ``kind`` (a JSON array or object) to decode: ``null``
+        is not (Go keeps the zero value), nor is another kind (a mismatch, remembered in ``d``)."""
+        if value is None:
+            return False
+        if not isinstance(value, kind):
+            d.mismatch(value, self.name, struct, path)
+            return False
+        return True
+
 
 class Scalar(GoType):
     """``string``, ``bool`` or an integer type (range-checked like Go)."""
@@ -203,10 +213,7 @@ class Slice(GoType):
         self.elem, self.name = elem, "[]" + elem.name
 
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            d.mismatch(value, self.name, struct, path)
+        if not self._holds(d, value, list, struct, path):
             return None
         return [self.elem.decode(d, item, struct, path) for item in value]
 
@@ -218,10 +225,7 @@ class Map(GoType):
         self.elem, self.name = elem, "map[string]" + elem.name
 
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            d.mismatch(value, self.name, struct, path)
+        if not self._holds(d, value, dict, struct, path):
             return None
         for item in value.values():
             self.elem.decode(d, item, struct, path)
@@ -236,10 +240,7 @@ class Struct(GoType):
         self.go_name, self.fields, self.name = go_name, fields, name or go_name
 
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            d.mismatch(value, self.name, struct, path)
+        if not self._holds(d, value, dict, struct, path):
             return None
         out: dict[str, Any] = {}
         for field, item in fields(value, self.fields):
@@ -278,10 +279,7 @@ class _Routes(GoType):
         from cnicore._go.ip import parse_cidr, parse_ip
         from cnicore.types import Route
 
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            d.mismatch(value, self.name, struct, path)
+        if not self._holds(d, value, list, struct, path):
             return []
         routes: list[Route] = []
         for item in value:
