@@ -36,11 +36,11 @@ the class does not declare them.
 
 Below the class form, the Go type objects it is built from (:class:`Struct`,
 :class:`Slice`, :class:`Map`, :data:`STRING`, :data:`BOOL`, :data:`INT`,
-:data:`ANY`, :data:`NETCONF_FIELDS`, :data:`ROUTES` for an IPAM config's
-``routes``, :func:`decode_struct`) for configs read as plain dicts — the
-built-in plugins' form — :func:`lookup` (the value Go would decode into one
-field), and CNI_ARGS: :func:`load_args` (Go's
-``types.LoadArgs``). This module is where cnicore keeps Go's struct decoding
+:data:`ANY`, :data:`NETCONF_FIELDS`, :data:`NET_IP` and :data:`IP_NET` for
+addresses, :data:`ROUTES` for an IPAM config's ``routes``,
+:func:`decode_struct`) for configs read as plain dicts — the built-in
+plugins' form — :func:`lookup` (the value Go would decode into one field),
+and CNI_ARGS: :func:`load_args` (Go's ``types.LoadArgs``). This module is where cnicore keeps Go's struct decoding
 (formerly ``cnicore._go.json``).
 """
 
@@ -69,7 +69,9 @@ __all__ = [
     "BOOL",
     "FLOAT",
     "INT",
+    "IP_NET",
     "NETCONF_FIELDS",
+    "NET_IP",
     "PREFIX",
     "ROUTES",
     "STRING",
@@ -261,6 +263,47 @@ NETCONF_FIELDS: dict[str, GoType] = {
 }
 
 
+class _NetIP(GoType):
+    """``net.IP``, a text unmarshaller: ``""`` is unset, a bad address stops decoding."""
+
+    name = "net.IP"
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        from cnicore._go.ip import parse_ip
+
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        ip = parse_ip(value)
+        if ip is None:
+            raise NetConfError(f"invalid IP address: {value}")
+        return ip
+
+
+class _IPNet(GoType):
+    """``types.IPNet``, a custom unmarshaller: every failure stops decoding, ``null`` too."""
+
+    name = "types.IPNet"
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        from cnicore._go.ip import parse_cidr
+
+        if value is not None and not isinstance(value, str):
+            raise d.fail(value, "string", struct, path)
+        cidr = parse_cidr(value or "")
+        if cidr is None:
+            raise NetConfError(f"invalid CIDR address: {value or ''}")
+        return cidr
+
+
+#: ``net.IP`` decoded into an address (``ipaddress``), ``None`` when unset.
+NET_IP = _NetIP()
+#: ``types.IPNet`` (a CIDR, host bits kept) decoded into a :class:`cnicore.ip.CIDR`.
+IP_NET = _IPNet()
+
+
 class _Routes(GoType):
     """``[]*types.Route``, as the reference's IPAM plugins decode ``ipam.routes``.
 
@@ -276,7 +319,6 @@ class _Routes(GoType):
     _fields = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
 
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        from cnicore._go.ip import parse_cidr, parse_ip
         from cnicore.types import Route
 
         if not self._holds(d, value, list, struct, path):
@@ -290,22 +332,13 @@ class _Routes(GoType):
             route = Route("")
             dst: CIDR | None = None
             for name, field_value in fields(item, self._fields):
-                if name == "dst":  # types.IPNet
+                if name == "dst":
+                    dst = IP_NET.decode(d, field_value, struct, path)
+                elif name == "gw":  # inside the route's own unmarshaller, a wrong kind stops decoding too
                     if field_value is not None and not isinstance(field_value, str):
-                        raise d.fail(field_value, "string", struct, path)
-                    dst = parse_cidr(field_value or "")
-                    if dst is None:
-                        raise NetConfError(f"invalid CIDR address: {field_value or ''}")
-                elif name == "gw":  # net.IP: "" is unset
-                    if field_value is None or field_value == "":
-                        route.gw = ""
-                        continue
-                    if not isinstance(field_value, str):
                         raise d.fail(field_value, "net.IP", struct, path)
-                    gw = parse_ip(field_value)
-                    if gw is None:
-                        raise NetConfError(f"invalid IP address: {field_value}")
-                    route.gw = str(gw)
+                    gw = NET_IP.decode(d, field_value, struct, path)
+                    route.gw = str(gw) if gw is not None else ""
                 elif field_value is not None:
                     if isinstance(field_value, bool) or not isinstance(field_value, int):
                         raise d.fail(field_value, "int", struct, path)

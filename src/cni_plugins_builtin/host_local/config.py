@@ -22,9 +22,9 @@ The routes differences are :data:`cnicore.config.ROUTES`'s, shared with static.
 
 from __future__ import annotations
 
-from cnicore.config import ROUTES, STRING, Decoder, fields, lookup
+from cnicore.config import IP_NET, NET_IP, ROUTES, STRING, Decoder, fields, lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.ip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
+from cnicore.ip import canonical, parse_ip_or_cidr
 from cnicore.version import greater_or_equal
 
 TYPE_CHECKING = False
@@ -219,30 +219,6 @@ def _string(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> str:
     return STRING.decode(d, value, struct, path) or ""
 
 
-def _net_ip(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> IPAddress | None:
-    """A ``net.IP`` field: empty means unset; a bad address stops decoding."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        d.mismatch(value, "net.IP", struct, path)
-        return None
-    ip = parse_ip(value)
-    if ip is None:
-        raise fail(f"invalid IP address: {value}")
-    return ip
-
-
-def _ip_net(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> CIDR:
-    """A ``types.IPNet`` field (custom unmarshaller: every failure stops decoding)."""
-    if value is not None and not isinstance(value, str):
-        raise d.fail(value, "string", struct, path)
-    text = value or ""
-    cidr = parse_cidr(text)
-    if cidr is None:
-        raise fail(f"invalid CIDR address: {text}")
-    return cidr
-
-
 def _cni_ips(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> list[IPAddress | None]:
     """A ``[]*ip.IP`` list; an empty or null entry is kept as ``None`` (rejected later)."""
     if value is None:
@@ -267,13 +243,13 @@ def _cni_ips(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> list
 def _range_field(d: Decoder, spec: RangeSpec, name: str, value: Any, struct: str,
                  path: tuple[str, ...]) -> None:
     if name == "subnet":
-        spec.subnet = _ip_net(d, value, struct, path)
+        spec.subnet = IP_NET.decode(d, value, struct, path)
     elif name == "rangeStart":
-        spec.start = _net_ip(d, value, struct, path)
+        spec.start = NET_IP.decode(d, value, struct, path)
     elif name == "rangeEnd":
-        spec.end = _net_ip(d, value, struct, path)
+        spec.end = NET_IP.decode(d, value, struct, path)
     else:
-        spec.gateway = _net_ip(d, value, struct, path)
+        spec.gateway = NET_IP.decode(d, value, struct, path)
 
 
 def _range_sets(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> list[list[RangeSpec]]:

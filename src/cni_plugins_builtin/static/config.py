@@ -28,7 +28,7 @@ Deliberate differences (matching host-local's, :mod:`cni_plugins_builtin.host_lo
 
 from __future__ import annotations
 
-from cnicore.config import NETCONF_FIELDS, ROUTES, STRING, Decoder, GoType, NetConfError, Slice, Struct
+from cnicore.config import NET_IP, NETCONF_FIELDS, ROUTES, STRING, Decoder, GoType, NetConfError, Slice, Struct
 from cnicore.ip import parse_cidr, parse_ip
 
 TYPE_CHECKING = False
@@ -43,23 +43,6 @@ if TYPE_CHECKING:
 def fail(msg: str) -> NetConfError:
     """Every static failure is a plain Go error: code 999."""
     return NetConfError(msg)
-
-
-class _NetIP(GoType):
-    """``net.IP``: a text unmarshaller, so a bad address stops decoding; ``""`` is unset."""
-
-    name = "net.IP"
-
-    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            d.mismatch(value, self.name, struct, path)
-            return None
-        ip = parse_ip(value)
-        if ip is None:
-            raise fail(f"invalid IP address: {value}")
-        return ip
 
 
 class _IPMask(GoType):
@@ -79,12 +62,11 @@ class _IPMask(GoType):
 
 
 _STRINGS = Slice(STRING)
-_NET_IP = _NetIP()
 #: ``main.Address``. "Address" comes before "address" so that a key matching
 #: both only case-insensitively goes to ``address``, Go's first field.
 _ADDRESS = Struct("Address", {
-    "Address": Struct("IPNet", {"IP": _NET_IP, "Mask": _IPMask()}, "net.IPNet"),
-    "address": STRING, "gateway": _NET_IP, "Version": STRING,
+    "Address": Struct("IPNet", {"IP": NET_IP, "Mask": _IPMask()}, "net.IPNet"),
+    "address": STRING, "gateway": NET_IP, "Version": STRING,
 }, "main.Address")
 _IPAM = Struct("IPAMConfig", {
     "Name": STRING, "type": STRING, "routes": ROUTES, "addresses": Slice(_ADDRESS),
