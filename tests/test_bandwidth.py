@@ -19,6 +19,7 @@ from cni_plugins_builtin.bandwidth import plugin as bandwidth
 from cnicore.config import NetConfError
 from cnicore.testing import run_executable
 from cnicore.testing import run_in as sh
+from helpers.runners import exec_run, need, one_launcher, our_run
 
 privileged = pytest.mark.privileged
 interop = pytest.mark.interop
@@ -81,11 +82,6 @@ def test_tbf_arithmetic_is_the_references():
 # -- in namespaces --------------------------------------------------------------------
 
 
-def need(path: str) -> None:
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"{path} not installed")
-
-
 def bridge(host, netns, tmp_path, version="1.0.0", cid=CID):
     """A container on Go's bridge: its ADD result (the prevResult)."""
     need(GO_BRIDGE)
@@ -119,25 +115,16 @@ def has_ifb(host, name=IFB) -> bool:
 
 @pytest.fixture
 def launcher(tmp_path_factory, cni_install):
-    from cnicore import registry
-
-    directory = tmp_path_factory.mktemp("bin")
-    cni_install(str(directory), entries=[registry.get("bandwidth")])
-    return str(directory / "bandwidth")
+    return one_launcher(tmp_path_factory.mktemp("bin"), cni_install, "bandwidth")
 
 
 def ours(cni_runner, launcher, via, host):
     """A run function for our plugin, in-process or through the launcher."""
-    if via == "launcher":
-        return lambda command, conf, netns, cid=CID: run_executable(launcher, command, conf, host=host,
-                                                                   netns=netns, container_id=cid)
-    return lambda command, conf, netns, cid=CID: cni_runner(bandwidth, "bandwidth").run(
-        command, conf, netns=netns, container_id=cid)
+    return our_run(cni_runner, bandwidth, "bandwidth", launcher, via, host, CID)
 
 
 def go(host):
-    return lambda command, conf, netns, cid=CID: run_executable(GO_BANDWIDTH, command, conf, host=host,
-                                                               netns=netns, container_id=cid)
+    return exec_run(GO_BANDWIDTH, host, CID)
 
 
 @privileged

@@ -141,6 +141,17 @@ def test_unknown_backend_is_rejected_like_go() -> None:
     assert masquerade.backend_for("iptables") == "iptables"
 
 
+def test_restore_line_quotes_for_iptables_restore() -> None:
+    """One quoting for every restore batch (masquerade, portmap, the firewall plugin)."""
+    from cnicore.firewall.tools import restore_line
+
+    assert restore_line("-A", "X", "--comment", 'dnat name: "a b" id: "c\\d"') == \
+        '-A X --comment "dnat name: \\"a b\\" id: \\"c\\\\d\\""'
+    assert restore_line("-A", "X", "-s", "10.0.0.0/8", "--comment", "") == '-A X -s 10.0.0.0/8 --comment ""'
+    with pytest.raises(FirewallError, match="line breaks are not allowed"):
+        restore_line("-A", "X", "--comment", "a\n-A FORWARD -j ACCEPT")
+
+
 # -- iptables backend -------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from cni_plugins_builtin.firewall.rules import host_address, quoted
 from cni_plugins_builtin.firewall.table import split_saved
 from cnicore.testing import PluginRunner, Sandbox, run_executable
 from cnicore.testing import run_in as sh
+from helpers.runners import exec_run, need, one_launcher, our_run
 
 privileged = pytest.mark.privileged
 interop = pytest.mark.interop
@@ -28,11 +29,6 @@ GO_FIREWALL = "/usr/lib/cni/firewall"
 GO_BRIDGE = "/usr/lib/cni/bridge"
 CID = "cnitest-fw"
 NET = "fwnet"
-
-
-def need(path: str) -> None:
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"{path} not installed")
 
 
 def save(netns, v6: bool = False) -> str:
@@ -61,24 +57,16 @@ def fw_conf(version, prev=None, **extra):
 
 @pytest.fixture
 def launcher(tmp_path_factory, cni_install):
-    from cnicore import registry
-
-    directory = tmp_path_factory.mktemp("bin")
-    cni_install(str(directory), entries=[registry.get("firewall")])
-    return str(directory / "firewall")
+    return one_launcher(tmp_path_factory.mktemp("bin"), cni_install, "firewall")
 
 
 def ours(cni_runner, launcher, via, host):
-    if via == "launcher":
-        return lambda command, conf, netns="", cid=CID: run_executable(launcher, command, conf, host=host,
-                                                                      netns=netns, container_id=cid)
-    return lambda command, conf, netns="", cid=CID: cni_runner(firewall, "firewall").run(
-        command, conf, netns=netns, container_id=cid)
+    """A run function for our plugin, in-process or through the launcher."""
+    return our_run(cni_runner, firewall, "firewall", launcher, via, host, CID)
 
 
 def go(host):
-    return lambda command, conf, netns="", cid=CID: run_executable(GO_FIREWALL, command, conf, host=host,
-                                                                  netns=netns, container_id=cid)
+    return exec_run(GO_FIREWALL, host, CID)
 
 
 # -- pure ------------------------------------------------------------------------------

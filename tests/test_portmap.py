@@ -196,11 +196,6 @@ def test_masq_all_masquerades_every_source() -> None:
         assert len(masq) == 1 and f"saddr {src} " in masq[0]
 
 
-def test_restore_quoting() -> None:
-    assert pm_iptables.restore_line("-A", "X", "--comment", 'dnat name: "a b" id: "c\\d"') == \
-        '-A X --comment "dnat name: \\"a b\\" id: \\"c\\\\d\\""'
-
-
 # -- the iptables rules, against Go's ------------------------------------------------------------
 
 #: Configs whose rules must be byte-identical to Go v1.1.1's (both families).

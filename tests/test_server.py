@@ -10,7 +10,6 @@ sleep, so cancellation and crashes can be provoked mid-request.
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import signal
@@ -37,6 +36,7 @@ from cnicore.server import _protocol as proto
 from cnicore.server import client as server_client
 from cnicore.server._native import build_id
 from cnicore.testing import Sandbox, WarmServer, run_executable, run_in
+from helpers.servers import alive, caller_fds, gone_within, launch, own_servers, plugin_package, raw_request, wait_for
 
 pytestmark = pytest.mark.privileged
 
@@ -98,15 +98,8 @@ SPY_ATTR_ENTRY = PluginEntry("cnitest-spy-attr", f"{PACKAGE}.spy:SELF", "cnicore
 
 @pytest.fixture(scope="module")
 def spy_root(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("spy-root")
-    (root / PACKAGE).mkdir()
-    (root / PACKAGE / "__init__.py").write_text("")
-    (root / PACKAGE / "spy.py").write_text(SPY_SOURCE)
-    sys.path.insert(0, str(root))
-    try:
+    with plugin_package(tmp_path_factory.mktemp("spy-root"), PACKAGE, {"spy": SPY_SOURCE}) as root:
         yield root
-    finally:
-        sys.path.remove(str(root))
 
 
 @pytest.fixture(scope="module")
@@ -139,19 +132,8 @@ def bins(tmp_path_factory, cni_server, spy_root) -> tuple[Path, Path]:
 @pytest.fixture
 def own_server(tmp_path: Path, spy_root: Path):
     """A server of this test's own (it may be stopped or restarted), stopped afterwards."""
-    servers: list[WarmServer] = []
-
-    def start(**kw) -> WarmServer:
-        kw.setdefault("plugins", (str(spy_root), [spy_entry(), SPY_ATTR_ENTRY]))
-        server = WarmServer(str(tmp_path / f"server{len(servers)}"), **kw)
-        servers.append(server)
-        return server
-
-    try:
+    with own_servers(tmp_path, (str(spy_root), [spy_entry(), SPY_ATTR_ENTRY])) as start:
         yield start
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def spy_conf(**extra) -> dict:
@@ -163,13 +145,6 @@ def seen(outcome) -> dict[str, str]:
     return dict(option.split("=", 1) for option in options)
 
 
-def launch(executable: str | Path, env: dict[str, str], stdin: bytes = b"", **popen) -> subprocess.Popen:
-    """Start a launcher as a runtime does: pipes for stdio, its own environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))}
-    return subprocess.Popen([str(executable)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**base, **env}, **popen)
-
-
 def start_spy(directory: Path, sandbox, command: str, marker: Path, sleep: float) -> tuple[subprocess.Popen, int]:
     """The spy plugin started by its launcher from the sandbox's host namespace, sleeping
     ``sleep`` seconds in ``command``; returns the launcher process and the plugin's pid."""
@@ -179,32 +154,6 @@ def start_spy(directory: Path, sandbox, command: str, marker: Path, sleep: float
     proc.stdin.write(json.dumps(spy_conf(sleep=sleep, marker=str(marker))).encode())
     proc.stdin.close()
     return proc, int(wait_for(marker))
-
-
-def wait_for(path: Path, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return path.read_text()
-        time.sleep(0.02)
-    raise AssertionError(f"{path} never appeared")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def gone_within(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 # -- the same answers, warm and cold --------------------------------------------------
@@ -565,30 +514,6 @@ def test_stale_socket_file_is_ignored_by_launchers_and_replaced_by_the_server(cn
     assert live.served() == 1
 
 
-def read_frame(client: socket.socket) -> tuple[bytes, int]:
-    data = b""
-    while len(data) < proto.FRAME.size:
-        more = client.recv(proto.FRAME.size - len(data))
-        assert more, "server closed without an answer"
-        data += more
-    return proto.decode_frame(data)
-
-
-def raw_request(socket_path: str, message: bytes, fds: list[int]) -> tuple[bytes, int]:
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(10)
-    client.connect(socket_path)
-    assert read_frame(client) == (proto.ACCEPTED, 0)  # descriptors only to a worker that took it
-    client.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    data = b""
-    while len(data) < proto.FRAME.size:
-        more = client.recv(proto.FRAME.size - len(data))
-        assert more, "server closed without an answer"
-        data += more
-    client.close()
-    return proto.decode_frame(data)
-
-
 @pytest.fixture(scope="module")
 def raw_server(tmp_path_factory):
     """A server these tests provoke refusals from (the session's must refuse nothing)."""
@@ -631,7 +556,7 @@ def test_server_checks_every_descriptor_and_the_build(raw_server, bins, tmp_path
         message = proto.encode_request(build, 0o22, proto.FLAG_CNITOOL, "/", "/usr/bin/python3",
                                        ["cnitool", "status", "n", "/x"], {})
     try:
-        assert raw_request(raw_server.socket, message, fds) == (proto.REFUSED, expected)
+        assert raw_request(raw_server.socket, message, fds) == [(proto.REFUSED, expected)]
     finally:
         for fd in {devnull, directory, mnt, net}:
             os.close(fd)
@@ -641,26 +566,16 @@ def test_a_well_formed_raw_request_is_served(cni_server, bins) -> None:
     """The Python encoder and the server agree (the C launcher is covered by every other test)."""
     _, python = bins
     out_r, out_w = os.pipe()
-    mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY)
-    net = os.open("/proc/self/ns/net", os.O_RDONLY)
-    devnull = os.open(os.devnull, os.O_RDWR)
     message = proto.encode_request(build_id(), 0o22, 0, "/", str(python / "loopback"), ["loopback"],
                                    {"CNI_COMMAND": "VERSION"})
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.connect(cni_server.socket)
-    assert read_frame(client) == (proto.ACCEPTED, 0)
-    client.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                array.array("i", [devnull, out_w, devnull, mnt, net]))])
-    for fd in (out_w, mnt, net, devnull):
-        os.close(fd)
-    frames = b""
-    while len(frames) < 2 * proto.FRAME.size:
-        frames += client.recv(64)
-    assert proto.decode_frame(frames[:8]) == (proto.STARTED, 0)
-    assert proto.decode_frame(frames[8:16]) == (proto.EXITED, 0)
+    with caller_fds() as fds:
+        fds[1] = out_w
+        try:
+            assert raw_request(cni_server.socket, message, fds) == [(proto.STARTED, 0), (proto.EXITED, 0)]
+        finally:
+            os.close(out_w)
     with os.fdopen(out_r, "rb") as fh:
         assert json.loads(fh.read())["cniVersion"] == "1.1.0"
-    client.close()
 
 
 # -- upgrades -------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from cnicore.libcni.conf import conf_list_from_bytes
 from cnicore.registry import PluginEntry, get
 from cnicore.server import _protocol as proto
 from cnicore.server._native import build_id
-from cnicore.testing import Sandbox, WarmServer, run_executable
+from cnicore.testing import Sandbox, run_executable
+from helpers.servers import launch, own_servers, plugin_package, wait_for
 
 pytestmark = pytest.mark.privileged
 
@@ -100,15 +101,8 @@ def cni_check(request):
 
 @pytest.fixture(scope="module")
 def pid_root(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("pid-root")
-    (root / PACKAGE).mkdir()
-    (root / PACKAGE / "__init__.py").write_text("")
-    (root / PACKAGE / "pid.py").write_text(PID_SOURCE)
-    sys.path.insert(0, str(root))
-    try:
+    with plugin_package(tmp_path_factory.mktemp("pid-root"), PACKAGE, {"pid": PID_SOURCE}) as root:
         yield root
-    finally:
-        sys.path.remove(str(root))
 
 
 def pid_entry() -> PluginEntry:
@@ -119,24 +113,8 @@ def pid_entry() -> PluginEntry:
 def own_server(tmp_path: Path, pid_root: Path):
     """Servers of this test's own, stopped (and continued first, if stopped) afterwards; the
     test plugin is in their environment (a worker hosts only plugins its parent loaded)."""
-    servers: list[WarmServer] = []
-
-    def start(directory: str = "", **kw) -> WarmServer:
-        kw.setdefault("plugins", (str(pid_root), [pid_entry()]))
-        server = WarmServer(directory or str(tmp_path / f"server{len(servers)}"), **kw)
-        servers.append(server)
-        return server
-
-    try:
+    with own_servers(tmp_path, (str(pid_root), [pid_entry()])) as start:
         yield start
-    finally:
-        for server in servers:
-            for pid in [server.pid, *server.workers()]:
-                try:
-                    os.kill(pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-            server.stop()
 
 
 def native_bins(directory: Path, socket_path: str, entries: list[PluginEntry]) -> Path:
@@ -150,12 +128,6 @@ def pid_conf(**extra) -> dict:
 
 def options(stdout: bytes) -> dict[str, str]:
     return dict(option.split("=", 1) for option in json.loads(stdout)["dns"]["options"])
-
-
-def launch(executable: Path, env: dict[str, str], **popen) -> subprocess.Popen:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "PYTHON"))}
-    return subprocess.Popen([str(executable)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**base, **env}, **popen)
 
 
 def pid_add(sandbox: Sandbox, bins: Path, conf: dict, container: str = "p1") -> tuple[subprocess.Popen, bytes, float]:
@@ -173,15 +145,6 @@ def pid_add(sandbox: Sandbox, bins: Path, conf: dict, container: str = "p1") -> 
 def served_warm(sandbox: Sandbox, bins: Path) -> bool:
     proc, out, _ = pid_add(sandbox, bins, pid_conf())
     return int(options(out)["pid"]) != proc.pid
-
-
-def wait_for(path: Path, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return path.read_text()
-        time.sleep(0.02)
-    raise AssertionError(f"{path} never appeared")
 
 
 def wait_until(check, timeout: float = 30.0, what: str = "") -> None:

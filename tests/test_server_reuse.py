@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from cnicore.cli.install import install
 from cnicore.registry import PluginEntry
 from cnicore.testing import Sandbox, WarmServer
+from helpers.servers import gone_within, plugin_package
 
 pytestmark = pytest.mark.privileged
 
@@ -83,16 +83,9 @@ def cni_add(request):
 @pytest.fixture(scope="module")
 def launchers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The reusable test plugin and the same plugin without WARM_REUSE: their source root."""
-    root = tmp_path_factory.mktemp("reuse-root")
-    (root / PACKAGE).mkdir()
-    (root / PACKAGE / "__init__.py").write_text("")
-    (root / PACKAGE / "reuser.py").write_text(REUSER_SOURCE.format(reuse="True"))
-    (root / PACKAGE / "oneshot.py").write_text(REUSER_SOURCE.format(reuse="False"))
-    sys.path.insert(0, str(root))
-    try:
+    modules = {"reuser": REUSER_SOURCE.format(reuse="True"), "oneshot": REUSER_SOURCE.format(reuse="False")}
+    with plugin_package(tmp_path_factory.mktemp("reuse-root"), PACKAGE, modules) as root:
         yield {"root": root}
-    finally:
-        sys.path.remove(str(root))
 
 
 ENTRIES = [PluginEntry("cnitest-reuser", f"{PACKAGE}.reuser", "cnicore-tests", "0"),
@@ -142,19 +135,6 @@ def add(bin_dir: Path, plugin: str, caller, container, *, cwd: str = "/", umask:
 
 def ns_link(pid: int, kind: str) -> str:
     return os.readlink(f"/proc/{pid}/ns/{kind}")
-
-
-def gone_within(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_reusable_plugins_worker_serves_callers_in_other_namespaces_as_a_fresh_process_would(

@@ -10,10 +10,8 @@ answer (the Python launchers, no server) is the reference.
 
 from __future__ import annotations
 
-import array
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -27,6 +25,7 @@ from cnicore.registry import PluginEntry, get
 from cnicore.server import _protocol as proto
 from cnicore.server._native import build_id
 from cnicore.testing import WarmServer, run_in
+from helpers.servers import caller_fds, plugin_package, raw_request
 
 pytestmark = pytest.mark.privileged
 
@@ -102,15 +101,8 @@ def cni_del(request):
 
 @pytest.fixture(scope="module")
 def state_root(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("trust-root")
-    (root / PACKAGE).mkdir()
-    (root / PACKAGE / "__init__.py").write_text("")
-    (root / PACKAGE / "state.py").write_text(STATE_SOURCE)
-    sys.path.insert(0, str(root))
-    try:
+    with plugin_package(tmp_path_factory.mktemp("trust-root"), PACKAGE, {"state": STATE_SOURCE}) as root:
         yield root
-    finally:
-        sys.path.remove(str(root))
 
 
 STATE_ENTRY = PluginEntry(STATE_TYPE, f"{PACKAGE}.state", "cnicore-tests", "0")
@@ -412,32 +404,6 @@ def test_signal_mask_resource_limits_and_imports_do_not_carry_over(server, cni_s
     assert again["pid"] == second["pid"]  # while a worker left as it was serves again
 
 
-def raw_request(socket_path: str, message: bytes) -> list[tuple[bytes, int]]:
-    """Frames the server answers a hand-made request with (stdio /dev/null, our namespaces)."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY)
-    net = os.open("/proc/self/ns/net", os.O_RDONLY)
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        client.settimeout(20)
-        client.connect(socket_path)
-        accepted = client.recv(proto.FRAME.size, socket.MSG_WAITALL)
-        assert proto.decode_frame(accepted) == (proto.ACCEPTED, 0)  # a worker took it: now the request
-        client.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                    array.array("i", [devnull, devnull, devnull, mnt, net]))])
-        data = b""
-        while True:
-            more = client.recv(64)
-            if not more:
-                break
-            data += more
-    finally:
-        client.close()
-        for fd in (devnull, mnt, net):
-            os.close(fd)
-    return [proto.decode_frame(data[i:i + proto.FRAME.size]) for i in range(0, len(data), proto.FRAME.size)]
-
-
 @pytest.mark.parametrize("case", ["nameless environment entry", "NUL in the directory", "NUL in the environment"])
 def test_a_malformed_request_is_refused_and_the_worker_stays(server, case) -> None:
     srv, _, python = server()
@@ -455,9 +421,10 @@ def test_a_malformed_request_is_refused_and_the_worker_stays(server, case) -> No
         assert time.monotonic() < deadline, srv.log()
         time.sleep(0.02)
     bad = proto.encode_request(build_id(), 0o22, 0, cwd, launcher, ["loopback"], env)
-    assert raw_request(srv.socket, bad) == [(proto.REFUSED, proto.REFUSE_MALFORMED)]
     good = proto.encode_request(build_id(), 0o22, 0, "/", launcher, ["loopback"], {"CNI_COMMAND": "VERSION"})
-    assert raw_request(srv.socket, good) == [(proto.STARTED, 0), (proto.EXITED, 0)]
+    with caller_fds() as fds:  # stdio /dev/null, our namespaces
+        assert raw_request(srv.socket, bad, fds) == [(proto.REFUSED, proto.REFUSE_MALFORMED)]
+        assert raw_request(srv.socket, good, fds) == [(proto.STARTED, 0), (proto.EXITED, 0)]
     assert srv.workers() == worker  # it served both
     srv.stop()
     assert "Error" not in srv.log() and srv.served() == 1

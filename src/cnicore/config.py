@@ -36,10 +36,11 @@ the class does not declare them.
 
 Below the class form, the Go type objects it is built from (:class:`Struct`,
 :class:`Slice`, :class:`Map`, :data:`STRING`, :data:`BOOL`, :data:`INT`,
-:data:`ANY`, :data:`NETCONF_FIELDS`, :func:`decode_struct`) for configs read
-as plain dicts — the built-in plugins' form — :func:`lookup` (the value Go
-would decode into one field), and CNI_ARGS: :func:`load_args` (Go's
-``types.LoadArgs``). This module is where cnicore keeps Go's struct decoding
+:data:`ANY`, :data:`NETCONF_FIELDS`, :data:`NET_IP` and :data:`IP_NET` for
+addresses, :data:`ROUTES` for an IPAM config's ``routes``,
+:func:`decode_struct`) for configs read as plain dicts — the built-in
+plugins' form — :func:`lookup` (the value Go would decode into one field),
+and CNI_ARGS: :func:`load_args` (Go's ``types.LoadArgs``). This module is where cnicore keeps Go's struct decoding
 (formerly ``cnicore._go.json``).
 """
 
@@ -55,6 +56,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping, TypeVar
 
+    from cnicore._go.ip import CIDR
     from cnicore.args import ArgsError, load_args, parse_bool
     from cnicore.request import Request
 
@@ -67,8 +69,11 @@ __all__ = [
     "BOOL",
     "FLOAT",
     "INT",
+    "IP_NET",
     "NETCONF_FIELDS",
+    "NET_IP",
     "PREFIX",
+    "ROUTES",
     "STRING",
     "ArgsError",
     "Decoder",
@@ -160,6 +165,16 @@ class GoType:
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
         raise NotImplementedError
 
+    def _holds(self, d: Decoder, value: Any, kind: type, struct: str, path: tuple[str, ...]) -> bool:
+        """Whether ``value`` is a ``kind`` (a JSON array or object) to decode: ``null``
+        is not (Go keeps the zero value), nor is another kind (a mismatch, remembered in ``d``)."""
+        if value is None:
+            return False
+        if not isinstance(value, kind):
+            d.mismatch(value, self.name, struct, path)
+            return False
+        return True
+
 
 class Scalar(GoType):
     """``string``, ``bool`` or an integer type (range-checked like Go)."""
@@ -200,10 +215,7 @@ class Slice(GoType):
         self.elem, self.name = elem, "[]" + elem.name
 
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            d.mismatch(value, self.name, struct, path)
+        if not self._holds(d, value, list, struct, path):
             return None
         return [self.elem.decode(d, item, struct, path) for item in value]
 
@@ -215,10 +227,7 @@ class Map(GoType):
         self.elem, self.name = elem, "map[string]" + elem.name
 
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            d.mismatch(value, self.name, struct, path)
+        if not self._holds(d, value, dict, struct, path):
             return None
         for item in value.values():
             self.elem.decode(d, item, struct, path)
@@ -233,10 +242,7 @@ class Struct(GoType):
         self.go_name, self.fields, self.name = go_name, fields, name or go_name
 
     def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            d.mismatch(value, self.name, struct, path)
+        if not self._holds(d, value, dict, struct, path):
             return None
         out: dict[str, Any] = {}
         for field, item in fields(value, self.fields):
@@ -255,6 +261,97 @@ NETCONF_FIELDS: dict[str, GoType] = {
                           "options": Slice(STRING)}, "types.DNS"),
     "prevResult": Map(ANY),
 }
+
+
+class _NetIP(GoType):
+    """``net.IP``, a text unmarshaller: ``""`` is unset, a bad address stops decoding."""
+
+    name = "net.IP"
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        from cnicore._go.ip import parse_ip
+
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            d.mismatch(value, self.name, struct, path)
+            return None
+        ip = parse_ip(value)
+        if ip is None:
+            raise NetConfError(f"invalid IP address: {value}")
+        return ip
+
+
+class _IPNet(GoType):
+    """``types.IPNet``, a custom unmarshaller: every failure stops decoding, ``null`` too."""
+
+    name = "types.IPNet"
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        from cnicore._go.ip import parse_cidr
+
+        if value is not None and not isinstance(value, str):
+            raise d.fail(value, "string", struct, path)
+        cidr = parse_cidr(value or "")
+        if cidr is None:
+            raise NetConfError(f"invalid CIDR address: {value or ''}")
+        return cidr
+
+
+#: ``net.IP`` decoded into an address (``ipaddress``), ``None`` when unset.
+NET_IP = _NetIP()
+#: ``types.IPNet`` (a CIDR, host bits kept) decoded into a :class:`cnicore.ip.CIDR`.
+IP_NET = _IPNet()
+
+
+class _Routes(GoType):
+    """``[]*types.Route``, as the reference's IPAM plugins decode ``ipam.routes``.
+
+    Each route has its own unmarshaller, so any problem inside one stops
+    decoding (code 999) and is reported against the ``routes`` field; a
+    ``null`` route is skipped and a route without ``dst`` is an error (the
+    reference would print ``"dst": "<nil>"``). The 1.1.0 attributes (``mtu``,
+    ``advmss``, ``priority``, ``table``, ``scope``) are kept. Decodes to a list
+    of :class:`cnicore.types.Route`.
+    """
+
+    name = "[]*types.Route"
+    _fields = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
+
+    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
+        from cnicore.types import Route
+
+        if not self._holds(d, value, list, struct, path):
+            return []
+        routes: list[Route] = []
+        for item in value:
+            if item is None:
+                continue
+            if not isinstance(item, dict):
+                raise d.fail(item, "types.route", struct, path)
+            route = Route("")
+            dst: CIDR | None = None
+            for name, field_value in fields(item, self._fields):
+                if name == "dst":
+                    dst = IP_NET.decode(d, field_value, struct, path)
+                elif name == "gw":  # inside the route's own unmarshaller, a wrong kind stops decoding too
+                    if field_value is not None and not isinstance(field_value, str):
+                        raise d.fail(field_value, "net.IP", struct, path)
+                    gw = NET_IP.decode(d, field_value, struct, path)
+                    route.gw = str(gw) if gw is not None else ""
+                elif field_value is not None:
+                    if isinstance(field_value, bool) or not isinstance(field_value, int):
+                        raise d.fail(field_value, "int", struct, path)
+                    setattr(route, name, field_value)
+            if dst is None:
+                raise NetConfError("invalid CIDR address: ")
+            route.dst = str(dst)
+            routes.append(route)
+        return routes
+
+
+#: ``ipam.routes`` (``[]*types.Route``) decoded into :class:`cnicore.types.Route` objects.
+ROUTES = _Routes()
 
 
 def decode_struct(obj: Any, struct: Struct, prefix: str = "") -> dict[str, Any]:

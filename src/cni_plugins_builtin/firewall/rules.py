@@ -97,18 +97,15 @@ def has_control(text: str) -> bool:
 
 
 def quoted(rule: Rule) -> str:
-    """A rule spec as one iptables-restore line (comments quoted, as iptables-save does).
+    """A rule spec as one iptables-restore line (the toolkit's quoting: comments quoted).
 
-    A token with a control character is refused (a CNI error): a line break would
-    let it add lines of its own to the batch."""
+    A token with any control character is refused first (a CNI error): a line
+    break would let it add lines of its own to the batch, and no rule of this
+    plugin's needs one."""
     from cnicore.errors import ERR_INTERNAL, CNIError
+    from cnicore.firewall.tools import restore_line
 
-    out = []
     for token in rule:
         if has_control(token):
             raise CNIError(ERR_INTERNAL, f"refusing iptables argument {token!r}: control characters")
-        if not token or any(c in token for c in " \t\"'\\|()"):
-            out.append('"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"')
-        else:
-            out.append(token)
-    return " ".join(out)
+    return restore_line(*rule)

@@ -16,13 +16,15 @@ Deliberate differences from the reference:
   ``null`` route is skipped instead of printed;
 * routes keep the 1.1.0 attributes (``mtu``, ``advmss``, ``priority``,
   ``table``, ``scope``), which the reference's older libcni drops.
+
+The routes differences are :data:`cnicore.config.ROUTES`'s, shared with static.
 """
 
 from __future__ import annotations
 
-from cnicore.config import STRING, Decoder, fields, lookup
+from cnicore.config import IP_NET, NET_IP, ROUTES, STRING, Decoder, fields, lookup
 from cnicore.errors import ERR_INTERNAL, CNIError
-from cnicore.ip import canonical, parse_cidr, parse_ip, parse_ip_or_cidr
+from cnicore.ip import canonical, parse_ip_or_cidr
 from cnicore.version import greater_or_equal
 
 TYPE_CHECKING = False
@@ -44,8 +46,6 @@ ARGS_TYPE = 'struct { A *allocator.IPAMArgs "json:\\"cni\\"" }'
 _NET_FIELDS = ("name", "cniVersion", "ipam", "runtimeConfig", "args")
 _RANGE_FIELDS = ("rangeStart", "rangeEnd", "subnet", "gateway")
 _IPAM_FIELDS = _RANGE_FIELDS + ("Name", "type", "routes", "dataDir", "resolvConf", "ranges")
-_ROUTE_INTS = ("mtu", "advmss", "priority", "table", "scope")
-_ROUTE_FIELDS = ("dst", "gw") + _ROUTE_INTS
 
 
 def fail(msg: str) -> CNIError:
@@ -219,32 +219,6 @@ def _string(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> str:
     return STRING.decode(d, value, struct, path) or ""
 
 
-def _net_ip(d: Decoder, value: Any, struct: str, path: tuple[str, ...], nested: bool = False) -> IPAddress | None:
-    """A ``net.IP`` field: empty means unset; a bad address stops decoding."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        if nested:
-            raise d.fail(value, "net.IP", struct, path)
-        d.mismatch(value, "net.IP", struct, path)
-        return None
-    ip = parse_ip(value)
-    if ip is None:
-        raise fail(f"invalid IP address: {value}")
-    return ip
-
-
-def _ip_net(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> CIDR:
-    """A ``types.IPNet`` field (custom unmarshaller: every failure stops decoding)."""
-    if value is not None and not isinstance(value, str):
-        raise d.fail(value, "string", struct, path)
-    text = value or ""
-    cidr = parse_cidr(text)
-    if cidr is None:
-        raise fail(f"invalid CIDR address: {text}")
-    return cidr
-
-
 def _cni_ips(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> list[IPAddress | None]:
     """A ``[]*ip.IP`` list; an empty or null entry is kept as ``None`` (rejected later)."""
     if value is None:
@@ -269,13 +243,13 @@ def _cni_ips(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> list
 def _range_field(d: Decoder, spec: RangeSpec, name: str, value: Any, struct: str,
                  path: tuple[str, ...]) -> None:
     if name == "subnet":
-        spec.subnet = _ip_net(d, value, struct, path)
+        spec.subnet = IP_NET.decode(d, value, struct, path)
     elif name == "rangeStart":
-        spec.start = _net_ip(d, value, struct, path)
+        spec.start = NET_IP.decode(d, value, struct, path)
     elif name == "rangeEnd":
-        spec.end = _net_ip(d, value, struct, path)
+        spec.end = NET_IP.decode(d, value, struct, path)
     else:
-        spec.gateway = _net_ip(d, value, struct, path)
+        spec.gateway = NET_IP.decode(d, value, struct, path)
 
 
 def _range_sets(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> list[list[RangeSpec]]:
@@ -303,41 +277,6 @@ def _range_sets(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> l
     return sets
 
 
-def _routes(d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> list[Route]:
-    """``[]*types.Route``: each route has its own unmarshaller, so any problem
-    inside one stops decoding and is reported against the ``routes`` field."""
-    from cnicore.types import Route
-
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        d.mismatch(value, "[]*types.Route", struct, path)
-        return []
-    routes: list[Route] = []
-    for item in value:
-        if item is None:
-            continue
-        if not isinstance(item, dict):
-            raise d.fail(item, "types.route", struct, path)
-        route = Route("")
-        dst: CIDR | None = None
-        for name, field_value in fields(item, _ROUTE_FIELDS):
-            if name == "dst":
-                dst = _ip_net(d, field_value, struct, path)
-            elif name == "gw":
-                gw = _net_ip(d, field_value, struct, path, nested=True)
-                route.gw = str(gw) if gw is not None else ""
-            elif field_value is not None:
-                if isinstance(field_value, bool) or not isinstance(field_value, int):
-                    raise d.fail(field_value, "int", struct, path)
-                setattr(route, name, field_value)
-        if dst is None:
-            raise fail("invalid CIDR address: ")
-        route.dst = str(dst)
-        routes.append(route)
-    return routes
-
-
 def _ipam(d: Decoder, obj: dict[str, Any]) -> IPAMSpec:
     spec = IPAMSpec()
     struct = "IPAMConfig"
@@ -348,7 +287,7 @@ def _ipam(d: Decoder, obj: dict[str, Any]) -> IPAMSpec:
                 spec.legacy = RangeSpec()
             _range_field(d, spec.legacy, name, value, struct, path)
         elif name == "routes":
-            spec.routes = _routes(d, value, struct, path)
+            spec.routes = ROUTES.decode(d, value, struct, path)
         elif name == "ranges":
             spec.ranges = _range_sets(d, value, struct, path)
         elif name == "dataDir":

@@ -174,28 +174,6 @@ class SavedTable:
         return rule in self.chains.get(chain, ())
 
 
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,=+@[]%!")
-
-
-def quote(token: str) -> str:
-    """A token for iptables-restore's parser: double quotes with ``\\``-escapes where needed.
-
-    A line break (or NUL) is refused: restore reads a line at a time, so a protocol,
-    hostIP or condition holding one would add rules of its own; iptables, exec'd
-    with the token as one argument (as the reference does), would refuse it."""
-    if any(c in token for c in "\n\r\0"):
-        from cnicore.firewall.tools import FirewallError
-
-        raise FirewallError(f"invalid iptables argument {token!r}: line breaks are not allowed")
-    if token and all(c in _SAFE for c in token):
-        return token
-    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def restore_line(*tokens: str) -> str:
-    return " ".join(quote(t) for t in tokens)
-
-
 def save(ipv6: bool) -> SavedTable:
     from cnicore.firewall.tools import iptables_save
 
@@ -252,6 +230,8 @@ class _Batch:
     def setup(self, chain: Chain) -> None:
         """The reference's chain.setup: create the chain, add each missing rule, then each
         missing entry rule (appended, or inserted first with ``prepend_entry``)."""
+        from cnicore.firewall.tools import restore_line
+
         new = chain.name not in self.saved.chains
         if new:
             self.create.append(chain.name)
@@ -278,6 +258,8 @@ def _steady_state_lines(chains: list[Chain]) -> list[str]:
     """ADD in one exec for the usual case: every shared chain and rule is there (``-C``,
     the reference's own probe, as lines of the transaction) and the container's chain is
     new (``-N``). Anything else fails the transaction, which then changed nothing."""
+    from cnicore.firewall.tools import restore_line
+
     *shared, container = chains
     lines = []
     for chain in shared:
@@ -376,6 +358,8 @@ def check_ports(conf: PortMapConf, container_id: str, net: ContainerNet) -> None
 def _teardown_lines(saved: SavedTable, name: str, entry_chain: str) -> list[str]:
     """Delete every rule of ``entry_chain`` that jumps to ``name``, then flush and delete it."""
     import shlex
+
+    from cnicore.firewall.tools import restore_line
 
     if name not in saved.chains:
         return []

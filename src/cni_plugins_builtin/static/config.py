@@ -19,7 +19,8 @@ Deliberate differences (matching host-local's, :mod:`cni_plugins_builtin.host_lo
 * routes keep the 1.1.0 attributes (``mtu``, ``advmss``, ``priority``,
   ``table``, ``scope``), which the reference's older libcni drops;
 * a route without ``dst`` is an error instead of ``"dst": "<nil>"`` in the
-  result, and a ``null`` route is skipped instead of printed;
+  result, and a ``null`` route is skipped instead of printed (both decoded
+  by :data:`cnicore.config.ROUTES`, as host-local's);
 * the ``Address`` and ``Version`` keys of an address (Go struct fields the
   reference exposes by accident: ``net.IPNet`` and a string) are checked for
   their kind but not used; only ``address`` gives the address.
@@ -27,7 +28,7 @@ Deliberate differences (matching host-local's, :mod:`cni_plugins_builtin.host_lo
 
 from __future__ import annotations
 
-from cnicore.config import NETCONF_FIELDS, STRING, Decoder, GoType, NetConfError, Slice, Struct, fields
+from cnicore.config import NET_IP, NETCONF_FIELDS, ROUTES, STRING, Decoder, GoType, NetConfError, Slice, Struct
 from cnicore.ip import parse_cidr, parse_ip
 
 TYPE_CHECKING = False
@@ -39,80 +40,9 @@ if TYPE_CHECKING:
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
-_ROUTE_INTS = ("mtu", "advmss", "priority", "table", "scope")
-_ROUTE_FIELDS = ("dst", "gw") + _ROUTE_INTS
-
-
 def fail(msg: str) -> NetConfError:
     """Every static failure is a plain Go error: code 999."""
     return NetConfError(msg)
-
-
-class _NetIP(GoType):
-    """``net.IP``: a text unmarshaller, so a bad address stops decoding; ``""`` is unset."""
-
-    name = "net.IP"
-
-    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            d.mismatch(value, self.name, struct, path)
-            return None
-        ip = parse_ip(value)
-        if ip is None:
-            raise fail(f"invalid IP address: {value}")
-        return ip
-
-
-class _Routes(GoType):
-    """``[]*types.Route``: each route has its own unmarshaller, so any problem inside
-    one stops decoding and is reported against the ``routes`` field."""
-
-    name = "[]*types.Route"
-
-    def decode(self, d: Decoder, value: Any, struct: str, path: tuple[str, ...]) -> Any:
-        from cnicore.types import Route
-
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            d.mismatch(value, self.name, struct, path)
-            return []
-        routes: list[Route] = []
-        for item in value:
-            if item is None:
-                continue
-            if not isinstance(item, dict):
-                raise d.fail(item, "types.route", struct, path)
-            route = Route("")
-            dst: CIDR | None = None
-            for name, field_value in fields(item, _ROUTE_FIELDS):
-                if name == "dst":
-                    if field_value is not None and not isinstance(field_value, str):
-                        raise d.fail(field_value, "string", struct, path)
-                    dst = parse_cidr(field_value or "")
-                    if dst is None:
-                        raise fail(f"invalid CIDR address: {field_value or ''}")
-                elif name == "gw":
-                    if field_value is None or field_value == "":
-                        route.gw = ""
-                        continue
-                    if not isinstance(field_value, str):
-                        raise d.fail(field_value, "net.IP", struct, path)
-                    gw = parse_ip(field_value)
-                    if gw is None:
-                        raise fail(f"invalid IP address: {field_value}")
-                    route.gw = str(gw)
-                elif field_value is not None:
-                    if isinstance(field_value, bool) or not isinstance(field_value, int):
-                        raise d.fail(field_value, "int", struct, path)
-                    setattr(route, name, field_value)
-            if dst is None:
-                raise fail("invalid CIDR address: ")
-            route.dst = str(dst)
-            routes.append(route)
-        return routes
 
 
 class _IPMask(GoType):
@@ -132,15 +62,14 @@ class _IPMask(GoType):
 
 
 _STRINGS = Slice(STRING)
-_NET_IP = _NetIP()
 #: ``main.Address``. "Address" comes before "address" so that a key matching
 #: both only case-insensitively goes to ``address``, Go's first field.
 _ADDRESS = Struct("Address", {
-    "Address": Struct("IPNet", {"IP": _NET_IP, "Mask": _IPMask()}, "net.IPNet"),
-    "address": STRING, "gateway": _NET_IP, "Version": STRING,
+    "Address": Struct("IPNet", {"IP": NET_IP, "Mask": _IPMask()}, "net.IPNet"),
+    "address": STRING, "gateway": NET_IP, "Version": STRING,
 }, "main.Address")
 _IPAM = Struct("IPAMConfig", {
-    "Name": STRING, "type": STRING, "routes": _Routes(), "addresses": Slice(_ADDRESS),
+    "Name": STRING, "type": STRING, "routes": ROUTES, "addresses": Slice(_ADDRESS),
     "dns": NETCONF_FIELDS["dns"],
 }, "main.IPAMConfig")
 #: The reference's ``Net``: what ``LoadIPAMConfig`` decodes the config into.

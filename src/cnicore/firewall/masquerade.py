@@ -260,28 +260,9 @@ def _setup_iptables(ipns: list[IPNet], network: str, container_id: str) -> None:
         ipt.append_unique(NAT, POSTROUTING, ["-s", str(ipn.ip), "-j", chain, *tagged])
 
 
-#: Unquoted in a restore line; anything else is double-quoted (comments hold spaces and quotes).
-_RESTORE_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,=+@[]%!")
 #: How often teardown reads the table again when a concurrent writer changed it between
 #: our read and our write (the transaction then failed whole and changed nothing).
 _ATTEMPTS = 5
-
-
-def _restore_line(*tokens: str) -> str:
-    """One ``iptables-restore`` line: tokens joined, quoted for its parser where needed.
-
-    A line break or NUL cannot be passed on (restore reads a line at a time), so
-    such a token is refused; comments never hold one (:func:`format_comment` quotes
-    control characters), and exec'd iptables would refuse it too."""
-    out = []
-    for token in tokens:
-        if any(c in token for c in "\n\r\0"):
-            raise FirewallError(f"invalid iptables argument {token!r}: line breaks are not allowed")
-        if token and all(c in _RESTORE_SAFE for c in token):
-            out.append(token)
-        else:
-            out.append('"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"')
-    return " ".join(out)
 
 
 def _nat_restore(lines: list[str], ipv6: bool) -> None:
@@ -317,6 +298,7 @@ def _setup_iptables_batched(ipns: list[IPNet], network: str, container_id: str) 
     """Each family's rules as one transaction that creates the container's chain (``-N``,
     which fails the whole transaction if the chain exists: nothing is changed then).
     Returns the addresses of the families that still need the probing path."""
+    from cnicore.firewall.tools import restore_line
     from cnicore.utils import format_chain_name, format_comment
 
     chain = format_chain_name(network, container_id)
@@ -327,8 +309,8 @@ def _setup_iptables_batched(ipns: list[IPNet], network: str, container_id: str) 
         if not mine:
             continue
         rules, jumps = _masq_plan(mine, chain, comment)
-        lines = [f"-N {chain}"] + [_restore_line("-A", chain, *rule) for rule in rules] \
-            + [_restore_line("-A", POSTROUTING, *jump) for jump in jumps]
+        lines = [f"-N {chain}"] + [restore_line("-A", chain, *rule) for rule in rules] \
+            + [restore_line("-A", POSTROUTING, *jump) for jump in jumps]
         try:
             _nat_restore(lines, version == 6)
         except FirewallError:
@@ -431,7 +413,7 @@ def _teardown_iptables_chain(chain: str, comment: str, ipns: list[IPNet]) -> lis
     may be off), or when iptables is unusable altogether (Go ignores errors
     then too).
     """
-    from cnicore.firewall.tools import IPTables, iptables_save
+    from cnicore.firewall.tools import IPTables, iptables_save, restore_line
 
     errors = []
     tagged = ["-m", "comment", "--comment", comment]
@@ -439,7 +421,7 @@ def _teardown_iptables_chain(chain: str, comment: str, ipns: list[IPNet]) -> lis
         v6 = version == 6
         mine = [ipn for ipn in ipns if ipn.version == version]
         if mine:
-            jumps = [_restore_line("-D", POSTROUTING, "-s", str(ip), "-j", chain, *tagged)
+            jumps = [restore_line("-D", POSTROUTING, "-s", str(ip), "-j", chain, *tagged)
                      for ip in dict.fromkeys(ipn.ip for ipn in mine)]
             try:
                 _nat_restore([*jumps, f"-F {chain}", f"-X {chain}"], v6)

@@ -9,8 +9,8 @@ failures as :class:`FirewallError`. On top of the one-command-at-a-time
 :class:`IPTables` (go-iptables' calls, for rules that must be probed one by
 one), it offers batches: read a whole table with :func:`iptables_save` and
 change it with one :func:`iptables_restore` (``--noflush``: only the lines
-given are applied, in one transaction), or one ``nft -f`` script with
-:func:`nft_apply`. The reference execs a tool per rule; a batch is one exec
+given are applied, in one transaction; :func:`restore_line` writes a line),
+or one ``nft -f`` script with :func:`nft_apply`. The reference execs a tool per rule; a batch is one exec
 for any number of rules, and the rules it leaves are the same.
 """
 
@@ -38,6 +38,7 @@ __all__ = [
     "nft_list",
     "nft_objects",
     "nft_quote",
+    "restore_line",
     "run",
     "split_rule",
 ]
@@ -59,3 +60,25 @@ def iptables_restore(text: str, ipv6: bool = False) -> None:
     ``--noflush`` leaves everything not named alone; a ``:CHAIN`` line for a chain
     that exists flushes it, so declare only chains that are new."""
     run(["ip6tables-restore" if ipv6 else "iptables-restore", "--noflush", "--wait"], stdin=text)
+
+
+#: Unquoted in a restore line; anything else is double-quoted (comments hold spaces and quotes).
+_RESTORE_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,=+@[]%!")
+
+
+def restore_line(*tokens: str) -> str:
+    """One ``iptables-restore`` line (``restore_line("-A", chain, *rule)``): the tokens
+    joined, each double-quoted with ``\\``-escapes where its parser needs it.
+
+    A token holding a line break or NUL is refused (:class:`FirewallError`):
+    restore reads a line at a time, so it would add lines of its own to the
+    batch, and iptables exec'd with it as one argument would refuse it too."""
+    out = []
+    for token in tokens:
+        if any(c in token for c in "\n\r\0"):
+            raise FirewallError(f"invalid iptables argument {token!r}: line breaks are not allowed")
+        if token and all(c in _RESTORE_SAFE for c in token):
+            out.append(token)
+        else:
+            out.append('"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return " ".join(out)
