@@ -270,7 +270,7 @@ class Baseline:
         self.root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.sys_path = list(sys.path)
         #: Modules loaded: a request that imports one more (or drops one) ends the worker.
-        self.modules = len(sys.modules)
+        self.modules = set(sys.modules)
         self.sigmask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         self.rlimits = [(limit, resource.getrlimit(limit)) for limit in _rlimits()]
         self.umask = os.umask(0o022)
@@ -305,13 +305,16 @@ class Baseline:
             _log(f"worker {os.getpid()}: cannot return to its own namespaces: {exc}")
             return False
         if (_inode("/proc/self/ns/mnt"), _inode("/proc/self/ns/net")) != self.ns_ids:
-            return False
-        if len(os.listdir("/proc/self/task")) != 1 or _has_children():
-            return False
+            return _retire("not back in its own namespaces")
+        if len(os.listdir("/proc/self/task")) != 1:
+            return _retire("the request left a thread")
+        if _has_children():
+            return _retire("the request left a child process")
         if any(signal.getsignal(getattr(signal, name)) != handler for name, handler in self.handlers.items()):
-            return False
-        if not self._same_process_state():
-            return False
+            return _retire("the request changed a signal handler")
+        leftover = self._process_state_change()
+        if leftover:
+            return _retire(leftover)
         os.umask(self.umask)
         _replace_environ(self.environ)
         sys.argv = list(self.argv)
@@ -319,22 +322,33 @@ class Baseline:
             sys.path[:] = self.sys_path
         fds = _open_fds()
         if not self.fds <= fds or len(fds - self.fds) > FD_GROWTH_LIMIT or any(_nstype(fd) for fd in fds - self.fds):
-            return False
-        return _rss() - self.rss <= RSS_GROWTH_LIMIT
+            return _retire("the request left descriptors beyond the limit")
+        if _rss() - self.rss > RSS_GROWTH_LIMIT:
+            return _retire("its memory grew beyond the limit")
+        return True
 
-    def _same_process_state(self) -> bool:
-        """No module imported or dropped (a caller's code must not stay for the next
-        caller), and the signal mask and resource limits as they were (a blocked SIGIO
-        or SIGALRM would disable cancellation and deadlines; a lowered limit would hold
-        for the next caller). Not put back: a worker that differs exits."""
+    def _process_state_change(self) -> str:
+        """What differs, or "": a module imported or dropped (a caller's code must not
+        stay for the next caller), the signal mask or resource limits (a blocked SIGIO or
+        SIGALRM would disable cancellation and deadlines; a lowered limit would hold for
+        the next caller). Not put back: a worker that differs exits."""
         import resource
         import signal
 
-        if len(sys.modules) != self.modules:
-            return False
+        if len(sys.modules) != len(self.modules):
+            added = sorted(set(sys.modules) - self.modules)
+            return f"the request imported {', '.join(added[:5]) or 'nothing, but dropped modules'}"
         if signal.pthread_sigmask(signal.SIG_BLOCK, []) != self.sigmask:
-            return False
-        return all(resource.getrlimit(limit) == value for limit, value in self.rlimits)
+            return "the request changed the signal mask"
+        if not all(resource.getrlimit(limit) == value for limit, value in self.rlimits):
+            return "the request changed a resource limit"
+        return ""
+
+
+def _retire(reason: str) -> bool:
+    """Say in the server's log why this worker exits instead of serving again; False."""
+    _log(f"worker {os.getpid()}: exits after its request: {reason}")
+    return False
 
 
 def _rlimits() -> list[int]:
