@@ -1118,3 +1118,29 @@ def test_an_address_key_the_index_does_not_know_is_mended_by_the_add_that_meets_
     full = run(cluster, cni_bin_dir, "ADD", config, cid="third")
     assert full.error.code == 999 and "no IP addresses available" in full.error.msg, full
     assert_index_matches_keys(cluster, config)
+
+
+def test_a_build_left_by_a_dead_builder_is_taken_over_and_a_live_one_waited_for(cluster, cni_bin_dir):
+    """A node that died building the index leaves its build key and some bitmaps (here:
+    wrong ones): the next ADD waits while the build key is fresh (code 11 at the end of
+    its budget, nothing written), takes the build over once it is stale, and the index
+    it builds equals the keys."""
+    from cni_plugins_builtin.cluster_ipam import index as idx
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.43.0.0/24"}]], timeout=1)
+    settings = load_cluster(config)
+    keys = Keys(settings.prefix, settings.network)
+    index = idx.Index(keys)
+    cluster.run(lambda: fill_legacy(Etcd(settings.etcd), keys, [f"10.43.0.{h}" for h in range(2, 200)]))
+    garbage = index.chunk_key(4, int(ipaddress.ip_address("10.43.0.200")) >> idx.CHUNK_SHIFT)
+    put_raw(cluster, config, garbage, b"\xff" * 8)
+    put_raw(cluster, config, index.build_key, json.dumps({"at": time.time()}).encode())
+    waited = run(cluster, cni_bin_dir, "ADD", config, cid="early")
+    assert waited.error.code == 11 and "being built by another node" in waited.error.details, waited
+    assert "10.43.0.200" not in state(cluster, config)[1]
+    put_raw(cluster, config, index.build_key, json.dumps({"at": time.time() - idx.BUILD_STALE_SECONDS - 1}).encode())
+    out = run(cluster, cni_bin_dir, "ADD", config, cid="late").ok().json
+    assert int(out["ips"][0]["address"].split(".")[3].split("/")[0]) >= 200
+    assert_index_matches_keys(cluster, config)

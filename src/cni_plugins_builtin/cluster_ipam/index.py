@@ -179,7 +179,9 @@ def open_index(etcd: Etcd, keys: Keys, plain: list[str], index_keys: list[str]) 
         if index.marker_revision:
             return index, found
         build(etcd, keys)
-    raise IndexChanged()
+    from cni_plugins_builtin.cluster_ipam.etcd import EtcdUnavailable
+
+    raise EtcdUnavailable(True, ["the allocation index could not be built: address keys kept changing"])
 
 
 def build(etcd: Etcd, keys: Keys) -> None:
@@ -188,7 +190,8 @@ def build(etcd: Etcd, keys: Keys) -> None:
     its build over when it went stale. Returns when a marker exists (or this try
     lost a race: the caller reads again)."""
     index = Index(keys)
-    give_up = etcd.deadline if etcd.deadline is not None else time.monotonic() + etcd.settings.timeout
+    # Stop waiting a little before the budget ends, so the answer says why.
+    give_up = (etcd.deadline if etcd.deadline is not None else time.monotonic() + etcd.settings.timeout) - 0.15
     while True:
         _, responses = etcd.txn([], [kv.read(index.marker_key), kv.read(index.build_key)])
         if kv.kvs(responses[0].get("response_range", {})):
@@ -199,7 +202,7 @@ def build(etcd: Etcd, keys: Keys) -> None:
                 from cni_plugins_builtin.cluster_ipam.etcd import EtcdUnavailable
 
                 raise EtcdUnavailable(True, ["the allocation index is being built by another node"])
-            time.sleep(0.05 + random.random() * 0.05)
+            time.sleep(min(0.05 + random.random() * 0.05, max(give_up - time.monotonic(), 0)))
             continue
         guard_lock = kv.unmodified_since(index.build_key, held[0].mod_revision) if held else kv.absent(index.build_key)
         lock_value = json.dumps({"at": round(time.time(), 3)}).encode()
@@ -252,7 +255,10 @@ def _fill(etcd: Etcd, index: Index, lock_revision: int) -> None:
     wipe = {"request_delete_range": {"key": kv.b64(index.root), "range_end": kv.b64(prefix_end(index.root))}}
     for batch in [[wipe]] + [puts[i:i + BATCH] for i in range(0, len(puts), BATCH)]:
         ok, _ = etcd.txn(guards, batch)
-        if not ok:
-            return  # keys written meanwhile (an older release), or our build was taken over: read again
+        if not ok:  # keys written meanwhile (an older release), or our build was taken over: read again
+            etcd.txn([guards[0]], [kv.delete(index.build_key)])
+            return
     marker = json.dumps({"chunkBits": CHUNK_SHIFT, "summaryBits": SUMMARY_SHIFT, "builtFrom": since}).encode()
-    etcd.txn(guards, [kv.put(index.marker_key, marker), kv.delete(index.build_key)])
+    ok, _ = etcd.txn(guards, [kv.put(index.marker_key, marker), kv.delete(index.build_key)])
+    if not ok:
+        etcd.txn([guards[0]], [kv.delete(index.build_key)])
