@@ -71,6 +71,8 @@ PROBE = 64
 #: judged by them: its summaries and edge bitmaps are read with the first read.
 MAX_SUMMARIES = 16
 MAX_EDGES = 48
+#: Random bitmaps of a set read with the first read besides the guess's.
+PROBES = 24
 #: Random bitmaps read in a larger set before the count-guided search of its keys.
 LARGE_TRIES = 3
 
@@ -383,6 +385,10 @@ class SetView:
         self.edges = {v >> CHUNK_SHIFT for _, first, last in self.spans for v in (first, last)}
         self.edges |= {g >> CHUNK_SHIFT for g in self.gateways}
         self.small = bool(self.summaries) and len(self.edges) <= MAX_EDGES
+        #: Random bitmaps read with the first read: where the guess's is full (9 times in 10 at
+        #: 90 % contiguous), one of these has room but for 0.9 ** PROBES of the time.
+        self.probes = sorted({int(ip) >> CHUNK_SHIFT for ip in (random_guess(rangeset) for _ in range(PROBES))
+                              if ip is not None}) if self.small else []
         self.index: Index
 
     def upfront_keys(self, keys: Keys) -> list[str]:
@@ -390,7 +396,7 @@ class SetView:
             return []
         index = Index(keys)
         return ([index.summary_key(self.version, s) for s in self.summaries]
-                + [index.chunk_key(self.version, c) for c in sorted(self.edges)])
+                + [index.chunk_key(self.version, c) for c in sorted(self.edges | set(self.probes))])
 
     def _address(self, value: int) -> IPAddress:
         return type(self.rangeset.ranges[0].start)(value)
@@ -444,7 +450,11 @@ class SetView:
             tried.add(int(guess) >> CHUNK_SHIFT)
         for attempt in range(MAX_ROUNDS):
             if self.small:
-                roomy = [chunk for chunk in self.roomy() if chunk not in tried]
+                # A bitmap already read (a probe, an edge) with room costs no round trip nor a walk
+                # of the summaries; else a bitmap the summaries show with room.
+                known = [chunk for chunk in self.probes + sorted(self.edges) if chunk not in tried
+                         and index.knows(index.chunk_key(self.version, chunk)) and self.free_in(chunk, values)]
+                roomy = known or [chunk for chunk in self.roomy() if chunk not in tried]
                 if not roomy:
                     raise Exhausted()
                 chunk = random.choice(roomy)
