@@ -17,15 +17,18 @@ quorum, so a cluster without one sees no proposal that could commit after
 the ADD has failed (a timed-out write is not a failed one: it can land when
 the cluster heals), and a retried ADD is answered from it.
 
-Choosing: the first guess per set is a random address (no read of the
-address keys: in a pool with room it wins at once, and concurrent ADDs on
-many nodes rarely collide); after a collision, :func:`find_free` finds a
-free address in a few linearizable reads whatever the occupancy (a random
-64-address probe, then ``count_only`` windows narrowing down), and only
-when the counts show no room does an exact scan of the keys decide
-(:func:`scan_for_gap`); one that goes round the whole set without a gap is
-host-local's "no IP addresses available". Unlike host-local there is no round-robin cursor: a
-shared cursor would be a hot key every ADD of the cluster writes.
+Choosing, by the allocation index (:mod:`.index`): the first read also
+reads the bitmap of a random guess per set and, for a set of at most
+``MAX_SUMMARIES`` summaries, its summaries, edge bitmaps and ``PROBES``
+random bitmaps; the guess is taken if free, else a free address of a
+bitmap already read, else of one the summaries show with room (one more
+read); none anywhere is host-local's "no IP addresses available", decided
+by that first read. The transaction sets the address's bit in the same
+commit (comparing the bitmap as read), so concurrent ADDs collide only in
+the same 64 addresses. Sets too large for summaries fall back, after a few
+random bitmaps, to :func:`find_free` (the count-guided key search, then
+:func:`scan_for_gap`, exact). Unlike host-local there is no round-robin
+cursor: a shared cursor would be a hot key every ADD of the cluster writes.
 """
 
 from __future__ import annotations
