@@ -3,10 +3,12 @@
 Every release is one guarded transaction: the attachment record is deleted
 only if it was not rewritten since we read it (``mod_revision``), and each of
 its address keys only if it still carries the record's ``create_revision``
-(both were written by the same ADD transaction) — a nested transaction per
-address, so an address that somebody else holds by now (after a reap and a
-new ADD) is left alone while the rest goes. A record that is already gone is
-a success: DEL is idempotent.
+(both were written by the same ADD transaction). The address keys are read
+first, with their allocation-index bitmaps: an address that somebody else
+holds by now (after a reap and a new ADD) is compared unchanged and left
+alone, with its bit, while the rest goes and their bits are cleared in the
+same transaction. A record that is already gone is a success: DEL is
+idempotent.
 """
 
 from __future__ import annotations
