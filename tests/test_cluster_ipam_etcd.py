@@ -259,6 +259,7 @@ def test_full_range_under_contention_then_freed(cluster, cni_bin_dir, tmp_path):
         assert "no IP addresses available in range set: 10.24.0.1-10.24.0.6" in line["msg"]
     records, ips = state(cluster, config)
     assert_consistent(records, ips)
+    assert_index_matches_keys(cluster, config)
     assert len(records) == 5
     node, cid, _ = sorted(records)[0]
     freed = dict(config, ipam=dict(config["ipam"], nodeName=node))
@@ -305,6 +306,7 @@ def _assert_no_duplicate_or_lost(cluster, config, lines, timeout):
     for line in acked:
         assert [a for a, _ in by_cid[line["cid"]].ips] == line["ips"], f"acknowledged ADD lost: {line}"
     assert max(line["ms"] for line in lines) <= (timeout + 1) * 1000
+    assert_index_matches_keys(cluster, config)
 
 
 def test_leader_sigkilled_mid_run(cluster, tmp_path):
@@ -937,6 +939,7 @@ def test_orphan_address_keys_are_reported_swept_by_show_and_by_gc(cluster, cni_b
     records, ips = state(cluster, config)
     assert sorted(ips) == ["10.37.0.2"]
     assert_consistent(records, ips)
+    assert_index_matches_keys(cluster, config)
 
 
 def test_reap_node_continues_past_an_unreachable_network_and_reports(cluster, cni_bin_dir, tmp_path):
@@ -954,24 +957,76 @@ def test_reap_node_continues_past_an_unreachable_network_and_reports(cluster, cn
     assert state(cluster, reachable) == ({}, {})
 
 
-@pytest.mark.parametrize("layout", ["90% random", "90% contiguous"])
-def test_allocation_reads_do_not_grow_with_occupancy(cluster, layout):
-    """Issue 19: an ADD in a /18 at 90 % occupancy, whichever way it is filled, costs a
-    handful of etcd requests (count-guided search), not a scan of the taken keys
-    (~30 pages of 500 before)."""
+def index_state(cluster, config):
+    """``(bitmaps, summaries)`` the index holds and ``(bitmaps, summaries)`` the address keys call for,
+    as ``{key: int}`` without zeros (an all-clear bitmap and an absent one say the same)."""
+    from cni_plugins_builtin.cluster_ipam import index as idx
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+    from cni_plugins_builtin.cluster_ipam.release import attachments
+
+    settings = load_cluster(config)
+    keys = Keys(settings.prefix, settings.network)
+    index = idx.Index(keys)
+
+    def read():
+        etcd = Etcd(settings.etcd)
+        held = {item.key: int.from_bytes(item.value, "big") for item in attachments(etcd, index.root, page=2000)}
+        want = {}
+        for item in attachments(etcd, keys.ips, page=2000):
+            ip = keys.parse_ip(item.key)
+            if ip is not None:
+                chunk = index.chunk_key(ip.version, int(ip) >> idx.CHUNK_SHIFT)
+                want[chunk] = want.get(chunk, 0) | 1 << (int(ip) & 63)
+        for chunk_key, bits in list(want.items()):
+            if bits == idx.FULL:
+                chunk = int(chunk_key.rsplit("/", 1)[1], 16)
+                version = int(chunk_key.split("/idx/v")[1][0])
+                skey = index.summary_key(version, chunk >> (idx.SUMMARY_SHIFT - idx.CHUNK_SHIFT))
+                want[skey] = want.get(skey, 0) | 1 << (chunk & (idx.CHUNKS_PER_SUMMARY - 1))
+        marker = etcd.get(index.marker_key)
+        return {k: v for k, v in held.items() if v}, want, marker is not None
+
+    return cluster.run(read)
+
+
+def assert_index_matches_keys(cluster, config):
+    held, want, built = index_state(cluster, config)
+    assert built, "the index marker is missing"
+    assert held == want, f"index differs from the address keys: {sorted(set(held.items()) ^ set(want.items()))[:6]}"
+
+
+def fill_legacy(etcd, keys, values, value=b"{}"):
+    """Address keys as a release before the index wrote them (no bitmaps, no marker)."""
+    for start in range(0, len(values), 120):
+        ops = [{"request_put": {"key": b64(keys.ip(ipaddress.ip_address(v))), "value": b64(value)}}
+               for v in values[start:start + 120]]
+        etcd.call("kv/txn", {"compare": [], "success": ops, "failure": []})
+
+
+@pytest.mark.parametrize("layout", ["empty", "90% random", "90% contiguous", "full"])
+def test_add_requests_do_not_grow_with_occupancy_and_a_full_pool_is_one_read(cluster, layout):
+    """Issue 19: an ADD in a /18 costs the same etcd requests at any occupancy — the
+    first read (attachment key, index marker, the set's summaries and edge bitmaps,
+    the guess's bitmap) and the transaction, at most one more read of a bitmap when
+    the guess's is full — and a full pool is answered "no IP addresses available"
+    from that first read alone (before the index: an exact scan, ~20 reads). The
+    pool is filled as a release before the index left it (address keys only): the
+    first ADD builds the index, which then equals the keys."""
     import random as random_mod
 
     from cni_plugins_builtin.cluster_ipam import allocate
     from cni_plugins_builtin.cluster_ipam.config import load_config
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+    from cnicore.errors import CNIError
 
     net = ipaddress.ip_network("10.40.0.0/18")
     config = net_config(cluster, ranges=[[{"subnet": str(net)}]], timeout=30)
     conf, settings = load_config(config)
     keys = Keys(settings.prefix, settings.network)
     hosts = list(range(int(net.network_address) + 2, int(net.broadcast_address)))
-    fill = hosts[:int(len(hosts) * 0.9)] if layout == "90% contiguous" else \
-        random_mod.Random(7).sample(hosts, int(len(hosts) * 0.9))
+    fill = {"empty": [], "90% random": random_mod.Random(7).sample(hosts, int(len(hosts) * 0.9)),
+            "90% contiguous": hosts[:int(len(hosts) * 0.9)], "full": hosts}[layout]
 
     class Counting(Etcd):
         calls = 0
@@ -982,16 +1037,110 @@ def test_allocation_reads_do_not_grow_with_occupancy(cluster, layout):
 
     def fill_and_add():
         etcd = Etcd(settings.etcd)
-        for start in range(0, len(fill), 120):
-            ops = [{"request_put": {"key": b64(keys.ip(ipaddress.IPv4Address(v))), "value": b64("{}")}}
-                   for v in fill[start:start + 120]]
-            etcd.call("kv/txn", {"compare": [], "success": ops, "failure": []})
-        worst = 0
-        for i in range(10):
+        fill_legacy(etcd, keys, fill)
+        counts, refusals = [], []
+        for i in range(11):
             Counting.calls = 0
-            record = allocate.allocate(Counting(settings.etcd), conf, settings, f"c{i}", "eth0")
-            assert record.addresses()[0] in net
-            worst = max(worst, Counting.calls)
-        return worst
+            try:
+                record = allocate.allocate(Counting(settings.etcd), conf, settings, f"c{i}", "eth0")
+                assert record.addresses()[0] in net
+            except CNIError as exc:
+                refusals.append(exc.msg)
+            counts.append(Counting.calls)
+        return counts, refusals
 
-    assert cluster.run(fill_and_add) <= 8
+    counts, refusals = cluster.run(fill_and_add)
+    steady = counts[1:]  # the first ADD built the index from the keys
+    if layout == "full":
+        assert len(refusals) == 11 and all("no IP addresses available in range set" in r for r in refusals)
+        assert steady == [1] * 10, steady
+    else:
+        assert not refusals, refusals
+        assert max(steady) <= 3 and sum(steady) <= 1.5 * 2 * len(steady), steady
+    if layout == "empty":
+        assert steady == [2] * 10, steady
+    assert_index_matches_keys(cluster, config)
+
+
+def test_concurrent_adds_on_a_pool_without_index_build_it_once_and_never_duplicate(cluster, tmp_path):
+    """A pool written before the index (address keys and records, no bitmaps): ADDs
+    from three nodes at once each find no index; one builds it under the build key
+    while the others wait, and nothing is handed out twice; the index then equals
+    the keys."""
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+    from cni_plugins_builtin.cluster_ipam.index import Index
+    from cni_plugins_builtin.cluster_ipam.model import prefix_end
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.41.0.0/22"}]], timeout=10)  # 1,021 addresses
+    first = collect(start_nodes(cluster, config, tmp_path, [("node-a", 300, "old")]))
+    assert all(line["ok"] for line in first)
+    settings = load_cluster(config)
+    index = Index(Keys(settings.prefix, settings.network))
+
+    def drop_index():
+        etcd = Etcd(settings.etcd)
+        etcd.call("kv/deleterange", {"key": b64(index.root), "range_end": b64(prefix_end(index.root))})
+        etcd.call("kv/deleterange", {"key": b64(index.marker_key)})
+
+    cluster.run(drop_index)
+    assert not index_state(cluster, config)[2]
+    plan = [(f"node-{n}", 60, f"{n}{p}") for n in "abc" for p in range(2)]
+    lines = collect(start_nodes(cluster, config, tmp_path, plan))
+    ok = [line for line in lines if line["ok"]]
+    assert len(ok) == len(lines) == 360, [line for line in lines if not line["ok"]][:3]
+    acked = [ip for line in first + ok for ip in line["ips"]]
+    assert len(acked) == len(set(acked)) == 660
+    records, ips = state(cluster, config)
+    assert_consistent(records, ips)
+    assert_index_matches_keys(cluster, config)
+    full = collect(start_nodes(cluster, config, tmp_path, [("node-a", 200, f"more{n}") for n in range(2)]))
+    assert sum(line["ok"] for line in full) == 1021 - 660
+    assert all("no IP addresses available" in line["msg"] for line in full if not line["ok"])
+    assert_index_matches_keys(cluster, config)
+
+
+def test_an_address_key_the_index_does_not_know_is_mended_by_the_add_that_meets_it(cluster, cni_bin_dir):
+    """An address key written after the index was built by a writer that does not keep it
+    (a release before the index, in a mixed cluster): the ADD whose transaction meets it
+    sets its bit; the pool still fills to the last address and is then answered as full."""
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.42.0.0/28"}]])  # .2-.14: 13 addresses
+    run(cluster, cni_bin_dir, "ADD", config, cid="first", args="IP=10.42.0.2").ok()
+    settings = load_cluster(config)
+    keys = Keys(settings.prefix, settings.network)
+    cluster.run(lambda: fill_legacy(Etcd(settings.etcd), keys, [f"10.42.0.{h}" for h in range(3, 14)],
+                                    value=b'{"containerID":"old","ifname":"eth0","node":"node-old"}'))
+    out = run(cluster, cni_bin_dir, "ADD", config, cid="second").ok().json
+    assert out["ips"][0]["address"] == "10.42.0.14/28"
+    full = run(cluster, cni_bin_dir, "ADD", config, cid="third")
+    assert full.error.code == 999 and "no IP addresses available" in full.error.msg, full
+    assert_index_matches_keys(cluster, config)
+
+
+def test_a_build_left_by_a_dead_builder_is_taken_over_and_a_live_one_waited_for(cluster, cni_bin_dir):
+    """A node that died building the index leaves its build key and some bitmaps (here:
+    wrong ones): the next ADD waits while the build key is fresh (code 11 at the end of
+    its budget, nothing written), takes the build over once it is stale, and the index
+    it builds equals the keys."""
+    from cni_plugins_builtin.cluster_ipam import index as idx
+    from cni_plugins_builtin.cluster_ipam.config import load_cluster
+    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
+
+    config = net_config(cluster, ranges=[[{"subnet": "10.43.0.0/24"}]], timeout=1)
+    settings = load_cluster(config)
+    keys = Keys(settings.prefix, settings.network)
+    index = idx.Index(keys)
+    cluster.run(lambda: fill_legacy(Etcd(settings.etcd), keys, [f"10.43.0.{h}" for h in range(2, 200)]))
+    garbage = index.chunk_key(4, int(ipaddress.ip_address("10.43.0.200")) >> idx.CHUNK_SHIFT)
+    put_raw(cluster, config, garbage, b"\xff" * 8)
+    put_raw(cluster, config, index.build_key, json.dumps({"at": time.time()}).encode())
+    waited = run(cluster, cni_bin_dir, "ADD", config, cid="early")
+    assert waited.error.code == 11 and "being built by another node" in waited.error.details, waited
+    assert "10.43.0.200" not in state(cluster, config)[1]
+    put_raw(cluster, config, index.build_key, json.dumps({"at": time.time() - idx.BUILD_STALE_SECONDS - 1}).encode())
+    out = run(cluster, cni_bin_dir, "ADD", config, cid="late").ok().json
+    assert int(out["ips"][0]["address"].split(".")[3].split("/")[0]) >= 200
+    assert_index_matches_keys(cluster, config)

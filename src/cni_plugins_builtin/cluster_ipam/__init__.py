@@ -11,6 +11,8 @@ Modules, one job each:
   ``nodeName``, ``prefix``, ``gcGraceSeconds``;
 * :mod:`.model` — key names and record values in etcd (pure);
 * :mod:`.etcd` — the client: failover within a budget over :mod:`.transport` (``http.client``);
+* :mod:`.index` — the allocation index (bitmaps and summaries kept by the same
+  transactions as the address keys), and building it for a pool that has none;
 * :mod:`.allocate` — ADD's transaction;
 * :mod:`.release` — DEL, GC, CHECK's ownership test, reaping a node;
 * :mod:`.health` — STATUS's probe;

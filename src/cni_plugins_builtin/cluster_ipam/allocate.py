@@ -17,15 +17,18 @@ quorum, so a cluster without one sees no proposal that could commit after
 the ADD has failed (a timed-out write is not a failed one: it can land when
 the cluster heals), and a retried ADD is answered from it.
 
-Choosing: the first guess per set is a random address (no read of the
-address keys: in a pool with room it wins at once, and concurrent ADDs on
-many nodes rarely collide); after a collision, :func:`find_free` finds a
-free address in a few linearizable reads whatever the occupancy (a random
-64-address probe, then ``count_only`` windows narrowing down), and only
-when the counts show no room does an exact scan of the keys decide
-(:func:`scan_for_gap`); one that goes round the whole set without a gap is
-host-local's "no IP addresses available". Unlike host-local there is no round-robin cursor: a
-shared cursor would be a hot key every ADD of the cluster writes.
+Choosing, by the allocation index (:mod:`.index`): the first read also
+reads the bitmap of a random guess per set and, for a set of at most
+``MAX_SUMMARIES`` summaries, its summaries, edge bitmaps and ``PROBES``
+random bitmaps; the guess is taken if free, else a free address of a
+bitmap already read, else of one the summaries show with room (one more
+read); none anywhere is host-local's "no IP addresses available", decided
+by that first read. The transaction sets the address's bit in the same
+commit (comparing the bitmap as read), so concurrent ADDs collide only in
+the same 64 addresses. Sets too large for summaries fall back, after a few
+random bitmaps, to :func:`find_free` (the count-guided key search, then
+:func:`scan_for_gap`, exact). Unlike host-local there is no round-robin
+cursor: a shared cursor would be a hot key every ADD of the cluster writes.
 """
 
 from __future__ import annotations
@@ -34,11 +37,22 @@ import random
 import time
 
 from cni_plugins_builtin.cluster_ipam import etcd as kv
+from cni_plugins_builtin.cluster_ipam.index import (
+    CHUNK_SHIFT,
+    CHUNK_SIZE,
+    CHUNKS_PER_SUMMARY,
+    SUMMARY_SHIFT,
+    Index,
+    IndexChanged,
+    open_index,
+)
 from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, ip_value
 from cni_plugins_builtin.host_local.config import fail
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Sequence
+
     from cni_plugins_builtin.cluster_ipam.config import ClusterSettings
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.host_local.config import IPAMConfig, Range, RangeSet
@@ -56,6 +70,14 @@ LEAF = 256
 MAX_COUNTS = 64
 #: The first, blind read: at 90 % occupancy spread evenly, 64 addresses hold a free one but for 1 in 800.
 PROBE = 64
+#: A range set spanning at most this many index summaries (of 65,536 addresses each) is
+#: judged by them: its summaries and edge bitmaps are read with the first read.
+MAX_SUMMARIES = 16
+MAX_EDGES = 48
+#: Random bitmaps of a set read with the first read besides the guess's.
+PROBES = 24
+#: Random bitmaps read in a larger set before the count-guided search of its keys.
+LARGE_TRIES = 3
 
 
 class Exhausted(Exception):
@@ -236,7 +258,6 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
              ifname: str) -> Attachment:
     """The attachment's record: newly claimed, or the one it already holds."""
     keys = Keys(cluster.prefix, cluster.network)
-    akey = keys.attachment(cluster.node, container_id, ifname)
     pending = list(conf.requested)
     requested: list[IPAddress | None] = []
     for index, rangeset in enumerate(conf.ranges):
@@ -250,47 +271,210 @@ def allocate(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, container_i
         requested.append(want)
     if pending:
         raise fail("failed to allocate all requested IPs: " + " ".join(str(ip) for ip in pending))
+    for _ in range(3):
+        try:
+            return _claim(etcd, conf, cluster, keys, container_id, ifname, requested)
+        except IndexChanged:
+            continue  # the index was rebuilt under us: start again with the new one
+    raise fail("the allocation index keeps being rebuilt, try again")
 
-    # A linearizable read before any write: it needs a quorum, so without one the ADD fails
-    # having proposed nothing (a timed-out proposal can still commit when the cluster
-    # heals, and the failed ADD would then have written); and a retried ADD is answered.
-    held_before = etcd.get(akey)
+
+def _claim(etcd: Etcd, conf: IPAMConfig, cluster: ClusterSettings, keys: Keys, container_id: str, ifname: str,
+           requested: list[IPAddress | None]) -> Attachment:
+    """One attempt with one index: the first read, then guarded transactions until one wins."""
+    akey = keys.attachment(cluster.node, container_id, ifname)
+    guesses = [want or random_guess(rangeset) for want, rangeset in zip(requested, conf.ranges)]
+    views = [SetView(rangeset) for rangeset in conf.ranges]
+    upfront = [key for view in views for key in view.upfront_keys(keys)]
+    # One linearizable read before any write, of the attachment key and of what the index says
+    # about the guesses and the sets: it needs a quorum, so without one the ADD fails having
+    # proposed nothing (a timed-out proposal can still commit when the cluster heals, and the
+    # failed ADD would then have written); and a retried ADD is answered from it.
+    index, (held_before,) = open_index(etcd, keys, [akey], upfront + _index_keys(keys, guesses))
+    for view in views:
+        view.index = index
     if held_before is not None:
         return held_record(conf, cluster, akey, held_before.value, container_id, ifname)
     taken: set[IPAddress] = set()
+    repairs: dict[IPAddress, int] = {}
+    tried: list[set[int]] = [set() for _ in conf.ranges]
     picks: list[IPAddress | None] = list(requested)
     value = ip_value(container_id, ifname, cluster.node)
     for _ in range(MAX_ROUNDS):
-        for index, rangeset in enumerate(conf.ranges):
-            if picks[index] is None:
-                guess = random_guess(rangeset) if not taken else None
+        for i, rangeset in enumerate(conf.ranges):
+            if picks[i] is None:
                 try:
-                    picks[index] = guess or find_free(etcd, keys, rangeset, taken)
+                    picks[i] = views[i].choose(etcd, keys, guesses[i], taken, tried[i])
                 except Exhausted:
-                    raise fail(f"failed to allocate for range {index}: no IP addresses available "
+                    _mend(etcd, keys, index, repairs)
+                    raise fail(f"failed to allocate for range {i}: no IP addresses available "
                                f"in range set: {rangeset}") from None
+                guesses[i] = None
         chosen = [ip for ip in picks if ip is not None]
+        wanted = index.missing(_index_keys(keys, chosen + list(repairs)))
+        if wanted:
+            index.read(etcd, [], wanted)
         ranges = [_range(conf, i, ip) for i, ip in enumerate(chosen)]
         record = Attachment(container_id, ifname, cluster.node,
                             [(f"{ip}/{rng.network.prefixlen}", str(rng.gateway)) for ip, rng in zip(chosen, ranges)],
                             time.time())
+        fixing = list(repairs)
+        index_compares, index_puts, index_keys = index.update(chosen + fixing, [])
         ok, responses = etcd.txn(
-            [kv.absent(akey)] + [kv.absent(keys.ip(ip)) for ip in chosen],
-            [kv.put(keys.ip(ip), value) for ip in chosen] + [kv.put(akey, record.encode())],
-            [kv.read(akey)] + [kv.read(keys.ip(ip)) for ip in chosen])
+            [kv.absent(akey)] + [kv.absent(keys.ip(ip)) for ip in chosen]
+            + [kv.created_at(keys.ip(ip), repairs[ip]) for ip in fixing] + index_compares,
+            [kv.put(keys.ip(ip), value) for ip in chosen] + [kv.put(akey, record.encode())] + index_puts,
+            [kv.read(akey)] + [kv.read(keys.ip(ip)) for ip in chosen + fixing] + [kv.read(index.marker_key)]
+            + [kv.read(key) for key in index_keys])
         if ok:
             return record
         held = kv.kvs(responses[0].get("response_range", {}))
         if held:
             return held_record(conf, cluster, akey, held[0].value, container_id, ifname)
-        for index, ip in enumerate(chosen):
-            if kv.kvs(responses[index + 1].get("response_range", {})):
-                if requested[index] is not None:
-                    raise fail(f"failed to allocate for range {index}: requested IP address {ip} is not "
-                               f"available in range set {conf.ranges[index]}")
-                taken.add(ip)
-                picks[index] = None
+        found = [kv.kvs(response.get("response_range", {})) for response in responses[1:1 + len(chosen) + len(fixing)]]
+        marker = kv.kvs(responses[1 + len(chosen) + len(fixing)].get("response_range", {}))
+        if not marker or marker[0].create_revision != index.marker_revision:
+            raise IndexChanged()
+        index.absorb(index_keys, responses[2 + len(chosen) + len(fixing):])
+        for ip, items in zip(fixing, found[len(chosen):]):
+            if not items or items[0].create_revision != repairs[ip] or index.has(ip):
+                del repairs[ip]
+        for i, ip in enumerate(chosen):
+            items = found[i]
+            if items:
+                if requested[i] is not None:
+                    raise fail(f"failed to allocate for range {i}: requested IP address {ip} is not "
+                               f"available in range set {conf.ranges[i]}")
+                if not index.has(ip):  # a key the index does not know (written by an older release): mend it
+                    repairs[ip] = items[0].create_revision
+            elif requested[i] is not None or not index.has(ip):
+                continue  # only the index moved meanwhile: the same address again, with the new bitmap
+            taken.add(ip)
+            picks[i] = None
     raise fail(f"could not claim addresses after {MAX_ROUNDS} contended transactions, try again")
+
+
+def _mend(etcd: Etcd, keys: Keys, index: Index, repairs: dict[IPAddress, int]) -> None:
+    """Set the bits of address keys the index did not know (best effort: a pool answered
+    as full must leave the index as it found the keys)."""
+    if repairs:
+        wanted = index.missing(_index_keys(keys, list(repairs)))
+        if wanted:
+            index.read(etcd, [], wanted)
+        compares, puts, _ = index.update(list(repairs), [])
+        etcd.txn([kv.created_at(keys.ip(ip), rev) for ip, rev in repairs.items()] + compares, puts)
+
+
+def _index_keys(keys: Keys, addresses: Sequence[IPAddress | None]) -> list[str]:
+    index = Index(keys)
+    return [key for ip in addresses if ip is not None for key in index.keys_for(ip)]
+
+
+class SetView:
+    """What the index says about one range set: the keys to read with the first read
+    (its summaries, and the bitmaps at its edges, when it spans at most
+    ``MAX_SUMMARIES`` summaries), and where there is room."""
+
+    def __init__(self, rangeset: RangeSet) -> None:
+        self.rangeset = rangeset
+        self.spans = _usable(rangeset)
+        self.version = rangeset.ranges[0].start.version
+        self.gateways = {int(rng.gateway) for rng in rangeset.ranges if rng.gateway.version == self.version}
+        self.summaries = sorted({s for _, first, last in self.spans
+                                 for s in range(first >> SUMMARY_SHIFT, (last >> SUMMARY_SHIFT) + 1)}
+                                if sum((last >> SUMMARY_SHIFT) - (first >> SUMMARY_SHIFT) + 1
+                                       for _, first, last in self.spans) <= MAX_SUMMARIES else [])
+        #: Bitmaps not wholly inside one range or holding a gateway: the summary cannot judge them.
+        self.edges = {v >> CHUNK_SHIFT for _, first, last in self.spans for v in (first, last)}
+        self.edges |= {g >> CHUNK_SHIFT for g in self.gateways}
+        self.small = bool(self.summaries) and len(self.edges) <= MAX_EDGES
+        #: Random bitmaps read with the first read: where the guess's is full (9 times in 10 at
+        #: 90 % contiguous), one of these has room but for 0.9 ** PROBES of the time.
+        self.probes = sorted({int(ip) >> CHUNK_SHIFT for ip in (random_guess(rangeset) for _ in range(PROBES))
+                              if ip is not None}) if self.small else []
+        self.index: Index
+
+    def upfront_keys(self, keys: Keys) -> list[str]:
+        if not self.small:
+            return []
+        index = Index(keys)
+        return ([index.summary_key(self.version, s) for s in self.summaries]
+                + [index.chunk_key(self.version, c) for c in sorted(self.edges | set(self.probes))])
+
+    def _address(self, value: int) -> IPAddress:
+        return type(self.rangeset.ranges[0].start)(value)
+
+    def free_in(self, chunk: int, taken: set[int]) -> list[int]:
+        """The free addresses of one bitmap that belong to the set (gateways and this ADD's
+        known-taken ones left out)."""
+        base = chunk << CHUNK_SHIFT
+        mask = 0
+        for _, first, last in self.spans:
+            low, high = max(first, base), min(last, base + CHUNK_SIZE - 1)
+            if low <= high:
+                mask |= ((1 << (high - low + 1)) - 1) << (low - base)
+        for gateway in self.gateways:
+            if base <= gateway < base + CHUNK_SIZE:
+                mask &= ~(1 << (gateway - base))
+        free = mask & ~self.index.bitmap(self.version, chunk)
+        return [base + bit for bit in range(CHUNK_SIZE) if free >> bit & 1 and base + bit not in taken]
+
+    def roomy(self) -> list[int]:
+        """Bitmaps of the set with a free address: by the summaries, and the edges by their bitmaps."""
+        index = self.index
+        found: set[int] = set()
+        for _, first, last in self.spans:
+            for s in range(first >> SUMMARY_SHIFT, (last >> SUMMARY_SHIFT) + 1):
+                full = index.value(index.summary_key(self.version, s))
+                low = max(first >> CHUNK_SHIFT, s * CHUNKS_PER_SUMMARY)
+                high = min(last >> CHUNK_SHIFT, (s + 1) * CHUNKS_PER_SUMMARY - 1)
+                for chunk in range(low, high + 1):
+                    if chunk in self.edges:
+                        if self.free_in(chunk, set()):
+                            found.add(chunk)
+                    elif not full >> (chunk & (CHUNKS_PER_SUMMARY - 1)) & 1:
+                        found.add(chunk)
+        return sorted(found)
+
+    def choose(self, etcd: Etcd, keys: Keys, guess: IPAddress | None, taken: set[IPAddress],
+               tried: set[int]) -> IPAddress:
+        """A free address of the set by the index: the guess's bitmap if it has room, else
+        a bitmap with room (by the summaries; in a set too large for them, a few random
+        bitmaps, then the count-guided search of the keys); :class:`Exhausted` when the
+        summaries and the edge bitmaps show every address taken."""
+        values = {int(ip) for ip in taken if ip.version == self.version}
+        index = self.index
+        if guess is not None and index.knows(index.chunk_key(self.version, int(guess) >> CHUNK_SHIFT)):
+            free = self.free_in(int(guess) >> CHUNK_SHIFT, values)
+            if int(guess) in free:
+                return guess
+            if free:
+                return self._address(random.choice(free))
+            tried.add(int(guess) >> CHUNK_SHIFT)
+        for attempt in range(MAX_ROUNDS):
+            if self.small:
+                # A bitmap already read (a probe, an edge) with room costs no round trip nor a walk
+                # of the summaries; else a bitmap the summaries show with room.
+                known = [chunk for chunk in self.probes + sorted(self.edges) if chunk not in tried
+                         and index.knows(index.chunk_key(self.version, chunk)) and self.free_in(chunk, values)]
+                roomy = known or [chunk for chunk in self.roomy() if chunk not in tried]
+                if not roomy:
+                    raise Exhausted()
+                chunk = random.choice(roomy)
+            elif attempt < LARGE_TRIES:
+                ip = random_guess(self.rangeset)
+                if ip is None:
+                    continue
+                chunk = int(ip) >> CHUNK_SHIFT
+            else:
+                return find_free(etcd, keys, self.rangeset, taken)
+            if not index.knows(index.chunk_key(self.version, chunk)):
+                index.read(etcd, [], index.keys_for(self._address(chunk << CHUNK_SHIFT)))
+            free = self.free_in(chunk, values)
+            if free:
+                return self._address(random.choice(free))
+            tried.add(chunk)
+        raise Exhausted()
 
 
 def held_record(conf: IPAMConfig, cluster: ClusterSettings, akey: str, data: bytes, container_id: str,

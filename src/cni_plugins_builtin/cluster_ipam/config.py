@@ -40,7 +40,7 @@ DEFAULT_GC_GRACE = 60.0
 DEFAULT_STATE_DIR = "/run/cni/cluster-ipam"
 #: The key trees of a network (see :mod:`.model`): a prefix or network name holding one
 #: of these as a path element could place one network's keys inside another's.
-RESERVED_ELEMENTS = ("ips", "attach", "alive")
+RESERVED_ELEMENTS = ("ips", "attach", "alive", "idx")
 PLUGIN = "cluster-ipam"
 
 

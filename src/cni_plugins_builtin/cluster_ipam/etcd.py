@@ -311,11 +311,6 @@ def count(key: str, range_end: str) -> dict[str, Any]:
     return {"request_range": {"key": b64(key), "range_end": b64(range_end), "count_only": True}}
 
 
-def nested(compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> dict[str, Any]:
-    """A transaction inside a transaction (etcd >= 3.3): its own compares, no failure ops."""
-    return {"request_txn": {"compare": compare, "success": success, "failure": []}}
-
-
 def _etcd_answer(response: Answer) -> tuple[dict[str, Any] | None, str]:
     """``(answer, "")`` for etcd's JSON 200, else ``(None, why)``; ``why`` starts
     with ``etcd: `` when etcd itself sent the error (its JSON)."""

@@ -16,6 +16,9 @@ Under ``<prefix>/<network>/`` (prefix default ``/cni-ipam/v1``):
   an address is still theirs). Value: ``{"containerID", "ifname", "node",
   "ips": [{"address", "gateway"}], "created": <unix time>}``.
 
+* ``idx/...``, ``index``, ``index-build`` — the allocation index, its
+  marker and its build key (key names in :mod:`.index`).
+
 Container IDs, interface names and network names cannot hold ``/`` (skel and
 libcni check them); node names are checked by :mod:`.config`.
 """

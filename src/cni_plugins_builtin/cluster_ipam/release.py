@@ -3,10 +3,12 @@
 Every release is one guarded transaction: the attachment record is deleted
 only if it was not rewritten since we read it (``mod_revision``), and each of
 its address keys only if it still carries the record's ``create_revision``
-(both were written by the same ADD transaction) — a nested transaction per
-address, so an address that somebody else holds by now (after a reap and a
-new ADD) is left alone while the rest goes. A record that is already gone is
-a success: DEL is idempotent.
+(both were written by the same ADD transaction). The address keys are read
+first, with their allocation-index bitmaps: an address that somebody else
+holds by now (after a reap and a new ADD) is compared unchanged and left
+alone, with its bit, while the rest goes and their bits are cleared in the
+same transaction. A record that is already gone is a success: DEL is
+idempotent.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import time
 
 from cni_plugins_builtin.cluster_ipam import etcd as kv
+from cni_plugins_builtin.cluster_ipam.index import Index, open_index
 from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, prefix_end
 
 TYPE_CHECKING = False
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Iterator
 
     from cni_plugins_builtin.cluster_ipam.etcd import KV, Etcd
+    from cnicore.ip import IPAddress
 
 # Exec path: imports inside functions load only with the verbs that use them (the budget: tests/test_import_budget.py).
 
@@ -30,18 +34,43 @@ PAGE = 500
 
 
 def release_kv(etcd: Etcd, keys: Keys, item: KV) -> bool:
-    """Delete the attachment ``item`` (as read) with its addresses; False if it
-    changed or vanished since it was read."""
+    """Delete the attachment ``item`` (as read) with its addresses and clear their bits
+    in the allocation index; False if it changed or vanished since it was read.
+
+    The address keys are read first (with the index): those still carrying the
+    record's ``create_revision`` are deleted, the others (held by somebody else
+    by now) left alone, and the transaction compares that each is still as read."""
     try:
         record = Attachment.decode(item.value)
         addresses = record.addresses()
     except ValueError:
         addresses = Attachment.addresses_in(item.value)  # unreadable: what it still names
-    ok, _ = etcd.txn([kv.unmodified_since(item.key, item.mod_revision)],
-                     [kv.delete(item.key)]
-                     + [kv.nested([kv.created_at(keys.ip(ip), item.create_revision)], [kv.delete(keys.ip(ip))])
-                        for ip in addresses])
-    return ok
+    addresses = list(dict.fromkeys(addresses))
+    for _ in range(MAX_ROUNDS):
+        index, found = open_index(etcd, keys, [keys.ip(ip) for ip in addresses],
+                                  [key for ip in addresses for key in index_keys_for(keys, ip)])
+        ours = [ip for ip, held in zip(addresses, found)
+                if held is not None and held.create_revision == item.create_revision]
+        gone = [ip for ip, held in zip(addresses, found) if held is None]
+        others = [(ip, held) for ip, held in zip(addresses, found) if held is not None and ip not in ours]
+        compares, puts, _ = index.update([], ours + [ip for ip in gone if index.has(ip)])
+        ok, responses = etcd.txn(
+            [kv.unmodified_since(item.key, item.mod_revision)]
+            + [kv.created_at(keys.ip(ip), item.create_revision) for ip in ours]
+            + [kv.absent(keys.ip(ip)) for ip in gone]
+            + [kv.unmodified_since(held.key, held.mod_revision) for _, held in others] + compares,
+            [kv.delete(item.key)] + [kv.delete(keys.ip(ip)) for ip in ours] + puts,
+            [kv.read(item.key)])
+        if ok:
+            return True
+        now = kv.kvs(responses[0].get("response_range", {}))
+        if not now or now[0].mod_revision != item.mod_revision:
+            return False
+    return False
+
+
+def index_keys_for(keys: Keys, ip: IPAddress) -> list[str]:
+    return Index(keys).keys_for(ip)
 
 
 def release(etcd: Etcd, keys: Keys, node: str, container_id: str, ifname: str) -> bool:
@@ -155,13 +184,35 @@ def orphans(etcd: Etcd, keys: Keys, node: str | None = None) -> list[KV]:
 
 
 def sweep(etcd: Etcd, items: list[KV]) -> list[str]:
-    """Delete these orphan address keys, each only if unchanged since it was read; the keys deleted."""
+    """Delete these orphan address keys, each only if unchanged since it was read (its
+    bit cleared in the allocation index by the same transaction); the keys deleted."""
     done = []
     for item in items:
-        ok, _ = etcd.txn([kv.unmodified_since(item.key, item.mod_revision)], [kv.delete(item.key)])
-        if ok:
-            done.append(item.key)
+        keys = _keys_of(item.key)
+        ip = keys.parse_ip(item.key) if keys is not None else None
+        if keys is None or ip is None:
+            continue
+        for _ in range(MAX_ROUNDS):
+            index, _ = open_index(etcd, keys, [], index_keys_for(keys, ip))
+            compares, puts, _ = index.update([], [ip])
+            ok, responses = etcd.txn([kv.unmodified_since(item.key, item.mod_revision)] + compares,
+                                     [kv.delete(item.key)] + puts, [kv.read(item.key)])
+            if ok:
+                done.append(item.key)
+                break
+            now = kv.kvs(responses[0].get("response_range", {}))
+            if not now or now[0].mod_revision != item.mod_revision:
+                break
     return done
+
+
+def _keys_of(address_key: str) -> Keys | None:
+    """The network's key names, from one of its address keys (``<base>ips/v4/...``)."""
+    base, found, _ = address_key.rpartition("/ips/")
+    if not found:
+        return None
+    prefix, _, network = base.rpartition("/")
+    return Keys(prefix or "/", network)
 
 
 def _value_node(value: bytes) -> str | None:
