@@ -229,13 +229,17 @@ def write_ipam_plugin(root: Path, package: str, label: str, address: str, marker
 def caller_ipam_dir(tmp_path: Path, name: str, package: str, address: str, marker: Path) -> Path:
     """A directory of the caller's with a Python launcher (of this interpreter) for its own
     IPAM plugin ``package``."""
+    from cnicore import skel
+
     root = tmp_path / f"{name}-root"
     entry = write_ipam_plugin(root, package, name, address, marker)
     sys.path.insert(0, str(root))
+    real_run = skel.run  # the installer imports the plugin to check it, and this one patches skel
     try:
         bin_dir = tmp_path / f"{name}-bin"
         assert not install(str(bin_dir), [entry], kind="python").skipped
     finally:
+        skel.run = real_run
         sys.path.remove(str(root))
         for module in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
             del sys.modules[module]
