@@ -34,11 +34,10 @@ from cnicore.plugin import ALL, PluginInfo, hookimpl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cni_plugins_builtin.sublink import Maker
     from cnicore.netlink import Netlink
     from cnicore.request import Request
     from cnicore.types import Result
-
-    from cni_plugins_builtin.sublink import Maker
 
     from .config import MacvlanConf
 
