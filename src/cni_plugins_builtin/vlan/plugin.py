@@ -75,6 +75,14 @@ def _load(request: Request) -> VlanConf:
     return conf
 
 
+def _require_ipam(conf: VlanConf) -> None:
+    """The reference always runs IPAM: without a type, Go's invoke fails to find a plugin."""
+    if not conf.ipam_type:
+        from cni_plugins_builtin.sublink import fail
+
+        raise fail("no plugin name provided")
+
+
 @hookimpl
 def cni_plugin_info() -> PluginInfo:
     return PluginInfo(ALL, about=f"CNI vlan plugin (cnicore) v{__version__}")
@@ -97,6 +105,7 @@ def cni_add(request: Request) -> Result:
         iface = sublink.create("vlan", make, conf.master, conf.link_in_container, netns, request.ifname)
         undo.push(f"vlan {request.ifname}", netns.do, sublink.delete_link, request.ifname)
         try:
+            _require_ipam(conf)
             result = sublink.ipam_result(request)
         except CNIError as exc:
             raise CNIError(exc.code, f"failed to execute IPAM delegate: {exc.msg}", exc.details) from None
@@ -116,7 +125,7 @@ def cni_del(request: Request) -> None:
     from cni_plugins_builtin import sublink
     from cnicore.ipam import exec_del
 
-    VlanConf(request.config)
+    _require_ipam(VlanConf(request.config))
     exec_del(request)
     sublink.remove(request)
 
@@ -129,6 +138,7 @@ def cni_check(request: Request) -> None:
     conf = VlanConf(request.config)
     netns = sublink.open_netns(request.netns)
     with netns:
+        _require_ipam(conf)
         exec_check(request)
         intf = sublink.prev_interface(request, "vlan: Required prevResult missing")
         sublink.check_master(conf.master, netns, conf.link_in_container)
