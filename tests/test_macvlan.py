@@ -228,8 +228,9 @@ def test_link_in_container(macvlan: str, cni_bin_dir: str, cni_sandbox, tmp_path
 
 
 def test_two_containers_reach_each_other(macvlan: str, cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
-    """Bridge mode: two containers on one master (one by ours, one by Go's) talk; VEPA without
-    a hairpinning switch does not carry traffic between them (the master's peer is no switch)."""
+    """Bridge mode: two containers on one master (one by ours, one by Go's) talk. Private
+    mode: two containers on another master do not (the kernel drops traffic between its
+    macvlans; a bounded two-second ping must get no reply)."""
     make_master(cni_sandbox.host)
     one, two = cni_sandbox.container(), cni_sandbox.container()
     config = netconf("macvlan", "1.0.0", str(tmp_path), master="m0")
@@ -239,6 +240,14 @@ def test_two_containers_reach_each_other(macvlan: str, cni_bin_dir: str, cni_san
     ping(two, first["ips"][0]["address"].split("/")[0], timeout=30)
     run(macvlan, "DEL", config, cni_sandbox, one, cni_bin_dir, container_id="one").ok()
     run(macvlan, "DEL", config, cni_sandbox, two, cni_bin_dir, container_id="two").ok()
+
+    make_master(cni_sandbox.host, "m1", default_route=False)
+    private = netconf("macvlan", "1.0.0", str(tmp_path / "private"), routes=False, master="m1", mode="private")
+    three, four = cni_sandbox.container(), cni_sandbox.container()
+    run(macvlan, "ADD", private, cni_sandbox, three, cni_bin_dir, container_id="three").ok()
+    fourth = run(macvlan, "ADD", private, cni_sandbox, four, cni_bin_dir, container_id="four").ok().json
+    out = run_in(three, "ping", "-c", "2", "-W", "1", fourth["ips"][0]["address"].split("/")[0], check=False)
+    assert " 0 received" in out, out
 
 
 # -- DEL ---------------------------------------------------------------------------------------
