@@ -301,6 +301,7 @@ BAD = {
     "mac-8-bytes": ({"mac": "02:00:00:00:00:00:00:01"}, ""),
     "multicast-mac": ({"mac": "01:00:5e:00:00:01"}, ""),
     "bad-cni-args": ({}, "FOO=bar"),
+    "bad-cni-args-and-mtu": ({"mtu": 9000}, "FOO=bar"),  # the MTU is checked first
     "bad-runtime-config": ({"runtimeConfig": {"mac": 5}}, ""),
     "ipam-missing-plugin": ({"ipam": {"type": "no-such-ipam"}}, ""),
     "ipam-no-ranges": ({"ipam": {"type": "host-local"}}, ""),

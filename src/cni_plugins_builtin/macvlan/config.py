@@ -27,9 +27,10 @@ SCHEMA = Struct("NetConf", {
 class MacvlanConf:
     """A decoded macvlan config; :meth:`resolve` fills in and checks the master."""
 
-    __slots__ = ("master", "mode", "mtu", "mac", "link_in_container", "bcqueuelen", "ipam_type", "dns")
+    __slots__ = ("master", "mode", "mtu", "mac", "link_in_container", "bcqueuelen", "ipam_type", "dns",
+                 "_runtime_mac")
 
-    def __init__(self, raw: dict[str, Any], cni_args: str = "") -> None:
+    def __init__(self, raw: dict[str, Any]) -> None:
         conf = decode_struct(raw, SCHEMA, PREFIX)
         self.master: str = conf.get("master") or ""
         self.mode: str = conf.get("mode") or ""
@@ -42,22 +43,24 @@ class MacvlanConf:
                                "NetConf.bcqueuelen of type uint32")
         self.ipam_type: str = (conf.get("ipam") or {}).get("type") or ""
         self.dns: dict[str, Any] = conf.get("dns") or {}
-        if cni_args:
-            from cnicore.config import load_args
-
-            self.mac = load_args(cni_args, {"MAC": str}).get("MAC", "") or self.mac
-        self.mac = (conf.get("runtimeConfig") or {}).get("mac") or self.mac
+        self._runtime_mac: str = (conf.get("runtimeConfig") or {}).get("mac") or ""
 
     def resolve(self, request: Request) -> MacvlanConf:
-        """The reference's loadConf after decoding: the default master, its MTU bound."""
+        """The reference's loadConf after decoding, in its order: the default master, its MTU
+        bound, then the MAC from CNI_ARGS and ``runtimeConfig``."""
         from cni_plugins_builtin import sublink
 
         if not self.master:
             self.master = sublink.default_master(request.netns, self.link_in_container)
         sublink.check_mtu(self.mtu, self.master, request.netns, self.link_in_container)
+        if request.args:
+            from cnicore.config import load_args
+
+            self.mac = load_args(request.args, {"MAC": str}).get("MAC", "") or self.mac
+        self.mac = self._runtime_mac or self.mac
         return self
 
 
 def load(request: Request) -> MacvlanConf:
     """ADD's and CHECK's config: decoded, CNI_ARGS applied, master resolved."""
-    return MacvlanConf(request.config, request.args).resolve(request)
+    return MacvlanConf(request.config).resolve(request)
