@@ -498,6 +498,38 @@ def ptp_static(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list
     return list(cases.values())
 
 
+def macvlan(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """macvlan (bridge mode, + host-local, IPv4) ADD and DEL in a fresh container, one
+    exec each, on a veth end of the bench's host namespace as the master: Go's binary
+    against our launcher. (ipvlan and vlan need a kernel this machine lacks: the guest.)"""
+    from cnicore.netlink import Netlink
+
+    cases = {verb: Case("macvlan", f"macvlan {verb}") for verb in ("ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    with Netlink() as nl:  # in the bench's host namespace (run.py calls the sections there)
+        try:
+            nl.link("bmv0")
+        except LookupError:
+            nl.add_veth("bmv0", "bmv0p")
+            nl.set_up("bmv0")
+            nl.set_up("bmv0p")
+    subnets = {"go": "10.246.0.0/16", "ours": "10.247.0.0/16"}
+    for index in range(rounds):
+        for side in ("go", "ours"):
+            conf = json.dumps({"cniVersion": "1.0.0", "name": f"bench-macvlan-{side}", "type": "macvlan",
+                               "master": "bmv0", "mode": "bridge",
+                               "ipam": {"type": "host-local", "dataDir": os.path.join(work, side, "macvlan-ipam"),
+                                        "ranges": [[{"subnet": subnets[side]}]],
+                                        "routes": [{"dst": "0.0.0.0/0"}]}}).encode()
+            ctr = sandbox.container()
+            for verb in ("ADD", "DEL"):
+                env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-macvlan-{index}", CNI_NETNS=ctr.path,
+                                CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                cases[verb].add(side, run_exec([os.path.join(dirs[side], "macvlan")], env, conf)[0])
+            ctr.remove()
+    return list(cases.values())
+
+
 def podman(go: Go, ours: Ours, rounds: int) -> list[Case]:
     """podman 4.3 (Debian's, CNI backend) on Go's plugins and on ours, each in its own throwaway
     environment and private host (tests/helpers/clients.py, the client tests' harness): ``podman

@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
-from helpers.clients import GREETING, KINDS, Podman, http_get, iptables_save, links, podman_env
+from cnicore.testing import run_in
+from helpers.clients import GREETING, IMAGE, KINDS, Podman, http_get, iptables_save, links, podman_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -79,3 +81,58 @@ def test_podman_network_run_publish_rm(kind: str, cni_netns_prefix: str) -> None
         podman.run("rm", "-f", "-t", "0", "web0")
         assert _rules_for(iptables_save(host), cid0, ip0) == []
         assert _veths(host) == before
+
+
+def _run_on(podman: Podman, name: str, network: str) -> str:
+    """``podman run -d`` of the image (its web server on port 80) on ``network``; the container ID."""
+    cid = podman.run("run", "-d", "--name", name, "--network", network,
+                     "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", IMAGE).strip()
+    podman.track(cid)
+    return cid
+
+
+def _ping_from(podman: Podman, container: str, address: str, *, deadline_s: float = 60.0) -> str:
+    """``busybox ping -c 1 -W 2 address`` from inside ``container``, retried until a reply
+    comes back, within ``deadline_s`` (busybox wget segfaults in this image)."""
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        proc = subprocess.run(podman.argv("exec", container, "/bin/busybox", "ping", "-c", "1", "-W", "2", address),
+                              env=podman.env(), capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        if proc.returncode == 0 and " 0% packet loss" in proc.stdout:
+            return proc.stdout
+        assert time.monotonic() < deadline, (proc.stdout, proc.stderr)
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_podman_macvlan_network(kind: str, cni_netns_prefix: str) -> None:
+    """``podman network create -d macvlan -o parent=mvp0`` over a veth end of the private host:
+    podman writes a macvlan conflist, each container gets an address of the subnet on a macvlan
+    of mvp0, each reaches the other over it (ping, bounded), and ``podman rm -f`` (DEL)
+    releases the addresses."""
+    with podman_env(kind, cni_netns_prefix) as podman:
+        host = podman.host.netns
+        run_in(host, "ip", "link", "add", "mvp0", "type", "veth", "peer", "name", "mvp0peer")
+        run_in(host, "ip", "link", "set", "mvp0", "up")
+        run_in(host, "ip", "link", "set", "mvp0peer", "up")
+        podman.run("network", "create", "-d", "macvlan", "-o", "parent=mvp0", "--subnet", "10.91.0.0/24",
+                   "mvnet")
+        with open(os.path.join(podman.net_dir, "mvnet.conflist")) as fh:
+            conflist = json.load(fh)
+        macvlan = conflist["plugins"][0]
+        assert (macvlan["type"], macvlan["master"], macvlan["ipam"]["type"]) == ("macvlan", "mvp0", "host-local")
+
+        for name in ("a", "b"):
+            _run_on(podman, name, "mvnet")
+        addresses = {name: _container_ip(podman, name, "mvnet") for name in ("a", "b")}
+        assert all(ip.startswith("10.91.0.") for ip in addresses.values()), addresses
+        assert len(set(addresses.values())) == 2
+        _ping_from(podman, "a", addresses["b"])
+        _ping_from(podman, "b", addresses["a"])
+        assert not [name for name in links(host) if name.startswith("veth")]  # nothing left on the host side
+
+        podman.run("rm", "-f", "-t", "0", "a", "b")
+        store = podman.host.run("ls", "/var/lib/cni/networks/mvnet")
+        assert not [line for line in store.split() if line.startswith("10.91.")], store

@@ -71,6 +71,12 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "launcher:firewall": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:bandwidth": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:portmap": LEAN + ("cnicore.netlink",),
+    "cni_plugins_builtin.macvlan.plugin": LEAN,
+    "cni_plugins_builtin.ipvlan.plugin": LEAN,
+    "cni_plugins_builtin.vlan.plugin": LEAN,
+    "launcher:macvlan": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:ipvlan": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:vlan": LEAN + ("cnicore.netlink", "cnicore.ns"),
     # cluster-ipam's verbs need http.client + ssl: never for VERSION.
     "cni_plugins_builtin.cluster_ipam.plugin": LEAN + ("ipaddress", "http.client", "ssl", "etcd3gw", "requests",
                                                       "urllib3", "cnicore.types", "cni_plugins_builtin.host_local",
@@ -96,7 +102,7 @@ CNITOOL_BUDGET: dict[str, tuple[str, ...]] = {
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("budget-bin")
     install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam",
-                                           "firewall", "bandwidth", "portmap")])
+                                           "firewall", "bandwidth", "portmap", "macvlan", "ipvlan", "vlan")])
     return directory
 
 

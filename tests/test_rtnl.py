@@ -901,3 +901,33 @@ def test_policy_rules_and_put_route_agree_with_iproute2(host_netns: NetNS) -> No
     assert [line.replace(" linkdown", "").strip() for line in moved] == [
         "10.66.0.0/24 dev rl0 proto kernel scope link src 10.66.0.2"]
     assert left == []
+
+
+@privileged
+def test_add_macvlan(cni_sandbox: Sandbox) -> None:
+    """A macvlan on a parent of the host, made straight into a container namespace, with
+    each mode, MTU, MAC and broadcast queue as iproute2 reports them; the mode read back."""
+    host, ctr = cni_sandbox.host, cni_sandbox.container()
+    in_ns(host, lambda sock: sock.add_veth("p0", "p1"))
+    for n, mode in enumerate(("bridge", "vepa", "private")):
+        in_ns(host, lambda sock, n=n, mode=mode: sock.add_macvlan(  # type: ignore[misc]
+            f"mv{n}", "p0", mode=mode, mtu=1400 - n, mac=f"02:00:00:00:00:0{n}", bcqueuelen=100 + n,
+            netns_fd=ctr.fd()))
+        link = iplink(ctr, f"mv{n}")
+        data = link["linkinfo"]["info_data"]
+        assert (link["linkinfo"]["info_kind"], data["mode"], link["mtu"], link["address"]) == (
+            "macvlan", mode, 1400 - n, f"02:00:00:00:00:0{n}")
+        assert data.get("bcqueuelen", 100 + n) == 100 + n  # iproute2 6.1 shows it when the kernel has it
+        assert in_ns(ctr, lambda sock, n=n: sock.link_info_data(f"mv{n}")) == {"mode": mode}  # type: ignore[misc]
+        assert iplink(host, f"mv{n}") is None
+    # passthru takes the parent for itself: refused beside others, fine on a fresh parent
+    busy = raises(lambda: in_ns(host, lambda sock: sock.add_macvlan("pt", "p0", mode="passthru")))
+    assert isinstance(busy, OSError) and busy.errno == errno.EINVAL
+    in_ns(host, lambda sock: sock.add_veth("q0", "q1"))
+    in_ns(host, lambda sock: sock.add_macvlan("pt", "q0", mode="passthru"))
+    assert in_ns(host, lambda sock: sock.link_info_data("pt")) == {"mode": "passthru"}
+    assert in_ns(host, lambda sock: sock.link_info_data("q0")) == {}
+    raises(lambda: in_ns(host, lambda sock: sock.add_macvlan("mvx", "nope")), LinkNotFoundError)
+    raises(lambda: in_ns(host, lambda sock: sock.add_macvlan("pt", "p0")), LinkExistsError)
+    raises(lambda: in_ns(host, lambda sock: sock.add_macvlan("mvx", "p0", mode="fast")), ValueError)
+    raises(lambda: in_ns(host, lambda sock: sock.add_ipvlan("ipx", "p0", mode="l4")), ValueError)

@@ -63,6 +63,8 @@ __all__ = [
     "Qdisc",
     "Route",
     "Rule",
+    "MACVLAN_MODES",
+    "IPVLAN_MODES",
 ]
 
 # -- constants (uapi: linux/netlink.h, rtnetlink.h, if_link.h, if_addr.h,
@@ -155,6 +157,15 @@ BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 BRIDGE_VLAN_INFO_RANGE_BEGIN = 0x8
 BRIDGE_VLAN_INFO_RANGE_END = 0x10
 VETH_INFO_PEER = 1
+IFLA_MACVLAN_MODE = 1  # if_link.h: u32, MACVLAN_MODE_*
+IFLA_MACVLAN_BC_QUEUE_LEN = 7
+IFLA_IPVLAN_MODE = 1  # u16, IPVLAN_MODE_*
+IFLA_VLAN_ID = 1  # u16
+
+#: macvlan modes by the names ``ip link`` (and the reference plugin) use: MACVLAN_MODE_*.
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+#: ipvlan modes: IPVLAN_MODE_L2, _L3, _L3S.
+IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
 
 # traffic control (tc): qdiscs and filters
 RTM_NEWQDISC = 36
@@ -1022,6 +1033,76 @@ class Netlink:
                             route.scope, route.type, 0) + b"".join(attrs))
         self._change(RTM_NEWROUTE, body, "the route's device", NLM_F_CREATE | (NLM_F_REPLACE if replace
                                                                                    else NLM_F_EXCL))
+
+
+    # -- links on a parent: macvlan, ipvlan, vlan ---------------------------------
+
+    def _add_sublink(self, name: str, kind: str, parent: LinkRef, data: bytes, *, mtu: int, mac: str,
+                     netns_fd: int | None) -> None:
+        """Create a link of ``kind`` on ``parent`` (IFLA_LINK, an ifindex of this namespace),
+        straight into the namespace of ``netns_fd`` when given (as vishvananda/netlink's
+        LinkAdd with ``Namespace``)."""
+        body = (_IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, name) + self._link_attrs(mtu, mac)
+                + _u32(IFLA_LINK, self._index(parent))
+                + (b"" if netns_fd is None else _u32(IFLA_NET_NS_FD, netns_fd))
+                + _nest(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, kind.encode()), _nest(IFLA_INFO_DATA, data)))
+        self._change(RTM_NEWLINK, body, f'"{name}" on {self._what(parent)}', NLM_F_CREATE | NLM_F_EXCL,
+                     names_link=True)
+
+    def add_macvlan(self, name: str, parent: LinkRef, *, mode: str = "bridge", mtu: int = 0, mac: str = "",
+                    bcqueuelen: int = 0, netns_fd: int | None = None) -> None:
+        """Create macvlan ``name`` on ``parent`` in ``mode`` (a key of :data:`MACVLAN_MODES`);
+        ``netns_fd`` puts it straight into that namespace. ``bcqueuelen`` 0 sends none (the
+        kernel's default broadcast queue). ``ValueError`` for an unknown mode;
+        :class:`LinkNotFoundError` if the parent is gone, :class:`LinkExistsError` if the
+        name is taken, OSError otherwise (EBUSY: a passthru parent already has one)."""
+        if mode not in MACVLAN_MODES:
+            raise ValueError(f"unknown macvlan mode {mode!r}")
+        data = _u32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode])
+        if bcqueuelen:
+            data += _u32(IFLA_MACVLAN_BC_QUEUE_LEN, bcqueuelen)
+        self._add_sublink(name, "macvlan", parent, data, mtu=mtu, mac=mac, netns_fd=netns_fd)
+
+    def add_ipvlan(self, name: str, parent: LinkRef, *, mode: str = "l2", mtu: int = 0,
+                   netns_fd: int | None = None) -> None:
+        """Create ipvlan ``name`` on ``parent`` in ``mode`` (a key of :data:`IPVLAN_MODES`;
+        the kernel's default flags, bridge); errors as :meth:`add_macvlan`."""
+        if mode not in IPVLAN_MODES:
+            raise ValueError(f"unknown ipvlan mode {mode!r}")
+        data = _u16(IFLA_IPVLAN_MODE, IPVLAN_MODES[mode])
+        self._add_sublink(name, "ipvlan", parent, data, mtu=mtu, mac="", netns_fd=netns_fd)
+
+    def add_vlan(self, name: str, parent: LinkRef, vlan_id: int, *, mtu: int = 0,
+                 netns_fd: int | None = None) -> None:
+        """Create 802.1Q VLAN ``name`` with id ``vlan_id`` on ``parent``; errors as
+        :meth:`add_macvlan` (ERANGE for an id the kernel refuses)."""
+        self._add_sublink(name, "vlan", parent, _u16(IFLA_VLAN_ID, vlan_id), mtu=mtu, mac="", netns_fd=netns_fd)
+
+    def link_info_data(self, link: LinkRef) -> dict[str, object]:
+        """The kind-specific settings of a macvlan (``{"mode": "bridge"}``, a key of
+        :data:`MACVLAN_MODES`, or the number if unknown), an ipvlan (``{"mode": "l2"}``) or
+        a vlan (``{"vlan_id": 100}``); ``{}`` for other kinds. LinkNotFoundError if absent."""
+        index = self._index(link)
+        replies = self._request(RTM_GETLINK, 0, _IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0)
+                                + _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS))
+        for kind, payload in replies:
+            if kind != RTM_NEWLINK:
+                continue
+            info = _attrs(_attrs(payload, _IFINFOMSG.size).get(IFLA_LINKINFO, b""))
+            link_kind = _get_str(info.get(IFLA_INFO_KIND))
+            data = _attrs(info.get(IFLA_INFO_DATA, b""))
+            if link_kind in ("macvlan", "macvtap"):
+                mode = _get_u32(data.get(IFLA_MACVLAN_MODE))
+                return {"mode": next((k for k, v in MACVLAN_MODES.items() if v == mode), mode)}
+            if link_kind == "ipvlan":
+                raw = data.get(IFLA_IPVLAN_MODE)
+                number = _U16.unpack(raw)[0] if raw and len(raw) == 2 else 0
+                return {"mode": next((k for k, v in IPVLAN_MODES.items() if v == number), number)}
+            if link_kind == "vlan":
+                raw = data.get(IFLA_VLAN_ID)
+                return {"vlan_id": _U16.unpack(raw)[0] if raw and len(raw) == 2 else 0}
+            return {}
+        raise LinkNotFoundError(errno.ENODEV, f"Link not found: {self._what(link)}")
 
 
 class Rule:
