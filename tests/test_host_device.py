@@ -199,7 +199,7 @@ def test_the_container_name_taken_rolls_back(ours: str, cni_bin_dir: str) -> Non
             if side == "ours":
                 assert links(sandbox.host)[DEV] == (DEV_MAC, True, "")
                 assert out.error.msg == ('failed to move link failed to move "eth0" (host: "hd0") to container NS: '
-                                         "File exists")
+                                         "file exists")
             else:
                 assert DEV in links(ctr) and DEV not in links(sandbox.host)
             seen[side] = out.error.code

@@ -44,6 +44,13 @@ def cni_plugin_info() -> PluginInfo:
     return PluginInfo(ALL, about=f"CNI dummy plugin (cnicore) v{__version__}")
 
 
+def _why(exc: OSError) -> str:
+    """An OS error as Go prints a syscall error ("file exists")."""
+    from cnicore.utils import errno_text
+
+    return errno_text(exc)
+
+
 def _fail(msg: str) -> CNIError:
     return CNIError(ERR_INTERNAL, msg)
 
@@ -97,7 +104,7 @@ def _create(ifname: str) -> Link:
         try:
             return nl.add_link(ifname, "dummy")
         except OSError as exc:
-            raise _fail(f"failed to create dummy: {exc.strerror}") from None
+            raise _fail(f"failed to create dummy: {_why(exc)}") from None
 
 
 @hookimpl
@@ -115,7 +122,7 @@ def cni_del(request: Request) -> None:
     except (NetNSNotFoundError, LinkNotFoundError):
         pass  # already gone: DEL succeeds
     except OSError as exc:
-        raise _fail(str(exc.strerror)) from None
+        raise _fail(_why(exc)) from None
 
 
 @hookimpl

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from .config import HostDeviceConf
 
 
+def _why(exc: OSError) -> str:
+    """An OS error as Go prints a syscall error ("file exists")."""
+    from cnicore.utils import errno_text
+
+    return errno_text(exc)
+
+
 def fail(msg: str) -> CNIError:
     """The reference reports its failures as plain errors: code 999."""
     return CNIError(ERR_INTERNAL, msg)
@@ -130,7 +137,7 @@ def move_link_in(host_dev: Link, host_ns: NetNS, container_ns: NetNS, ifname: st
         try:
             _in(host_ns, lambda nl: nl.set_link(host_dev.index, netns_fd=temp.fd()))
         except OSError as exc:
-            raise fail(f'failed to move link failed to move "{name}" to tempNS: {exc.strerror}') from None
+            raise fail(f'failed to move link failed to move "{name}" to tempNS: {_why(exc)}') from None
         try:
             return _into_container(temp, host_ns, container_ns, name, ifname)
         except BaseException:
@@ -156,18 +163,18 @@ def _into_container(temp: NetNS, host_ns: NetNS, container_ns: NetNS, name: str,
             _in(temp, lambda nl: nl.set_link(name, name=ifname))
         except OSError as exc:
             raise fail(f'failed to move link failed to rename host device "{name}" to "{ifname}": '
-                       f"{exc.strerror}") from None
+                       f"{_why(exc)}") from None
         steps.append((temp, lambda nl: nl.set_link(ifname, name=name)))
         try:
             _in(temp, lambda nl: nl.set_alias(ifname, name))
         except OSError as exc:
-            raise fail(f'failed to move link failed to set alias to "{name}": {exc.strerror}') from None
+            raise fail(f'failed to move link failed to set alias to "{name}": {_why(exc)}') from None
         steps.append((temp, lambda nl: nl.set_alias(ifname, "")))
         try:
             _in(temp, lambda nl: nl.set_link(ifname, netns_fd=container_ns.fd()))
         except OSError as exc:
             raise fail(f'failed to move link failed to move "{ifname}" (host: "{name}") to container NS: '
-                       f"{exc.strerror}") from None
+                       f"{_why(exc)}") from None
         steps.append((container_ns, lambda nl: nl.set_link(ifname, netns_fd=temp.fd())))
 
         def up(nl: Netlink) -> Link:
@@ -177,7 +184,7 @@ def _into_container(temp: NetNS, host_ns: NetNS, container_ns: NetNS, name: str,
         try:
             return _in(container_ns, up)
         except OSError as exc:
-            raise fail(f'failed to move link failed to set "{ifname}" up: {exc.strerror}') from None
+            raise fail(f'failed to move link failed to set "{ifname}" up: {_why(exc)}') from None
     except BaseException:
         undo()
         raise
@@ -206,7 +213,7 @@ def move_link_out(container_ns: NetNS, host_ns: NetNS, ifname: str) -> None:
         try:
             _in(container_ns, lambda nl: nl.set_link(link.index, netns_fd=temp.fd()))
         except OSError as exc:
-            raise fail(f'failed to move "{ifname}" to tempNS: {exc.strerror}') from None
+            raise fail(f'failed to move "{ifname}" to tempNS: {_why(exc)}') from None
         try:
             _out_to_host(temp, container_ns, host_ns, ifname, alias)
         except BaseException:
@@ -223,17 +230,17 @@ def _out_to_host(temp: NetNS, container_ns: NetNS, host_ns: NetNS, ifname: str, 
         try:
             _in(temp, lambda nl: nl.set_link(ifname, name=alias))
         except OSError as exc:
-            raise fail(f'failed to rename device "{ifname}" to "{alias}": {exc.strerror}') from None
+            raise fail(f'failed to rename device "{ifname}" to "{alias}": {_why(exc)}') from None
         steps.append(lambda nl: nl.set_link(alias, name=ifname))
         try:
             _in(temp, lambda nl: nl.set_alias(alias, ""))
         except OSError as exc:
-            raise fail(f'failed to unset alias of "{alias}": {exc.strerror}') from None
+            raise fail(f'failed to unset alias of "{alias}": {_why(exc)}') from None
         steps.append(lambda nl: nl.set_alias(alias, alias))
         try:
             _in(temp, lambda nl: nl.set_link(alias, netns_fd=host_ns.fd()))
         except OSError as exc:
-            raise fail(f'failed to move "{alias}" to hostNS: {exc.strerror}') from None
+            raise fail(f'failed to move "{alias}" to hostNS: {_why(exc)}') from None
     except BaseException:
         for fn in reversed(steps):
             _best_effort(temp, fn)

@@ -60,6 +60,13 @@ def cni_plugin_info() -> PluginInfo:
     return PluginInfo(ALL, about=f"CNI tap plugin (cnicore) v{__version__}")
 
 
+def _why(exc: OSError) -> str:
+    """An OS error as Go prints a syscall error ("file exists")."""
+    from cnicore.utils import errno_text
+
+    return errno_text(exc)
+
+
 def _fail(msg: str) -> CNIError:
     return CNIError(ERR_INTERNAL, msg)
 
@@ -129,7 +136,7 @@ def _create_tap(conf: TapConf, ifname: str) -> Link:
             nl.set_link(temp, name=ifname)
         except OSError as exc:
             nl.delete_link(temp)
-            raise _fail(f'failed to rename tap to "{ifname}": {exc.strerror}') from None
+            raise _fail(f'failed to rename tap to "{ifname}": {_why(exc)}') from None
         try:
             if conf.bridge:
                 try:
@@ -140,11 +147,11 @@ def _create_tap(conf: TapConf, ifname: str) -> Link:
                     nl.set_link(ifname, master=bridge)
                 except OSError as exc:
                     raise _fail(f"failed to set tap {ifname} as a port of bridge {conf.bridge}: "
-                                f"{exc.strerror}") from None
+                                f"{_why(exc)}") from None
             try:
                 nl.set_up(ifname)
             except OSError as exc:
-                raise _fail(f"failed to set tap interface up: {exc.strerror}") from None
+                raise _fail(f"failed to set tap interface up: {_why(exc)}") from None
             return nl.link(ifname)
         except BaseException:
             nl.delete_link(ifname)
@@ -174,7 +181,7 @@ def _make(nl: Netlink, conf: TapConf, name: str) -> None:
     try:
         nl.add_tuntap(name, flags=flags, owner=conf.owner, group=conf.group, mtu=conf.mtu, mac=mac)
     except OSError as exc:
-        raise _fail(f"failed to create tap: {exc.strerror}") from None
+        raise _fail(f"failed to create tap: {_why(exc)}") from None
 
 
 def _selinux_enabled() -> bool:
@@ -197,7 +204,7 @@ def _make_with_ip(conf: TapConf, name: str, mac: str) -> None:
     try:
         out = subprocess.run(argv, capture_output=True, preexec_fn=label, check=False)
     except OSError as exc:
-        raise _fail(f"failed set socket label: {exc.strerror}") from None
+        raise _fail(f"failed set socket label: {_why(exc)}") from None
     if out.returncode:
         raise _fail(f"failed to run command {(out.stdout + out.stderr).decode(errors='replace')}: "
                     f"exit status {out.returncode}")
@@ -229,7 +236,7 @@ def cni_del(request: Request) -> None:
     except (NetNSNotFoundError, LinkNotFoundError):
         pass  # already gone: DEL succeeds
     except OSError as exc:
-        raise _fail(str(exc.strerror)) from None
+        raise _fail(_why(exc)) from None
 
 
 # -- CHECK, STATUS, GC ---------------------------------------------------------------
