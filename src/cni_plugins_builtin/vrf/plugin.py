@@ -102,7 +102,7 @@ def _add(nl: Netlink, conf: _Conf, ifname: str) -> None:
         vrf, table = create_vrf(nl, conf.vrf_name, conf.table)
     else:
         if conf.table and table != conf.table:
-            raise _fail(f"VRF {conf.vrf_name} already exist with different routing table {conf.table}")
+            raise _fail(f"VRF {conf.vrf_name} already exist with different routing table {table}")
     add_interface(nl, vrf, table, ifname)
 
 
