@@ -1,17 +1,15 @@
 """Toolkit additions for issue 17's plugins, on this machine's kernel: link aliases,
-TUN/TAP devices (``Netlink.add_tuntap``) and ``cnicore.ns.temp_netns``. All inside a
+TUN/TAP devices (``Netlink.add_tuntap``). All inside a
 sandbox's private namespaces; VRF devices need the guest (tests/guest/test_vrf.py)."""
 
 from __future__ import annotations
 
 import errno
-import os
 
 import pytest
 
 from cnicore import netlink
 from cnicore.netlink import LinkExistsError, Netlink
-from cnicore.ns import temp_netns
 from cnicore.testing import Sandbox, run_in
 
 pytestmark = [pytest.mark.privileged]
@@ -73,29 +71,3 @@ def test_add_tuntap_refuses_a_bad_name() -> None:
             _in(sandbox.host, lambda nl: nl.add_tuntap("x" * 16))
         assert info.value.errno == errno.EINVAL
 
-
-def test_temp_netns_is_private_and_goes_away() -> None:
-    with Sandbox() as sandbox:
-        temp = temp_netns()
-        try:
-            assert temp.inode() != sandbox.host.inode()
-            # a link moved in and out again keeps working; the namespace has only lo
-            _in(sandbox.host, lambda nl: nl.add_link("mv0", "ifb"))
-            fd = temp.fd()
-            _in(sandbox.host, lambda nl: nl.set_link("mv0", netns_fd=fd))
-            assert [link.name for link in _in(temp, lambda nl: nl.links())] == ["lo", "mv0"]
-            host_fd = sandbox.host.fd()
-            _in(temp, lambda nl: nl.set_link("mv0", name="renamed", netns_fd=host_fd))
-            assert "renamed" in run_in(sandbox.host, "ip", "-o", "link")
-            inode = temp.inode()
-        finally:
-            temp.close()
-        # nothing holds it any more: no process or mount refers to that inode
-        assert not [p for p in os.listdir("/proc") if p.isdigit() and _ns_inode(p) == inode[1]]
-
-
-def _ns_inode(pid: str) -> int:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return -1

@@ -49,7 +49,6 @@ __all__ = [
     "with_netns_path",
     "is_same_as_current",
     "list_netns",
-    "temp_netns",
 ]
 
 NETNS_RUN_DIR = "/var/run/netns"
@@ -546,22 +545,3 @@ def list_netns() -> list[str]:
         return sorted(os.listdir(NETNS_RUN_DIR))
     except FileNotFoundError:
         return []
-
-
-def temp_netns() -> NetNS:
-    """A new, unnamed network namespace, held only by the returned object's fd (Go's
-    ``ns.TempNetNS``): gone when closed and nothing else holds it. For short-lived
-    work such as renaming a link out of sight of the host's udev and NetworkManager.
-    Virtual links left inside die with it; physical ones return to the initial
-    namespace (not the caller's), so move them out before closing."""
-
-    def create() -> int:
-        # This thread leaves the caller's netns and dies right after.
-        _unshare(CLONE_NEWNET)
-        return _open_current_ns()
-
-    try:
-        fd = _run_in_thread("netns-temp", create)
-    except OSError as exc:
-        raise NetNSError(f"failed to create a temporary network namespace: {exc.strerror or exc}") from exc
-    return NetNS(f"/proc/self/fd/{fd}", fd)

@@ -1,7 +1,10 @@
 """Finding the host link, and moving it into the container and back.
 
-The rename happens in a temporary namespace (the current reference's way): a
-name the host never sees, so udev and NetworkManager cannot race the renames.
+The host never sees the container's name, so udev and NetworkManager cannot race
+the renames: on ADD one netlink request moves the link and renames it (the kernel
+renames it in the target namespace); on DEL it is renamed in the container, then
+moved. The current reference gets the same by a hop through a temporary
+namespace, which costs a second namespace move (15-30 ms of kernel time each).
 The original name travels with the link as its alias (IFLA_IFALIAS), which is
 how DEL (ours or Go's, any release) knows what to call it again. Each step is
 undone if a later one fails, so a failed ADD or DEL leaves the link where it was.
@@ -126,56 +129,19 @@ def _best_effort(netns: NetNS, fn: Callable[..., Any], *args: Any) -> None:
 def move_link_in(host_dev: Link, host_ns: NetNS, container_ns: NetNS, ifname: str) -> Link:
     """Move ``host_dev`` into the container as ``ifname``, its host name kept as its
     alias, and set it up there; return it as the container sees it."""
-    from cnicore.ns import temp_netns
-
     name = host_dev.name
     try:
-        temp = temp_netns()
-    except Exception as exc:  # noqa: BLE001
-        raise fail(f"failed to move link failed to create tempNS: {exc}") from None
+        _in(host_ns, lambda nl: nl.set_alias(host_dev.index, name))
+    except OSError as exc:
+        raise fail(f'failed to move link failed to set alias to "{name}": {_why(exc)}') from None
     try:
-        try:
-            _in(host_ns, lambda nl: nl.set_link(host_dev.index, netns_fd=temp.fd()))
+        try:  # one request: moved, then renamed in the container (the host never sees ifname)
+            _in(host_ns, lambda nl: nl.set_link(host_dev.index, netns_fd=container_ns.fd(), name=ifname))
         except OSError as exc:
-            raise fail(f'failed to move link failed to move "{name}" to tempNS: {_why(exc)}') from None
-        try:
-            return _into_container(temp, host_ns, container_ns, name, ifname)
-        except BaseException:
-            if host_dev.is_up:  # moving between namespaces set it down
-                _best_effort(host_ns, lambda nl: nl.set_up(name))
-            raise
-    finally:
-        temp.close()
-
-
-def _into_container(temp: NetNS, host_ns: NetNS, container_ns: NetNS, name: str, ifname: str) -> Link:
-    steps: list[tuple[NetNS, Callable[[Netlink], Any]]] = []  # undos, newest last, each run in its namespace
-
-    def undo() -> None:
-        for ns, fn in reversed(steps):
-            _best_effort(ns, fn)
-
-    # Closing the temporary namespace would destroy a virtual link left in it (and send a
-    # physical one to the initial namespace): first of all, the way back to the host.
-    steps.append((temp, lambda nl: nl.set_link(name, netns_fd=host_ns.fd())))
-    try:
-        try:
-            _in(temp, lambda nl: nl.set_link(name, name=ifname))
-        except OSError as exc:
-            raise fail(f'failed to move link failed to rename host device "{name}" to "{ifname}": '
-                       f"{_why(exc)}") from None
-        steps.append((temp, lambda nl: nl.set_link(ifname, name=name)))
-        try:
-            _in(temp, lambda nl: nl.set_alias(ifname, name))
-        except OSError as exc:
-            raise fail(f'failed to move link failed to set alias to "{name}": {_why(exc)}') from None
-        steps.append((temp, lambda nl: nl.set_alias(ifname, "")))
-        try:
-            _in(temp, lambda nl: nl.set_link(ifname, netns_fd=container_ns.fd()))
-        except OSError as exc:
+            # the kernel moves before it renames: a failed rename leaves it in the container
+            _best_effort(container_ns, lambda nl: nl.set_link(name, netns_fd=host_ns.fd()))
             raise fail(f'failed to move link failed to move "{ifname}" (host: "{name}") to container NS: '
                        f"{_why(exc)}") from None
-        steps.append((container_ns, lambda nl: nl.set_link(ifname, netns_fd=temp.fd())))
 
         def up(nl: Netlink) -> Link:
             nl.set_up(ifname)
@@ -184,9 +150,13 @@ def _into_container(temp: NetNS, host_ns: NetNS, container_ns: NetNS, name: str,
         try:
             return _in(container_ns, up)
         except OSError as exc:
+            _best_effort(container_ns, lambda nl: nl.set_link(ifname, name=name))
+            _best_effort(container_ns, lambda nl: nl.set_link(name, netns_fd=host_ns.fd()))
             raise fail(f'failed to move link failed to set "{ifname}" up: {_why(exc)}') from None
     except BaseException:
-        undo()
+        _best_effort(host_ns, lambda nl: nl.set_alias(name, ""))
+        if host_dev.is_up:  # moving between namespaces set it down
+            _best_effort(host_ns, lambda nl: nl.set_up(name))
         raise
 
 
@@ -194,7 +164,6 @@ def move_link_out(container_ns: NetNS, host_ns: NetNS, ifname: str) -> None:
     """Move the container's ``ifname`` back to the host under its alias (left down, as
     its earlier state is unknown) and clear the alias. A link already gone is fine."""
     from cnicore.netlink import LinkNotFoundError
-    from cnicore.ns import temp_netns
 
     def find(nl: Netlink) -> tuple[Link, str]:
         return nl.link(ifname), nl.link_alias(ifname)
@@ -205,43 +174,18 @@ def move_link_out(container_ns: NetNS, host_ns: NetNS, ifname: str) -> None:
         return  # DEL again, or the link went away with its namespace's owner: nothing to restore
     if not alias:
         raise fail(f'failed to find original ifname for "{ifname}" (alias is not set)')
+    try:  # renamed in the container, then moved: the host never sees ifname
+        _in(container_ns, lambda nl: nl.set_link(link.index, name=alias))
+    except OSError as exc:
+        raise fail(f'failed to rename device "{ifname}" to "{alias}": {_why(exc)}') from None
     try:
-        temp = temp_netns()
-    except Exception as exc:  # noqa: BLE001
-        raise fail(f"failed to create tempNS: {exc}") from None
+        _in(container_ns, lambda nl: nl.set_link(link.index, netns_fd=host_ns.fd()))
+    except OSError as exc:
+        _best_effort(container_ns, lambda nl: nl.set_link(alias, name=ifname))
+        if link.is_up:
+            _best_effort(container_ns, lambda nl: nl.set_up(ifname))
+        raise fail(f'failed to move "{alias}" to hostNS: {_why(exc)}') from None
     try:
-        try:
-            _in(container_ns, lambda nl: nl.set_link(link.index, netns_fd=temp.fd()))
-        except OSError as exc:
-            raise fail(f'failed to move "{ifname}" to tempNS: {_why(exc)}') from None
-        try:
-            _out_to_host(temp, container_ns, host_ns, ifname, alias)
-        except BaseException:
-            if link.is_up:
-                _best_effort(container_ns, lambda nl: nl.set_up(ifname))
-            raise
-    finally:
-        temp.close()
-
-
-def _out_to_host(temp: NetNS, container_ns: NetNS, host_ns: NetNS, ifname: str, alias: str) -> None:
-    steps: list[Callable[[Netlink], Any]] = [lambda nl: nl.set_link(ifname, netns_fd=container_ns.fd())]
-    try:
-        try:
-            _in(temp, lambda nl: nl.set_link(ifname, name=alias))
-        except OSError as exc:
-            raise fail(f'failed to rename device "{ifname}" to "{alias}": {_why(exc)}') from None
-        steps.append(lambda nl: nl.set_link(alias, name=ifname))
-        try:
-            _in(temp, lambda nl: nl.set_alias(alias, ""))
-        except OSError as exc:
-            raise fail(f'failed to unset alias of "{alias}": {_why(exc)}') from None
-        steps.append(lambda nl: nl.set_alias(alias, alias))
-        try:
-            _in(temp, lambda nl: nl.set_link(alias, netns_fd=host_ns.fd()))
-        except OSError as exc:
-            raise fail(f'failed to move "{alias}" to hostNS: {_why(exc)}') from None
-    except BaseException:
-        for fn in reversed(steps):
-            _best_effort(temp, fn)
-        raise
+        _in(host_ns, lambda nl: nl.set_alias(alias, ""))
+    except OSError as exc:
+        raise fail(f'failed to unset alias of "{alias}": {_why(exc)}') from None

@@ -6,11 +6,11 @@ error texts), the current release's way:
 
 * ADD — the link is found by ``device``, else ``hwaddr``, else ``kernelpath``
   (``/sys/devices/...``, its ``net`` directory), else ``pciBusID`` (or the
-  runtime's ``runtimeConfig.deviceID``: PCI or auxiliary bus); it is moved
-  through a temporary namespace, renamed there to CNI_IFNAME with its host
-  name kept as its alias, moved into the container and set up (see
-  :mod:`.links`). With ``ipam`` the addresses and routes are configured on it
-  and the result's ``dns`` is the config's. A PCI device bound to a userspace
+  runtime's ``runtimeConfig.deviceID``: PCI or auxiliary bus); its host name
+  is kept as its alias, it is moved into the container and renamed to
+  CNI_IFNAME there in one request, and set up (see :mod:`.links`). With
+  ``ipam`` the addresses and routes are configured on it and the result's
+  ``dns`` is the config's. A PCI device bound to a userspace
   (DPDK) driver is not moved: the result only names it.
 * DEL — IPAM DEL, then the link goes back to the host namespace named after
   its alias, down (its earlier state is unknown), the alias cleared.
@@ -29,9 +29,13 @@ Deliberate differences from the reference:
   releases the addresses only and leaves the link in the container);
 * GC (spec 1.1; the reference has none) passes GC on to the IPAM plugin.
 
-Debian's 1.1.1 renames inside the container and leaves the alias set after
-DEL; releases from 1.4 use the temporary namespace and clear it, as we do.
-Either release's DEL restores a link the other moved.
+How the link moves: Debian's 1.1.1 moves it under its host name and renames it
+in the container (DEL: the reverse, leaving the alias set); releases from 1.4
+hop through a temporary namespace so the host never sees a transient name, at
+the cost of two namespace moves each way. We move and rename in one request
+(ADD) and rename in the container before moving (DEL): no transient name on
+the host either, one move each way, the alias cleared. Any of them restores a
+link another moved (the alias is the contract).
 
 Imports: only the public toolkit.
 """
