@@ -50,7 +50,7 @@ from sides import (  # noqa: E402
 README = os.path.join(REPO, "bench", "README.md")
 #: The sections, in the order they run (`--only NAME` picks some).
 SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party",
-            "ptp", "portmap", "sbr", "macvlan", "podman"]
+            "ptp", "portmap", "sbr", "macvlan", "host-device", "podman"]
 #: Sections --short leaves out unless --only names them (a real client: seconds a round).
 NOT_SHORT = ["podman"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -121,6 +121,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "portmap": lambda: sections.portmap(sandbox, go, side, rounds),
             "sbr": lambda: sections.sbr(sandbox, go, side, work, rounds),
             "macvlan": lambda: sections.macvlan(sandbox, go, side, work, rounds),
+            "host-device": lambda: sections.host_device(sandbox, go, side, rounds),
             "podman": lambda: sections.podman(go, side, min(rounds, 10)),
         }
         for name, step in every.items():

@@ -527,6 +527,31 @@ def macvlan(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Ca
                                 CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
                 cases[verb].add(side, run_exec([os.path.join(dirs[side], "macvlan")], env, conf)[0])
             ctr.remove()
+
+
+def host_device(sandbox: Any, go: Go, ours: Ours, rounds: int) -> list[Case]:
+    """host-device ADD then DEL (no IPAM), one exec each: a veth end of the private host
+    moved into a fresh container and back (the rename dance through a temporary namespace
+    on our side and on current Go's; Debian's 1.1.1 renames inside the container)."""
+    from cnicore.netlink import Netlink
+
+    cases = {verb: Case("host-device", f"host-device {verb}") for verb in ("ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "bench-hd", "type": "host-device",
+                       "device": "benchhd0"}).encode()
+    for index in range(rounds):
+        for side in ("go", "ours"):
+            with Netlink() as nl:  # this thread is in the sandbox's private host
+                nl.add_veth("benchhd0", "benchhd0p")
+                nl.set_up("benchhd0")
+            ctr = sandbox.container()
+            for verb in ("ADD", "DEL"):
+                env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-hd-{index}", CNI_NETNS=ctr.path,
+                                CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                cases[verb].add(side, run_exec([os.path.join(dirs[side], "host-device")], env, conf)[0])
+            ctr.remove()
+            with Netlink() as nl:
+                nl.delete_link("benchhd0")
     return list(cases.values())
 
 

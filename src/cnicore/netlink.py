@@ -65,7 +65,28 @@ __all__ = [
     "Rule",
     "MACVLAN_MODES",
     "IPVLAN_MODES",
+    "TUNTAP_DEFAULT_FLAGS",
+    "IFF_TAP",
+    "IFF_TUN",
+    "IFF_NO_PI",
+    "IFF_VNET_HDR",
+    "IFF_MULTI_QUEUE",
 ]
+
+IFLA_IFALIAS = 20
+IFLA_VRF_TABLE = 1
+#: TUN/TAP (linux/if_tun.h): ioctls on /dev/net/tun and the TUNSETIFF flags.
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+TUNSETOWNER = 0x400454CC
+TUNSETGROUP = 0x400454CE
+IFF_TUN = 0x0001
+IFF_TAP = 0x0002
+IFF_MULTI_QUEUE = 0x0100
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+#: What ``ip tuntap add mode tap`` asks for: a TAP device without packet information.
+TUNTAP_DEFAULT_FLAGS = IFF_TAP | IFF_NO_PI
 
 # -- constants (uapi: linux/netlink.h, rtnetlink.h, if_link.h, if_addr.h,
 #    if_bridge.h, veth.h, if.h) ------------------------------------------------
@@ -1103,6 +1124,89 @@ class Netlink:
                 return {"vlan_id": _U16.unpack(raw)[0] if raw and len(raw) == 2 else 0}
             return {}
         raise LinkNotFoundError(errno.ENODEV, f"Link not found: {self._what(link)}")
+
+    # -- aliases, VRFs, TUN/TAP devices (issue 17) -------------------------------
+
+    def link_alias(self, link: LinkRef) -> str:
+        """The link's alias (IFLA_IFALIAS, ``ip link set ... alias``), ``""`` when unset."""
+        index = self._index(link)
+        body = _IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0) + _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        for kind, payload in self._request(RTM_GETLINK, 0, body):
+            if kind == RTM_NEWLINK:
+                return _get_str(_attrs(payload, _IFINFOMSG.size).get(IFLA_IFALIAS))
+        raise LinkNotFoundError(errno.ENODEV, f"Link not found: {self._what(link)}")
+
+    def set_alias(self, link: LinkRef, alias: str) -> None:
+        """Set the link's alias; ``""`` removes it (Go's ``netlink.LinkSetAlias``)."""
+        body = (_IFINFOMSG.pack(AF_UNSPEC, 0, self._index(link), 0, 0)
+                + _attr(IFLA_IFALIAS, alias.encode("utf-8", "surrogateescape")))
+        self._change(RTM_SETLINK, body, self._what(link))
+
+    def add_vrf(self, name: str, table: int, *, up: bool = False) -> Link:
+        """Create VRF device ``name`` bound to routing ``table`` (``ip link add NAME type vrf
+        table T``) and return it; ``LinkExistsError`` if the name is taken, EOPNOTSUPP
+        where the kernel has no VRF support."""
+        body = (_IFINFOMSG.pack(AF_UNSPEC, 0, 0, IFF_UP if up else 0, IFF_UP if up else 0)
+                + _str(IFLA_IFNAME, name)
+                + _nest(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"vrf"),
+                        _nest(IFLA_INFO_DATA, _u32(IFLA_VRF_TABLE, table))))
+        self._change(RTM_NEWLINK, body, f'"{name}"', NLM_F_CREATE | NLM_F_EXCL, names_link=True)
+        return self.link(name)
+
+    def vrf_table(self, link: LinkRef) -> int:
+        """The routing table of a VRF device; ValueError if the link is no VRF."""
+        index = self._index(link)
+        body = _IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0) + _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        for kind, payload in self._request(RTM_GETLINK, 0, body):
+            if kind == RTM_NEWLINK:
+                info = _attrs(_attrs(payload, _IFINFOMSG.size).get(IFLA_LINKINFO, b""))
+                if _get_str(info.get(IFLA_INFO_KIND)) != "vrf":
+                    raise ValueError(f"link {self._what(link)} is not a VRF")
+                return _get_u32(_attrs(info.get(IFLA_INFO_DATA, b"")).get(IFLA_VRF_TABLE))
+        raise LinkNotFoundError(errno.ENODEV, f"Link not found: {self._what(link)}")
+
+    def add_tuntap(self, name: str, *, flags: int = TUNTAP_DEFAULT_FLAGS, owner: int | None = None,
+                   group: int | None = None, mtu: int = 0, mac: str = "") -> Link:
+        """Create a persistent TUN/TAP device ``name`` in the calling thread's namespace and
+        return it. Not rtnetlink: the kernel makes these through ``/dev/net/tun``
+        (``TUNSETIFF``, ``TUNSETOWNER``/``TUNSETGROUP``, ``TUNSETPERSIST``), as ``ip tuntap
+        add`` and vishvananda/netlink do. ``flags``: ``IFF_TAP`` or ``IFF_TUN`` with
+        ``IFF_NO_PI``, ``IFF_VNET_HDR``, ``IFF_MULTI_QUEUE`` (the default is ``ip tuntap
+        add mode tap``'s). ``owner``/``group`` None leaves the device usable by any process
+        with CAP_NET_ADMIN only. ``mtu``/``mac`` are set afterwards over netlink.
+        ``LinkExistsError`` if the name is taken by another kind of link."""
+        import fcntl
+
+        if not name or len(name.encode()) >= IFNAMSIZ:
+            raise OSError(errno.EINVAL, f'invalid TUN/TAP device name "{name}"')
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            try:
+                self.link(name)
+            except LinkNotFoundError:
+                pass
+            else:  # TUNSETIFF would attach to an existing TUN/TAP device of that name
+                raise LinkExistsError(errno.EEXIST, f'"{name}": File exists')
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags & 0xFFFF))
+            try:
+                if owner is not None:
+                    fcntl.ioctl(fd, TUNSETOWNER, owner)
+                if group is not None:
+                    fcntl.ioctl(fd, TUNSETGROUP, group)
+                fcntl.ioctl(fd, TUNSETPERSIST, 1)
+            except BaseException:
+                os.close(fd)  # not yet persistent: closing removes it
+                fd = -1
+                raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        try:
+            self.set_link(name, mtu=mtu or None, mac=mac or None)
+        except BaseException:
+            self.delete_link(name)
+            raise
+        return self.link(name)
 
 
 class Rule:
