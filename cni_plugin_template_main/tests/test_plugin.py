@@ -171,7 +171,9 @@ def test_check_notices_a_missing_route(cni_runner, cni_bin_dir, container_netns,
 
     outcome = runner.run("CHECK", dict(config, prevResult=result), netns=container_netns)
 
-    assert outcome.error.code == 999 and "Expected Route" in outcome.error.msg and "10.99.0.0/16" in outcome.error.msg
+    # Go's wording: the route printed as Go prints the struct (Dst:{IP:10.99.0.0 Mask:ffff0000} ...)
+    assert outcome.error.code == 999
+    assert "Expected Route" in outcome.error.msg and "10.99.0.0 Mask:ffff0000" in outcome.error.msg
     runner.delete(config, container_netns)
 
 
