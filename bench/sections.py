@@ -527,6 +527,7 @@ def macvlan(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Ca
                                 CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
                 cases[verb].add(side, run_exec([os.path.join(dirs[side], "macvlan")], env, conf)[0])
             ctr.remove()
+    return list(cases.values())
 
 
 def host_device(sandbox: Any, go: Go, ours: Ours, rounds: int) -> list[Case]:
