@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-    from cnicore.netlink import Netlink
+    from cnicore.netlink import Link, Netlink
     from cnicore.ns import NetNS
     from cnicore.request import Request
     from cnicore.types import DNS, Interface, Result
@@ -267,3 +267,27 @@ def check_addresses(request: Request) -> None:
     assert result is not None
     validate_expected_interface_ips(request.ifname, result.ips)
     validate_expected_route(result.routes)
+
+
+def container_link(nl: Netlink, name: str, sandbox: str, kind: str, prefix: str = "") -> Link:
+    """CHECK's first steps, as the three reference plugins word them: the prevResult names
+    a link of ``kind`` that exists in the container (``prefix``: vlan's ``"vlan: "``)."""
+    if not name:
+        raise fail(f"Container interface name missing in prevResult: {name}")
+    try:
+        link = nl.link(name)
+    except LookupError:
+        raise fail(f"{prefix}Container Interface name in prevResult: {name} not found") from None
+    if not sandbox:
+        raise fail(f"{prefix}Error: Container interface {name} should not be in host namespace")
+    if link.kind != kind:
+        raise fail(f"Error: Container interface {name} not of type {kind}")
+    return link
+
+
+def pass_to_ipam(ipam_type: str, request: Request) -> None:
+    """STATUS and GC: handed to the configured IPAM plugin; nothing to do without one."""
+    if ipam_type:
+        from cnicore.ipam import exec_gc, exec_status
+
+        (exec_status if request.command == "STATUS" else exec_gc)(request)

@@ -168,20 +168,11 @@ def cni_check(request: Request) -> None:
 
 
 def _check_interface(name: str, mac: str, sandbox: str, mode: str) -> None:
-    from cni_plugins_builtin.sublink import fail
+    from cni_plugins_builtin.sublink import container_link, fail
     from cnicore.netlink import IPVLAN_MODES, Netlink
 
-    if not name:
-        raise fail(f"Container interface name missing in prevResult: {name}")
     with Netlink() as nl:
-        try:
-            link = nl.link(name)
-        except LookupError:
-            raise fail(f"Container Interface name in prevResult: {name} not found") from None
-        if not sandbox:
-            raise fail(f"Error: Container interface {name} should not be in host namespace")
-        if link.kind != "ipvlan":
-            raise fail(f"Error: Container interface {name} not of type ipvlan")
+        link = container_link(nl, name, sandbox, "ipvlan")
         expected = mode or "l2"
         if expected not in IPVLAN_MODES:
             raise fail(f'unknown ipvlan mode: "{mode}"')
@@ -196,17 +187,15 @@ def _check_interface(name: str, mac: str, sandbox: str, mode: str) -> None:
 
 @hookimpl
 def cni_status(request: Request) -> None:
-    conf = IpvlanConf(request.config)
-    if conf.ipam_type:
-        from cnicore.ipam import exec_status
-
-        exec_status(request)
+    _pass_to_ipam(request)
 
 
 @hookimpl
 def cni_gc(request: Request) -> None:
-    conf = IpvlanConf(request.config)
-    if conf.ipam_type:
-        from cnicore.ipam import exec_gc
+    _pass_to_ipam(request)
 
-        exec_gc(request)
+
+def _pass_to_ipam(request: Request) -> None:
+    from cni_plugins_builtin import sublink
+
+    sublink.pass_to_ipam(IpvlanConf(request.config).ipam_type, request)

@@ -165,20 +165,11 @@ def cni_check(request: Request) -> None:
 
 
 def _check_interface(name: str, mac: str, sandbox: str, mode: str) -> None:
-    from cni_plugins_builtin.sublink import fail
+    from cni_plugins_builtin.sublink import container_link, fail
     from cnicore.netlink import MACVLAN_MODES, Netlink
 
-    if not name:
-        raise fail(f"Container interface name missing in prevResult: {name}")
     with Netlink() as nl:
-        try:
-            link = nl.link(name)
-        except LookupError:
-            raise fail(f"Container Interface name in prevResult: {name} not found") from None
-        if not sandbox:
-            raise fail(f"Error: Container interface {name} should not be in host namespace")
-        if link.kind != "macvlan":
-            raise fail(f"Error: Container interface {name} not of type macvlan")
+        link = container_link(nl, name, sandbox, "macvlan")
         expected = mode or "bridge"
         if expected not in MACVLAN_MODES or expected == "source":
             raise fail(f'unknown macvlan mode: "{mode}"')
@@ -193,21 +184,17 @@ def _check_interface(name: str, mac: str, sandbox: str, mode: str) -> None:
 
 @hookimpl
 def cni_status(request: Request) -> None:
-    from .config import MacvlanConf
-
-    conf = MacvlanConf(request.config)
-    if conf.ipam_type:
-        from cnicore.ipam import exec_status
-
-        exec_status(request)
+    _pass_to_ipam(request)
 
 
 @hookimpl
 def cni_gc(request: Request) -> None:
+    _pass_to_ipam(request)
+
+
+def _pass_to_ipam(request: Request) -> None:
+    from cni_plugins_builtin import sublink
+
     from .config import MacvlanConf
 
-    conf = MacvlanConf(request.config)
-    if conf.ipam_type:
-        from cnicore.ipam import exec_gc
-
-        exec_gc(request)
+    sublink.pass_to_ipam(MacvlanConf(request.config).ipam_type, request)

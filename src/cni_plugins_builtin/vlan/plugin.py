@@ -148,20 +148,11 @@ def cni_check(request: Request) -> None:
 
 
 def _check_interface(name: str, mac: str, sandbox: str, vlan_id: int, mtu: int) -> None:
-    from cni_plugins_builtin.sublink import fail
+    from cni_plugins_builtin.sublink import container_link, fail
     from cnicore.netlink import Netlink
 
-    if not name:
-        raise fail(f"Container interface name missing in prevResult: {name}")
     with Netlink() as nl:
-        try:
-            link = nl.link(name)
-        except LookupError:
-            raise fail(f"vlan: Container Interface name in prevResult: {name} not found") from None
-        if not sandbox:
-            raise fail(f"vlan: Error: Container interface {name} should not be in host namespace")
-        if link.kind != "vlan":
-            raise fail(f"Error: Container interface {name} not of type vlan")
+        link = container_link(nl, name, sandbox, "vlan", "vlan: ")
         if mac and mac != link.mac:
             raise fail(f"vlan: Interface {name} Mac {mac} doesn't match container Mac: {link.mac}")
         current = nl.link_info_data(link).get("vlan_id")
@@ -173,17 +164,15 @@ def _check_interface(name: str, mac: str, sandbox: str, vlan_id: int, mtu: int) 
 
 @hookimpl
 def cni_status(request: Request) -> None:
-    conf = VlanConf(request.config)
-    if conf.ipam_type:
-        from cnicore.ipam import exec_status
-
-        exec_status(request)
+    _pass_to_ipam(request)
 
 
 @hookimpl
 def cni_gc(request: Request) -> None:
-    conf = VlanConf(request.config)
-    if conf.ipam_type:
-        from cnicore.ipam import exec_gc
+    _pass_to_ipam(request)
 
-        exec_gc(request)
+
+def _pass_to_ipam(request: Request) -> None:
+    from cni_plugins_builtin import sublink
+
+    sublink.pass_to_ipam(VlanConf(request.config).ipam_type, request)
