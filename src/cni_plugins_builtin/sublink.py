@@ -45,12 +45,9 @@ def fail(msg: str) -> CNIError:
 
 def open_netns(path: str) -> NetNS:
     """The container namespace, or the reference's error."""
-    from cnicore.ns import get_netns
+    from cnicore.ns import open_container_netns
 
-    try:
-        return get_netns(path)
-    except Exception as exc:  # noqa: BLE001 - the reference's wording for any open failure
-        raise fail(f'failed to open netns "{path}": {exc}') from None
+    return open_container_netns(path)
 
 
 def in_place(netns_path: str, in_container: bool, fn: Callable[..., object], *args: object) -> object:

@@ -44,6 +44,7 @@ __all__ = [
     "NetNS",
     "new_netns",
     "get_netns",
+    "open_container_netns",
     "preopen",
     "current_netns",
     "with_netns_path",
@@ -528,6 +529,17 @@ def get_netns(path: str) -> NetNS:
     except OSError as exc:
         raise NetNSError(f"failed to open {path!r}: {exc.strerror}") from exc
     return _checked(path, fd)
+
+
+def open_container_netns(path: str) -> NetNS:
+    """:func:`get_netns` for a plugin: any failure is the reference plugins' error, code 999
+    ``failed to open netns "PATH": why`` (Go's ``ns.GetNS`` wrapped as every plugin wraps it)."""
+    from cnicore.errors import ERR_INTERNAL, CNIError
+
+    try:
+        return get_netns(path)
+    except Exception as exc:  # noqa: BLE001 - the reference's wording for any open failure
+        raise CNIError(ERR_INTERNAL, f'failed to open netns "{path}": {exc}') from None
 
 
 def _checked(path: str, fd: int) -> NetNS:

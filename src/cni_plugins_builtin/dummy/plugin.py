@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from cnicore.netlink import Link
-    from cnicore.ns import NetNS
     from cnicore.request import Request
     from cnicore.types import Result
 
@@ -63,25 +62,17 @@ def _ipam_type(request: Request, prefix: str = "failed to parse network config: 
     return str((conf.get("ipam") or {}).get("type") or "")
 
 
-def _open(path: str) -> NetNS:
-    from cnicore.ns import get_netns
-
-    try:
-        return get_netns(path)
-    except Exception as exc:  # noqa: BLE001 - the reference's wording for any open failure
-        raise _fail(f'failed to open netns "{path}": {exc}') from None
-
-
 @hookimpl
 def cni_add(request: Request) -> Result:
     from cnicore import ip, ipam
+    from cnicore.ns import open_container_netns
     from cnicore.rollback import Rollback
     from cnicore.types import Interface
     from cnicore.types import Result as Current
 
     if not _ipam_type(request):
         raise _fail("dummy interface requires an IPAM configuration")
-    with _open(request.netns) as netns, Rollback() as undo:
+    with open_container_netns(request.netns) as netns, Rollback() as undo:
         link = netns.do(_create, request.ifname)
         undo.push(f"dummy {request.ifname}", netns.do, ip.del_link_by_name, request.ifname)
         result = ipam.exec_add(request).convert("1.1.0")
@@ -129,10 +120,11 @@ def cni_del(request: Request) -> None:
 def cni_check(request: Request) -> None:
     from cnicore import ip, ipam
     from cnicore.config import lookup
+    from cnicore.ns import open_container_netns
 
     if not _ipam_type(request):
         raise _fail("dummy interface requires an IPAM configuration")
-    with _open(request.netns) as netns:
+    with open_container_netns(request.netns) as netns:
         ipam.exec_check(request)
         if lookup(request.config, "prevResult") is None:
             raise _fail("dummy: Required prevResult missing")

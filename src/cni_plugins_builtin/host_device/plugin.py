@@ -70,27 +70,18 @@ def _conf(request: Request, check_device: bool = True) -> HostDeviceConf:
     return HostDeviceConf(request.config, check_device=check_device)
 
 
-def _open(path: str) -> NetNS:
-    from cnicore.ns import get_netns
-
-    try:
-        return get_netns(path)
-    except Exception as exc:  # noqa: BLE001 - the reference's wording for any open failure
-        raise fail(f'failed to open netns "{path}": {exc}') from None
-
-
 # -- ADD -------------------------------------------------------------------------
 
 @hookimpl
 def cni_add(request: Request) -> Result:
-    from cnicore.ns import current_netns
+    from cnicore.ns import current_netns, open_container_netns
     from cnicore.types import DNS, Interface
     from cnicore.types import Result as Current
 
     from .links import find_host_link, move_link_in, move_link_out
 
     conf = _conf(request)
-    with _open(request.netns) as netns:
+    with open_container_netns(request.netns) as netns:
         interface = Interface(request.ifname, "", netns.path)
         moved = False
         if not conf.dpdk_mode:
@@ -171,9 +162,10 @@ def cni_del(request: Request) -> None:
 def cni_check(request: Request) -> None:
     from cnicore import ip
     from cnicore.config import lookup
+    from cnicore.ns import open_container_netns
 
     conf = _conf(request)
-    with _open(request.netns) as netns:
+    with open_container_netns(request.netns) as netns:
         if conf.ipam_type:
             from cnicore.ipam import exec_check
 

@@ -43,7 +43,6 @@ from cnicore.plugin import ALL, PluginInfo, hookimpl
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cnicore.netlink import Link, Netlink
-    from cnicore.ns import NetNS
     from cnicore.request import Request
     from cnicore.types import Result
 
@@ -77,26 +76,18 @@ def _conf(request: Request) -> TapConf:
     return TapConf(request)
 
 
-def _open(path: str) -> NetNS:
-    from cnicore.ns import get_netns
-
-    try:
-        return get_netns(path)
-    except Exception as exc:  # noqa: BLE001 - the reference's wording for any open failure
-        raise _fail(f'failed to open netns "{path}": {exc}') from None
-
-
 # -- ADD -------------------------------------------------------------------------
 
 @hookimpl
 def cni_add(request: Request) -> Result:
     from cnicore import ip, ipam
+    from cnicore.ns import open_container_netns
     from cnicore.rollback import Rollback
     from cnicore.types import DNS, Interface
     from cnicore.types import Result as Current
 
     conf = _conf(request)
-    with _open(request.netns) as netns, Rollback() as undo:
+    with open_container_netns(request.netns) as netns, Rollback() as undo:
         link = netns.do(_create_tap, conf, request.ifname)
         undo.push(f"tap {request.ifname}", netns.do, ip.del_link_by_name, request.ifname)
         result = Current("1.1.0", interfaces=[Interface(link.name, link.mac, netns.path)])
@@ -245,9 +236,10 @@ def cni_del(request: Request) -> None:
 def cni_check(request: Request) -> None:
     from cnicore import ip
     from cnicore.config import lookup
+    from cnicore.ns import open_container_netns
 
     conf = _conf(request)
-    with _open(request.netns) as netns:
+    with open_container_netns(request.netns) as netns:
         if conf.ipam_type:
             from cnicore.ipam import exec_check
 
