@@ -64,6 +64,23 @@ BUDGET: dict[str, tuple[str, ...]] = {
     "cnicore.firewall.tools": LEAN + ("ipaddress", "hashlib", "shlex"),
     "cnicore.conntrack": LEAN + ("ipaddress", "cnicore.types"),
     "cni_plugins_builtin.portmap.plugin": LEAN,
+    # The plugins of issues 16 and 17: VERSION through their launchers stays as lean.
+    "cni_plugins_builtin.ptp.plugin": LEAN,
+    "cni_plugins_builtin.static.plugin": LEAN,
+    "cni_plugins_builtin.sbr.plugin": LEAN,
+    "cni_plugins_builtin.dhcp.plugin": LEAN,
+    "cni_plugins_builtin.host_device.plugin": LEAN,
+    "cni_plugins_builtin.tap.plugin": LEAN,
+    "cni_plugins_builtin.vrf.plugin": LEAN,
+    "cni_plugins_builtin.dummy.plugin": LEAN,
+    "launcher:ptp": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:static": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:sbr": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:dhcp": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:host-device": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:tap": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:vrf": LEAN + ("cnicore.netlink", "cnicore.ns"),
+    "launcher:dummy": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:loopback": LEAN + ("cnicore.netlink", "cnicore.types", "cnicore.ns", "cnicore.ipam", "cnicore.sysctl"),
     "launcher:bridge": LEAN + ("cnicore.netlink", "cnicore.ns"),
     "launcher:host-local": LEAN + ("cnicore.netlink",),
@@ -102,7 +119,8 @@ CNITOOL_BUDGET: dict[str, tuple[str, ...]] = {
 def launcher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("budget-bin")
     install(str(directory), [get(t) for t in ("bridge", "host-local", "loopback", "tuning", "cluster-ipam",
-                                           "firewall", "bandwidth", "portmap", "macvlan", "ipvlan", "vlan")])
+                                           "firewall", "bandwidth", "portmap", "macvlan", "ipvlan", "vlan",
+                                           "ptp", "static", "sbr", "dhcp", "host-device", "tap", "vrf", "dummy")])
     return directory
 
 
