@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import struct
 
-from cnicore.netlink import AF_INET, AF_INET6, Netlink
+from cnicore.netlink import AF_INET, AF_INET6, NETLINK_NETFILTER, Netlink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ PROTOCOL_TCP = 6
 PROTOCOL_UDP = 17
 PROTOCOL_SCTP = 132
 
-_NETLINK_NETFILTER = 12
 _NFNL_SUBSYS_CTNETLINK = 1
 _IPCTNL_MSG_CT_NEW = 0
 _IPCTNL_MSG_CT_GET = 1
@@ -50,22 +49,6 @@ _CTA_PROTO_NUM = 1
 _CTA_PROTO_DST_PORT = 3
 
 
-class _Conntrack(Netlink):
-    """The netlink transport of :class:`Netlink` on a NETLINK_NETFILTER socket."""
-
-    def __init__(self) -> None:
-        import _socket as socket
-
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, _NETLINK_NETFILTER)
-        try:
-            self._sock.bind((0, 0))
-        except BaseException:
-            self._sock.close()
-            raise
-        self._seq = 0
-        self._buf = None
-
-
 def _delete_matching(family: int, match: Callable[[dict[int, bytes], dict[int, bytes]], bool]) -> int:
     """Delete every entry of ``family`` whose original tuple ``match(ip_attrs, proto_attrs)``
     accepts; the number deleted."""
@@ -73,7 +56,7 @@ def _delete_matching(family: int, match: Callable[[dict[int, bytes], dict[int, b
 
     msg = (_NFNL_SUBSYS_CTNETLINK << 8)
     deleted = 0
-    with _Conntrack() as ct:
+    with Netlink(NETLINK_NETFILTER) as ct:
         entries = ct._dump(msg | _IPCTNL_MSG_CT_GET, _NFGENMSG.pack(family, 0, 0))
         for kind, payload in entries:
             if kind != msg | _IPCTNL_MSG_CT_NEW:

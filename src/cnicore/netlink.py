@@ -92,6 +92,8 @@ TUNTAP_DEFAULT_FLAGS = IFF_TAP | IFF_NO_PI
 #    if_bridge.h, veth.h, if.h) ------------------------------------------------
 
 NETLINK_ROUTE = 0
+#: nfnetlink (conntrack, nftables): the same message framing, another protocol.
+NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
@@ -538,11 +540,11 @@ def _parse_route(payload: bytes) -> Route:
 
 
 class Netlink:
-    """One NETLINK_ROUTE socket; requests are synchronous."""
+    """One NETLINK_ROUTE socket (or, with ``protocol``, another netlink family that frames
+    its messages the same way, e.g. :data:`NETLINK_NETFILTER`); requests are synchronous."""
 
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                   NETLINK_ROUTE)
+    def __init__(self, protocol: int = NETLINK_ROUTE) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
         try:
             self._sock.bind((0, 0))
             for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):

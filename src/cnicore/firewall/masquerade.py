@@ -594,12 +594,11 @@ def _nft_table_absent() -> bool:
     import errno
     import struct
 
-    from cnicore.conntrack import _Conntrack as _NFNetlink  # the NETLINK_NETFILTER transport
-    from cnicore.netlink import NLM_F_ACK, _attr
+    from cnicore.netlink import NETLINK_NETFILTER, NLM_F_ACK, Netlink, _attr
 
     body = struct.pack("=BBH", _NFPROTO_INET, 0, 0) + _attr(_NFTA_TABLE_NAME, NFT_TABLE.encode() + b"\0")
     try:
-        with _NFNetlink() as nfnl:
+        with Netlink(NETLINK_NETFILTER) as nfnl:
             nfnl._request((_NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_GETTABLE, NLM_F_ACK, body)
     except OSError as exc:
         return exc.errno == errno.ENOENT
