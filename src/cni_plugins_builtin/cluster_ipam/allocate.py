@@ -33,9 +33,9 @@ cursor: a shared cursor would be a hot key every ADD of the cluster writes.
 
 from __future__ import annotations
 
-import random
 import time
 
+from cni_plugins_builtin.cluster_ipam import chance
 from cni_plugins_builtin.cluster_ipam import etcd as kv
 from cni_plugins_builtin.cluster_ipam.index import (
     CHUNK_SHIFT,
@@ -99,7 +99,7 @@ def random_guess(rangeset: RangeSet) -> IPAddress | None:
     spans = _usable(rangeset)
     total = sum(last - first + 1 for _, first, last in spans)
     for _ in range(8):
-        offset = random.randrange(total)
+        offset = chance.below(total)
         for rng, first, last in spans:
             size = last - first + 1
             if offset < size:
@@ -125,22 +125,22 @@ def find_free(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddress])
     — the set is full, or keys that are not addresses fill the count — the set
     is scanned key by key (:func:`scan_for_gap`), which is exact."""
     spans = _usable(rangeset)
-    rng, first, last = random.choice(spans)
-    low = random.randint(first, max(first, last - PROBE + 1))
+    rng, first, last = chance.choice(spans)
+    low = chance.between(first, max(first, last - PROBE + 1))
     gaps = _gaps(etcd, keys, rng, low, min(low + PROBE - 1, last), taken)  # a pool with room: done in one read
     if gaps:
-        return random.choice(gaps)
+        return chance.choice(gaps)
     windows = [part for window in spans for part in _split(window, max(1, FANOUT // len(spans)))]
     while windows:
         counts = _count(etcd, keys, windows[:MAX_COUNTS])
         roomy = [w for w, count in zip(windows, counts) if count < _size(w)]
         if not roomy:
             break
-        rng, low, high = random.choice(roomy)
+        rng, low, high = chance.choice(roomy)
         if high - low + 1 <= LEAF:
             gaps = _gaps(etcd, keys, rng, low, high, taken)
             if gaps:
-                return random.choice(gaps)
+                return chance.choice(gaps)
             break  # taken meanwhile (or only by this ADD's own collisions): the exact scan decides
         windows = _split((rng, low, high), FANOUT)
     return scan_for_gap(etcd, keys, rangeset, taken)
@@ -219,16 +219,16 @@ def scan_for_gap(etcd: Etcd, keys: Keys, rangeset: RangeSet, taken: set[IPAddres
     keys, not the addresses: a window may hold foreign keys (``0a000005.bak``,
     written by hand), and the next read starts after the last key seen."""
     spans = _usable(rangeset)
-    start_range = random.randrange(len(spans))
+    start_range = chance.below(len(spans))
     rng, first, last = spans[start_range]
-    origin = random.randint(first, last)
+    origin = chance.between(first, last)
     order = spans[start_range:] + spans[:start_range] + [spans[start_range]]
     for step, (rng, first, last) in enumerate(order):
         low = origin if step == 0 else first
         high = origin - 1 if step == len(order) - 1 else last
         gaps = _free_in(etcd, keys, rng, low, high, taken, GAPS)
         if gaps:
-            return random.choice(gaps)
+            return chance.choice(gaps)
     raise Exhausted()
 
 
@@ -449,7 +449,7 @@ class SetView:
             if int(guess) in free:
                 return guess
             if free:
-                return self._address(random.choice(free))
+                return self._address(chance.choice(free))
             tried.add(int(guess) >> CHUNK_SHIFT)
         for attempt in range(MAX_ROUNDS):
             if self.small:
@@ -460,7 +460,7 @@ class SetView:
                 roomy = known or [chunk for chunk in self.roomy() if chunk not in tried]
                 if not roomy:
                     raise Exhausted()
-                chunk = random.choice(roomy)
+                chunk = chance.choice(roomy)
             elif attempt < LARGE_TRIES:
                 ip = random_guess(self.rangeset)
                 if ip is None:
@@ -472,7 +472,7 @@ class SetView:
                 index.read(etcd, [], index.keys_for(self._address(chunk << CHUNK_SHIFT)))
             free = self.free_in(chunk, values)
             if free:
-                return self._address(random.choice(free))
+                return self._address(chance.choice(free))
             tried.add(chunk)
         raise Exhausted()
 

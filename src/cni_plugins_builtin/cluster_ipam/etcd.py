@@ -1,7 +1,8 @@
 """An etcd client that fails over across endpoints within one time budget.
 
-The transport (:mod:`.transport`, ``http.client``: measured faster than
-``requests`` + ``etcd3gw``, cold and warm) talks to one endpoint per
+The transport (:mod:`.transport`, a small HTTP/1.1 client: measured
+faster than ``http.client`` cold and than ``requests`` + ``etcd3gw`` cold
+and warm) talks to one endpoint per
 connection, so failover is ours: a request that is not answered by etcd
 (connection refused or reset, a timeout, a 5xx such as "leader changed" or
 "request timed out", anything but etcd's own JSON — a proxy's 502, a 404
@@ -19,13 +20,16 @@ request we send is safe to repeat: writes are transactions guarded by
 compares, reads are linearizable (never ``serializable``: a minority member
 answers those with stale data, and allocation must never see stale data).
 
-The transport (``http.client``, ``ssl``) is imported when the first
-connection is made, never when a launcher answers VERSION.
+The transport (and ``ssl``, for ``https://`` only) is imported when the
+first connection is made, never when a launcher answers VERSION. Nothing
+here imports ``base64``, ``json``, ``hashlib`` or ``threading``: each would
+cost a cold exec 1-8 ms (``re`` and ``enum`` above all), so their C cores
+(``binascii``, ``_sha256``, ``_thread``) are used instead.
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
 import os
 import time
 
@@ -79,10 +83,8 @@ class Preferred:
     state dir that cannot be written only loses the hint."""
 
     def __init__(self, urls: list[str], state_dir: str) -> None:
-        import hashlib
-
         self.key = tuple(urls)
-        digest = hashlib.sha256("\n".join(urls).encode()).hexdigest()[:16]
+        digest = _sha256("\n".join(urls).encode())[:16]
         self.path = os.path.join(state_dir, f"endpoint-{digest}") if state_dir else ""
         self._memory: dict[tuple[str, ...], int] = _reused().setdefault("preferred", {})
 
@@ -117,11 +119,22 @@ class Preferred:
 
 
 def b64(text: str | bytes) -> str:
-    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+    """``base64.b64encode`` (without importing ``base64``, which imports ``re``)."""
+    return binascii.b2a_base64(text.encode() if isinstance(text, str) else text, newline=False).decode()
 
 
 def unb64(text: str) -> bytes:
-    return base64.b64decode(text)
+    """``base64.b64decode`` (characters outside the alphabet skipped, as it does)."""
+    return binascii.a2b_base64(text)
+
+
+def _sha256(data: bytes) -> str:
+    """``hashlib.sha256(data).hexdigest()`` from the C module, without ``hashlib``'s OpenSSL load."""
+    try:
+        from _sha256 import sha256  # CPython 3.11 (3.12 renamed it: hashlib then)
+    except ImportError:  # pragma: no cover
+        from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 class KV:
@@ -173,9 +186,9 @@ class Etcd:
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``/v3/<path>`` on the first endpoint that answers in time."""
-        import http.client
-        import ssl
+        from cni_plugins_builtin.cluster_ipam.transport import BrokenAnswer
 
+        ssl_error = _ssl_error(self.settings)
         now = time.monotonic()
         deadline = self.deadline if self.deadline is not None else now + self.settings.timeout
         count = len(self.settings.endpoints)
@@ -193,14 +206,14 @@ class Etcd:
             per_try = min(remaining, cap)
             try:
                 answer = self._client(index).post("/v3/" + path, body, min(per_try, CONNECT_SECONDS), per_try)
-            except ssl.SSLError as exc:
+            except ssl_error as exc:
                 tls_failed.add(index)
                 failures.append(f"{url}: {_tls_reason(exc)}")
                 if len(tls_failed) == count:
                     raise EtcdTLSError("; ".join(failures[-count:])) from None
             except TimeoutError:
                 failures.append(f"{url}: timed out")
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, BrokenAnswer) as exc:
                 failures.append(f"{url}: {_connection_reason(exc)}")
             else:
                 answered = True
@@ -245,11 +258,11 @@ class Etcd:
 
     def status(self, index: int, timeout: float) -> dict[str, Any] | None:
         """``maintenance/status`` of one endpoint, or None if it does not answer in ``timeout``."""
-        import http.client
+        from cni_plugins_builtin.cluster_ipam.transport import BrokenAnswer
 
         try:
             answer = self._client(index).post("/v3/maintenance/status", {}, min(timeout, CONNECT_SECONDS), timeout)
-        except (OSError, http.client.HTTPException):
+        except (OSError, BrokenAnswer):
             return None
         result, _ = _etcd_answer(answer)
         return result
@@ -270,9 +283,9 @@ def _reused() -> dict[str, Any]:
     """This thread's reusable state: clients by endpoint + TLS files, preferred endpoint by list."""
     global _local
     if _local is None:
-        import threading
+        import _thread
 
-        _local = threading.local()
+        _local = _thread._local()
     state: dict[str, Any] = _local.__dict__
     return state
 
@@ -323,6 +336,20 @@ def _etcd_answer(response: Answer) -> tuple[dict[str, Any] | None, str]:
     if isinstance(obj, dict) and (obj.get("error") or obj.get("message")):
         return None, f"etcd: {obj.get('error') or obj.get('message')}"[:300]
     return None, f"HTTP {status} {response.reason or ''}".rstrip()
+
+
+def _ssl_error(settings: EtcdSettings) -> type[Exception]:
+    """``ssl.SSLError`` when an endpoint is ``https://`` (its connections load ``ssl``
+    anyway), else a class nothing raises: plain ``http://`` never imports ``ssl``."""
+    if not any(scheme == "https" for scheme, _, _ in settings.endpoints):
+        return _NoSSL
+    import ssl
+
+    return ssl.SSLError
+
+
+class _NoSSL(Exception):
+    """Never raised: stands for ``ssl.SSLError`` when no endpoint speaks TLS."""
 
 
 def _tls_reason(exc: Exception) -> str:

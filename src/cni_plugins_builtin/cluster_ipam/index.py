@@ -30,12 +30,11 @@ written last by a transaction with the same guards.
 
 from __future__ import annotations
 
-import json
-import random
 import time
 
+from cni_plugins_builtin.cluster_ipam import chance
 from cni_plugins_builtin.cluster_ipam import etcd as kv
-from cni_plugins_builtin.cluster_ipam.model import prefix_end
+from cni_plugins_builtin.cluster_ipam.model import dumps, loads, prefix_end
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -202,10 +201,10 @@ def build(etcd: Etcd, keys: Keys) -> None:
                 from cni_plugins_builtin.cluster_ipam.etcd import EtcdUnavailable
 
                 raise EtcdUnavailable(True, ["the allocation index is being built by another node"])
-            time.sleep(min(0.05 + random.random() * 0.05, max(give_up - time.monotonic(), 0)))
+            time.sleep(min(0.05 + chance.fraction() * 0.05, max(give_up - time.monotonic(), 0)))
             continue
         guard_lock = kv.unmodified_since(index.build_key, held[0].mod_revision) if held else kv.absent(index.build_key)
-        lock_value = json.dumps({"at": round(time.time(), 3)}).encode()
+        lock_value = dumps({"at": round(time.time(), 3)})
         answer = etcd.call("kv/txn", {"compare": [kv.absent(index.marker_key), guard_lock],
                                       "success": [kv.put(index.build_key, lock_value)], "failure": []})
         if not answer.get("succeeded"):
@@ -216,7 +215,7 @@ def build(etcd: Etcd, keys: Keys) -> None:
 
 def _build_started(value: bytes) -> float:
     try:
-        at = json.loads(value).get("at")
+        at = loads(value).get("at")
         return float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else 0.0
     except (ValueError, AttributeError, UnicodeDecodeError):
         return 0.0
@@ -258,7 +257,7 @@ def _fill(etcd: Etcd, index: Index, lock_revision: int) -> None:
         if not ok:  # keys written meanwhile (an older release), or our build was taken over: read again
             etcd.txn([guards[0]], [kv.delete(index.build_key)])
             return
-    marker = json.dumps({"chunkBits": CHUNK_SHIFT, "summaryBits": SUMMARY_SHIFT, "builtFrom": since}).encode()
+    marker = dumps({"chunkBits": CHUNK_SHIFT, "summaryBits": SUMMARY_SHIFT, "builtFrom": since})
     ok, _ = etcd.txn(guards, [kv.put(index.marker_key, marker), kv.delete(index.build_key)])
     if not ok:
         etcd.txn([guards[0]], [kv.delete(index.build_key)])

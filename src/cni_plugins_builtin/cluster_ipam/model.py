@@ -25,7 +25,7 @@ libcni check them); node names are checked by :mod:`.config`.
 
 from __future__ import annotations
 
-import json
+from cnicore import wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,9 +99,19 @@ def prefix_end(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+def dumps(obj: Any) -> bytes:
+    """A record's value: compact JSON, UTF-8 (``cnicore.wire``: ``json`` would load ``re``
+    and ``enum`` into every cold exec)."""
+    return wire.dumps_compact(obj)
+
+
+def loads(data: bytes) -> Any:
+    """A stored value's JSON; ValueError (UnicodeDecodeError included) if it is not UTF-8 JSON."""
+    return wire.loads(data.decode("utf-8"))
+
+
 def ip_value(container_id: str, ifname: str, node: str) -> bytes:
-    return json.dumps({"containerID": container_id, "ifname": ifname, "node": node},
-                      separators=(",", ":")).encode()
+    return dumps({"containerID": container_id, "ifname": ifname, "node": node})
 
 
 class Attachment:
@@ -119,9 +129,9 @@ class Attachment:
         self.created = created
 
     def encode(self) -> bytes:
-        return json.dumps({"containerID": self.container_id, "ifname": self.ifname, "node": self.node,
-                           "ips": [{"address": a, "gateway": g} for a, g in self.ips],
-                           "created": round(self.created, 3)}, separators=(",", ":")).encode()
+        return dumps({"containerID": self.container_id, "ifname": self.ifname, "node": self.node,
+                      "ips": [{"address": a, "gateway": g} for a, g in self.ips],
+                      "created": round(self.created, 3)})
 
     @classmethod
     def decode(cls, data: bytes) -> Attachment:
@@ -131,7 +141,7 @@ class Attachment:
         import ipaddress
 
         try:
-            obj: Any = json.loads(data)
+            obj: Any = loads(data)
         except (ValueError, UnicodeDecodeError):
             raise ValueError(f"not an attachment record: {data[:200]!r}") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("ips"), list):
@@ -164,7 +174,7 @@ class Attachment:
         import ipaddress
 
         try:
-            obj: Any = json.loads(data)
+            obj: Any = loads(data)
             items = obj.get("ips") if isinstance(obj, dict) else None
         except (ValueError, UnicodeDecodeError):
             return []

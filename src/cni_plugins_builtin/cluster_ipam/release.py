@@ -17,7 +17,7 @@ import time
 
 from cni_plugins_builtin.cluster_ipam import etcd as kv
 from cni_plugins_builtin.cluster_ipam.index import Index, open_index
-from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, prefix_end
+from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys, dumps, loads, prefix_end
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,24 +125,20 @@ def collect(etcd: Etcd, keys: Keys, node: str, valid: set[tuple[str, str]], grac
 def gc(etcd: Etcd, keys: Keys, node: str, valid: set[tuple[str, str]], grace: float) -> None:
     """GC: this node's stale attachments (:func:`collect`), then its orphan address
     keys (:func:`orphans`), then the node's liveness key."""
-    import json
-
     collect(etcd, keys, node, valid, grace)
     sweep(etcd, orphans(etcd, keys, node))
     etcd.call("kv/put", {"key": kv.b64(keys.alive(node)),
-                         "value": kv.b64(json.dumps({"at": round(time.time(), 3)}))})
+                         "value": kv.b64(dumps({"at": round(time.time(), 3)}))})
 
 
 def last_seen(etcd: Etcd, keys: Keys, node: str) -> float:
     """When ``node`` was last known alive in this network: its GC's liveness key or
     its newest attachment's creation (0 if never)."""
-    import json
-
     seen = 0.0
     item = etcd.get(keys.alive(node))
     if item is not None:
         try:
-            at = json.loads(item.value).get("at")
+            at = loads(item.value).get("at")
             seen = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else 0.0
         except (ValueError, AttributeError, UnicodeDecodeError):
             pass
@@ -216,10 +212,8 @@ def _keys_of(address_key: str) -> Keys | None:
 
 
 def _value_node(value: bytes) -> str | None:
-    import json
-
     try:
-        obj = json.loads(value)
+        obj = loads(value)
     except (ValueError, UnicodeDecodeError):
         return None
     node = obj.get("node") if isinstance(obj, dict) else None
