@@ -185,6 +185,40 @@ def test_add_repeat_check_del_through_launcher(cluster, cni_bin_dir, tmp_path):
     assert set(records) == {("node-a", "ctr1", "net1")} and len(ips) == 2
 
 
+#: What a cold ADD or DEL over http:// must not load (issue 19: a cold exec's CPU is mostly
+#: imports): http.client's email parser and ssl, socket.py's enum and selectors, and every
+#: module that pulls in re (json, base64, urllib.parse), random, hashlib, threading, idna.
+COLD_NEVER = ("http", "email", "ssl", "socket", "selectors", "urllib", "json", "base64", "re", "enum", "random",
+              "hashlib", "threading", "encodings.idna", "typing", "subprocess")
+
+
+def test_a_cold_add_and_del_load_only_what_they_need(cluster, cni_bin_dir, tmp_path):
+    from cnicore.launchers import python_launcher_path
+
+    real = launcher(cni_bin_dir)
+    with open(real, "rb") as fh:
+        if fh.read(4) == b"\x7fELF":  # a native launcher: its Python fallback is the cold path
+            real = python_launcher_path(real)
+    record = tmp_path / "modules.txt"
+    probe = tmp_path / "cluster-ipam"  # the launcher's code, run as it runs, listing sys.modules at exit
+    probe.write_text(f"#!{sys.executable} -IS\nimport atexit, sys\n"
+                     f"def _dump():\n    with open({str(record)!r}, 'a') as fh:\n"
+                     f"        fh.write(' '.join(sorted(sys.modules)) + '\\n')\n"
+                     f"atexit.register(_dump)\nsys.argv[0] = {real!r}\n"
+                     f"exec(compile(open({real!r}).read(), {real!r}, 'exec'))\n")
+    probe.chmod(0o755)
+    config = net_config(cluster)
+    for command in ("ADD", "ADD", "DEL"):
+        run_executable(str(probe), command, config, host=cluster.netns,
+                       netns=cluster.container_netns.path if command == "ADD" else "",
+                       container_id="cold1", ifname="eth0").ok()
+    runs = [set(line.split()) for line in record.read_text().splitlines()]
+    assert len(runs) == 3 and all("cni_plugins_builtin.cluster_ipam.etcd" in modules for modules in runs)
+    for command, modules in zip(("ADD", "repeated ADD", "DEL"), runs):
+        over = sorted(name for name in modules if any(name == f or name.startswith(f + ".") for f in COLD_NEVER))
+        assert not over, f"a cold {command} imports {over}"
+
+
 def test_check_fails_when_an_address_key_is_no_longer_the_attachments(cluster, cni_bin_dir):
     """An operator deleted an address key by hand and another ADD took the address:
     CHECK of the first attachment names it, and its DEL leaves the new holder alone."""
