@@ -30,6 +30,10 @@ ALWAYS = ("pluggy", "pyroute2", "click", "importlib.metadata", "cnicore.hookspec
 #: import, or ``launcher:TYPE`` for a VERSION exec through that type's launcher.
 #: What no module a launcher imports may pull in (each costs a cold exec 1-40 ms).
 LEAN = ("json", "re", "typing", "subprocess", "signal", "enum", "tempfile", "importlib", "dataclasses")
+#: What cluster-ipam's verbs may not import (the end-to-end check, a cold ADD and DEL against
+#: etcd, is in tests/test_cluster_ipam_etcd.py).
+CLUSTER_IPAM_VERBS = ("http", "email", "ssl", "socket", "selectors", "urllib", "base64", "hashlib", "random",
+                      "threading", "encodings.idna")
 BUDGET: dict[str, tuple[str, ...]] = {
     "cnicore.wire": LEAN,
     "cnicore.skel": LEAN + ("cnicore.types", "cnicore._go.json"),
@@ -99,6 +103,10 @@ BUDGET: dict[str, tuple[str, ...]] = {
                                                       "urllib3", "cnicore.types", "cni_plugins_builtin.host_local",
                                                       "cni_plugins_builtin.cluster_ipam.etcd"),
     "launcher:cluster-ipam": LEAN + ("http.client", "ssl", "etcd3gw", "requests", "urllib3", "cnicore.netlink"),
+    # ... and its verbs' modules (issue 19: a cold ADD's CPU was mostly imports) load none of the
+    # standard library's heavier clients: the transport is a small HTTP/1.1 client on _socket.
+    **{f"cni_plugins_builtin.cluster_ipam.{name}": LEAN + CLUSTER_IPAM_VERBS
+       for name in ("transport", "etcd", "allocate", "release", "config", "chance")},
 }
 #: cnitool's network verbs are not a plugin's exec path (ALWAYS does not apply), but they
 #: must start fast too: click only for the other commands and for errors.
