@@ -549,6 +549,35 @@ def test_warm_server_serves_cluster_ipam_and_the_bridge_chain(cluster, cni_sandb
     assert server.served() >= 5, server.log()
 
 
+def assert_warm_workers_serve_on(cluster, config, tmp_path, count=6):
+    """``count`` ADDs and DELs through native launchers to a warm server with 2 workers:
+    all served warm, and no worker retired after a request (one that imports a module
+    while serving — the idna codec, loaded by C code on a first connection — exits after
+    it, so every request then pays a fresh worker: ~15 ms of the server's CPU)."""
+    from cnicore.cli.install import install
+    from cnicore.testing import WarmServer
+
+    server = WarmServer(str(tmp_path / f"server-{uuid.uuid4().hex[:6]}"), workers=2,
+                        extra_env={"CNICORE_SERVER_PRELOAD": "cluster-ipam"})
+    try:
+        bin_dir = tmp_path / f"bin-{uuid.uuid4().hex[:6]}"
+        report = install(str(bin_dir), kind="native", socket=server.socket)
+        assert not report.skipped, report.skipped
+        for i in range(count):
+            run(cluster, str(bin_dir), "ADD", config, cid=f"warm{i}").ok()
+        for i in range(count):
+            run(cluster, str(bin_dir), "DEL", config, cid=f"warm{i}").ok()
+    finally:
+        server.stop()
+    log = server.log()
+    assert "refused" not in log and server.served() >= 2 * count, log
+    assert "exits after its request" not in log, log
+
+
+def test_warm_workers_keep_serving_cluster_ipam(cluster, tmp_path):
+    assert_warm_workers_serve_on(cluster, net_config(cluster), tmp_path)
+
+
 def test_go_bridge_execs_cluster_ipam_launcher(cluster, cni_bin_dir, cni_sandbox, tmp_path):
     go_dir = tmp_path / "go"
     go_dir.mkdir()
@@ -672,6 +701,7 @@ def test_tls_with_client_certificates(tmp_path, cni_bin_dir):
                     assert b"Traceback" not in refused.stdout + refused.stderr
                 run(cluster, cni_bin_dir, "DEL", config).ok()
                 assert state(cluster, config) == ({}, {})
+                assert_warm_workers_serve_on(cluster, config, tmp_path, count=3)  # over https too
             finally:
                 ctr.remove()
         finally:
