@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""cluster-ipam's path to etcd: ``requests`` + ``etcd3gw``, ``http.client`` and gRPC (issue 19).
+"""cluster-ipam's path to etcd: ``requests`` + ``etcd3gw``, ``http.client``, ours and gRPC (issue 19).
 
 One ADD's etcd work (a linearizable read of the attachment key, then a
 guarded two-key transaction) from Python clients on a 3-member cluster on
-127.0.0.1 of a private namespace: cold (a fresh ``python -I``: import + one
+127.0.0.1 of a private namespace (``cnicore``: cluster-ipam's own transport,
+``cluster_ipam/transport.py``): cold (a fresh ``python -I``: import + one
 ADD's work, median of 8 execs) and warm (one client, 300 in a row; 16
 processes, 150 each). gRPC uses stubs generated at run time (``grpcio-tools``,
 the test extras) from ``bench/etcd_subset.proto``, etcd's own messages for
@@ -51,6 +52,11 @@ elif mode == "grpc":
                                                           value=base64.b64decode(op["request_put"]["value"])))
                    for op in body["success"]]
         return stub.Txn(pb.TxnRequest(compare=compare, success=success), timeout=2)
+elif mode == "cnicore":
+    from cni_plugins_builtin.cluster_ipam.transport import Connection
+    ours = Connection("http", host, int(port), None)
+    def post(path, body):
+        return ours.post("/v3/" + path, body, 2, 2).json
 else:
     import http.client
     conn = http.client.HTTPConnection(host, int(port), timeout=2)
@@ -122,7 +128,7 @@ def main() -> None:
             script = os.path.join(base, "worker.py")
             with open(script, "w") as fh:
                 fh.write(WORKER)
-            modes = ["requests", "http.client"]
+            modes = ["requests", "http.client", "cnicore"]
             if generate_grpc_stubs(base):
                 modes.append("grpc")
             print(json.dumps({mode: measure(cluster, script, mode) for mode in modes}, indent=1))

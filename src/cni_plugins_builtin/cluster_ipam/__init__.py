@@ -10,7 +10,9 @@ Modules, one job each:
 * :mod:`.config` — the config: host-local's address part plus ``etcd``,
   ``nodeName``, ``prefix``, ``gcGraceSeconds``;
 * :mod:`.model` — key names and record values in etcd (pure);
-* :mod:`.etcd` — the client: failover within a budget over :mod:`.transport` (``http.client``);
+* :mod:`.etcd` — the client: failover within a budget over :mod:`.transport` (a small
+  HTTP/1.1 client on a socket, read as ``http.client`` reads: a cold exec cannot afford its imports);
+* :mod:`.chance` — random choices for allocation (``random`` without its imports);
 * :mod:`.index` — the allocation index (bitmaps and summaries kept by the same
   transactions as the address keys), and building it for a pool that has none;
 * :mod:`.allocate` — ADD's transaction;

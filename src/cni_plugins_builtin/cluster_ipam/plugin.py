@@ -79,8 +79,8 @@ def cni_plugin_info() -> PluginInfo:
 def connect(cluster: ClusterSettings) -> tuple[Etcd, Keys]:
     """A client whose calls all end within the verb's budget, and the network's keys.
 
-    The client library is imported first: the budget is for talking to etcd,
-    not for an interpreter starved of CPU loading ``http.client`` and ``ssl``."""
+    The transport is imported first: the budget is for talking to etcd, not for
+    an interpreter starved of CPU loading modules."""
     import cni_plugins_builtin.cluster_ipam.transport  # noqa: F401
     from cni_plugins_builtin.cluster_ipam.etcd import Etcd
     from cni_plugins_builtin.cluster_ipam.model import Keys
@@ -108,12 +108,13 @@ def guarded(fn: Callable[..., _T], *args: Any) -> _T:
 def cni_add(request: Request) -> Result:
     from cni_plugins_builtin.cluster_ipam.allocate import allocate
     from cni_plugins_builtin.cluster_ipam.config import load_config
-    from cni_plugins_builtin.host_local.dns import parse_resolv_conf
     from cnicore.types import IPConfig, Result
 
     conf, cluster = load_config(request.config, request.args)
     result = Result("1.1.0")
     if conf.resolv_conf:
+        from cni_plugins_builtin.host_local.dns import parse_resolv_conf
+
         result.dns = parse_resolv_conf(conf.resolv_conf)
     etcd, _ = connect(cluster)
     record = guarded(allocate, etcd, conf, cluster, request.container_id, request.ifname)
