@@ -19,10 +19,12 @@ encode.go and decoder.go decide the details). What this module does, as they do:
   receiving side, so the receiver may know more or fewer of them;
 * pointers are flattened (a ``*int`` is an int on the wire); a top-level
   value that is not a struct is sent as a one-field struct ("singleton");
-* types with ``GobEncode``, ``MarshalBinary`` or ``MarshalText`` (in that
-  order: net.IP has only the last, so an IP goes as *text*) are sent as
-  their method's bytes under a ``GobEncoderT``/``BinaryMarshalerT``/
-  ``TextMarshalerT`` descriptor.
+* types with ``GobEncode`` or else ``MarshalBinary`` are sent as their
+  method's bytes under a ``GobEncoderT``/``BinaryMarshalerT`` descriptor.
+  ``MarshalText`` is *not* used, although the wire has a ``TextMarshalerT``:
+  type.go leaves it commented out so that net.IP keeps its old encoding
+  (golang.org/issue/6760), so a net.IP, which has only MarshalText, goes as
+  the plain ``[]byte`` it is (4 or 16 bytes), as Debian's 1.1.1 sends it.
 
 Python side: a struct value is a dict of field name to value (absent or
 ``None`` fields are zero); decoded structs hold only the fields the sender
@@ -120,12 +122,13 @@ GOB_ENCODER, BINARY_MARSHALER, TEXT_MARSHALER = 4, 5, 6
 
 
 class Marshaled(GoType):
-    """A type sent as the bytes of its own method (``kind``: GOB_ENCODER,
-    BINARY_MARSHALER or TEXT_MARSHALER); its value here is those bytes."""
+    """A type sent as the bytes of its own method (``kind``: GOB_ENCODER or
+    BINARY_MARSHALER; TEXT_MARSHALER is decoded, Go never sends it); its value here
+    is those bytes."""
 
     __slots__ = ("kind",)
 
-    def __init__(self, name: str, kind: int = TEXT_MARSHALER) -> None:
+    def __init__(self, name: str, kind: int = GOB_ENCODER) -> None:
         super().__init__(name)
         self.kind = kind
 

@@ -7,7 +7,8 @@ daemon.go) travel as gob under net/rpc's ``Request``/``Response`` headers
 pkg/types, pkg/types/100), field order and descriptor names as Go's gob
 builds them, so a Go peer of any release decodes them by field name: Debian's
 1.1.1 (cni 1.0.1) knows fewer fields of ``CmdArgs`` and ``Route`` and ignores
-the others. ``net.IP`` goes as text (its MarshalText), ``net.IPMask`` as bytes.
+the others. ``net.IP`` and ``net.IPMask`` go as plain ``[]byte`` (4 or 16
+bytes): gob never uses MarshalText (see :mod:`.gob`), as Debian's 1.1.1 shows.
 A pointer to zero (``IPConfig.Interface``, ``Route.Table``/``Scope`` of 0) is
 sent as nothing, so it arrives as nil, with Go's peers alike. Pure: dicts in,
 dicts out.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import socket
 
-from .gob import BYTES, INT, STRING, UINT, GobError, Marshaled, Slice, Struct
+from .gob import BYTES, INT, STRING, UINT, GobError, Slice, Struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ EMPTY = Struct("", ())
 CMD_ARGS = Struct("CmdArgs", (("ContainerID", STRING), ("Netns", STRING), ("IfName", STRING), ("Args", STRING),
                               ("Path", STRING), ("NetnsOverride", STRING), ("StdinData", BYTES)))
 
-IP = Marshaled("IP")
+IP = BYTES  # net.IP: gob's rules leave its MarshalText aside, so its bytes go as they are
 IPNET = Struct("IPNet", (("IP", IP), ("Mask", BYTES)))
 INTERFACE = Struct("", (("Name", STRING), ("Mac", STRING), ("Mtu", INT), ("Sandbox", STRING),
                         ("SocketPath", STRING), ("PciID", STRING)))
@@ -60,26 +61,33 @@ def typed(value: dict[str, Any], name: str, kind: type, default: Any) -> Any:
     return item
 
 
-# -- addresses: net.IP as text, net.IPNet as {IP, Mask} -------------------------------------
+# -- addresses: net.IP as its bytes, net.IPNet as {IP, Mask} ---------------------------------
 
 
 def _ip_text(data: Any) -> str:
-    text = data.decode("ascii", "replace") if isinstance(data, bytes) else ""
-    if not text:
+    """net.IP.String() of 4 or 16 bytes (an IPv4-mapped address as IPv4); empty: ''."""
+    if not isinstance(data, bytes) or not data:
         return ""
-    family = socket.AF_INET6 if ":" in text else socket.AF_INET
-    try:
-        socket.inet_pton(family, text)
-    except OSError:
-        raise GobError(f"invalid IP address in the reply: {text!r}") from None
-    return text
+    if len(data) == 16 and data[:12] == b"\0" * 10 + b"\xff\xff":
+        data = data[12:]
+    if len(data) not in (4, 16):
+        raise GobError(f"invalid IP address in the reply: {data.hex()}")
+    if len(data) == 4:
+        return socket.inet_ntop(socket.AF_INET, data)
+    import ipaddress  # RFC 5952 as Go prints it (inet_ntop would write ::1.2.3.4 forms)
+
+    return str(ipaddress.IPv6Address(data))
+
+
+def _ip_bytes(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
 def _ipnet(cidr: str) -> dict[str, Any]:
     address, _, prefix = cidr.partition("/")
     size = 16 if ":" in address else 4
     bits = int(prefix) if prefix else size * 8
-    return {"IP": address.encode(), "Mask": ((1 << size * 8) - (1 << (size * 8 - bits))).to_bytes(size, "big")}
+    return {"IP": _ip_bytes(address), "Mask": ((1 << size * 8) - (1 << (size * 8 - bits))).to_bytes(size, "big")}
 
 
 def _cidr(ipnet: Any) -> str:
@@ -114,7 +122,7 @@ def result_to_gob(result: dict[str, Any]) -> dict[str, Any]:
     for ip in result.get("ips") or []:
         config: dict[str, Any] = {"Address": _ipnet(ip["address"])}
         if ip.get("gateway"):
-            config["Gateway"] = ip["gateway"].encode()
+            config["Gateway"] = _ip_bytes(ip["gateway"])
         if ip.get("interface") is not None:
             config["Interface"] = ip["interface"]
         ips.append(config)
@@ -122,7 +130,7 @@ def result_to_gob(result: dict[str, Any]) -> dict[str, Any]:
     for route in result.get("routes") or []:
         item: dict[str, Any] = {"Dst": _ipnet(route["dst"])}
         if route.get("gw"):
-            item["GW"] = route["gw"].encode()
+            item["GW"] = _ip_bytes(route["gw"])
         item.update({go: route[js] for go, js in _ROUTE_INTS if route.get(js)})
         item.update({go: route[js] for go, js in (("Table", "table"), ("Scope", "scope")) if js in route})
         routes.append(item)
