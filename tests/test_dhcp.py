@@ -527,17 +527,18 @@ def test_what_go_plugin_sends_and_errors_like_go(cni_bin_dir: str, cni_sandbox, 
         "drop_the_call": "error calling DHCP.Allocate: unexpected EOF"}
 
 
-def test_what_go_daemon_answers(lan, cni_sandbox, tmp_path) -> None:
+@pytest.mark.parametrize("side", ["go", "ours"])
+def test_what_each_daemon_answers(side: str, lan, cni_sandbox, tmp_path) -> None:
     """Go's daemon's answers, captured: our codec decodes the Result (the lease dnsmasq
     gave) and encodes it back to Go's very bytes; Release's empty reply and an unknown
-    method's error as net/rpc sends them."""
+    method's error as net/rpc sends them. Ours answers the same."""
     leases, _log = lan
-    sock = str(tmp_path / "go.sock")
+    sock = str(tmp_path / f"{side}.sock")
     netns = container(cni_sandbox, "c")
-    daemon = start_daemon(cni_sandbox.host, tmp_path, sock, go=True)
+    daemon = start_daemon(cni_sandbox.host, tmp_path, sock, go=side == "go")
     try:
         config = json.dumps(conf(sock)).encode()
-        args = cmd_args("cap-go", netns.path, "eth0", "", "/usr/lib/cni", config)
+        args = cmd_args(f"cap-{side}", netns.path, "eth0", "", "/usr/lib/cni", config)
         conn, rfile = rpc.dial(sock, 60)
         raw = bytearray()
 
@@ -570,5 +571,12 @@ def test_what_go_daemon_answers(lan, cni_sandbox, tmp_path) -> None:
         assert b"".join(again.encode(value, decoder.go_type(type_id))
                         for type_id, value in (header, reply, error_header, error_body)) == bytes(raw)
         assert rpc.call(sock, "DHCP.Release", args, CMD_ARGS, 60) == {}
+        if side == "ours":
+            assert status(sock) == {}
+        # Not net/rpc's handshake: HTTP's answer, as Go's server gives it.
+        with socket.socket(socket.AF_UNIX) as plain:
+            plain.connect(sock)
+            plain.sendall(b"GET /_goRPC_ HTTP/1.0\r\n\r\n")
+            assert plain.makefile("rb").readline().split(b" ", 1)[1].startswith(b"405 ")
     finally:
         daemon.stop()

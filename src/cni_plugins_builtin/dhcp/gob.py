@@ -248,7 +248,8 @@ class Encoder:
             for _name, field in gotype.fields if isinstance(gotype, Struct) else ():
                 self._assign(field)
             return
-        inner = (gotype.key, gotype.elem) if isinstance(gotype, Map) else (gotype.elem,)  # type: ignore[attr-defined]
+        inner: tuple[GoType, ...] = ((gotype.key, gotype.elem) if isinstance(gotype, Map) else
+                                     (gotype.elem,) if isinstance(gotype, (Slice, Array)) else ())
         for element in inner:
             self._assign(element)
         if gotype not in self.ids:  # a recursive element may have numbered it already

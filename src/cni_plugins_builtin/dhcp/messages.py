@@ -55,6 +55,8 @@ def cmd_args(container_id: str, netns: str, ifname: str, args: str, path: str, s
 def typed(value: dict[str, Any], name: str, kind: type, default: Any) -> Any:
     """A decoded field, absent meaning zero; a mismatch is the decoder's error, as Go's
     (``gob: wrong type``), not a crash further on."""
+    if not isinstance(value, dict):
+        raise GobError(f"gob: type mismatch: a struct with {name} expected, got {type(value).__name__}")
     item = value.get(name, default)
     if not isinstance(item, kind) or isinstance(item, bool) != (kind is bool):
         raise GobError(f"gob: wrong type ({type(item).__name__}) for received field {name}")
