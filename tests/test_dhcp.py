@@ -478,6 +478,12 @@ def refuse(standin, conn, rfile) -> None:
     conn.sendall(b"HTTP/1.0 404 Not Found\n\n")
 
 
+def answer_json(standin, conn, rfile) -> None:
+    """What cnicore's daemon answered before it spoke net/rpc."""
+    read_head(rfile)
+    conn.sendall(b'{"error": "Expecting value: line 1 column 1 (char 0)"}\n')
+
+
 def hang_up(standin, conn, rfile) -> None:
     read_head(rfile)
 
@@ -491,10 +497,11 @@ def drop_the_call(standin, conn, rfile) -> None:
 def test_what_go_plugin_sends_and_errors_like_go(cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
     """Go's plugin's call, captured: our codec decodes it to the request's values and
     encodes them back to Go's very bytes; ours sends the same values. A daemon that
-    refuses the handshake, hangs up, or drops the call gives both plugins the same error."""
+    refuses the handshake, answers something else, hangs up, or drops the call gives
+    both plugins the same error."""
     netns = cni_sandbox.container()
     messages = {}
-    for answer in (refuse, hang_up, drop_the_call):
+    for answer in (refuse, answer_json, hang_up, drop_the_call):
         path = str(tmp_path / f"{answer.__name__}.sock")
         stdin = json.dumps(conf(path)).encode()
         standin = StandIn(path, answer)
@@ -523,6 +530,8 @@ def test_what_go_plugin_sends_and_errors_like_go(cni_bin_dir: str, cni_sandbox, 
     assert messages == {
         "refuse": f"error dialing DHCP daemon: dial-http unix {tmp_path}/refuse.sock: unexpected HTTP response: "
                   "404 Not Found",
+        "answer_json": f"error dialing DHCP daemon: dial-http unix {tmp_path}/answer_json.sock: malformed HTTP "
+                       'status code "\\"Expecting"',
         "hang_up": f"error dialing DHCP daemon: dial-http unix {tmp_path}/hang_up.sock: unexpected EOF",
         "drop_the_call": "error calling DHCP.Allocate: unexpected EOF"}
 

@@ -43,17 +43,20 @@ def _quote(text: str) -> str:
     return json.dumps(text)  # Go's %q, near enough for a message
 
 
+def _read_line(rfile: BufferedIOBase) -> str:
+    """One line of an HTTP head, LF or CRLF (as Go's reader)."""
+    line = rfile.readline(8192)
+    if not line.endswith(b"\n"):
+        raise EOFError("unexpected EOF")
+    return line.rstrip(b"\r\n").decode("latin-1")
+
+
 def _read_head(rfile: BufferedIOBase) -> list[str]:
-    """An HTTP head: its lines up to the blank one (LF or CRLF, as Go's reader)."""
+    """An HTTP head's lines up to the blank one."""
     lines: list[str] = []
-    while True:
-        line = rfile.readline(8192)
-        if not line.endswith(b"\n"):
-            raise EOFError("unexpected EOF")
-        text = line.rstrip(b"\r\n").decode("latin-1")
-        if not text:
-            return lines
+    while text := _read_line(rfile):
         lines.append(text)
+    return lines
 
 
 def dial(path: str, timeout: float) -> tuple[Any, BufferedIOBase]:
@@ -72,12 +75,12 @@ def dial(path: str, timeout: float) -> tuple[Any, BufferedIOBase]:
     rfile = sock.makefile("rb")
     try:
         sock.sendall(f"CONNECT {RPC_PATH} HTTP/1.0\n\n".encode())
-        head = _read_head(rfile)
-        proto, _, status = (head[0] if head else "").partition(" ")
-        if not status:
-            raise DialError(f"dial-http unix {path}: malformed HTTP response {_quote(head[0] if head else '')}")
-        if not proto.startswith("HTTP/") or len(status.partition(" ")[0]) != 3:
-            raise DialError(f"dial-http unix {path}: malformed HTTP response {_quote(head[0])}")
+        status_line = _read_line(rfile)
+        problem = _status_problem(status_line)  # Go judges the status line before the rest
+        if problem:
+            raise DialError(f"dial-http unix {path}: {problem}")
+        _read_head(rfile)
+        status = status_line.partition(" ")[2].lstrip(" ")
         if status != CONNECTED:
             raise DialError(f"dial-http unix {path}: unexpected HTTP response: {status}")
     except (OSError, EOFError) as exc:
@@ -89,6 +92,21 @@ def dial(path: str, timeout: float) -> tuple[Any, BufferedIOBase]:
         sock.close()
         raise
     return sock, rfile
+
+
+def _status_problem(line: str) -> str:
+    """What is malformed in the status line of the server's answer, in Go's words
+    (net/http's ReadResponse); '' when it parses."""
+    proto, space, status = line.partition(" ")
+    if not space:
+        return f"malformed HTTP response {_quote(line)}"
+    status = status.lstrip(" ")
+    code = status.partition(" ")[0]
+    if len(code) != 3 or not code.isdigit():
+        return f"malformed HTTP status code {_quote(code)}"
+    if not proto.startswith("HTTP/"):
+        return f"malformed HTTP version {_quote(proto)}"
+    return ""
 
 
 def _failure(exc: BaseException) -> str:
