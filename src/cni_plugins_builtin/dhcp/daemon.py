@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from .client import RESEND_MAX, DHCPError, Exchange, open_socket
+from .gob import GoType
 from .messages import EMPTY, RESULT, result_to_gob, typed
 from .packet import (
     OPT_CLASSLESS_ROUTES,
@@ -281,7 +282,7 @@ class Daemon:
             raise DHCPError("error parsing netconf: not a JSON object")
         return conf
 
-    def allocate(self, args: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def allocate(self, args: dict[str, Any]) -> tuple[GoType, dict[str, Any]]:
         """``DHCP.Allocate``: the lease of this container, network and interface (acquired
         now if there is none) as current.Result."""
         conf = self._netconf(args)
@@ -319,7 +320,7 @@ class Daemon:
             log(f"{cid}: lease acquired, expiration is {time.ctime(lease.state['expires'])}")
         return lease.result(priority)
 
-    def release(self, args: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def release(self, args: dict[str, Any]) -> tuple[GoType, dict[str, Any]]:
         """``DHCP.Release``: stop maintaining the lease and send DHCPRELEASE."""
         conf = self._netconf(args)
         cid = client_id(typed(args, "ContainerID", str, ""), str(conf.get("name", "")), typed(args, "IfName", str, ""))
