@@ -1,7 +1,7 @@
 """cluster-ipam against a real 3-member etcd cluster (Debian's etcd-server).
 
 The cluster and the checks of etcd's state are tests/helpers/cluster_ipam.py's:
-the cluster runs for the whole session inside a throwaway network namespace
+the cluster runs for the whole module inside a throwaway network namespace
 (on its 127.0.0.1, free ports, data under tmp) and is stopped by PID at the
 end, also on failure; every test starts with all three members healthy and
 uses a network name of its own. Plugins reach etcd because they run in that

@@ -4,9 +4,9 @@ A test module uses the cluster by importing the fixtures::
 
     from helpers.cluster_ipam import cluster, etcd_cluster  # noqa: F401 - fixtures
 
-Each module that does gets a cluster of its own for the session (pytest keeps a
-fixture per module that defines it): the fault tests (tests/test_cluster_ipam_faults.py)
-stop, partition and kill members, and nothing they leave behind can reach the others.
+Each module that does gets a cluster of its own, started before its first test and
+stopped after its last: the fault tests (tests/test_cluster_ipam_faults.py) stop,
+partition and kill members, and nothing they leave behind can reach the others.
 
 The cluster runs inside a throwaway network namespace (on its 127.0.0.1, free
 ports, data under tmp) and is stopped by PID at the end, also on failure; every
@@ -31,7 +31,7 @@ from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
 from cnicore.testing import run_executable
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def etcd_cluster(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("needs root for the cluster's network namespace")
