@@ -1,12 +1,15 @@
 """cluster-ipam against a real 3-member etcd cluster (Debian's etcd-server).
 
-The cluster runs for the whole session inside a throwaway network namespace
+The cluster and the checks of etcd's state are tests/helpers/cluster_ipam.py's:
+the cluster runs for the whole module inside a throwaway network namespace
 (on its 127.0.0.1, free ports, data under tmp) and is stopped by PID at the
 end, also on failure; every test starts with all three members healthy and
 uses a network name of its own. Plugins reach etcd because they run in that
 namespace: launchers are exec'd from it (the cold path a runtime takes),
 simulated nodes are separate processes started in it with their own
-``nodeName``, and the bridge chain uses it as its host namespace.
+``nodeName``, and the bridge chain uses it as its host namespace. The fault
+matrix of issue 19 (stopped and partitioned members, repeated leader kills,
+compaction and defrag) is tests/test_cluster_ipam_faults.py.
 """
 
 from __future__ import annotations
@@ -24,126 +27,24 @@ import pytest
 
 from cni_plugins_builtin.cluster_ipam.etcd import b64
 from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
-from cni_plugins_builtin.cluster_ipam.model import Attachment, Keys
-from cnicore.testing import assert_netns_address, assert_result_has_ip, assert_result_has_route, run_executable
+from cni_plugins_builtin.cluster_ipam.model import Keys
+from cnicore.testing import assert_netns_address, assert_result_has_ip, assert_result_has_route
+from helpers.cluster_ipam import (  # noqa: F401 - cluster and etcd_cluster are fixtures
+    assert_consistent,
+    assert_index_matches_keys,
+    assert_no_duplicate_or_lost,
+    cluster,
+    collect,
+    etcd_cluster,
+    index_state,
+    launcher,
+    net_config,
+    run,
+    start_nodes,
+    state,
+)
 
 pytestmark = pytest.mark.privileged
-
-
-@pytest.fixture(scope="session")
-def etcd_cluster(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("needs root for the cluster's network namespace")
-    if not os.path.exists("/usr/bin/etcd"):
-        pytest.fail("etcd is not installed: scripts/dev installs Debian's etcd-server")
-    from cnicore.ns import new_netns
-
-    netns = new_netns(f"cnitest-etcd-{uuid.uuid4().hex[:10]}")
-    try:
-        container = new_netns(f"cnitest-etcdctr-{uuid.uuid4().hex[:10]}")  # CNI_NETNS of IPAM-only runs
-        try:
-            cluster = LocalCluster(str(tmp_path_factory.mktemp("etcd")), netns=netns)
-            cluster.container_netns = container
-            try:
-                cluster.start()
-                yield cluster
-            finally:
-                cluster.stop()
-        finally:
-            container.remove()
-    finally:
-        netns.remove()
-
-
-@pytest.fixture
-def cluster(etcd_cluster):
-    """The session's cluster with every member running and accepting writes."""
-    etcd_cluster.restart_dead()
-    return etcd_cluster
-
-
-def net_config(cluster, name=None, *, ranges=None, timeout=5, node="node-a", endpoints=None, **ipam):
-    ipam_obj = {"type": "cluster-ipam", "nodeName": node, "stateDir": os.path.join(cluster.base_dir, "cni-state"),
-                "etcd": {"endpoints": endpoints or cluster.endpoints, "timeoutSeconds": timeout},
-                "ranges": ranges or [[{"subnet": "10.20.0.0/16"}]]}
-    ipam_obj.update(ipam)
-    return {"cniVersion": "1.1.0", "name": name or f"n{uuid.uuid4().hex[:8]}", "ipam": ipam_obj}
-
-
-def launcher(cni_bin_dir):
-    return os.path.join(cni_bin_dir, "cluster-ipam")
-
-
-def run(cluster, cni_bin_dir, command, config, cid="ctr1", ifname="eth0", **kw):
-    """One exec of the cluster-ipam launcher, from the cluster's namespace."""
-    kw.setdefault("netns", cluster.container_netns.path if command in ("ADD", "CHECK") else "")
-    return run_executable(launcher(cni_bin_dir), command, config, host=cluster.netns,
-                          container_id=cid, ifname=ifname, **kw)
-
-
-def state(cluster, config):
-    """``(attachments by (node, cid, ifname), address keys by ip string)`` as etcd holds them now."""
-    from cni_plugins_builtin.cluster_ipam.config import load_cluster
-    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
-    from cni_plugins_builtin.cluster_ipam.release import attachments
-
-    settings = load_cluster(config)
-    keys = Keys(settings.prefix, settings.network)
-
-    def read():
-        etcd = Etcd(settings.etcd)
-        records = {}
-        for item in attachments(etcd, keys.attachments):
-            records[keys.parse_attachment(item.key)] = (Attachment.decode(item.value), item.create_revision)
-        ips = {}
-        for item in attachments(etcd, keys.ips):
-            ips[str(keys.parse_ip(item.key))] = (json.loads(item.value), item.create_revision)
-        return records, ips
-
-    return cluster.run(read)
-
-
-def assert_consistent(records, ips):
-    """Every address key belongs to exactly one record, written in the same txn, and back."""
-    claimed = {}
-    for (node, cid, ifname), (record, revision) in records.items():
-        for ip in record.addresses():
-            assert str(ip) not in claimed, f"{ip} claimed twice"
-            claimed[str(ip)] = (cid, ifname, revision)
-    assert set(claimed) == set(ips), f"orphans: {set(ips) - set(claimed)}, missing: {set(claimed) - set(ips)}"
-    for ip, (value, revision) in ips.items():
-        assert (value["containerID"], value["ifname"], revision) == claimed[ip]
-
-
-def start_nodes(cluster, config, tmp_path, plan, launcher_path=""):
-    """Start one loadgen process per ``(node, count, prefix)`` in ``plan`` inside the cluster's netns."""
-    path = tmp_path / f"conf-{uuid.uuid4().hex[:6]}.json"
-    path.write_text(json.dumps(config))
-    procs = []
-    for node, count, prefix in plan:
-        argv = [sys.executable, "-m", "cni_plugins_builtin.cluster_ipam.loadgen", "--config", str(path),
-                "--node", node, "--count", str(count), "--prefix", prefix,
-                "--netns", cluster.container_netns.path]
-        if launcher_path:
-            argv += ["--launcher", launcher_path]
-        procs.append(cluster.run(lambda argv=argv: subprocess.Popen(argv, stdout=subprocess.PIPE,
-                                                                    stderr=subprocess.PIPE)))
-    return procs
-
-
-def collect(procs, timeout=120):
-    lines = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=timeout)
-            assert proc.returncode == 0, err.decode()[-2000:]
-            lines += [json.loads(line) for line in out.decode().splitlines() if '"cid"' in line]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return lines
 
 
 # -- the verbs, through the launcher -------------------------------------------------------
@@ -329,20 +230,6 @@ def _run_with_fault(cluster, tmp_path, fault, timeout=3):
     return config, lines, victim
 
 
-def _assert_no_duplicate_or_lost(cluster, config, lines, timeout):
-    acked = [line for line in lines if line["ok"]]
-    assert len(acked) >= 0.9 * len(lines), [line for line in lines if not line["ok"]][:5]
-    ips = [ip for line in acked for ip in line["ips"]]
-    assert len(ips) == len(set(ips)), "an address was acknowledged twice"
-    records, held = state(cluster, config)
-    assert_consistent(records, held)
-    by_cid = {cid: rec for (_, cid, _), (rec, _) in records.items()}
-    for line in acked:
-        assert [a for a, _ in by_cid[line["cid"]].ips] == line["ips"], f"acknowledged ADD lost: {line}"
-    assert max(line["ms"] for line in lines) <= (timeout + 1) * 1000
-    assert_index_matches_keys(cluster, config)
-
-
 def test_leader_sigkilled_mid_run(cluster, tmp_path):
     def kill_leader():
         leader = cluster.leader()
@@ -350,7 +237,7 @@ def test_leader_sigkilled_mid_run(cluster, tmp_path):
         return leader
 
     config, lines, _ = _run_with_fault(cluster, tmp_path, kill_leader)
-    _assert_no_duplicate_or_lost(cluster, config, lines, timeout=3)
+    assert_no_duplicate_or_lost(cluster, config, lines, timeout=3)
 
 
 def test_follower_sigkilled_mid_run(cluster, tmp_path):
@@ -362,7 +249,7 @@ def test_follower_sigkilled_mid_run(cluster, tmp_path):
 
     config, lines, _ = _run_with_fault(cluster, tmp_path, kill_follower)
     assert all(line["ok"] for line in lines), [line for line in lines if not line["ok"]][:5]
-    _assert_no_duplicate_or_lost(cluster, config, lines, timeout=3)
+    assert_no_duplicate_or_lost(cluster, config, lines, timeout=3)
 
 
 @pytest.mark.parametrize("survivor", ["leader", "follower"])
@@ -726,6 +613,18 @@ def test_loadgen_paces_adds_at_the_rate_asked(cluster, tmp_path):
         assert t0 - starts[0] >= n / 10 - 0.02
 
 
+def test_loadgen_starts_no_add_after_until(cluster, tmp_path):
+    """The fault tests run ADDs for as long as their fault schedule lasts with ``--until``:
+    no ADD starts after it, whatever ``--count`` would allow."""
+    config = net_config(cluster)
+    start = time.time() + 1.0
+    lines = collect(start_nodes(cluster, config, tmp_path, [("node-a", 100_000, "bounded")],
+                                start_at=start, until=start + 1.0))
+    assert lines and all(line["ok"] for line in lines), [line for line in lines if not line["ok"]][:3]
+    assert start - 0.01 <= min(line["t0"] for line in lines) and max(line["t0"] for line in lines) < start + 1.0
+    assert len(lines) < 100_000
+
+
 # -- faults and hostile state (issue 19) --------------------------------------------------
 
 class FakeEndpoint:
@@ -1019,45 +918,6 @@ def test_reap_node_continues_past_an_unreachable_network_and_reports(cluster, cn
     assert f"{reachable['name']}: released 1 attachment(s) of node node-gone" in out.output
     assert "1 of 2 network(s) not reaped" in out.output
     assert state(cluster, reachable) == ({}, {})
-
-
-def index_state(cluster, config):
-    """``(bitmaps, summaries)`` the index holds and ``(bitmaps, summaries)`` the address keys call for,
-    as ``{key: int}`` without zeros (an all-clear bitmap and an absent one say the same)."""
-    from cni_plugins_builtin.cluster_ipam import index as idx
-    from cni_plugins_builtin.cluster_ipam.config import load_cluster
-    from cni_plugins_builtin.cluster_ipam.etcd import Etcd
-    from cni_plugins_builtin.cluster_ipam.release import attachments
-
-    settings = load_cluster(config)
-    keys = Keys(settings.prefix, settings.network)
-    index = idx.Index(keys)
-
-    def read():
-        etcd = Etcd(settings.etcd)
-        held = {item.key: int.from_bytes(item.value, "big") for item in attachments(etcd, index.root, page=2000)}
-        want = {}
-        for item in attachments(etcd, keys.ips, page=2000):
-            ip = keys.parse_ip(item.key)
-            if ip is not None:
-                chunk = index.chunk_key(ip.version, int(ip) >> idx.CHUNK_SHIFT)
-                want[chunk] = want.get(chunk, 0) | 1 << (int(ip) & 63)
-        for chunk_key, bits in list(want.items()):
-            if bits == idx.FULL:
-                chunk = int(chunk_key.rsplit("/", 1)[1], 16)
-                version = int(chunk_key.split("/idx/v")[1][0])
-                skey = index.summary_key(version, chunk >> (idx.SUMMARY_SHIFT - idx.CHUNK_SHIFT))
-                want[skey] = want.get(skey, 0) | 1 << (chunk & (idx.CHUNKS_PER_SUMMARY - 1))
-        marker = etcd.get(index.marker_key)
-        return {k: v for k, v in held.items() if v}, want, marker is not None
-
-    return cluster.run(read)
-
-
-def assert_index_matches_keys(cluster, config):
-    held, want, built = index_state(cluster, config)
-    assert built, "the index marker is missing"
-    assert held == want, f"index differs from the address keys: {sorted(set(held.items()) ^ set(want.items()))[:6]}"
 
 
 def fill_legacy(etcd, keys, values, value=b"{}"):

@@ -6,12 +6,17 @@ bridge by veth. Our daemon (``python -m cni_plugins_builtin.dhcp daemon``) runs
 in the host namespace with its socket under tmp_path and ``-renewinterval`` so a
 renewal comes within seconds instead of at T1 (60 s): the RENEW/ACK exchange is
 checked in dnsmasq's log and lease file. Go's daemon (/usr/lib/cni/dhcp daemon)
-serves Go's plugin on the same dnsmasq, side by side. Every process started here
-is stopped by its PID, also on failure.
+runs there too. Both speak the reference's wire (Go's net/rpc, gob), so every
+plugin talks to every daemon: Go's plugin to ours, ours to Go's (dnsmasq then
+sends T1 = 4 s, so Go's daemon renews within seconds), side by side with Go's
+pair; what Go's binaries send is captured here and decoded by our codec. Every
+process started here is stopped by its PID, also on failure; the stand-in
+servers are threads of this process on sockets under tmp_path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,12 +24,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
+from cni_plugins_builtin.dhcp import rpc
+from cni_plugins_builtin.dhcp.gob import Decoder, Encoder
+from cni_plugins_builtin.dhcp.messages import CMD_ARGS, REQUEST, cmd_args, result_from_gob
 from cnicore.netlink import Netlink
-from cnicore.testing import ping, run_executable
+from cnicore.testing import DEFAULT_PATH, ping, run_executable
 
 pytestmark = [pytest.mark.privileged, pytest.mark.interop]
 
@@ -61,8 +70,8 @@ class Process:
                 self.proc.wait(5)
 
 
-@pytest.fixture
-def lan(cni_sandbox, tmp_path):
+@contextlib.contextmanager
+def dhcp_server(cni_sandbox, tmp_path, *options: str):
     """br0 (10.77.0.1/24) in the host namespace and dnsmasq serving it; yields (leases file, log file)."""
 
     def bridge() -> None:
@@ -77,12 +86,25 @@ def lan(cni_sandbox, tmp_path):
         "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--interface=br0",
         "--bind-interfaces", "--dhcp-authoritative", "--dhcp-range=10.77.0.50,10.77.0.150,255.255.255.0,2m",
         f"--dhcp-leasefile={leases}", f"--pid-file={tmp_path / 'dnsmasq.pid'}", "--log-dhcp",
-        f"--log-facility={log}"], str(tmp_path / "dnsmasq.out"))
+        f"--log-facility={log}", *options], str(tmp_path / "dnsmasq.out"))
     try:
         wait_for("dnsmasq", lambda: log.exists() and "DHCP, IP range" in log.read_text(), 20)
         yield leases, log
     finally:
         dnsmasq.stop()
+
+
+@pytest.fixture
+def lan(cni_sandbox, tmp_path):
+    with dhcp_server(cni_sandbox, tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+def fast_lan(cni_sandbox, tmp_path):
+    """dnsmasq answering T1 = 4 s (T2 = 100 s): a daemon without -renewinterval (Go's) renews soon."""
+    with dhcp_server(cni_sandbox, tmp_path, "--dhcp-option=option:T1,4", "--dhcp-option=option:T2,100") as served:
+        yield served
 
 
 def start_daemon(netns, tmp_path, socket_path: str, go: bool = False) -> Process:
@@ -118,10 +140,12 @@ def conf(socket_path: str, **ipam: object) -> dict:
 
 
 def status(socket_path: str) -> dict:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(socket_path)
-        sock.sendall(b'{"method": "Status"}\n')
-        return json.loads(sock.makefile().readline())["result"]
+    """Our daemon's leases, as it keeps them beside its socket (written on every change)."""
+    try:
+        with open(socket_path + ".leases.json") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return {}
 
 
 def configure(netns, cidr: str) -> None:
@@ -257,10 +281,15 @@ def test_side_by_side_with_go_on_the_same_server(lan, cni_bin_dir: str, cni_sand
                 assert ours_json == go_json, ipam
             else:
                 assert ours_out.json["msg"] == go_out.json["msg"], ipam
-        # Neither daemon answers the other's plugin (different protocols), with an error, not a hang.
-        wrong = run_executable(f"{cni_bin_dir}/dhcp", "ADD", conf(go_sock), host=cni_sandbox.host, netns=ours_ns,
-                               container_id="dhcp-x", timeout=30)
-        assert wrong.code != 0 and "DHCP" in wrong.json["msg"]
+        # Crossed (Go's plugin, our daemon; ours, Go's): the daemon's error reaches the plugin as Go's does.
+        bad = {"provide": [{"option": "foo", "value": "x"}]}
+        expected = run_executable(GO_DHCP, "ADD", conf(go_sock, **bad), host=cni_sandbox.host, netns=go_ns,
+                                  container_id="dhcp-x").json
+        for binary, sock, netns in ((GO_DHCP, ours_sock, go_ns), (f"{cni_bin_dir}/dhcp", go_sock, ours_ns)):
+            crossed = run_executable(binary, "ADD", conf(sock, **bad), host=cni_sandbox.host, netns=netns,
+                                     container_id="dhcp-x", timeout=30)
+            assert crossed.code != 0, (binary, crossed)
+            assert (crossed.json["code"], crossed.json["msg"]) == (expected["code"], expected["msg"]), binary
     finally:
         ours_daemon.stop()
         go_daemon.stop()
@@ -325,3 +354,238 @@ def test_del_with_the_namespace_gone(lan, cni_bin_dir: str, cni_sandbox, tmp_pat
     finally:
         ours_daemon.stop()
         go_daemon.stop()
+
+
+def test_go_plugin_with_our_daemon(lan, cni_sandbox, tmp_path) -> None:
+    """Go's plugin (net/rpc over HTTP, gob) against our daemon: ADD, the lease renewed,
+    CHECK, DEL releases it."""
+    leases, log = lan
+    sock = str(tmp_path / "ours.sock")
+    netns = container(cni_sandbox, "p")
+    daemon = start_daemon(cni_sandbox.host, tmp_path, sock)
+    try:
+        config, cid = conf(sock), "go-ours"
+        result = run_executable(GO_DHCP, "ADD", config, host=cni_sandbox.host, netns=netns,
+                                container_id=cid).ok().json
+        result.pop("dns", None)
+        cidr = result["ips"][0]["address"]
+        address = cidr.split("/")[0]
+        assert re.fullmatch(r"10\.77\.0\.\d+/24", cidr)
+        assert result == {"cniVersion": "1.0.0", "ips": [{"address": cidr, "gateway": "10.77.0.1"}],
+                          "routes": [{"dst": "0.0.0.0/0", "gw": "10.77.0.1"}]}
+        assert address in leases.read_text() and status(sock)[f"{cid}/dhcpnet/eth0"]["address"] == address
+        configure(netns, cidr)
+        ping(netns, "10.77.0.1")
+        wait_for("a renewal", lambda: status(sock)[f"{cid}/dhcpnet/eth0"]["renewals"] >= 1)
+        assert acks(log, address) >= 2
+        run_executable(GO_DHCP, "CHECK", config, host=cni_sandbox.host, netns=netns, container_id=cid).ok()
+        run_executable(GO_DHCP, "DEL", config, host=cni_sandbox.host, netns=netns, container_id=cid).ok()
+        wait_for("the release", lambda: address not in leases.read_text(), 20)
+        assert f"DHCPRELEASE(br0) {address}" in log.read_text()
+        assert status(sock) == {}
+    finally:
+        daemon.stop()
+
+
+def test_our_plugin_with_go_daemon(fast_lan, cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    """Our plugin against Go's daemon: ADD, the lease renewed by Go's daemon (at the
+    server's T1 of 4 s), CHECK, DEL sends the release."""
+    leases, log = fast_lan
+    sock = str(tmp_path / "go.sock")
+    netns = container(cni_sandbox, "q")
+    daemon = start_daemon(cni_sandbox.host, tmp_path, sock, go=True)
+    try:
+        config, cid = conf(sock), "ours-go"
+        result = run_executable(f"{cni_bin_dir}/dhcp", "ADD", config, host=cni_sandbox.host, netns=netns,
+                                container_id=cid).ok().json
+        cidr = result["ips"][0]["address"]
+        address = cidr.split("/")[0]
+        assert re.fullmatch(r"10\.77\.0\.\d+/24", cidr)
+        assert result == {"cniVersion": "1.0.0", "ips": [{"address": cidr, "gateway": "10.77.0.1"}],
+                          "routes": [{"dst": "0.0.0.0/0", "gw": "10.77.0.1"}]}
+        assert address in leases.read_text()
+        configure(netns, cidr)
+        ping(netns, "10.77.0.1")
+        before = acks(log, address)
+        wait_for("Go's daemon to renew the lease", lambda: acks(log, address) > before)
+        run_executable(f"{cni_bin_dir}/dhcp", "CHECK", config, host=cni_sandbox.host, netns=netns,
+                       container_id=cid).ok()
+        run_executable(f"{cni_bin_dir}/dhcp", "DEL", config, host=cni_sandbox.host, netns=netns,
+                       container_id=cid).ok()
+        # 1.1.1's CHECK acquires a second lease and DEL stops only that one, so the first
+        # keeps renewing: the release shows in the log, the lease may come back.
+        wait_for("the release", lambda: f"DHCPRELEASE(br0) {address}" in log.read_text(), 20)
+    finally:
+        daemon.stop()
+
+
+class StandIn:
+    """A daemon's socket served by a thread of this process, for what no daemon does on
+    purpose: ``answer(conn, rfile)`` per connection; ``calls`` keeps what the clients sent."""
+
+    def __init__(self, path: str, answer) -> None:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(4)
+        self.listener.settimeout(0.5)
+        self.answer = answer
+        self.calls: list[dict] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(20)
+                with conn.makefile("rb") as rfile, contextlib.suppress(OSError, EOFError):
+                    self.answer(self, conn, rfile)
+
+    def record_call(self, rfile) -> None:
+        """Read one call as it comes, keep its bytes and what our decoder makes of them."""
+        raw = bytearray()
+
+        def read(n: int) -> bytes:
+            data = rfile.read(n)
+            raw.extend(data)
+            return data
+
+        decoder = Decoder()
+        header, args = decoder.read(read), decoder.read(read)
+        self.calls.append({"raw": bytes(raw), "decoder": decoder, "header": header, "args": args})
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+        self.listener.close()
+
+
+def read_head(rfile) -> bytes:
+    head = b""
+    while not head.endswith(b"\n\n"):
+        byte = rfile.read(1)
+        assert byte, head
+        head += byte
+    return head
+
+
+def refuse(standin, conn, rfile) -> None:
+    read_head(rfile)
+    conn.sendall(b"HTTP/1.0 404 Not Found\n\n")
+
+
+def answer_json(standin, conn, rfile) -> None:
+    """What cnicore's daemon answered before it spoke net/rpc."""
+    read_head(rfile)
+    conn.sendall(b'{"error": "Expecting value: line 1 column 1 (char 0)"}\n')
+
+
+def hang_up(standin, conn, rfile) -> None:
+    read_head(rfile)
+
+
+def drop_the_call(standin, conn, rfile) -> None:
+    assert read_head(rfile) == b"CONNECT /_goRPC_ HTTP/1.0\n\n"
+    conn.sendall(b"HTTP/1.0 200 Connected to Go RPC\n\n")
+    standin.record_call(rfile)
+
+
+def test_what_go_plugin_sends_and_errors_like_go(cni_bin_dir: str, cni_sandbox, tmp_path) -> None:
+    """Go's plugin's call, captured: our codec decodes it to the request's values and
+    encodes them back to Go's very bytes; ours sends the same values. A daemon that
+    refuses the handshake, answers something else, hangs up, or drops the call gives
+    both plugins the same error."""
+    netns = cni_sandbox.container()
+    messages = {}
+    for answer in (refuse, answer_json, hang_up, drop_the_call):
+        path = str(tmp_path / f"{answer.__name__}.sock")
+        stdin = json.dumps(conf(path)).encode()
+        standin = StandIn(path, answer)
+        try:
+            outcomes = [run_executable(binary, "ADD", stdin,
+                                       host=cni_sandbox.host, netns=netns, container_id="cap",
+                                       args="IgnoreUnknown=1", timeout=30)
+                        for binary in (GO_DHCP, f"{cni_bin_dir}/dhcp")]
+        finally:
+            standin.close()
+        go, ours = outcomes
+        assert go.code == ours.code != 0, (answer.__name__, go, ours)
+        assert (ours.json["code"], ours.json["msg"]) == (go.json["code"], go.json["msg"]), answer.__name__
+        messages[answer.__name__] = go.json["msg"]
+        if answer is drop_the_call:
+            go_call, ours_call = standin.calls
+            assert go_call["header"] == ours_call["header"] == (65, {"ServiceMethod": "DHCP.Allocate"})
+            expected = cmd_args("cap", netns.path, "eth0", "IgnoreUnknown=1", "", stdin)
+            assert go_call["args"][1] == dict(expected, Path=f"{os.path.dirname(GO_DHCP)}:{DEFAULT_PATH}")
+            assert ours_call["args"][1] == dict(expected, Path=f"{cni_bin_dir}:{DEFAULT_PATH}")
+            decoder = go_call["decoder"]
+            encoder = Encoder()
+            again = b"".join(encoder.encode(value, decoder.go_type(type_id))
+                             for type_id, value in (go_call["header"], go_call["args"]))
+            assert again == go_call["raw"]
+    assert messages == {
+        "refuse": f"error dialing DHCP daemon: dial-http unix {tmp_path}/refuse.sock: unexpected HTTP response: "
+                  "404 Not Found",
+        "answer_json": f"error dialing DHCP daemon: dial-http unix {tmp_path}/answer_json.sock: malformed HTTP "
+                       'status code "\\"Expecting"',
+        "hang_up": f"error dialing DHCP daemon: dial-http unix {tmp_path}/hang_up.sock: unexpected EOF",
+        "drop_the_call": "error calling DHCP.Allocate: unexpected EOF"}
+
+
+@pytest.mark.parametrize("side", ["go", "ours"])
+def test_what_each_daemon_answers(side: str, lan, cni_sandbox, tmp_path) -> None:
+    """Go's daemon's answers, captured: our codec decodes the Result (the lease dnsmasq
+    gave) and encodes it back to Go's very bytes; Release's empty reply and an unknown
+    method's error as net/rpc sends them. Ours answers the same."""
+    leases, _log = lan
+    sock = str(tmp_path / f"{side}.sock")
+    netns = container(cni_sandbox, "c")
+    daemon = start_daemon(cni_sandbox.host, tmp_path, sock, go=side == "go")
+    try:
+        config = json.dumps(conf(sock)).encode()
+        args = cmd_args(f"cap-{side}", netns.path, "eth0", "", "/usr/lib/cni", config)
+        conn, rfile = rpc.dial(sock, 60)
+        raw = bytearray()
+
+        def read(n: int) -> bytes:
+            data = rfile.read(n)
+            raw.extend(data)
+            return data
+
+        try:
+            encoder, decoder = Encoder(), Decoder()
+            conn.sendall(encoder.encode({"ServiceMethod": "DHCP.Allocate", "Seq": 0}, REQUEST)
+                         + encoder.encode(args, CMD_ARGS))
+            header, reply = decoder.read(read), decoder.read(read)
+            conn.sendall(encoder.encode({"ServiceMethod": "DHCP.Nope", "Seq": 1}, REQUEST)
+                         + encoder.encode(args, CMD_ARGS))
+            error_header, error_body = decoder.read(read), decoder.read(read)
+        finally:
+            rfile.close()
+            conn.close()
+        assert header[1] == {"ServiceMethod": "DHCP.Allocate"}
+        result = result_from_gob(reply[1], "1.0.0")
+        cidr = result["ips"][0]["address"]
+        assert result == {"cniVersion": "1.0.0", "ips": [{"address": cidr, "gateway": "10.77.0.1"}],
+                          "routes": [{"dst": "0.0.0.0/0", "gw": "10.77.0.1"}]}
+        assert re.fullmatch(r"10\.77\.0\.\d+/24", cidr) and cidr.split("/")[0] in leases.read_text()
+        assert error_header[1] == {"ServiceMethod": "DHCP.Nope", "Seq": 1,
+                                   "Error": "rpc: can't find method DHCP.Nope"}
+        assert error_body[1] == {} and decoder.wire[error_body[0]] == ("struct", "", ())
+        again = Encoder()
+        assert b"".join(again.encode(value, decoder.go_type(type_id))
+                        for type_id, value in (header, reply, error_header, error_body)) == bytes(raw)
+        assert rpc.call(sock, "DHCP.Release", args, CMD_ARGS, 60) == {}
+        if side == "ours":
+            assert status(sock) == {}
+        # Not net/rpc's handshake: HTTP's answer, as Go's server gives it.
+        with socket.socket(socket.AF_UNIX) as plain:
+            plain.connect(sock)
+            plain.sendall(b"GET /_goRPC_ HTTP/1.0\r\n\r\n")
+            assert plain.makefile("rb").readline().split(b" ", 1)[1].startswith(b"405 ")
+    finally:
+        daemon.stop()

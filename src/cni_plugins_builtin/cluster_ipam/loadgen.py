@@ -12,7 +12,9 @@ ADDs over that many concurrent clients; ``--start-at`` lines several
 processes up once their imports are done; ``--rate R`` paces each
 client to R ADDs per second (ADD n starts at ``start-at + n / R``, or as
 soon as the one before is answered if that is later), so latency can be
-measured at a given load rather than at saturation. A last line ``{"cpu": seconds}``
+measured at a given load rather than at saturation; ``--until T`` starts no
+ADD after wall-clock time T (the run then lasts as long as a test's fault
+schedule, however fast the machine, with ``--count`` only a bound). A last line ``{"cpu": seconds}``
 gives the CPU time this process and its launchers used.
 """
 
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--netns", required=True, help="CNI_NETNS (not this process's own namespace)")
     parser.add_argument("--start-at", type=float, default=0.0, help="wall-clock time to start ADDing at")
     parser.add_argument("--rate", type=float, default=0.0, help="ADDs per second per client (0: back to back)")
+    parser.add_argument("--until", type=float, default=0.0, help="wall-clock time after which no ADD starts")
     args = parser.parse_args(argv)
     with open(args.config, "rb") as fh:
         config = json.load(fh)
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         for n, cid in enumerate(part):
             if args.rate > 0:
                 time.sleep(max(0.0, began + n / args.rate - time.monotonic()))
+            if args.until and time.time() >= args.until:
+                return
             _one(add, cid, args.netns, lock)
 
     threads = [threading.Thread(target=worker, args=(cids[i::args.threads],)) for i in range(args.threads)]

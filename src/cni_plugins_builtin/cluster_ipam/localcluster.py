@@ -8,6 +8,12 @@ suite lets plugins running in a sandbox "host" namespace reach it without
 touching the machine's own network. With ``tls`` (:class:`TLSFiles`) clients
 must speak TLS with a certificate of the test CA. Members are stopped by
 PID, never by name.
+
+Each member runs with a group ID of its own (still as root, so its files are
+no concern): inside the cluster's namespace nftables can tell the member's
+own packets by it, which is how :meth:`LocalCluster.partition` cuts one
+member off from its peers and clients (and only there: a cluster without a
+namespace of its own refuses, the machine's network is never touched).
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
 
 ETCD = "/usr/bin/etcd"
+#: Member ``n`` runs with group ID ``GID_BASE + n`` (a number no account uses).
+GID_BASE = 2_000_000_000
+#: The nftables table of :meth:`LocalCluster.partition`, in the cluster's namespace.
+PARTITION_TABLE = "cnicore_partition"
 
 
 class TLSFiles:
@@ -79,6 +89,7 @@ class Member:
         self.name = f"n{index}"
         self.client_port = client_port
         self.peer_port = peer_port
+        self.gid = GID_BASE + index
         self.data_dir = os.path.join(cluster.base_dir, f"data{index}")
         self.log_path = os.path.join(cluster.base_dir, f"{self.name}.log")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -119,7 +130,7 @@ class Member:
 
         def spawn() -> subprocess.Popen[bytes]:
             return subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True)
+                                    start_new_session=True, group=self.gid, extra_groups=[])
 
         try:
             self.proc = self.cluster.run(spawn)
@@ -147,6 +158,7 @@ class LocalCluster:
         self.token = f"cnicore-{os.getpid()}-{time.monotonic_ns()}"
         ports = self.run(lambda: free_ports(2 * size))
         self.members = [Member(self, i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(size)]
+        self.partitioned: list[Member] = []
 
     def run(self, fn: Callable[[], _T]) -> _T:
         """``fn()`` in the cluster's namespace."""
@@ -169,7 +181,8 @@ class LocalCluster:
         self.wait_healthy(timeout)
 
     def stop(self) -> None:
-        """Kill every member this object started (by PID) and reap it."""
+        """Kill every member this object started (by PID) and reap it; heal any partition."""
+        self.heal()
         for member in self.members:
             if member.proc is not None and member.proc.poll() is None:
                 try:
@@ -183,6 +196,62 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- partitions -------------------------------------------------------------------
+
+    def partition(self, member: Member) -> None:
+        """Cut ``member`` off: every packet it sends, every packet to or from its client and
+        peer ports, and every packet of a connection it has sent on since (the connections
+        it dialed itself: their other ends still send) is dropped — by nftables, in the
+        cluster's namespace only. Until :meth:`heal`."""
+        if self.netns is None:
+            raise RuntimeError("partition needs the cluster in a network namespace of its own")
+        if member not in self.partitioned:
+            self.partitioned.append(member)
+        self._nft(self._partition_rules())
+
+    def heal(self) -> None:
+        """Undo every :meth:`partition` (no-op when there is none)."""
+        if self.partitioned:
+            self.partitioned = []
+            self._nft(f"delete table inet {PARTITION_TABLE}\n")
+
+    def _partition_rules(self) -> str:
+        rules = []
+        for member in self.partitioned:
+            mark = f"0x{1 << (16 + member.index):08x}"  # one conntrack mark bit per member
+            ports = f"{{ {member.client_port}, {member.peer_port} }}"
+            rules += [f"meta skgid {member.gid} ct mark set ct mark | {mark} drop",
+                      f"tcp sport {ports} drop", f"tcp dport {ports} drop", f"ct mark & {mark} == {mark} drop"]
+        body = "\n    ".join(rules)
+        # On lo every packet passes the output hook once: one chain sees both directions.
+        return (f"table inet {PARTITION_TABLE}\ndelete table inet {PARTITION_TABLE}\n"
+                f"table inet {PARTITION_TABLE} {{\n  chain output {{\n"
+                f"    type filter hook output priority 0; policy accept;\n    {body}\n  }}\n}}\n")
+
+    def _nft(self, script: str) -> None:
+        proc = self.run(lambda: subprocess.run(["nft", "-f", "-"], input=script.encode(), capture_output=True))
+        if proc.returncode != 0:
+            raise RuntimeError(f"nft failed: {proc.stderr.decode(errors='replace').strip()}\n{script}")
+
+    # -- maintenance ------------------------------------------------------------------
+
+    def compact(self, member: Member, timeout: float = 5.0) -> int | None:
+        """Compact the key history up to ``member``'s current revision, physically (the
+        answer waits until the backend dropped it); that revision, or None if it failed
+        (no answer, or nothing new to compact)."""
+        status = self.status(member, timeout)
+        revision = int(status.get("header", {}).get("revision", 0)) if status else 0
+        if not revision:
+            return None
+        done = self.run(lambda: _post(member.endpoint + "/v3/kv/compaction",
+                                      {"revision": revision, "physical": True}, timeout, self.tls))
+        return revision if done is not None else None
+
+    def defragment(self, member: Member, timeout: float = 5.0) -> bool:
+        """Defragment ``member``'s backend (it serves nothing meanwhile); whether it answered done."""
+        return self.run(lambda: _post(member.endpoint + "/v3/maintenance/defragment", {}, timeout,
+                                      self.tls)) is not None
 
     # -- observing ------------------------------------------------------------------
 

@@ -33,8 +33,10 @@ from .packet import (
 )
 
 SO_BINDTODEVICE = 25
-#: Resend every this many seconds until the exchange's deadline.
+#: The first resend after this many seconds; each wait doubles, up to the daemon's
+#: ``-resendmax`` (the reference's default: 62 s), until the exchange's deadline.
 RESEND = 2.0
+RESEND_MAX = 62.0
 
 
 class DHCPError(Exception):
@@ -68,8 +70,8 @@ class Exchange:
     extra options of ``provide``/``request``."""
 
     def __init__(self, sock: socket.socket, mac: bytes, client_id: str, options: dict[int, bytes],
-                 timeout: float = 10.0) -> None:
-        self.sock, self.mac, self.timeout = sock, mac, timeout
+                 timeout: float = 10.0, resend_max: float = RESEND_MAX) -> None:
+        self.sock, self.mac, self.timeout, self.resend_max = sock, mac, timeout, resend_max
         self.options = {OPT_CLIENT_ID: b"\0" + client_id.encode(), **options}
 
     def close(self) -> None:
@@ -85,9 +87,11 @@ class Exchange:
     def _exchange(self, message: Message, to: str, wanted: tuple[int, ...]) -> Message:
         deadline = time.monotonic() + self.timeout
         data = message.encode()
+        wait = RESEND
         while True:
             self.sock.sendto(data, (to, 67))
-            resend = min(deadline, time.monotonic() + RESEND)
+            resend = min(deadline, time.monotonic() + wait)
+            wait = max(0.1, min(wait * 2, self.resend_max))
             while (left := resend - time.monotonic()) > 0:
                 if not select.select([self.sock], [], [], left)[0]:
                     break

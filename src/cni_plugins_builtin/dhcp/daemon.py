@@ -1,11 +1,11 @@
 """The DHCP client daemon: ``python -m cni_plugins_builtin.dhcp daemon [-socketpath P]``.
 
-Listens on a unix socket (default /run/cni/dhcp.sock, as the reference) for the
-IPAM plugin's requests: one JSON line ``{"method": "Allocate"|"Release",
-"args": {...}}`` answered by one JSON line ``{"result": ...}`` or ``{"error":
-"..."}`` (our own protocol: Go's daemon speaks Go net/rpc, so neither plugin
-talks to the other's daemon). Each lease has a thread that renews it at T1 (or
-after ``-renewinterval`` seconds, for tests) and releases it on DEL.
+Listens on a unix socket (default /run/cni/dhcp.sock, as the reference) and
+speaks the reference's wire there: Go's net/rpc over HTTP (:mod:`.rpc`, gob
+:mod:`.gob`), service ``DHCP`` with ``Allocate(skel.CmdArgs) current.Result``
+and ``Release(skel.CmdArgs) struct{}`` (:mod:`.messages`), so Go's dhcp plugin
+and ours both use it. Each lease has a thread that renews it at T1 (or after
+``-renewinterval`` seconds, for tests) and releases it on DEL.
 
 Leases survive a restart: they are kept in ``<socket>.leases.json`` and taken
 up again on start (renewed at once if T1 has passed); SIGTERM stops the daemon
@@ -25,7 +25,9 @@ import threading
 import time
 from typing import Any
 
-from .client import DHCPError, Exchange, open_socket
+from .client import RESEND_MAX, DHCPError, Exchange, open_socket
+from .gob import GoType
+from .messages import EMPTY, RESULT, result_to_gob, typed
 from .packet import (
     OPT_CLASSLESS_ROUTES,
     OPT_LEASE_TIME,
@@ -105,7 +107,6 @@ class Lease:
         self.renew_interval = renew_interval
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
-        self.renewals = 0
         self.retry_at = 0.0
 
     @staticmethod
@@ -148,7 +149,8 @@ class Lease:
 
         sock, mac = with_netns_path(self.state["netns"], open_socket, self.state["ifname"])
         options = {int(k): bytes.fromhex(v) for k, v in self.state["options"].items()}
-        return Exchange(sock, mac, self.state["client_id"], options, float(self.state.get("timeout", 10.0)))
+        return Exchange(sock, mac, self.state["client_id"], options, float(self.state.get("timeout", 10.0)),
+                        float(self.state.get("resend_max", RESEND_MAX)))
 
     def next_renewal(self) -> float:
         if self.retry_at:
@@ -179,7 +181,7 @@ class Lease:
                 else:
                     ack = exchange.renew(self.state["address"], self.state["server"])
                 self.state = self.state_from_ack(ack, self.state)
-                self.renewals += 1
+                self.state["renewals"] = self.state.get("renewals", 0) + 1
                 self.retry_at = 0.0
                 save()
                 log(f"{cid}: lease {'rebound' if rebinding else 'renewed'}, expiration is "
@@ -224,14 +226,17 @@ class Lease:
 
 
 class Daemon:
+    """The ``DHCP`` service: its leases, their file, the two methods."""
+
     def __init__(self, socket_path: str, renew_interval: float = 0.0, timeout: float = 10.0,
-                 host_prefix: str = "") -> None:
+                 host_prefix: str = "", resend_max: float = RESEND_MAX) -> None:
         self.socket_path = socket_path
         self.host_prefix = host_prefix
         self.acquiring: dict[str, threading.Lock] = {}
         self.store = socket_path + ".leases.json"
         self.renew_interval = renew_interval
         self.timeout = timeout
+        self.resend_max = resend_max
         self.leases: dict[str, Lease] = {}
         self.lock = threading.Lock()
 
@@ -264,17 +269,32 @@ class Daemon:
         lease.thread = threading.Thread(target=lease.maintain, args=(self.save,), daemon=True)
         lease.thread.start()
 
-    # -- the two calls -----------------------------------------------------------
+    # -- the two calls ---------------------------------------------------------------
+    # Their argument is skel.CmdArgs as gob decoded it (field names, StdinData bytes).
 
-    def allocate(self, args: dict[str, Any]) -> dict[str, Any]:
-        conf = json.loads(args["stdinData"])
-        ipam = conf.get("ipam") or {}
-        cid = client_id(args["containerID"], conf.get("name", ""), args["ifName"])
-        options = prepare_options(args.get("args", ""), ipam)
+    @staticmethod
+    def _netconf(args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            conf = json.loads(typed(args, "StdinData", bytes, b""))
+        except ValueError as exc:
+            raise DHCPError(f"error parsing netconf: {exc}") from None
+        if not isinstance(conf, dict):
+            raise DHCPError("error parsing netconf: not a JSON object")
+        return conf
+
+    def allocate(self, args: dict[str, Any]) -> tuple[GoType, dict[str, Any]]:
+        """``DHCP.Allocate``: the lease of this container, network and interface (acquired
+        now if there is none) as current.Result."""
+        conf = self._netconf(args)
+        ipam: dict[str, Any] = conf["ipam"] if isinstance(conf.get("ipam"), dict) else {}
+        cid = client_id(typed(args, "ContainerID", str, ""), str(conf.get("name", "")), typed(args, "IfName", str, ""))
+        options = prepare_options(typed(args, "Args", str, ""), ipam)
         with self.lock:
             pending = self.acquiring.setdefault(cid, threading.Lock())
         with pending:  # one acquisition per client at a time: a repeated ADD finds the lease
-            return self._allocate(args, cid, options, int(ipam.get("priority") or 0))
+            result = self._allocate(args, cid, options, int(ipam.get("priority") or 0))
+        result.pop("cniVersion")  # the reference's daemon sets none: the plugin keeps its own
+        return RESULT, result_to_gob(result)
 
     def _allocate(self, args: dict[str, Any], cid: str, options: dict[int, bytes], priority: int) -> dict[str, Any]:
         with self.lock:
@@ -283,14 +303,16 @@ class Daemon:
             from cnicore.ns import with_netns_path
 
             log(f"{cid}: acquiring lease")
-            netns = self.host_prefix + args["netns"]
-            sock, mac = with_netns_path(netns, open_socket, args["ifName"])
-            exchange = Exchange(sock, mac, cid, options, self.timeout)
+            ifname = typed(args, "IfName", str, "")
+            netns = self.host_prefix + typed(args, "Netns", str, "")
+            sock, mac = with_netns_path(netns, open_socket, ifname)
+            exchange = Exchange(sock, mac, cid, options, self.timeout, self.resend_max)
             try:
                 ack = exchange.acquire()
             finally:
                 exchange.close()
-            base = {"client_id": cid, "netns": netns, "ifname": args["ifName"], "timeout": self.timeout,
+            base = {"client_id": cid, "netns": netns, "ifname": ifname, "timeout": self.timeout,
+                    "resend_max": self.resend_max, "renewals": 0,
                     "options": {str(k): v.hex() for k, v in options.items()}}
             lease = Lease(Lease.state_from_ack(ack, base), self.renew_interval)
             self._start(lease)
@@ -298,9 +320,10 @@ class Daemon:
             log(f"{cid}: lease acquired, expiration is {time.ctime(lease.state['expires'])}")
         return lease.result(priority)
 
-    def release(self, args: dict[str, Any]) -> dict[str, Any]:
-        conf = json.loads(args["stdinData"])
-        cid = client_id(args["containerID"], conf.get("name", ""), args["ifName"])
+    def release(self, args: dict[str, Any]) -> tuple[GoType, dict[str, Any]]:
+        """``DHCP.Release``: stop maintaining the lease and send DHCPRELEASE."""
+        conf = self._netconf(args)
+        cid = client_id(typed(args, "ContainerID", str, ""), str(conf.get("name", "")), typed(args, "IfName", str, ""))
         with self.lock:
             lease = self.leases.pop(cid, None)
         if lease is not None:
@@ -308,26 +331,21 @@ class Daemon:
             if lease.thread is not None:
                 lease.thread.join(timeout=self.timeout + 5)
             self.save()
-        return {}
-
-    def status(self) -> dict[str, Any]:
-        with self.lock:
-            return {cid: dict(lease.state, renewals=lease.renewals) for cid, lease in self.leases.items()}
+        return EMPTY, {}
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    """One connection: net/rpc's HTTP handshake, then calls until the client hangs up."""
+
     def handle(self) -> None:
+        from .rpc import serve_connection
+
         daemon: Daemon = self.server.daemon  # type: ignore[attr-defined]
         try:
-            request = json.loads(self.rfile.readline())
-            method = {"Allocate": daemon.allocate, "Release": daemon.release,
-                      "Status": lambda _args: daemon.status()}.get(request.get("method"))
-            if method is None:
-                raise DHCPError(f"rpc: can't find method {request.get('method')}")
-            reply: dict[str, Any] = {"result": method(request.get("args") or {})}
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the plugin
-            reply = {"error": str(exc) or type(exc).__name__}
-        self.wfile.write(json.dumps(reply).encode() + b"\n")
+            serve_connection(self.rfile, self.wfile.write, "DHCP",
+                             {"Allocate": daemon.allocate, "Release": daemon.release})
+        except OSError:
+            pass  # the client went away
 
 
 def _listener(socket_path: str) -> socket.socket:
@@ -347,8 +365,8 @@ def _listener(socket_path: str) -> socket.socket:
 
 
 def serve(socket_path: str, *, renew_interval: float = 0.0, timeout: float = 10.0, pidfile: str = "",
-          host_prefix: str = "") -> None:
-    daemon = Daemon(host_prefix + socket_path, renew_interval, timeout, host_prefix)
+          host_prefix: str = "", resend_max: float = RESEND_MAX) -> None:
+    daemon = Daemon(host_prefix + socket_path, renew_interval, timeout, host_prefix, resend_max)
     if pidfile:
         if not os.path.isabs(pidfile):
             raise SystemExit(f'Error writing pidfile "{pidfile}": path not absolute')
@@ -379,7 +397,7 @@ def serve(socket_path: str, *, renew_interval: float = 0.0, timeout: float = 10.
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "") -> float:
     """Go's ``time.ParseDuration`` for the common forms (``10s``, ``1m30s``, ``500ms``);
     a bare number is seconds."""
     import re
@@ -388,33 +406,86 @@ def parse_duration(text: str) -> float:
         return float(text)
     parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise SystemExit(f'invalid value "{text}" for flag: parse error')
+        raise ValueError(f'invalid value "{text}" for flag -{flag}: parse error')
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
-#: The reference's daemon flags: those cnicore's daemon has no use for are accepted and ignored.
-_IGNORED_FLAGS = ("resendmax", "resendtimeout", "broadcast")
+#: The reference's daemon flags (1.1.1's, and ``-resendtimeout`` of later releases) and
+#: ours (``-renewinterval``); the value kind decides the syntax, as Go's flag package.
+_FLAGS = {"socketpath": "string", "pidfile": "string", "hostprefix": "string", "timeout": "duration",
+          "resendmax": "duration", "resendtimeout": "duration", "broadcast": "bool", "renewinterval": "duration"}
+_TRUE, _FALSE = ("1", "t", "T", "true", "TRUE", "True"), ("0", "f", "F", "false", "FALSE", "False")
+USAGE = """Usage of daemon:
+  -broadcast
+        broadcast DHCP leases (accepted: the first exchange always asks the server to broadcast)
+  -hostprefix string
+        optional prefix to host root
+  -pidfile string
+        optional path to write daemon PID to
+  -renewinterval duration
+        renew a lease at most this long after it was bound (ours, for tests)
+  -resendmax duration
+        optional dhcp client max resend delay between requests (default 1m2s)
+  -resendtimeout duration
+        accepted for later releases' command lines; -timeout bounds each exchange
+  -socketpath string
+        optional dhcp server socketpath
+  -timeout duration
+        optional dhcp client timeout duration for each request (default 10s)"""
+
+
+class HelpRequested(Exception):
+    """``-h`` or ``-help``: the usage, and success (Go's flag.ErrHelp)."""
+
+
+def parse_flags(argv: list[str]) -> dict[str, str]:
+    """Go's flag syntax: ``-x v``, ``-x=v``, ``--x``; a bool flag alone is true; the first
+    argument that is not a flag ends them. ValueError with Go's text on a bad one."""
+    flags: dict[str, str] = {}
+    rest = list(argv)
+    while rest and rest[0].startswith("-") and rest[0] not in ("-", "--"):
+        name, equals, value = rest.pop(0).lstrip("-").partition("=")
+        if name in ("h", "help"):
+            raise HelpRequested
+        kind = _FLAGS.get(name)
+        if kind is None:
+            raise ValueError(f"flag provided but not defined: -{name}")
+        if kind == "bool":
+            value = value if equals else "true"
+            if value not in _TRUE + _FALSE:
+                raise ValueError(f'invalid boolean value "{value}" for -{name}: parse error')
+        elif not equals:
+            if not rest:
+                raise ValueError(f"flag needs an argument: -{name}")
+            value = rest.pop(0)
+        if kind == "duration":
+            parse_duration(value, name)
+        flags[name] = value
+    return flags
 
 
 def main(argv: list[str]) -> int:
-    """``daemon [-socketpath P] [-pidfile F] [-hostprefix D] [-timeout 10s]
-    [-renewinterval S]``, with Go's flag syntax (one or two dashes, ``-x v`` or ``-x=v``).
+    """``daemon [-socketpath P] [-pidfile F] [-hostprefix D] [-timeout 10s] [-resendmax 62s]
+    [-broadcast] [-renewinterval S]``: the reference's flags, with Go's flag syntax.
     ``-renewinterval`` (ours, for tests): renew at most this long after binding, before T1."""
     if not argv or argv[0] != "daemon":
-        print("usage: python -m cni_plugins_builtin.dhcp daemon [-socketpath PATH] [-pidfile PATH] "
-              "[-hostprefix DIR] [-timeout DURATION] [-renewinterval DURATION]", file=sys.stderr)
+        print("usage: python -m cni_plugins_builtin.dhcp daemon [flags]\n" + USAGE, file=sys.stderr)
         return 2
-    flags: dict[str, str] = {}
-    rest = argv[1:]
-    while rest:
-        name, equals, value = rest.pop(0).lstrip("-").partition("=")
-        if not equals and name != "broadcast":
-            value = rest.pop(0) if rest else ""
-        if name not in ("socketpath", "pidfile", "hostprefix", "timeout", "renewinterval", *_IGNORED_FLAGS):
-            print(f"flag provided but not defined: -{name}", file=sys.stderr)
-            return 2
-        flags[name] = value
-    serve(flags.get("socketpath") or DEFAULT_SOCKET, renew_interval=parse_duration(flags.get("renewinterval") or "0"),
-          timeout=parse_duration(flags.get("timeout") or "10s"), pidfile=flags.get("pidfile", ""),
-          host_prefix=flags.get("hostprefix", ""))
+    try:
+        flags = parse_flags(argv[1:])
+    except HelpRequested:
+        print(USAGE, file=sys.stderr)
+        return 0
+    except ValueError as exc:
+        print(f"{exc}\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        serve(flags.get("socketpath") or DEFAULT_SOCKET,
+              renew_interval=parse_duration(flags.get("renewinterval") or "0"),
+              timeout=parse_duration(flags.get("timeout") or "10s"), pidfile=flags.get("pidfile", ""),
+              host_prefix=flags.get("hostprefix", ""),
+              resend_max=parse_duration(flags.get("resendmax") or "62s"))
+    except (OSError, SystemExit) as exc:
+        log(f"Error getting listener: {exc}" if isinstance(exc, OSError) else str(exc))
+        return 1
     return 0

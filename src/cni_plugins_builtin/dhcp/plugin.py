@@ -11,9 +11,13 @@ Verbs, as the reference dhcp plugin (errors code 999):
 * DEL — ``Release``: the daemon stops renewing and sends DHCPRELEASE;
 * GC, STATUS — not implemented by the reference: skel answers them.
 
-Deliberate difference: the daemon protocol is cnicore's own (JSON lines over
-the unix socket), not Go's net/rpc, so this plugin needs cnicore's daemon
-(``python -m cni_plugins_builtin.dhcp daemon``) and Go's plugin Go's daemon.
+The wire is the reference's: Go's net/rpc over HTTP with gob (:mod:`.rpc`),
+so this plugin works with Go's daemon (``/usr/lib/cni/dhcp daemon``) and Go's
+plugin with ours (``python -m cni_plugins_builtin.dhcp daemon``). The error
+texts are the reference plugin's: ``error dialing DHCP daemon: ...`` when no
+daemon answers, ``error calling DHCP.Allocate: ...`` with the daemon's error.
+Where the reference waits for ever, this plugin gives up after
+:data:`CALL_TIMEOUT` (longer than Go's daemon takes to give up on a server).
 """
 
 from __future__ import annotations
@@ -51,49 +55,44 @@ def socket_path(config: Any) -> str:
     return path if isinstance(path, str) and path else DEFAULT_SOCKET
 
 
+#: Seconds to wait for the daemon's answer: Go's daemon retries a silent DHCP server
+#: for about four minutes (resends backing off to -resendmax) before it answers.
+CALL_TIMEOUT = 300.0
+
+
 def call(request: Request, method: str) -> Any:
-    """One request to the daemon, the reference's error texts around the daemon's."""
+    """``DHCP.<method>`` on the daemon's socket with the request as skel.CmdArgs; the
+    reply as gob decoded it. The reference's error texts around the daemon's."""
     import json
     import os
-    import socket
+
+    from .messages import CMD_ARGS, cmd_args
+    from .rpc import CallError, DialError
+    from .rpc import call as rpc_call
 
     path = socket_path(request.config)
-    args = {"containerID": request.container_id, "netns": os.path.abspath(request.netns) if request.netns else "",
-            "ifName": request.ifname, "args": request.args, "path": request.path,
-            "stdinData": request.stdin.decode("utf-8", "replace") if request.stdin else json.dumps(request.config)}
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stdin = request.stdin if request.stdin else json.dumps(request.config).encode()
+    args = cmd_args(request.container_id, os.path.abspath(request.netns) if request.netns else "", request.ifname,
+                    request.args, request.path, stdin)
     try:
-        try:
-            sock.connect(path)
-        except OSError as exc:
-            from cnicore.utils import errno_text
-
-            raise _fail(f"error dialing DHCP daemon: dial unix {path}: connect: {errno_text(exc)}") from None
-        sock.sendall(json.dumps({"method": method, "args": args}).encode() + b"\n")
-        sock.settimeout(120)  # the daemon's own exchange gives up well before
-        line = sock.makefile("rb").readline()
-        try:
-            reply = json.loads(line)
-        except ValueError:
-            reply = {"error": f"unexpected reply from the daemon: {line[:60]!r} (not cnicore's dhcp daemon?)"}
-        if not isinstance(reply, dict):
-            reply = {"error": "unexpected reply from the daemon"}
-    except OSError as exc:
-        from cnicore.utils import errno_text
-
-        raise _fail(f"error calling DHCP.{method}: {errno_text(exc)}") from None
-    finally:
-        sock.close()
-    if "error" in reply or "result" not in reply:
-        raise _fail(f"error calling DHCP.{method}: {reply.get('error', 'no reply')}")
-    return reply["result"]
+        return rpc_call(path, f"DHCP.{method}", args, CMD_ARGS, CALL_TIMEOUT)
+    except DialError as exc:
+        raise _fail(f"error dialing DHCP daemon: {exc}") from None
+    except CallError as exc:
+        raise _fail(f"error calling DHCP.{method}: {exc}") from None
 
 
 @hookimpl
 def cni_add(request: Request) -> Result:
     from cnicore.types import Result, parse_result
 
-    result = parse_result(call(request, "Allocate"), "1.1.0")
+    from .messages import result_from_gob
+
+    reply = call(request, "Allocate")
+    try:
+        result = parse_result(result_from_gob(reply if isinstance(reply, dict) else {}), "1.1.0")
+    except ValueError as exc:
+        raise _fail(f"error calling DHCP.Allocate: {exc}") from None
     assert isinstance(result, Result)
     return result
 
