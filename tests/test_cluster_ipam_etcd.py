@@ -28,7 +28,7 @@ import pytest
 from cni_plugins_builtin.cluster_ipam.etcd import b64
 from cni_plugins_builtin.cluster_ipam.localcluster import LocalCluster
 from cni_plugins_builtin.cluster_ipam.model import Keys
-from cnicore.testing import assert_netns_address, assert_result_has_ip, assert_result_has_route
+from cnicore.testing import assert_netns_address, assert_result_has_ip, assert_result_has_route, run_executable
 from helpers.cluster_ipam import (  # noqa: F401 - cluster and etcd_cluster are fixtures
     assert_consistent,
     assert_index_matches_keys,
