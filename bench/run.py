@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ import sections  # noqa: E402
 from sides import (  # noqa: E402
     EXAMPLE_MAIN_TYPE,
     REPO,
+    Go,
     Ours,
     build_go,
     build_venv,
@@ -50,9 +52,14 @@ from sides import (  # noqa: E402
 README = os.path.join(REPO, "bench", "README.md")
 #: The sections, in the order they run (`--only NAME` picks some).
 SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party",
-            "ptp", "portmap", "sbr", "macvlan", "host-device", "podman"]
-#: Sections --short leaves out unless --only names them (a real client: seconds a round).
-NOT_SHORT = ["podman"]
+            "ptp", "portmap", "sbr", "macvlan", "host-device", "links", "podman", "guest"]
+#: Sections --short leaves out unless --only names them (a real client: seconds a round; the
+#: guest: a boot and every exec 10-30x slower under TCG).
+NOT_SHORT = ["podman", "guest"]
+#: What the ``guest`` section runs on Debian's stock kernel (this machine's lacks their link types).
+GUEST_SECTIONS = ["links"]
+#: Its rounds at most: every exec costs 10-30x the host's under TCG.
+GUEST_ROUNDS = 10
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -90,14 +97,14 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     third_party = ""  # the type of the plugin scaffolded from the main example, if installed
     if opts.ours_bin:
         ours = Ours(opts.ours_kind, opts.ours_bin, opts.ours_python or sys.executable)
-    elif opts.short:
+    elif opts.short or opts.in_guest:
         ours = install_ours(sys.executable)  # this environment's launchers: no venv build in CI
     else:
         python = build_venv(opts.venv)
         if not opts.only or "third-party" in opts.only:
             third_party = install_third_party(python)  # before the launchers and the server: they see it
         ours = install_ours(python)
-    go = build_go(scratch("cnicore-bench-go"))
+    go = Go(None, "not built in the guest") if opts.in_guest else build_go(scratch("cnicore-bench-go"))
     warm = Ours("warm", warm_launchers(), sys.executable)
     rounds = opts.rounds or (2 if opts.short else 20)
     count = opts.concurrency or (4 if opts.short else 50)
@@ -122,6 +129,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "sbr": lambda: sections.sbr(sandbox, go, side, work, rounds),
             "macvlan": lambda: sections.macvlan(sandbox, go, side, work, rounds),
             "host-device": lambda: sections.host_device(sandbox, go, side, rounds),
+            "links": lambda: sections.links(sandbox, go, side, work, rounds),
             "podman": lambda: sections.podman(go, side, min(rounds, 10)),
         }
         for name, step in every.items():
@@ -148,9 +156,42 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                     rows.append(case.row())
                     print(format_row(rows[-1]), flush=True)
             rows[-1]["served_requests"] = server.served()
+    if "guest" in opts.only or (not opts.only and not opts.short):
+        for row in guest_rows(ours.python, min(rounds, GUEST_ROUNDS), opts.workers):
+            rows.append(row)
+            print(format_row(row), flush=True)
     return {"machine": host, "ours": ours.describe(), "go": go.bin_dir,
             "golibcni": go.golibcni or go.why_not, "rounds": rounds, "concurrency": count,
             "short": opts.short, "seconds": round(time.perf_counter() - started, 1), "rows": rows}
+
+
+def guest_rows(python: str, rounds: int, workers: int) -> list[dict[str, Any]]:
+    """The GUEST_SECTIONS, cold and warm, run by this bench inside a guest on Debian's stock
+    kernel (scripts/guest) with ``python``'s environment; their rows, marked "guest: "."""
+    out = tempfile.mkdtemp(prefix="cnicore-bench-guest-", dir="/var/tmp")  # the guest's /tmp is its own
+    shares = ["--share", out]
+    env_root = os.path.dirname(os.path.dirname(python))
+    if env_root.startswith("/tmp/"):
+        shares += ["--share", env_root]
+    argv = [os.path.join(REPO, "scripts", "guest"), "run", "--timeout", "1500", *shares, "--",
+            python, os.path.join(REPO, "bench", "run.py"), "--in-guest", "--rounds", str(rounds),
+            "--workers", str(workers), "--out", out]
+    for name in GUEST_SECTIONS:
+        argv += ["--only", name]
+    try:
+        proc = subprocess.run(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            with open(os.path.join(out, "bench.json")) as fh:
+                rows = json.load(fh)["rows"]
+        except (OSError, ValueError, KeyError):
+            tail = proc.stdout.strip().splitlines()[-5:]
+            return [{"section": "guest", "case": "skipped",
+                     "skipped": f"the guest run failed (exit {proc.returncode}): {' / '.join(tail)}"}]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    for row in rows:
+        row["section"] = "guest: " + row["section"]
+    return rows
 
 
 def _cell(side: dict[str, Any] | None) -> str:
@@ -218,6 +259,8 @@ def main() -> int:
     parser.add_argument("--ours-python", default="", help="the python whose cnitool goes with --ours-bin")
     parser.add_argument("--no-server", action="store_true", help="skip the warm server's part")
     parser.add_argument("--workers", type=int, default=4, help="the warm server's idle workers")
+    parser.add_argument("--in-guest", action="store_true",
+                        help="(run by the guest section) this environment's launchers, Go's driver not built")
     opts = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)

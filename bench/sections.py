@@ -661,3 +661,67 @@ def sbr(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
                 cases[f"sbr {verb}"].add(side, run_exec([os.path.join(dirs[side], "sbr")], env, conf)[0])
             ctr.remove()
     return list(cases.values())
+
+
+#: The link plugins whose kernel types this machine may lack (the ``guest`` section runs
+#: them on Debian's stock kernel), and what each needs.
+LINK_PLUGINS = {"ipvlan": "ipvlan", "vlan": "vlan", "vrf": "vrf", "dummy": "dummy"}
+
+
+def links(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """ipvlan (l2), vlan (id 100), dummy (each + host-local, IPv4) and vrf (chained on a
+    container's eth0 with an address and a route: creates the VRF, moves the route) ADD
+    and DEL in a fresh container, one exec each, Go's binary against our launcher.
+    Debian's 1.1.1 ships no dummy: ours alone there. On a kernel without these link types
+    (this machine's): skipped here, run by the ``guest`` section."""
+    from cnicore.netlink import Netlink
+    from cnicore.testing import kernel_has, run_in
+
+    missing = [kind for kind in LINK_PLUGINS.values() if not kernel_has(kind)]
+    if missing:
+        return [_skipped("links", f"this kernel lacks {', '.join(missing)}: the guest section runs them")]
+    cases = {(plugin, verb): Case(plugin, f"{plugin} {verb}",
+                                  "Debian's 1.1.1 has no dummy: ours alone" if plugin == "dummy" else "")
+             for plugin in LINK_PLUGINS for verb in ("ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    with Netlink() as nl:  # the master, in the bench's host namespace
+        try:
+            nl.link("blk0")
+        except LookupError:
+            nl.add_veth("blk0", "blk0p")
+            nl.set_up("blk0")
+            nl.set_up("blk0p")
+
+    def ipam(side: str, plugin: str, subnet: str) -> dict[str, Any]:
+        return {"type": "host-local", "dataDir": os.path.join(work, side, f"{plugin}-ipam"),
+                "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}
+
+    def conf(side: str, plugin: str, ctr: Any) -> dict[str, Any]:
+        base = {"cniVersion": "1.0.0", "name": f"bench-{plugin}-{side}", "type": plugin}
+        if plugin == "ipvlan":
+            return dict(base, master="blk0", mode="l2", ipam=ipam(side, plugin, "10.248.0.0/16"))
+        if plugin == "vlan":
+            return dict(base, master="blk0", vlanId=100, ipam=ipam(side, plugin, "10.249.0.0/16"))
+        if plugin == "dummy":
+            return dict(base, ipam=ipam(side, plugin, "10.250.0.0/16"))
+        for cmd in ("link add eth0 type dummy", "link set eth0 up", "addr add 10.251.0.5/24 dev eth0",
+                    "route add 10.99.0.0/16 via 10.251.0.1 dev eth0"):
+            run_in(ctr, "ip", *cmd.split())
+        return dict(base, vrfname="red", prevResult={
+            "cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": ctr.path}],
+            "ips": [{"address": "10.251.0.5/24", "interface": 0}]})
+
+    for index in range(rounds):
+        for plugin in LINK_PLUGINS:
+            for side in ("go", "ours"):
+                binary = os.path.join(dirs[side], plugin)
+                if not os.access(binary, os.X_OK):
+                    continue
+                ctr = sandbox.container()
+                body = json.dumps(conf(side, plugin, ctr)).encode()
+                for verb in ("ADD", "DEL"):
+                    env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-{plugin}-{index}", CNI_NETNS=ctr.path,
+                                    CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                    cases[(plugin, verb)].add(side, run_exec([binary], env, body)[0])
+                ctr.remove()
+    return list(cases.values())

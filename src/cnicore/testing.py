@@ -87,7 +87,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -269,20 +268,24 @@ class WarmServer:
     def pid(self) -> int:
         return int(self.proc.pid)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the socket accepts a connection (or the server died)."""
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until a worker answers a status request (or the server died).
+
+        A socket that accepts is not enough: the first request must be answered within
+        the launchers' first-answer deadline, or it runs cold — which a slow start (a
+        loaded machine, a guest under TCG) made some tests see."""
+        from cnicore.server import client
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cnitool daemon exited with {self.proc.returncode}: {self.log()}")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(self.socket)
+            if os.path.exists(self.socket) and client.status(self.socket) is not None:
                 return
-            except OSError:
-                time.sleep(0.05)
-            finally:
-                probe.close()
+            # A probe that timed out marks the socket unresponsive for this process (a
+            # runtime then goes cold at once); here the next probe must still ask.
+            client._unresponsive.discard(self.socket)
+            time.sleep(0.05)
         raise RuntimeError(f"cnitool daemon not ready after {timeout} s: {self.log()}")
 
     def workers(self) -> list[int]:

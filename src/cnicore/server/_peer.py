@@ -18,8 +18,15 @@ The peer is read race-free: ``SO_PEERPIDFD`` pins the process that connected
 and root directory are read by pid, and only then is the pidfd asked whether
 the process still lives: if it does, its pid was not reused and what was read
 is the peer's. Anything else raises :class:`NotTrusted`; the client runs the
-cold path with its own credentials. (Kernels before 6.5 have no
-``SO_PEERPIDFD``: every request there runs cold.)
+cold path with its own credentials.
+
+Kernels before 6.5 (Debian 12's 6.1 among them) have no ``SO_PEERPIDFD``. There
+the pidfd is opened by the pid ``SO_PEERCRED`` gave (``pidfd_open``, 5.3), as
+systemd does on such kernels: the same checks follow, and one race remains
+that 6.5 closes — should the connecting process exit after connecting, leave
+the connection to a child, and its pid be handed to another process before
+``pidfd_open``, that process is the one checked. It needs the whole PID space
+to wrap in the microseconds between ``accept`` and ``pidfd_open``.
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ class Server:
         self.caps = self.capabilities(os.getpid())
         #: Whether /proc numbers processes as this PID namespace does (peers are read by pid).
         self.proc_is_ours = os.readlink("/proc/self") == str(os.getpid())
+        #: Whether the kernel gives a peer's pidfd with the connection (6.5).
+        self.peer_pidfd = True
 
     def capabilities(self, pid: int) -> int:
         """The effective capability set of process ``pid`` (``capget``)."""
@@ -98,10 +107,7 @@ def check(conn: socket.socket, pid: int, server: Server) -> Caller:
     :class:`NotTrusted`."""
     from cnicore.server import _protocol as proto
 
-    try:
-        pidfd = conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
-    except OSError as exc:
-        raise NotTrusted(proto.REFUSE_PRIVILEGE, f"no pidfd of the peer: {exc.strerror}") from None
+    pidfd = _peer_pidfd(conn, pid, server)
     root = -1
     try:
         if pid <= 0 or not server.proc_is_ours:
@@ -130,6 +136,27 @@ def check(conn: socket.socket, pid: int, server: Server) -> Caller:
     finally:
         os.close(pidfd)
     return Caller(pid, root)
+
+
+def _peer_pidfd(conn: socket.socket, pid: int, server: Server) -> int:
+    """A pidfd of the peer: the connection's own (6.5), else one opened by its pid."""
+    import errno
+
+    from cnicore.server import _protocol as proto
+
+    if server.peer_pidfd:
+        try:
+            return conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
+        except OSError as exc:
+            if exc.errno != errno.ENOPROTOOPT:
+                raise NotTrusted(proto.REFUSE_PRIVILEGE, f"no pidfd of the peer: {exc.strerror}") from None
+            server.peer_pidfd = False  # a kernel before 6.5: for the worker's life
+    if pid <= 0 or not server.proc_is_ours:
+        raise NotTrusted(proto.REFUSE_PRIVILEGE, "the peer is not in this PID namespace and its /proc")
+    try:
+        return os.pidfd_open(pid)
+    except OSError as exc:
+        raise NotTrusted(proto.REFUSE_PRIVILEGE, f"no pidfd of the peer {pid}: {exc.strerror}") from None
 
 
 def check_namespaces(fds: list[int], server: Server, known: set[tuple[int, int]]) -> None:
