@@ -102,23 +102,31 @@ def fill(cluster: object, conf: dict[str, object], layout: str, share: float = 0
     return count
 
 
-def raw_limit(cluster: object, workdir: str, per_client: int) -> dict[str, object]:
-    """One ADD's etcd work, back to back from 16 processes over ``http.client``: ops/s."""
+def raw_limit(cluster: object, workdir: str, per_client: int, meter: CPUMeter) -> dict[str, object]:
+    """One ADD's etcd work, back to back from 16 processes over ``http.client``: ops/s, and
+    the CPU it costs per op (the clients', reaped children of this process, and etcd's):
+    the profile the server phases are held against."""
     from etcd_clients_bench import WORKER
 
     script = os.path.join(workdir, "raw_worker.py")
     with open(script, "w") as fh:
         fh.write(WORKER)
     url = cluster.endpoints[0]  # type: ignore[attr-defined]
+    children_before, etcd_before = os.times(), meter.sample()[0]
     procs = [cluster.run(lambda i=i: subprocess.Popen(  # type: ignore[attr-defined]
         [sys.executable, "-I", script, "http.client", url, str(per_client), f"raw{i}-{uuid.uuid4().hex[:6]}", workdir],
         stdout=subprocess.PIPE, text=True)) for i in range(CLIENTS)]
     results = [json.loads(proc.communicate(timeout=600)[0]) for proc in procs]
+    children_after, etcd_after = os.times(), meter.sample()[0]
+    clients_cpu = (children_after.children_user + children_after.children_system
+                   - children_before.children_user - children_before.children_system)
     lats = sorted(x for r in results for x in r["lat"])
     busiest = max(sum(r["lat"]) for r in results)
     return {"phase": "raw limit", "adds": len(lats), "failed": 0, "adds_per_s": round(len(lats) / busiest, 1),
             "p50_ms": round(lats[len(lats) // 2] * 1000, 1), "p99_ms": round(lats[int(len(lats) * 0.99)] * 1000, 1),
-            "max_ms": round(lats[-1] * 1000, 1), "cpu_ms_per_add": {"clients": 0, "server": 0, "etcd": 0},
+            "max_ms": round(lats[-1] * 1000, 1),
+            "cpu_ms_per_add": {"clients": round(clients_cpu / len(lats) * 1000, 1), "server": 0,
+                               "etcd": round((etcd_after - etcd_before) / len(lats) * 1000, 1)},
             "errors": []}
 
 
@@ -281,7 +289,7 @@ def main() -> int:
                         before = meter.sample()
                         lines = run_clients(cluster, conf, count, path, ctr.path, workdir)
                         results.append(summarize(filled, lines, before, meter.sample()))
-                    results.append(raw_limit(cluster, workdir, args.per_client * 2))
+                    results.append(raw_limit(cluster, workdir, args.per_client * 2, meter))
             killed = config(cluster.endpoints, "leader-kill", args.subnet)
             victim: list[object] = []
 

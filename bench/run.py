@@ -8,7 +8,11 @@ own ADD/DEL work in a warm process against Go's whole process; host-local
 at 0/50/99 % of a /20; 50 concurrent chain ADDs and DELs; a third-party
 main plugin (scaffolded from cnicore's main example into the bench's venv)
 against Go's ptp; podman's ``run -d -p`` and ``rm -f`` on each side's plugins alone
-(not in ``--short`` unless ``--only podman`` names it). Then the warm
+(not in ``--short`` unless ``--only podman`` names it); the link plugins this kernel
+lacks (``links``: ipvlan, vlan, vrf, dummy), run by the ``guest`` section in a guest on
+Debian's stock kernel beside Go's binaries, cold and warm; and ``cluster-ipam``
+(bench/cluster_ipam_bench.py: a 3-member etcd, its phases with their share of the raw
+limit and their CPU per ADD) — neither in ``--short``. Then the warm
 server (``cnitool daemon``, in a throwaway namespace of its own): the exec
 sections again with native launchers served by it ("warm:" rows; ours cold
 are Python launchers), and its footprint. ``--no-server`` skips that part.
@@ -52,10 +56,10 @@ from sides import (  # noqa: E402
 README = os.path.join(REPO, "bench", "README.md")
 #: The sections, in the order they run (`--only NAME` picks some).
 SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party",
-            "ptp", "portmap", "sbr", "macvlan", "host-device", "links", "podman", "guest"]
+            "ptp", "portmap", "sbr", "macvlan", "host-device", "links", "podman", "guest", "cluster-ipam"]
 #: Sections --short leaves out unless --only names them (a real client: seconds a round; the
 #: guest: a boot and every exec 10-30x slower under TCG).
-NOT_SHORT = ["podman", "guest"]
+NOT_SHORT = ["podman", "guest", "cluster-ipam"]
 #: What the ``guest`` section runs on Debian's stock kernel (this machine's lacks their link types).
 GUEST_SECTIONS = ["links"]
 #: Its rounds at most: every exec costs 10-30x the host's under TCG.
@@ -160,6 +164,10 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         for row in guest_rows(ours.python, min(rounds, GUEST_ROUNDS), opts.workers):
             rows.append(row)
             print(format_row(row), flush=True)
+    if "cluster-ipam" in opts.only or (not opts.only and not opts.short):
+        for row in cluster_ipam_rows(ours.python):
+            rows.append(row)
+            print(format_row(row), flush=True)
     return {"machine": host, "ours": ours.describe(), "go": go.bin_dir,
             "golibcni": go.golibcni or go.why_not, "rounds": rounds, "concurrency": count,
             "short": opts.short, "seconds": round(time.perf_counter() - started, 1), "rows": rows}
@@ -191,6 +199,33 @@ def guest_rows(python: str, rounds: int, workers: int) -> list[dict[str, Any]]:
         shutil.rmtree(out, ignore_errors=True)
     for row in rows:
         row["section"] = "guest: " + row["section"]
+    return rows
+
+
+def cluster_ipam_rows(python: str) -> list[dict[str, Any]]:
+    """bench/cluster_ipam_bench.py with ``python``'s environment (a 3-member etcd, 16 clients
+    on 3 nodes): its phases as rows. There is no Go cluster-ipam; the server phases carry
+    their share of the raw limit measured in the same run, and every phase its CPU per ADD."""
+    proc = subprocess.run([python, os.path.join(REPO, "bench", "cluster_ipam_bench.py"), "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    try:
+        phases = json.loads(proc.stdout)
+    except ValueError:
+        return [{"section": "cluster-ipam", "case": "skipped",
+                 "skipped": f"the cluster-ipam bench failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}]
+    raw = next((float(p["adds_per_s"]) for p in phases if p["phase"] == "raw limit"), 0.0)
+    rows = []
+    for phase in phases:
+        cpu = phase["cpu_ms_per_add"]
+        row: dict[str, Any] = {"section": "cluster-ipam", "case": phase["phase"], "adds_per_s": phase["adds_per_s"],
+                               "failed": phase["failed"], "p50_ms": phase["p50_ms"], "p99_ms": phase["p99_ms"],
+                               "cpu_ms_per_add": f"{cpu['clients']}+{cpu['server']}+{cpu['etcd']}"}
+        if str(phase["phase"]).startswith("server") and "/s" not in str(phase["phase"]) and raw:
+            row["share_of_raw_limit"] = round(float(phase["adds_per_s"]) / raw, 2)
+        for key in ("duplicates", "lost", "orphans"):
+            if key in phase:
+                row[key] = phase[key]
+        rows.append(row)
     return rows
 
 
