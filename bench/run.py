@@ -8,7 +8,8 @@ own ADD/DEL work in a warm process against Go's whole process; host-local
 at 0/50/99 % of a /20; 50 concurrent chain ADDs and DELs; a third-party
 main plugin (scaffolded from cnicore's main example into the bench's venv)
 against Go's ptp; podman's ``run -d -p`` and ``rm -f`` on each side's plugins alone
-(not in ``--short`` unless ``--only podman`` names it); the link plugins this kernel
+(not in ``--short`` unless ``--only podman`` names it); dhcp, each side with its own daemon
+and dnsmasq on a bridge; the link plugins this kernel
 lacks (``links``: ipvlan, vlan, vrf, dummy), run by the ``guest`` section in a guest on
 Debian's stock kernel beside Go's binaries, cold and warm; and ``cluster-ipam``
 (bench/cluster_ipam_bench.py: a 3-member etcd, its phases with their share of the raw
@@ -56,7 +57,7 @@ from sides import (  # noqa: E402
 README = os.path.join(REPO, "bench", "README.md")
 #: The sections, in the order they run (`--only NAME` picks some).
 SECTIONS = ["version", "exec", "libcni", "cnitool", "warm", "host-local", "meta", "concurrent", "third-party",
-            "ptp", "portmap", "sbr", "macvlan", "host-device", "links", "podman", "guest", "cluster-ipam"]
+            "ptp", "portmap", "sbr", "macvlan", "host-device", "dhcp", "links", "podman", "guest", "cluster-ipam"]
 #: Sections --short leaves out unless --only names them (a real client: seconds a round; the
 #: guest: a boot and every exec 10-30x slower under TCG).
 NOT_SHORT = ["podman", "guest", "cluster-ipam"]
@@ -133,6 +134,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             "sbr": lambda: sections.sbr(sandbox, go, side, work, rounds),
             "macvlan": lambda: sections.macvlan(sandbox, go, side, work, rounds),
             "host-device": lambda: sections.host_device(sandbox, go, side, rounds),
+            "dhcp": lambda: sections.dhcp(sandbox, go, side, work, rounds),
             "links": lambda: sections.links(sandbox, go, side, work, rounds),
             "podman": lambda: sections.podman(go, side, min(rounds, 10)),
         }

@@ -725,3 +725,80 @@ def links(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case
                     cases[(plugin, verb)].add(side, run_exec([binary], env, body)[0])
                 ctr.remove()
     return list(cases.values())
+
+
+def dhcp(sandbox: Any, go: Go, ours: Ours, work: str, rounds: int) -> list[Case]:
+    """dhcp (the IPAM plugin exec'd as the runtime's main plugin would) ADD and DEL for a
+    container whose eth0 is on a bridge served by dnsmasq (no ping check), each side with
+    its own daemon (Go's ``dhcp daemon``; ours, ``python -m cni_plugins_builtin.dhcp
+    daemon``), one exec each: the plugin's exec, the RPC and the daemon's DHCP exchange
+    (DISCOVER/OFFER/REQUEST/ACK on ADD, RELEASE on DEL)."""
+    import signal
+    import subprocess
+    import time
+
+    from cnicore.netlink import Netlink
+
+    cases = {verb: Case("dhcp", f"dhcp {verb}") for verb in ("ADD", "DEL")}
+    dirs = bin_dirs(go, ours)
+    import tempfile
+
+    state = tempfile.mkdtemp(prefix="dhcp-", dir=work)  # each pass its own: Go's daemon leaves its socket
+    with Netlink() as nl:  # the bench's host namespace (run.py calls the sections there)
+        nl.add_bridge("bdh0")
+        nl.add_address(nl.link("bdh0"), "10.78.0.1/24")
+        nl.set_up(nl.link("bdh0"))
+    log = os.path.join(state, "dnsmasq.log")
+    procs = [subprocess.Popen(
+        ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--interface=bdh0",
+         "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
+         "--dhcp-range=10.78.0.50,10.78.0.250,255.255.255.0,2m",
+         f"--dhcp-leasefile={state}/leases", f"--pid-file={state}/dnsmasq.pid", f"--log-facility={log}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    sockets = {side: os.path.join(state, f"{side}.sock") for side in ("go", "ours")}
+    for side, argv in (("go", [os.path.join(dirs["go"], "dhcp"), "daemon"]),
+                       ("ours", [ours.python, "-m", "cni_plugins_builtin.dhcp", "daemon"])):
+        with open(os.path.join(state, f"{side}-daemon.log"), "wb") as out:
+            procs.append(subprocess.Popen([*argv, "-socketpath", sockets[side]], stdin=subprocess.DEVNULL,
+                                          stdout=out, stderr=subprocess.STDOUT))
+    try:
+        deadline = time.monotonic() + 30
+        while not (all(os.path.exists(s) for s in sockets.values()) and os.path.exists(log)):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                return [_skipped("dhcp", "dnsmasq or a daemon did not start")]
+            time.sleep(0.1)
+        host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for index in range(rounds):
+                for side in ("go", "ours"):
+                    ctr = sandbox.container()
+                    tag = f"bd{index % 100}{side[0]}"
+
+                    def make(tag: str = tag) -> None:
+                        with Netlink() as nl:
+                            nl.add_veth("eth0", tag, peer_netns_fd=host_fd)
+
+                    ctr.do(make)
+                    with Netlink() as nl:
+                        nl.set_link(nl.link(tag), master=nl.link("bdh0").index, up=True)
+                    conf = json.dumps({"cniVersion": "1.0.0", "name": "bench-dhcp", "type": "dhcp",
+                                       "ipam": {"type": "dhcp", "daemonSocketPath": sockets[side]}}).encode()
+                    for verb in ("ADD", "DEL"):
+                        env = clean_env(CNI_COMMAND=verb, CNI_CONTAINERID=f"bench-dhcp-{side}-{index}",
+                                        CNI_NETNS=ctr.path, CNI_IFNAME="eth0", CNI_PATH=dirs[side], CNI_ARGS="")
+                        cases[verb].add(side, run_exec([os.path.join(dirs[side], "dhcp")], env, conf)[0])
+                    ctr.remove()
+        finally:
+            os.close(host_fd)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(5)
+        with Netlink() as nl:
+            nl.delete_link("bdh0")
+    return list(cases.values())
