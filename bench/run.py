@@ -153,8 +153,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         if not opts.no_server and not opts.ours_bin:
             from cnicore.testing import WarmServer
 
-            with WarmServer(tempfile.mkdtemp(prefix="cnicore-bench-server-"), workers=opts.workers,
-                            python=ours.python, prefix="cnitest-bench-srv") as server:
+            server_dir = tempfile.mkdtemp(prefix="cnicore-bench-server-")
+            with WarmServer(server_dir, workers=opts.workers, python=ours.python,
+                            prefix="cnitest-bench-srv") as server:
                 served = install_ours(ours.python, "warm server", server.socket)
                 sandbox.host.do(steps, served, "warm: ")
                 time.sleep(0.5)  # the last workers' replacements settle
@@ -162,6 +163,12 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                     rows.append(case.row())
                     print(format_row(rows[-1]), flush=True)
             rows[-1]["served_requests"] = server.served()
+            shutil.rmtree(server_dir, ignore_errors=True)
+            shutil.rmtree(served.bin_dir, ignore_errors=True)
+    # What this run made in /tmp, kept only when a section failed, to look into.
+    for path in (work, warm.bin_dir, "" if opts.ours_bin else ours.bin_dir):
+        if path:
+            shutil.rmtree(path, ignore_errors=True)
     if "guest" in opts.only or (not opts.only and not opts.short):
         for row in guest_rows(ours.python, min(rounds, GUEST_ROUNDS), opts.workers):
             rows.append(row)
