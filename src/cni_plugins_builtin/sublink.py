@@ -222,25 +222,6 @@ def conf_dns(dns: dict[str, Any]) -> DNS:
 
 # -- CHECK -------------------------------------------------------------------------
 
-def prev_interface(request: Request, missing: str) -> Interface | None:
-    """The prevResult's interface for CNI_IFNAME in CNI_NETNS (None if none), after the
-    reference's "prevResult missing" (``missing``) and sandbox checks."""
-    from cnicore.config import lookup
-
-    if lookup(request.config, "prevResult") is None:
-        raise fail(missing)
-    result = request.prev_result
-    assert result is not None
-    found = None
-    for intf in result.interfaces:
-        if intf.name == request.ifname and intf.sandbox == request.netns:
-            found = intf
-    sandbox = found.sandbox if found else ""
-    if request.netns != sandbox:
-        raise fail(f"Sandbox in prevResult {sandbox} doesn't match configured netns: {request.netns}")
-    return found
-
-
 def check_master(master: str, netns: NetNS, in_container: bool) -> None:
     from cnicore.ip import link_by_name
 

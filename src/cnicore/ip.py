@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from cnicore.netlink import Link, Netlink
     from cnicore.ns import NetNS
     from cnicore.request import Request
-    from cnicore.types import IPConfig, Route
+    from cnicore.types import Interface, IPConfig, Route
 
     LinkRef = Union[Link, int, str]
 
@@ -82,6 +82,7 @@ __all__ = [
     "parse_ip",
     "parse_ip_or_cidr",
     "parse_mac",
+    "prev_result_interface",
     "random_veth_name",
     "settle_addresses",
     "setup_veth",
@@ -361,6 +362,27 @@ def enable_forward(ips: Iterable[IPConfig | str], request: Request | None = None
 
 
 # -- CHECK -------------------------------------------------------------------------
+
+
+def prev_result_interface(request: Request, missing: str = "Required prevResult missing") -> Interface | None:
+    """CHECK's opening, as the reference plugins write it: the ``prevResult``'s interface
+    named CNI_IFNAME in CNI_NETNS (the last one listed; None if there is none, which only
+    an empty CNI_NETNS lets through). No ``prevResult`` fails with ``missing``; no
+    interface in this sandbox, with Go's "Sandbox in prevResult ... doesn't match"."""
+    from cnicore.config import lookup
+
+    if lookup(request.config, "prevResult") is None:
+        raise _fail(missing)
+    result = request.prev_result
+    assert result is not None
+    found = None
+    for intf in result.interfaces:
+        if intf.name == request.ifname and intf.sandbox == request.netns:
+            found = intf
+    sandbox = found.sandbox if found else ""
+    if request.netns != sandbox:
+        raise _fail(f"Sandbox in prevResult {sandbox} doesn't match configured netns: {request.netns}")
+    return found
 
 
 def validate_expected_interface_ips(ifname: str, ips: Iterable[IPConfig]) -> None:

@@ -119,24 +119,16 @@ def cni_del(request: Request) -> None:
 @hookimpl
 def cni_check(request: Request) -> None:
     from cnicore import ip, ipam
-    from cnicore.config import lookup
     from cnicore.ns import open_container_netns
 
     if not _ipam_type(request):
         raise _fail("dummy interface requires an IPAM configuration")
     with open_container_netns(request.netns) as netns:
         ipam.exec_check(request)
-        if lookup(request.config, "prevResult") is None:
-            raise _fail("dummy: Required prevResult missing")
+        intf = ip.prev_result_interface(request, "dummy: Required prevResult missing")
         result = request.prev_result
         assert result is not None
-        name, mac, sandbox = "", "", ""
-        for intf in result.interfaces:
-            if intf.name == request.ifname and intf.sandbox == request.netns:
-                name, mac, sandbox = intf.name, intf.mac, intf.sandbox
-        if request.netns != sandbox:
-            raise _fail(f"Sandbox in prevResult {sandbox} doesn't match configured netns: {request.netns}")
-        netns.do(_check_interface, name, mac, sandbox)
+        netns.do(_check_interface, intf.name if intf else "", intf.mac if intf else "", intf.sandbox if intf else "")
         netns.do(ip.validate_expected_interface_ips, request.ifname, result.ips)
 
 

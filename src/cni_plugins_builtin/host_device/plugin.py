@@ -170,19 +170,14 @@ def cni_check(request: Request) -> None:
             from cnicore.ipam import exec_check
 
             exec_check(request)
-        if lookup(request.config, "prevResult") is None:
-            raise fail("Required prevResult missing")
+        if conf.dpdk_mode:  # a prevResult is still required; its interface is not checked
+            if lookup(request.config, "prevResult") is None:
+                raise fail("Required prevResult missing")
+            return
+        intf = ip.prev_result_interface(request)
         result = request.prev_result
         assert result is not None
-        if conf.dpdk_mode:
-            return
-        name, mac, sandbox = "", "", ""
-        for intf in result.interfaces:
-            if intf.name == request.ifname and intf.sandbox == request.netns:
-                name, mac, sandbox = intf.name, intf.mac, intf.sandbox
-        if request.netns != sandbox:
-            raise fail(f"Sandbox in prevResult {sandbox} doesn't match configured netns: {request.netns}")
-        netns.do(_check_interface, name, mac, sandbox)
+        netns.do(_check_interface, intf.name if intf else "", intf.mac if intf else "", intf.sandbox if intf else "")
         netns.do(ip.validate_expected_interface_ips, request.ifname, result.ips)
         netns.do(ip.validate_expected_route, result.routes)
 

@@ -152,6 +152,7 @@ def cni_del(request: Request) -> None:
 @hookimpl
 def cni_check(request: Request) -> None:
     from cni_plugins_builtin import sublink
+    from cnicore.ip import prev_result_interface
 
     conf = IpvlanConf(request.config)
     netns = sublink.open_netns(request.netns)
@@ -160,7 +161,7 @@ def cni_check(request: Request) -> None:
             from cnicore.ipam import exec_check
 
             exec_check(request)
-        intf = sublink.prev_interface(request, "Required prevResult missing")
+        intf = prev_result_interface(request, "Required prevResult missing")
         sublink.check_master(conf.master, netns, conf.link_in_container)
         netns.do(_check_interface, intf.name if intf else "", intf.mac if intf else "",
                  intf.sandbox if intf else "", conf.mode)

@@ -147,6 +147,7 @@ def cni_del(request: Request) -> None:
 @hookimpl
 def cni_check(request: Request) -> None:
     from cni_plugins_builtin import sublink
+    from cnicore.ip import prev_result_interface
 
     from .config import load
 
@@ -157,7 +158,7 @@ def cni_check(request: Request) -> None:
             from cnicore.ipam import exec_check
 
             exec_check(request)
-        intf = sublink.prev_interface(request, "Required prevResult missing")
+        intf = prev_result_interface(request, "Required prevResult missing")
         sublink.check_master(conf.master, netns, conf.link_in_container)
         netns.do(_check_interface, intf.name if intf else "", intf.mac if intf else "",
                  intf.sandbox if intf else "", conf.mode)

@@ -255,7 +255,6 @@ def cni_del(request: Request) -> None:
 @hookimpl
 def cni_check(request: Request) -> None:
     from cnicore import ip, ipam
-    from cnicore.config import lookup
     from cnicore.ns import get_netns
 
     _conf(request)
@@ -265,17 +264,10 @@ def cni_check(request: Request) -> None:
         raise _fail(f'failed to open netns "{request.netns}": {exc}') from None
     with netns:
         ipam.exec_check(request)
-        if lookup(request.config, "prevResult") is None:
-            raise _fail("ptp: Required prevResult missing")
+        intf = ip.prev_result_interface(request, "ptp: Required prevResult missing")
         result = request.prev_result
         assert result is not None
-        name, mac, sandbox = "", "", ""
-        for intf in result.interfaces:
-            if intf.name == request.ifname and intf.sandbox == request.netns:
-                name, mac, sandbox = intf.name, intf.mac, intf.sandbox
-        if request.netns != sandbox:
-            raise _fail(f"Sandbox in prevResult {sandbox} doesn't match configured netns: {request.netns}")
-        netns.do(_check_container_interface, name, mac)
+        netns.do(_check_container_interface, intf.name if intf else "", intf.mac if intf else "")
         netns.do(ip.validate_expected_interface_ips, request.ifname, result.ips)
         netns.do(ip.validate_expected_route, result.routes)
 

@@ -235,7 +235,6 @@ def cni_del(request: Request) -> None:
 @hookimpl
 def cni_check(request: Request) -> None:
     from cnicore import ip
-    from cnicore.config import lookup
     from cnicore.ns import open_container_netns
 
     conf = _conf(request)
@@ -244,16 +243,9 @@ def cni_check(request: Request) -> None:
             from cnicore.ipam import exec_check
 
             exec_check(request)
-        if lookup(request.config, "prevResult") is None:
-            raise _fail("Required prevResult missing")
+        ip.prev_result_interface(request)
         result = request.prev_result
         assert result is not None
-        sandbox = ""
-        for intf in result.interfaces:
-            if intf.name == request.ifname and intf.sandbox == request.netns:
-                sandbox = intf.sandbox
-        if request.netns != sandbox:
-            raise _fail(f"Sandbox in prevResult {sandbox} doesn't match configured netns: {request.netns}")
         netns.do(ip.validate_expected_interface_ips, request.ifname, result.ips)
         netns.do(ip.validate_expected_route, result.routes)
 
