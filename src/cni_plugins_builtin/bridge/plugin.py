@@ -60,7 +60,7 @@ def _unique_id(container_id: str, ifname: str) -> str:
 @hookimpl
 def cni_add(request: Request) -> Result:
     from cnicore.ip import setup_veth
-    from cnicore.ns import current_netns, get_netns
+    from cnicore.ns import current_netns, open_container_netns
     from cnicore.rollback import Rollback
     from cnicore.types import Interface, Result
 
@@ -71,10 +71,7 @@ def cni_add(request: Request) -> Result:
     dns = _dns(conf)
     # The netns is opened before the bridge is made (the reference makes the bridge
     # first), so an ADD for a missing namespace leaves nothing behind.
-    try:
-        netns = get_netns(request.netns)
-    except Exception as exc:  # noqa: BLE001 - the reference's wording for any open failure
-        raise links.fail(f'failed to open netns "{request.netns}": {exc}') from None
+    netns = open_container_netns(request.netns)
     host_ns = current_netns()
     with netns, host_ns, Rollback() as undo:
         # Until our veth is a port of the bridge, a failing ADD that created the
@@ -331,16 +328,12 @@ def cni_check(request: Request) -> None:
     from cnicore.config import lookup
     from cnicore.ip import validate_expected_interface_ips, validate_expected_route
     from cnicore.ipam import exec_check
-    from cnicore.ns import get_netns
+    from cnicore.ns import open_container_netns
 
     from . import checks, links
 
     conf = _conf(request)
-    try:
-        netns = get_netns(request.netns)
-    except Exception as exc:  # noqa: BLE001
-        raise links.fail(f'failed to open netns "{request.netns}": {exc}') from None
-    with netns:
+    with open_container_netns(request.netns) as netns:
         if conf.is_layer3:
             exec_check(request)
         if lookup(request.config, "prevResult") is None:

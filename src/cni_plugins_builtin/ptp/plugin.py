@@ -91,7 +91,7 @@ def _host_bits(address: str) -> int:
 @hookimpl
 def cni_add(request: Request) -> Result:
     from cnicore import ip, ipam
-    from cnicore.ns import current_netns, get_netns
+    from cnicore.ns import current_netns, open_container_netns
     from cnicore.rollback import Rollback
     from cnicore.types import Interface
     from cnicore.types import Result as Current
@@ -109,10 +109,7 @@ def cni_add(request: Request) -> Result:
                 ip.enable_forward(result.ips, request)
             except CNIError as exc:
                 raise CNIError(exc.code, f"Could not enable IP forwarding: {exc.msg}", exc.details) from None
-            try:
-                netns = get_netns(request.netns)
-            except Exception as exc:  # noqa: BLE001 - the reference's wording for any open failure
-                raise _fail(f'failed to open netns "{request.netns}": {exc}') from None
+            netns = open_container_netns(request.netns)
             opened.append(netns)
             host_ns = current_netns()
             opened.append(host_ns)
@@ -255,14 +252,10 @@ def cni_del(request: Request) -> None:
 @hookimpl
 def cni_check(request: Request) -> None:
     from cnicore import ip, ipam
-    from cnicore.ns import get_netns
+    from cnicore.ns import open_container_netns
 
     _conf(request)
-    try:
-        netns = get_netns(request.netns)
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(f'failed to open netns "{request.netns}": {exc}') from None
-    with netns:
+    with open_container_netns(request.netns) as netns:
         ipam.exec_check(request)
         intf = ip.prev_result_interface(request, "ptp: Required prevResult missing")
         result = request.prev_result
