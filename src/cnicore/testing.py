@@ -282,9 +282,6 @@ class WarmServer:
                 raise RuntimeError(f"cnitool daemon exited with {self.proc.returncode}: {self.log()}")
             if os.path.exists(self.socket) and client.status(self.socket) is not None:
                 return
-            # A probe that timed out marks the socket unresponsive for this process (a
-            # runtime then goes cold at once); here the next probe must still ask.
-            client._unresponsive.discard(self.socket)
             time.sleep(0.05)
         raise RuntimeError(f"cnitool daemon not ready after {timeout} s: {self.log()}")
 

@@ -116,9 +116,10 @@ def _close(fds: list[int]) -> None:
             pass
 
 
-def _accepted(sock: _socket.socket, socket_path: str, answer_by: float) -> bool:
+def _accepted(sock: _socket.socket, socket_path: str, answer_by: float, remember: bool = True) -> bool:
     """Whether a worker took the connection (its ``A`` frame) by ``answer_by``: only then
-    may descriptors be sent. The socket is closed when not."""
+    may descriptors be sent. The socket is closed when not; a timeout marks it
+    unresponsive for this process unless ``remember`` is false."""
     frame = b""
     try:
         while len(frame) < proto.FRAME.size:
@@ -131,7 +132,8 @@ def _accepted(sock: _socket.socket, socket_path: str, answer_by: float) -> bool:
                 break
             frame += more
     except TimeoutError:
-        _unresponsive.add(socket_path)
+        if remember:
+            _unresponsive.add(socket_path)
         frame = b""
     except OSError:
         frame = b""
@@ -145,10 +147,11 @@ class _NoAnswer(Exception):
     """No first frame from the server within :data:`proto.FIRST_ANSWER_TIMEOUT`."""
 
 
-def _connect(socket_path: str) -> _socket.socket | None:
+def _connect(socket_path: str, remembered: bool = True) -> _socket.socket | None:
     """A connection to the server at ``socket_path``, or None when none answers in time
-    (its sends, too, time out with the first answer's deadline)."""
-    if socket_path in _unresponsive:
+    (its sends, too, time out with the first answer's deadline) or, if ``remembered``,
+    when it let a first answer time out in this process before."""
+    if remembered and socket_path in _unresponsive:
         return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     sock.settimeout(proto.FIRST_ANSWER_TIMEOUT)
@@ -335,14 +338,16 @@ def _await_exit(sock: _socket.socket, is_add: bool, answer_by: float) -> int | N
 def status(socket_path: str) -> dict[str, object] | None:
     """The counters of the server at ``socket_path`` (``cnitool daemon status``), or None
     when it gives no answer within :data:`proto.FIRST_ANSWER_TIMEOUT` (none running,
-    every worker busy or stopped) or refuses (another uid, another protocol)."""
+    every worker busy or stopped) or refuses (another uid, another protocol). Asked afresh
+    every time: a status question neither skips nor marks an unresponsive server (a
+    readiness probe asks again until a worker answers)."""
     import json
 
     from cnicore.server._native import build_id
 
     answer_by = time.monotonic() + proto.FIRST_ANSWER_TIMEOUT
-    sock = _connect(socket_path)
-    if sock is None or not _accepted(sock, socket_path, answer_by):
+    sock = _connect(socket_path, remembered=False)
+    if sock is None or not _accepted(sock, socket_path, answer_by, remember=False):
         return None
     try:
         sock.sendall(proto.encode_request(build_id(), 0, proto.FLAG_STATUS, "/", "", [], {}))
